@@ -1,0 +1,162 @@
+//! IPROTO wire constants: request types, header and body keys, iterator codes.
+//! The values are Tarantool 2.6's (see ../shared/docs/iproto.md §2–§4).
+
+/// Request and response types (`IPROTO_REQUEST_TYPE` values).
+pub mod request {
+    pub const OK: u32 = 0;
+    pub const SELECT: u32 = 1;
+    pub const INSERT: u32 = 2;
+    pub const REPLACE: u32 = 3;
+    pub const UPDATE: u32 = 4;
+    pub const DELETE: u32 = 5;
+    pub const CALL_16: u32 = 6;
+    pub const AUTH: u32 = 7;
+    pub const EVAL: u32 = 8;
+    pub const UPSERT: u32 = 9;
+    pub const CALL: u32 = 10;
+    pub const EXECUTE: u32 = 11;
+    pub const NOP: u32 = 12;
+    pub const PREPARE: u32 = 13;
+    pub const CONFIRM: u32 = 40;
+    pub const ROLLBACK: u32 = 41;
+    pub const PING: u32 = 64;
+    pub const JOIN: u32 = 65;
+    pub const SUBSCRIBE: u32 = 66;
+    pub const VOTE_DEPRECATED: u32 = 67;
+    pub const VOTE: u32 = 68;
+    pub const FETCH_SNAPSHOT: u32 = 69;
+    pub const REGISTER: u32 = 70;
+    pub const CHUNK: u32 = 128;
+    /// Error responses are `TYPE_ERROR | code`.
+    pub const TYPE_ERROR: u32 = 1 << 15;
+}
+
+/// Header and body map keys (`enum iproto_key`).
+pub mod key {
+    pub const REQUEST_TYPE: u8 = 0x00;
+    pub const SYNC: u8 = 0x01;
+    pub const REPLICA_ID: u8 = 0x02;
+    pub const LSN: u8 = 0x03;
+    pub const TIMESTAMP: u8 = 0x04;
+    pub const SCHEMA_VERSION: u8 = 0x05;
+    pub const SERVER_VERSION: u8 = 0x06;
+    pub const GROUP_ID: u8 = 0x07;
+    pub const TSN: u8 = 0x08;
+    pub const FLAGS: u8 = 0x09;
+    pub const STREAM_ID: u8 = 0x0a;
+    pub const SPACE_ID: u8 = 0x10;
+    pub const INDEX_ID: u8 = 0x11;
+    pub const LIMIT: u8 = 0x12;
+    pub const OFFSET: u8 = 0x13;
+    pub const ITERATOR: u8 = 0x14;
+    pub const INDEX_BASE: u8 = 0x15;
+    pub const KEY: u8 = 0x20;
+    pub const TUPLE: u8 = 0x21;
+    pub const FUNCTION_NAME: u8 = 0x22;
+    pub const USER_NAME: u8 = 0x23;
+    pub const INSTANCE_UUID: u8 = 0x24;
+    pub const CLUSTER_UUID: u8 = 0x25;
+    pub const VCLOCK: u8 = 0x26;
+    pub const EXPR: u8 = 0x27;
+    pub const OPS: u8 = 0x28;
+    pub const BALLOT: u8 = 0x29;
+    pub const TUPLE_META: u8 = 0x2a;
+    pub const OPTIONS: u8 = 0x2b;
+    pub const DATA: u8 = 0x30;
+    pub const ERROR_24: u8 = 0x31;
+    pub const METADATA: u8 = 0x32;
+    pub const SQL_TEXT: u8 = 0x40;
+    pub const SQL_BIND: u8 = 0x41;
+    pub const SQL_INFO: u8 = 0x42;
+    pub const STMT_ID: u8 = 0x43;
+    pub const REPLICA_ANON: u8 = 0x50;
+    pub const ID_FILTER: u8 = 0x51;
+    pub const ERROR: u8 = 0x52;
+    /// `IPROTO_KEY_MAX` in 2.6.0: header keys at or above it are rejected by 2.6 peers.
+    pub const KEY_MAX: u8 = 0x53;
+}
+
+/// Keys inside one entry of the `IPROTO_ERROR` stack (§9.2).
+pub mod error_key {
+    pub const STACK: u8 = 0x00;
+    pub const TYPE: u8 = 0x00;
+    pub const FILE: u8 = 0x01;
+    pub const LINE: u8 = 0x02;
+    pub const MESSAGE: u8 = 0x03;
+    pub const ERRNO: u8 = 0x04;
+    pub const CODE: u8 = 0x05;
+    pub const FIELDS: u8 = 0x06;
+}
+
+/// Iterator types (`IPROTO_ITERATOR`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum IteratorType {
+    Eq,
+    Req,
+    All,
+    Lt,
+    Le,
+    Ge,
+    Gt,
+    BitsAllSet,
+    BitsAnySet,
+    BitsAllNotSet,
+    Overlaps,
+    Neighbor,
+}
+
+impl IteratorType {
+    pub fn from_code(code: u64) -> Option<Self> {
+        use IteratorType::*;
+        Some(match code {
+            0 => Eq,
+            1 => Req,
+            2 => All,
+            3 => Lt,
+            4 => Le,
+            5 => Ge,
+            6 => Gt,
+            7 => BitsAllSet,
+            8 => BitsAnySet,
+            9 => BitsAllNotSet,
+            10 => Overlaps,
+            11 => Neighbor,
+            _ => return None,
+        })
+    }
+
+    /// The upper-case name Tarantool prints in iterator errors.
+    pub fn name(self) -> &'static str {
+        use IteratorType::*;
+        match self {
+            Eq => "EQ",
+            Req => "REQ",
+            All => "ALL",
+            Lt => "LT",
+            Le => "LE",
+            Ge => "GE",
+            Gt => "GT",
+            BitsAllSet => "BITS_ALL_SET",
+            BitsAnySet => "BITS_ANY_SET",
+            BitsAllNotSet => "BITS_ALL_NOT_SET",
+            Overlaps => "OVERLAPS",
+            Neighbor => "NEIGHBOR",
+        }
+    }
+
+    /// True for iterators that walk the index backwards.
+    pub fn is_reverse(self) -> bool {
+        matches!(self, IteratorType::Req | IteratorType::Lt | IteratorType::Le)
+    }
+}
+
+/// The version this server announces. 2.6 keeps every client on its pre-ID code paths.
+pub const GREETING_VERSION: &str = "2.6.0";
+/// Packed version for the SUBSCRIBE/JOIN `SERVER_VERSION` field: (major << 16) | (minor << 8) | patch.
+pub const SERVER_VERSION_ID: u32 = (2 << 16) | (6 << 8);
+/// Size of the greeting sent on connect.
+pub const GREETING_SIZE: usize = 128;
+/// Salt bytes carried (base64) in the greeting; chap-sha1 uses the first 20.
+pub const SALT_SIZE: usize = 32;
+/// Scramble length of chap-sha1.
+pub const SCRAMBLE_SIZE: usize = 20;

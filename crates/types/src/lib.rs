@@ -1,0 +1,9 @@
+//! Pure vocabulary shared by every spindle crate: the IPROTO wire constants (one table), the
+//! limits every queue and buffer obeys (one module), and Tarantool's error codes with their
+//! 2.6 message texts. No threads, no I/O, no dependencies.
+
+pub mod error;
+pub mod iproto;
+pub mod limits;
+
+pub use error::{BoxError, BoxResult, ErrorKind};

@@ -1,0 +1,40 @@
+//! Every bound in the server lives here, so that a reviewer can see them all at once.
+
+/// Largest accepted IPROTO packet (header + body), bytes. Tarantool's hard cap is 2 GiB; we
+/// refuse far earlier because a packet is buffered whole before it is decoded.
+pub const PACKET_SIZE_MAX_DEFAULT: usize = 16 * 1024 * 1024;
+/// Tarantool's absolute packet limit (`IPROTO_PACKET_SIZE_MAX`); anything above is a framing error.
+pub const PACKET_SIZE_HARD_MAX: u64 = 1 << 31;
+/// Default number of requests one network thread keeps in flight before it stops reading.
+pub const NET_MSG_MAX_DEFAULT: usize = 768;
+/// Bytes of unsent replies a connection may hold before the net thread stops reading from it.
+pub const CONN_OUTPUT_MAX: usize = 4 * 1024 * 1024;
+/// Read buffer growth step for a connection.
+pub const CONN_READ_CHUNK: usize = 16 * 1024;
+/// Messages the TX dispatcher handles before it yields to epoll and other fibers.
+pub const TX_DISPATCH_BATCH: usize = 256;
+/// Request fibers alive at once; requests beyond this wait in the TX run queue.
+pub const TX_FIBER_POOL_MAX: usize = 4096;
+/// Stack size of a TX fiber, in machine words (may's unit).
+pub const TX_FIBER_STACK_WORDS: usize = 0x4000;
+/// Rows the WAL thread writes in one block before it starts another (at a txn boundary).
+pub const WAL_BLOCK_BYTES_MAX: usize = 128 * 1024;
+/// Default size at which the WAL rotates to a new `.xlog` file.
+pub const WAL_MAX_SIZE_DEFAULT: u64 = 256 * 1024 * 1024;
+/// Maximum number of fields in a tuple accepted from a client.
+pub const TUPLE_FIELD_COUNT_MAX: u32 = 1 << 31;
+/// Largest tuple accepted (`memtx_max_tuple_size` default).
+pub const TUPLE_SIZE_MAX: usize = 1024 * 1024;
+/// Index parts per index (Tarantool's BOX_INDEX_PART_MAX is larger; nobody needs that many).
+pub const INDEX_PART_MAX: usize = 255;
+/// Indexes per space (`BOX_INDEX_MAX`).
+pub const INDEX_MAX: u32 = 128;
+/// Space ids must be below this (`BOX_SPACE_MAX`).
+pub const SPACE_ID_MAX: u32 = 0x7fff_ffff;
+/// User ids must be below this (`BOX_USER_MAX`).
+pub const USER_MAX: u32 = 32;
+/// Depth limit when validating nested MessagePack from clients.
+pub const MP_DEPTH_MAX: usize = 128;
+
+const _: () = assert!(PACKET_SIZE_MAX_DEFAULT as u64 <= PACKET_SIZE_HARD_MAX);
+const _: () = assert!(CONN_READ_CHUNK < PACKET_SIZE_MAX_DEFAULT);
