@@ -1,1 +1,25 @@
-//! placeholder
+//! The thin layer over `may` (see ../shared/docs/may.md). It owns the may configuration
+//! (exactly one worker — the TX thread), the TX-thread identity check, the `TxCell` wrapper
+//! for state that only the TX thread may touch, the crossbeam + eventfd doorbell `Bus` that
+//! carries messages from OS threads to the TX dispatcher, and `spawn_cord` for named OS
+//! threads. Every other crate reaches may only through here, so may's pitfalls are handled in
+//! one place: no timed waits without a following yield, no busy yield loops, no
+//! `FastBlocker`, no blocking calls on the TX thread.
+
+mod bus;
+mod tx;
+
+pub use bus::{Bus, BusReceiver, Doorbell};
+pub use tx::{
+    assert_tx_thread, current_fiber, is_tx_thread, park, run_tx, spawn_fiber, yield_now,
+    Fiber, TxCell,
+};
+
+/// Spawns a named OS thread ("cord"). All long-lived threads of the server start here.
+pub fn spawn_cord<F, T>(name: &str, f: F) -> std::io::Result<std::thread::JoinHandle<T>>
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    std::thread::Builder::new().name(name.to_string()).spawn(f)
+}

@@ -1,5 +1,9 @@
 //! Pure protocol code: the MessagePack cursor (`mp`), IPROTO request decoding and response
-//! encoding (`iproto`), the greeting and chap-sha1 (`auth`). No I/O and no threads, so every
-//! decoder can be driven by unit, property and fuzz tests.
+//! encoding (`iproto`), the greeting (`greeting`) and chap-sha1 (`auth`). No I/O and no threads,
+//! so every decoder can be driven by unit, property and fuzz tests.
 
+pub mod auth;
+pub mod greeting;
+pub mod iproto;
 pub mod mp;
+pub mod route;

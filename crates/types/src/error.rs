@@ -74,7 +74,11 @@ pub mod code {
     pub const ER_LOADING: u32 = 116;
     pub const ER_PARTIAL_KEY: u32 = 136;
     pub const ER_NO_SUCH_INDEX_NAME: u32 = 148;
-    pub const ER_SPACE_FIELD_IS_DUPLICATE: u32 = 156;
+    pub const ER_SPACE_FIELD_IS_DUPLICATE: u32 = 149;
+    pub const ER_WRONG_SPACE_FORMAT: u32 = 141;
+    pub const ER_WRONG_COLLATION_OPTIONS: u32 = 151;
+    pub const ER_UPDATE_DECIMAL_OVERFLOW: u32 = 160;
+    pub const ER_NO_SUCH_FIELD_NAME: u32 = 201;
 }
 
 use code::*;
@@ -417,6 +421,27 @@ impl BoxError {
     }
     pub fn space_field_is_duplicate(name: &str) -> Self {
         Self::new(ER_SPACE_FIELD_IS_DUPLICATE, format!("Space field '{name}' is duplicate"))
+    }
+    /// `fieldno` is 1-based.
+    pub fn wrong_space_format(fieldno: u32, details: &str) -> Self {
+        Self::new(ER_WRONG_SPACE_FORMAT, format!("Wrong space format (field {fieldno}): {details}"))
+    }
+    /// `fieldno` is 1-based.
+    pub fn wrong_collation_options(fieldno: u32, details: &str) -> Self {
+        Self::new(
+            ER_WRONG_COLLATION_OPTIONS,
+            format!("Wrong collation options (field {fieldno}): {details}"),
+        )
+    }
+    pub fn update_decimal_overflow(op: char, field: &str) -> Self {
+        Self::new(
+            ER_UPDATE_DECIMAL_OVERFLOW,
+            format!("Decimal overflow when performing operation '{op}' on field {field}"),
+        )
+    }
+    /// `name` is printed between quotes as given (2.6 quotes JSON paths twice in some errors).
+    pub fn no_such_field_name(name: &str) -> Self {
+        Self::new(ER_NO_SUCH_FIELD_NAME, format!("Field '{name}' was not found in the tuple"))
     }
 }
 

@@ -1,0 +1,552 @@
+//! The network thread's event loop.
+
+use std::collections::VecDeque;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use crossbeam_channel::{Receiver, Sender};
+use mio::net::{TcpListener, TcpStream};
+use mio::{Events, Interest, Poll, Token, Waker};
+use tracing::{debug, warn};
+
+use spindle_fiber::{spawn_cord, Bus};
+use spindle_proto::greeting::encode_greeting;
+use spindle_proto::iproto::{decode_frame, decode_request, encode_error, Frame, FrameError};
+use spindle_proto::route::{NetEvent, ReplyBatch, Route};
+use spindle_types::iproto::GREETING_VERSION;
+use spindle_types::limits::CONN_OUTPUT_MAX;
+use spindle_types::BoxError;
+
+use crate::conn::{Conn, ReadOutcome};
+
+const LISTENER: Token = Token(usize::MAX - 1);
+const WAKER: Token = Token(usize::MAX - 2);
+/// Chunks read from one connection per loop turn before others get a turn.
+const READS_PER_TURN: usize = 4;
+
+#[derive(Clone, Debug)]
+pub struct NetConfig {
+    pub listen: SocketAddr,
+    pub threads: usize,
+    pub net_msg_max: usize,
+    pub packet_max: usize,
+    pub instance_uuid: String,
+}
+
+/// State the TX thread publishes for the network threads.
+#[derive(Default)]
+pub struct NetShared {
+    /// Current schema version, stamped on errors answered by the network thread itself.
+    pub schema_version: Arc<AtomicU32>,
+    /// Stop accepting and stop reading requests (shutdown, phase 1).
+    pub stop_reading: AtomicBool,
+    /// Flush what is left and exit (shutdown, phase 2).
+    pub exit: AtomicBool,
+}
+
+/// The reply side of one network thread.
+struct Outlet {
+    sender: Sender<ReplyBatch>,
+    waker: Arc<Waker>,
+    sleeping: Arc<AtomicBool>,
+}
+
+/// Handle kept by the server: sends reply batches and stops the threads.
+pub struct NetHandle {
+    outlets: Vec<Outlet>,
+    threads: Vec<JoinHandle<()>>,
+    shared: Arc<NetShared>,
+    pub local_addr: SocketAddr,
+}
+
+impl NetHandle {
+    /// A cheap clonable sender of reply batches, for the TX thread.
+    pub fn reply_sink(&self) -> ReplySink {
+        ReplySink {
+            outlets: self
+                .outlets
+                .iter()
+                .map(|o| (o.sender.clone(), o.waker.clone(), o.sleeping.clone()))
+                .collect(),
+        }
+    }
+
+    fn wake_all(&self) {
+        for o in &self.outlets {
+            let _ = o.waker.wake();
+        }
+    }
+
+    /// Stops accepting connections and reading requests; replies still flow.
+    pub fn stop_reading(&self) {
+        self.shared.stop_reading.store(true, Ordering::SeqCst);
+        self.wake_all();
+    }
+
+    /// A handle that can stop the threads from another thread (the signal handler).
+    pub fn stopper(&self) -> NetStopper {
+        NetStopper {
+            shared: self.shared.clone(),
+            wakers: self.outlets.iter().map(|o| o.waker.clone()).collect(),
+        }
+    }
+
+    /// Flushes pending output and joins the threads.
+    pub fn shutdown(self) {
+        self.shared.exit.store(true, Ordering::SeqCst);
+        self.wake_all();
+        for t in self.threads {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Stops accepting and reading (shutdown phase 1) from any thread.
+#[derive(Clone)]
+pub struct NetStopper {
+    shared: Arc<NetShared>,
+    wakers: Vec<Arc<Waker>>,
+}
+
+impl NetStopper {
+    pub fn stop_reading(&self) {
+        self.shared.stop_reading.store(true, Ordering::SeqCst);
+        for w in &self.wakers {
+            let _ = w.wake();
+        }
+    }
+}
+
+/// Sends reply batches to network threads, waking a thread only if it sleeps.
+#[derive(Clone)]
+pub struct ReplySink {
+    outlets: Vec<(Sender<ReplyBatch>, Arc<Waker>, Arc<AtomicBool>)>,
+}
+
+impl ReplySink {
+    pub fn send(&self, thread: u16, batch: ReplyBatch) {
+        if let Some((sender, waker, sleeping)) = self.outlets.get(thread as usize) {
+            if sender.send(batch).is_ok() && sleeping.swap(false, Ordering::SeqCst) {
+                let _ = waker.wake();
+            }
+        }
+    }
+
+    pub fn threads(&self) -> usize {
+        self.outlets.len()
+    }
+}
+
+
+/// Starts `cfg.threads` network threads. Returns once the listener is bound. Thread 0
+/// accepts and hands connections out round-robin; the port is bound once, without
+/// `SO_REUSEPORT`, so a second server on the same address fails instead of silently
+/// sharing it.
+pub fn start<M>(cfg: NetConfig, shared: Arc<NetShared>, bus: Bus<M>) -> io::Result<NetHandle>
+where
+    M: From<NetEvent> + Send + 'static,
+{
+    let listener = bind_listener(cfg.listen)?;
+    let local_addr = listener.local_addr()?;
+    let threads_count = cfg.threads.max(1);
+    let mut polls = Vec::new();
+    let mut outlets = Vec::new();
+    let mut handoffs = Vec::new();
+    let mut incoming = Vec::new();
+    for _ in 0..threads_count {
+        let poll = Poll::new()?;
+        let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+        let (sender, receiver) = crossbeam_channel::unbounded();
+        let (conn_sender, conn_receiver) = crossbeam_channel::unbounded();
+        outlets.push(Outlet { sender, waker: waker.clone(), sleeping: Arc::new(AtomicBool::new(false)) });
+        handoffs.push((conn_sender, waker));
+        incoming.push((receiver, conn_receiver));
+        polls.push(poll);
+    }
+    let mut listener = Some(listener);
+    let mut threads = Vec::new();
+    for (index, ((poll, (receiver, conn_receiver)), outlet)) in
+        polls.into_iter().zip(incoming).zip(&outlets).enumerate()
+    {
+        let mut worker = NetThread::new(index as u16, cfg.clone(), shared.clone(), bus.clone());
+        worker.receiver = Some(receiver);
+        worker.incoming = Some(conn_receiver);
+        worker.sleeping = outlet.sleeping.clone();
+        if index == 0 {
+            worker.handoffs = handoffs.clone();
+        }
+        let own_listener = listener.take();
+        let name = format!("iproto-{index}");
+        threads.push(spawn_cord(&name, move || worker.run(poll, own_listener))?);
+    }
+    Ok(NetHandle { outlets, threads, shared, local_addr })
+}
+
+fn bind_listener(addr: SocketAddr) -> io::Result<TcpListener> {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    Ok(TcpListener::from_std(socket.into()))
+}
+
+struct NetThread<M> {
+    index: u16,
+    cfg: NetConfig,
+    shared: Arc<NetShared>,
+    bus: Bus<M>,
+    receiver: Option<Receiver<ReplyBatch>>,
+    /// Connections accepted by thread 0 for this thread.
+    incoming: Option<Receiver<TcpStream>>,
+    /// Thread 0 only: where to hand accepted connections (index = thread).
+    handoffs: Vec<(Sender<TcpStream>, Arc<Waker>)>,
+    next_thread: usize,
+    sleeping: Arc<AtomicBool>,
+    conns: Vec<Option<Conn>>,
+    generations: Vec<u32>,
+    free: Vec<usize>,
+    /// Connections with input to process (readable socket or buffered packets).
+    work: VecDeque<usize>,
+    /// Connections waiting for the thread's in-flight count to drop.
+    paused: Vec<usize>,
+    dirty: Vec<usize>,
+    in_flight: usize,
+    listening: bool,
+}
+
+impl<M: From<NetEvent> + Send + 'static> NetThread<M> {
+    fn new(index: u16, cfg: NetConfig, shared: Arc<NetShared>, bus: Bus<M>) -> Self {
+        NetThread {
+            index,
+            cfg,
+            shared,
+            bus,
+            receiver: None,
+            incoming: None,
+            handoffs: Vec::new(),
+            next_thread: 0,
+            sleeping: Arc::new(AtomicBool::new(false)),
+            conns: Vec::new(),
+            generations: Vec::new(),
+            free: Vec::new(),
+            work: VecDeque::new(),
+            paused: Vec::new(),
+            dirty: Vec::new(),
+            in_flight: 0,
+            listening: true,
+        }
+    }
+
+    fn run(mut self, mut poll: Poll, mut listener: Option<TcpListener>) {
+        if let Some(l) = listener.as_mut() {
+            if let Err(e) = poll.registry().register(l, LISTENER, Interest::READABLE) {
+                warn!("iproto-{}: cannot register listener: {e}", self.index);
+                return;
+            }
+        }
+        let mut events = Events::with_capacity(1024);
+        loop {
+            let idle = self.work.is_empty();
+            if idle {
+                self.sleeping.store(true, Ordering::SeqCst);
+                let pending = self.receiver.as_ref().is_some_and(|r| !r.is_empty())
+                    || self.incoming.as_ref().is_some_and(|r| !r.is_empty());
+                if pending || self.exiting() {
+                    self.sleeping.store(false, Ordering::SeqCst);
+                }
+            }
+            let timeout = if self.sleeping.load(Ordering::SeqCst) {
+                None
+            } else {
+                Some(std::time::Duration::ZERO)
+            };
+            if let Err(e) = poll.poll(&mut events, timeout) {
+                if e.kind() != io::ErrorKind::Interrupted {
+                    warn!("iproto-{}: poll failed: {e}", self.index);
+                    return;
+                }
+            }
+            self.sleeping.store(false, Ordering::SeqCst);
+            for event in events.iter() {
+                match event.token() {
+                    LISTENER => {
+                        if let Some(l) = listener.as_mut() {
+                            self.accept_all(&poll, l);
+                        }
+                    }
+                    WAKER => {}
+                    Token(slot) => self.on_ready(slot, event.is_readable() || event.is_read_closed()),
+                }
+            }
+            self.take_incoming(&poll);
+            self.take_replies();
+            if let Some(l) = listener.as_mut() {
+                self.maybe_stop_listening(&poll, l);
+            }
+            self.process_work();
+            self.flush_dirty(&poll);
+            if self.exiting() {
+                self.flush_all(&poll);
+                return;
+            }
+        }
+    }
+
+    fn exiting(&self) -> bool {
+        self.shared.exit.load(Ordering::SeqCst)
+    }
+
+    fn maybe_stop_listening(&mut self, poll: &Poll, listener: &mut TcpListener) {
+        if self.listening && self.shared.stop_reading.load(Ordering::SeqCst) {
+            let _ = poll.registry().deregister(listener);
+            self.listening = false;
+        }
+    }
+
+    fn accept_all(&mut self, poll: &Poll, listener: &mut TcpListener) {
+        if !self.listening {
+            return;
+        }
+        loop {
+            match listener.accept() {
+                Ok((stream, _peer)) => self.route_conn(poll, stream),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    // EMFILE and friends: keep serving existing connections.
+                    warn!("iproto-{}: accept failed: {e}", self.index);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Keeps the connection or hands it to the next thread, round-robin.
+    fn route_conn(&mut self, poll: &Poll, stream: TcpStream) {
+        let count = self.handoffs.len().max(1);
+        let target = self.next_thread % count;
+        self.next_thread = self.next_thread.wrapping_add(1);
+        match self.handoffs.get(target) {
+            Some((sender, waker)) if target != self.index as usize => {
+                if sender.send(stream).is_ok() {
+                    let _ = waker.wake();
+                }
+            }
+            _ => self.add_conn(poll, stream),
+        }
+    }
+
+    fn take_incoming(&mut self, poll: &Poll) {
+        let Some(incoming) = self.incoming.clone() else { return };
+        while let Ok(stream) = incoming.try_recv() {
+            if self.shared.stop_reading.load(Ordering::Relaxed) {
+                continue;
+            }
+            self.add_conn(poll, stream);
+        }
+    }
+
+    fn add_conn(&mut self, poll: &Poll, mut stream: TcpStream) {
+        let _ = stream.set_nodelay(true);
+        let slot = match self.free.pop() {
+            Some(slot) => slot,
+            None => {
+                self.conns.push(None);
+                self.generations.push(0);
+                self.conns.len() - 1
+            }
+        };
+        let interest = Interest::READABLE | Interest::WRITABLE;
+        if poll.registry().register(&mut stream, Token(slot), interest).is_err() {
+            self.free.push(slot);
+            return;
+        }
+        let generation = self.generations.get(slot).copied().unwrap_or(0);
+        let mut conn = Conn::new(stream, generation);
+        let salt: [u8; 32] = rand::random();
+        conn.output.extend_from_slice(&encode_greeting(GREETING_VERSION, &self.cfg.instance_uuid, &salt));
+        if let Some(entry) = self.conns.get_mut(slot) {
+            *entry = Some(conn);
+        }
+        let route = Route { thread: self.index, slot: slot as u32, generation };
+        self.bus.send(M::from(NetEvent::Connect { route, salt }));
+        self.dirty.push(slot);
+        self.work.push_back(slot);
+    }
+
+    fn on_ready(&mut self, slot: usize, readable: bool) {
+        let Some(conn) = self.conns.get_mut(slot).and_then(|c| c.as_mut()) else {
+            return;
+        };
+        if readable {
+            conn.readable = true;
+            self.work.push_back(slot);
+        }
+        self.dirty.push(slot);
+    }
+
+    fn take_replies(&mut self) {
+        let Some(receiver) = self.receiver.clone() else {
+            return;
+        };
+        let before = self.in_flight;
+        while let Ok(batch) = receiver.try_recv() {
+            for (route, bytes) in batch.iter() {
+                self.in_flight = self.in_flight.saturating_sub(1);
+                let slot = route.slot as usize;
+                if let Some(conn) = self.conns.get_mut(slot).and_then(|c| c.as_mut()) {
+                    if conn.generation == route.generation {
+                        conn.output.extend_from_slice(bytes);
+                        conn.in_flight = conn.in_flight.saturating_sub(1);
+                        self.dirty.push(slot);
+                        self.work.push_back(slot);
+                    }
+                }
+            }
+        }
+        if before >= self.cfg.net_msg_max && self.in_flight < self.cfg.net_msg_max {
+            self.work.extend(self.paused.drain(..));
+        }
+    }
+
+    fn process_work(&mut self) {
+        let rounds = self.work.len();
+        for _ in 0..rounds {
+            let Some(slot) = self.work.pop_front() else { break };
+            if self.process_conn(slot) {
+                self.work.push_back(slot);
+            }
+        }
+    }
+
+    /// Frames and dispatches what the connection has; returns true if it should get another
+    /// turn (it still has readable data and capacity).
+    fn process_conn(&mut self, slot: usize) -> bool {
+        let stop = self.shared.stop_reading.load(Ordering::Relaxed);
+        let mut reads = 0;
+        loop {
+            if stop {
+                return false;
+            }
+            if self.in_flight >= self.cfg.net_msg_max {
+                self.paused.push(slot);
+                return false;
+            }
+            let Some(conn) = self.conns.get_mut(slot).and_then(|c| c.as_mut()) else {
+                return false;
+            };
+            if conn.closing || conn.unsent() >= CONN_OUTPUT_MAX {
+                return false;
+            }
+            match decode_frame(conn.pending_input(), self.cfg.packet_max) {
+                Ok(Frame::Packet { prefix_len, len }) => self.dispatch(slot, prefix_len, len),
+                Ok(Frame::Need(_)) => {
+                    if !conn.readable {
+                        return false;
+                    }
+                    if reads == READS_PER_TURN {
+                        return true;
+                    }
+                    reads += 1;
+                    if let ReadOutcome::Closed = conn.read_chunk() {
+                        conn.closing = true;
+                        self.dirty.push(slot);
+                        return false;
+                    }
+                }
+                Err(e) => {
+                    self.framing_error(slot, e);
+                    return false;
+                }
+            }
+        }
+    }
+
+    fn dispatch(&mut self, slot: usize, prefix_len: usize, len: usize) {
+        let schema_version = self.shared.schema_version.load(Ordering::Relaxed);
+        let index = self.index;
+        let Some(conn) = self.conns.get_mut(slot).and_then(|c| c.as_mut()) else {
+            return;
+        };
+        let start = conn.consumed + prefix_len;
+        let packet = conn.input.get(start..start + len).map(|p| p.to_vec()).unwrap_or_default();
+        conn.consumed = start + len;
+        let route = Route { thread: index, slot: slot as u32, generation: conn.generation };
+        match decode_request(&packet) {
+            Ok((header, request)) => {
+                conn.in_flight += 1;
+                self.in_flight += 1;
+                self.bus.send(M::from(NetEvent::Request { route, header, request, packet }));
+            }
+            Err(e) => {
+                debug!("iproto-{index}: undecodable request ({}): {:02x?}", e.error.message, packet);
+                let sync = e.header.map(|h| h.sync).unwrap_or(0);
+                encode_error(&mut conn.output, sync, schema_version, &e.error);
+                self.dirty.push(slot);
+            }
+        }
+    }
+
+    fn framing_error(&mut self, slot: usize, e: FrameError) {
+        let schema_version = self.shared.schema_version.load(Ordering::Relaxed);
+        let err = match e {
+            FrameError::BadPrefix => BoxError::invalid_msgpack("packet length"),
+            FrameError::TooBig(n) => {
+                BoxError::invalid_msgpack(&format!("too big packet size in the header: {n}"))
+            }
+        };
+        if let Some(conn) = self.conns.get_mut(slot).and_then(|c| c.as_mut()) {
+            debug!("iproto-{}: framing error, closing: {}", self.index, err.message);
+            encode_error(&mut conn.output, 0, schema_version, &err);
+            conn.closing = true;
+            conn.consumed = conn.input.len();
+            self.dirty.push(slot);
+        }
+    }
+
+    fn flush_dirty(&mut self, poll: &Poll) {
+        let mut dirty = std::mem::take(&mut self.dirty);
+        dirty.sort_unstable();
+        dirty.dedup();
+        for slot in dirty.drain(..) {
+            self.flush_conn(poll, slot);
+        }
+        self.dirty = dirty;
+    }
+
+    fn flush_all(&mut self, poll: &Poll) {
+        for slot in 0..self.conns.len() {
+            self.flush_conn(poll, slot);
+        }
+    }
+
+    fn flush_conn(&mut self, poll: &Poll, slot: usize) {
+        let Some(conn) = self.conns.get_mut(slot).and_then(|c| c.as_mut()) else {
+            return;
+        };
+        let was_blocked = conn.unsent() >= CONN_OUTPUT_MAX;
+        let alive = conn.flush().is_ok();
+        if !alive || (conn.closing && conn.unsent() == 0) {
+            self.close_conn(poll, slot);
+        } else if was_blocked && conn.unsent() < CONN_OUTPUT_MAX {
+            self.work.push_back(slot);
+        }
+    }
+
+    fn close_conn(&mut self, poll: &Poll, slot: usize) {
+        let Some(entry) = self.conns.get_mut(slot) else { return };
+        let Some(mut conn) = entry.take() else { return };
+        let _ = poll.registry().deregister(&mut conn.stream);
+        if let Some(g) = self.generations.get_mut(slot) {
+            *g = g.wrapping_add(1);
+        }
+        self.free.push(slot);
+        let route = Route { thread: self.index, slot: slot as u32, generation: conn.generation };
+        self.bus.send(M::from(NetEvent::Disconnect { route }));
+    }
+}

@@ -1,0 +1,61 @@
+//! Messages between the network threads and the TX thread. Plain data: each request carries
+//! its return route, so replies find their connection without any shared lookup table.
+
+use crate::iproto::{Header, Request};
+
+/// Where a reply goes: the network thread, the connection slot in it, and the slot's
+/// generation (a reply for a closed connection whose slot was reused is dropped).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Route {
+    pub thread: u16,
+    pub slot: u32,
+    pub generation: u32,
+}
+
+/// Network thread → TX thread.
+#[derive(Debug)]
+pub enum NetEvent {
+    /// A client connected and was sent a greeting with this salt.
+    Connect { route: Route, salt: [u8; 32] },
+    /// A decoded request; spans in `request` index into `packet`.
+    Request { route: Route, header: Header, request: Request, packet: Vec<u8> },
+    /// The connection is gone; TX forgets its session.
+    Disconnect { route: Route },
+}
+
+/// One reply inside a batch: the bytes `buf[previous end .. end]` go to `route`.
+#[derive(Clone, Copy, Debug)]
+pub struct ReplyItem {
+    pub route: Route,
+    pub end: u32,
+}
+
+/// TX thread → one network thread: every reply produced during one dispatcher turn.
+#[derive(Debug, Default)]
+pub struct ReplyBatch {
+    pub buf: Vec<u8>,
+    pub items: Vec<ReplyItem>,
+}
+
+impl ReplyBatch {
+    /// Appends one reply; `encode` writes it at the end of `buf`.
+    pub fn push(&mut self, route: Route, encode: impl FnOnce(&mut Vec<u8>)) {
+        encode(&mut self.buf);
+        self.items.push(ReplyItem { route, end: self.buf.len() as u32 });
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    /// Iterates (route, bytes) pairs.
+    pub fn iter(&self) -> impl Iterator<Item = (Route, &[u8])> {
+        let mut start = 0usize;
+        self.items.iter().map(move |item| {
+            let end = item.end as usize;
+            let bytes = self.buf.get(start..end).unwrap_or(&[]);
+            start = end;
+            (item.route, bytes)
+        })
+    }
+}

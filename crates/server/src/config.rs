@@ -1,0 +1,168 @@
+//! Configuration: command-line flags named after Tarantool's `box.cfg` options (dashes for
+//! underscores) and an optional TOML file with the same keys (underscores). Flags win.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use serde::Deserialize;
+
+use spindle_types::limits::{NET_MSG_MAX_DEFAULT, PACKET_SIZE_MAX_DEFAULT, WAL_MAX_SIZE_DEFAULT};
+
+#[derive(Parser, Debug)]
+#[command(name = "spindle", version, about = "A Tarantool-compatible in-memory database")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the server.
+    Serve(ServeArgs),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WalModeArg {
+    None,
+    Write,
+    Fsync,
+}
+
+#[derive(Args, Debug, Default)]
+pub struct ServeArgs {
+    /// TOML file with the same keys as the flags (listen, data_dir, wal_mode, ...).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Address to accept IPROTO clients on [default: 127.0.0.1:3301].
+    #[arg(long)]
+    pub listen: Option<String>,
+    /// Directory for the WAL and snapshots [default: ./spindle-data].
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Directory for `.xlog` files (overrides --data-dir).
+    #[arg(long)]
+    pub wal_dir: Option<PathBuf>,
+    /// Directory for `.snap` files (overrides --data-dir).
+    #[arg(long)]
+    pub memtx_dir: Option<PathBuf>,
+    /// none: memory only; write: write() per group commit; fsync: plus fdatasync [default: write].
+    #[arg(long, value_enum)]
+    pub wal_mode: Option<WalModeArg>,
+    /// Size at which the WAL starts a new file, bytes.
+    #[arg(long)]
+    pub wal_max_size: Option<u64>,
+    /// Network threads [default: 1].
+    #[arg(long)]
+    pub iproto_threads: Option<usize>,
+    /// Requests in flight per network thread before it stops reading [default: 768].
+    #[arg(long)]
+    pub net_msg_max: Option<usize>,
+    /// Largest accepted request packet, bytes [default: 16 MiB].
+    #[arg(long)]
+    pub max_packet_size: Option<usize>,
+    /// Password of the `admin` user, set at start.
+    #[arg(long, env = "SPINDLE_ADMIN_PASSWORD", hide_env_values = true)]
+    pub admin_password: Option<String>,
+    /// error, warn, info, debug or trace [default: info].
+    #[arg(long)]
+    pub log_level: Option<String>,
+    /// Skip damaged WAL data instead of refusing to start.
+    #[arg(long)]
+    pub force_recovery: bool,
+}
+
+/// The TOML file: the same keys, with underscores.
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    listen: Option<String>,
+    data_dir: Option<PathBuf>,
+    wal_dir: Option<PathBuf>,
+    memtx_dir: Option<PathBuf>,
+    wal_mode: Option<WalModeArg>,
+    wal_max_size: Option<u64>,
+    iproto_threads: Option<usize>,
+    net_msg_max: Option<usize>,
+    max_packet_size: Option<usize>,
+    admin_password: Option<String>,
+    log_level: Option<String>,
+    force_recovery: Option<bool>,
+}
+
+/// The effective configuration.
+#[derive(Debug)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub wal_dir: PathBuf,
+    pub memtx_dir: PathBuf,
+    pub wal_mode: WalModeArg,
+    pub wal_max_size: u64,
+    pub iproto_threads: usize,
+    pub net_msg_max: usize,
+    pub max_packet_size: usize,
+    pub admin_password: Option<String>,
+    pub log_level: String,
+    pub force_recovery: bool,
+}
+
+impl Config {
+    pub fn resolve(args: ServeArgs) -> Result<Config, String> {
+        let file = match &args.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+                toml::from_str::<FileConfig>(&text)
+                    .map_err(|e| format!("{}: {e}", path.display()))?
+            }
+            None => FileConfig::default(),
+        };
+        let listen_text = args.listen.or(file.listen).unwrap_or_else(|| "127.0.0.1:3301".into());
+        let listen = parse_listen(&listen_text)?;
+        let data_dir = args.data_dir.or(file.data_dir).unwrap_or_else(|| "spindle-data".into());
+        let config = Config {
+            listen,
+            wal_dir: args.wal_dir.or(file.wal_dir).unwrap_or_else(|| data_dir.clone()),
+            memtx_dir: args.memtx_dir.or(file.memtx_dir).unwrap_or(data_dir),
+            wal_mode: args.wal_mode.or(file.wal_mode).unwrap_or(WalModeArg::Write),
+            wal_max_size: args.wal_max_size.or(file.wal_max_size).unwrap_or(WAL_MAX_SIZE_DEFAULT),
+            iproto_threads: args.iproto_threads.or(file.iproto_threads).unwrap_or(1),
+            net_msg_max: args.net_msg_max.or(file.net_msg_max).unwrap_or(NET_MSG_MAX_DEFAULT),
+            max_packet_size: args
+                .max_packet_size
+                .or(file.max_packet_size)
+                .unwrap_or(PACKET_SIZE_MAX_DEFAULT),
+            admin_password: args.admin_password.or(file.admin_password),
+            log_level: args.log_level.or(file.log_level).unwrap_or_else(|| "info".into()),
+            force_recovery: args.force_recovery || file.force_recovery.unwrap_or(false),
+        };
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        if !(1..=1000).contains(&self.iproto_threads) {
+            return Err(format!("iproto_threads must be 1..1000, got {}", self.iproto_threads));
+        }
+        if self.net_msg_max < 2 {
+            return Err(format!("net_msg_max must be at least 2, got {}", self.net_msg_max));
+        }
+        if self.max_packet_size < 1024 {
+            return Err("max_packet_size must be at least 1024".into());
+        }
+        Ok(())
+    }
+}
+
+/// Accepts `HOST:PORT`, `:PORT` or a bare port, as box.cfg.listen does.
+fn parse_listen(text: &str) -> Result<SocketAddr, String> {
+    let candidate = if let Ok(port) = text.parse::<u16>() {
+        format!("127.0.0.1:{port}")
+    } else if let Some(port) = text.strip_prefix(':') {
+        format!("0.0.0.0:{port}")
+    } else {
+        text.replace("localhost", "127.0.0.1")
+    };
+    candidate.parse().map_err(|_| format!("cannot parse listen address '{text}'"))
+}

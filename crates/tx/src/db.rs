@@ -1,0 +1,483 @@
+//! Executes requests against the catalog: authentication, SELECT (including the privilege
+//! filtered system views), and the five DML requests. DML returns the rows to log — bodies
+//! rewritten the way Tarantool logs them (DELETE/UPDATE by primary key) — and the undo
+//! records that roll the change back if the WAL write fails. Recovery replays logged rows
+//! through the same `apply_dml` path, without access checks.
+
+use spindle_memtx::tuple::Tuple;
+use spindle_proto::iproto::{Header, Request, Span};
+use spindle_proto::mp;
+use spindle_proto::route::Route;
+use spindle_types::iproto::{key, request, IteratorType};
+use spindle_types::{BoxError, BoxResult};
+use spindle_xlog::{Row, RowHeader, Vclock};
+
+use crate::access::{ObjectType, Users, PRIV_R, PRIV_S, PRIV_U, PRIV_W};
+use crate::catalog::{sys, Catalog, Engine};
+use crate::reply::Reply;
+use crate::session::Sessions;
+use crate::views;
+
+/// One data change, decoded from a request or a logged row.
+#[derive(Clone, Copy, Debug)]
+pub enum Dml<'a> {
+    Insert { space_id: u32, tuple: &'a [u8] },
+    Replace { space_id: u32, tuple: &'a [u8] },
+    Delete { space_id: u32, index_id: u32, key: &'a [u8] },
+    Update { space_id: u32, index_id: u32, key: &'a [u8], ops: &'a [u8], index_base: u32 },
+    Upsert { space_id: u32, tuple: &'a [u8], ops: &'a [u8], index_base: u32 },
+}
+
+impl Dml<'_> {
+    pub fn space_id(&self) -> u32 {
+        match *self {
+            Dml::Insert { space_id, .. }
+            | Dml::Replace { space_id, .. }
+            | Dml::Delete { space_id, .. }
+            | Dml::Update { space_id, .. }
+            | Dml::Upsert { space_id, .. } => space_id,
+        }
+    }
+}
+
+/// How to undo one applied change.
+#[derive(Debug)]
+pub struct Undo {
+    space_id: u32,
+    old: Option<Tuple>,
+    new: Option<Tuple>,
+}
+
+/// A successfully applied write, before it is durable.
+#[derive(Debug)]
+pub struct WriteOutcome {
+    pub reply: Reply,
+    pub rows: Vec<Row>,
+    pub undo: Vec<Undo>,
+}
+
+pub fn is_write(request: &Request) -> bool {
+    matches!(
+        request,
+        Request::Insert { .. }
+            | Request::Replace { .. }
+            | Request::Update { .. }
+            | Request::Delete { .. }
+            | Request::Upsert { .. }
+    )
+}
+
+pub struct Db {
+    pub catalog: Catalog,
+    pub users: Users,
+    pub vclock: Vclock,
+    pub replica_id: u32,
+    pub instance_uuid: String,
+    schema_changed: bool,
+}
+
+fn span<'a>(packet: &'a [u8], s: &Span) -> &'a [u8] {
+    packet.get(s.start as usize..s.end as usize).unwrap_or(&[])
+}
+
+impl Db {
+    pub fn new(instance_uuid: String) -> Db {
+        Db {
+            catalog: Catalog::default(),
+            users: Users::default(),
+            vclock: Vclock::new(),
+            replica_id: 1,
+            instance_uuid,
+            schema_changed: false,
+        }
+    }
+
+    pub fn schema_version(&self) -> u32 {
+        self.catalog.version()
+    }
+
+    /// True once after a change that bumped the schema version.
+    pub fn schema_changed(&mut self) -> bool {
+        std::mem::take(&mut self.schema_changed)
+    }
+
+    // ---- reads ----
+
+    pub fn execute_read(
+        &mut self,
+        sessions: &mut Sessions,
+        route: Route,
+        user: u32,
+        header: &Header,
+        request: &Request,
+        packet: &[u8],
+    ) -> BoxResult<Reply> {
+        match request {
+            Request::Ping => Ok(Reply::Empty),
+            Request::Auth { user: name, scramble } => {
+                let scramble = scramble.as_ref().map(|s| span(packet, s));
+                self.auth(sessions, route, span(packet, name), scramble)
+            }
+            Request::Select { space_id, index_id, limit, offset, iterator, key } => {
+                self.check_schema_version(header)?;
+                let key = span(packet, key);
+                let tuples =
+                    self.select(user, *space_id, *index_id, *iterator, key, *offset, *limit)?;
+                Ok(Reply::Tuples(tuples))
+            }
+            Request::Call { name, .. } => {
+                let name = String::from_utf8_lossy(span(packet, name)).into_owned();
+                self.users.check_universe(user, PRIV_U)?;
+                Err(BoxError::no_such_proc(&name))
+            }
+            Request::Eval { .. } => Err(BoxError::unsupported("spindle", "Lua EVAL")),
+            Request::Execute | Request::Prepare => Err(BoxError::unsupported("spindle", "SQL")),
+            Request::Vote
+            | Request::Join { .. }
+            | Request::Subscribe { .. }
+            | Request::Register { .. }
+            | Request::FetchSnapshot => Err(BoxError::unsupported("spindle", "replication yet")),
+            Request::Id { .. } => Err(BoxError::unknown_request_type(73)),
+            Request::Unknown(t) => Err(BoxError::unknown_request_type(*t as u64)),
+            _ => Err(BoxError::unknown()),
+        }
+    }
+
+    fn check_schema_version(&self, header: &Header) -> BoxResult<()> {
+        let current = self.schema_version() as u64;
+        if header.schema_version != 0 && header.schema_version != current {
+            return Err(BoxError::wrong_schema_version(current, header.schema_version));
+        }
+        Ok(())
+    }
+
+    fn auth(
+        &mut self,
+        sessions: &mut Sessions,
+        route: Route,
+        name: &[u8],
+        scramble: Option<&[u8]>,
+    ) -> BoxResult<Reply> {
+        let name = String::from_utf8_lossy(name).into_owned();
+        let user = match self.users.by_name(&name) {
+            Some(u) if !u.is_role => u.clone(),
+            _ => return Err(BoxError::no_such_user(&name)),
+        };
+        let salt = sessions.get_mut(route).map(|s| s.salt).unwrap_or([0; 32]);
+        match (scramble, user.hash2) {
+            (None, _) if user.id == crate::session::GUEST => {}
+            (None, _) => return Err(BoxError::invalid_msgpack("authentication request body")),
+            (Some(s), Some(hash2)) => {
+                if !spindle_proto::auth::check_scramble(&salt[..20], s, &hash2) {
+                    return Err(BoxError::password_mismatch(&name));
+                }
+            }
+            (Some(_), None) => return Err(BoxError::password_mismatch(&name)),
+        }
+        self.users.check_universe(user.id, PRIV_S)?;
+        if let Some(session) = sessions.get_mut(route) {
+            session.user = user.id;
+        }
+        Ok(Reply::Empty)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn select(
+        &mut self,
+        user: u32,
+        space_id: u32,
+        index_id: u32,
+        iterator: u32,
+        key: &[u8],
+        offset: u32,
+        limit: u32,
+    ) -> BoxResult<Vec<Tuple>> {
+        self.users.check_universe(user, PRIV_U)?;
+        let entry = self.catalog.space(space_id)?;
+        let (name, owner, engine) = (entry.def.name.clone(), entry.def.owner, entry.def.engine);
+        self.users.check(user, PRIV_R, ObjectType::Space, space_id, &name, Some(owner))?;
+        if entry.space.index(index_id).is_none() {
+            return Err(BoxError::no_such_index_id(index_id, &name));
+        }
+        let it = IteratorType::from_code(iterator as u64)
+            .ok_or_else(|| BoxError::illegal_params("Invalid iterator type"))?;
+        match engine {
+            Engine::Sysview => views::select(self, user, space_id, index_id, it, key, offset, limit),
+            _ => self.catalog.space(space_id)?.space.select(index_id, it, key, offset, limit),
+        }
+    }
+
+    // ---- writes ----
+
+    pub fn execute_write(
+        &mut self,
+        user: u32,
+        header: &Header,
+        request: &Request,
+        packet: &[u8],
+    ) -> BoxResult<WriteOutcome> {
+        self.check_schema_version(header)?;
+        let dml = request_to_dml(request, packet)?;
+        self.check_write_access(user, dml.space_id())?;
+        let applied = self.apply_dml(dml)?;
+        let reply = match dml {
+            Dml::Upsert { .. } => Reply::Tuples(Vec::new()),
+            _ => Reply::Tuples(applied.result.into_iter().collect()),
+        };
+        let rows = applied.log.into_iter().collect();
+        Ok(WriteOutcome { reply, rows, undo: applied.undo.into_iter().collect() })
+    }
+
+    fn check_write_access(&mut self, user: u32, space_id: u32) -> BoxResult<()> {
+        self.users.check_universe(user, PRIV_U)?;
+        let entry = self.catalog.space(space_id)?;
+        let (name, owner, engine) = (entry.def.name.clone(), entry.def.owner, entry.def.engine);
+        if engine == Engine::Sysview {
+            return Err(BoxError::view_is_ro(&name));
+        }
+        self.users.check(user, PRIV_W, ObjectType::Space, space_id, &name, Some(owner))
+    }
+
+    /// Applies one change to memory (and, for system spaces, to the schema). Errors leave
+    /// everything unchanged.
+    pub fn apply_dml(&mut self, dml: Dml<'_>) -> BoxResult<Applied> {
+        let space_id = dml.space_id();
+        let space = &mut self.catalog.space_mut(space_id)?.space;
+        let pk_def = space.primary()?.key_def().clone();
+        let (change, log_body) = match dml {
+            Dml::Insert { tuple, .. } => {
+                (space.insert(Tuple::new(tuple)?)?, body_tuple(space_id, tuple))
+            }
+            Dml::Replace { tuple, .. } => {
+                (space.replace(Tuple::new(tuple)?)?, body_tuple(space_id, tuple))
+            }
+            Dml::Delete { index_id, key, .. } => {
+                let change = space.delete(index_id, key)?;
+                let body = match &change.old {
+                    Some(t) => body_key(space_id, None, &pk_def.extract_key(t)),
+                    None => body_key(space_id, Some(index_id), key),
+                };
+                (change, body)
+            }
+            Dml::Update { index_id, key, ops, index_base, .. } => {
+                let change = space.update(index_id, key, ops, index_base)?;
+                let body = match &change.old {
+                    Some(t) => body_update(space_id, index_base, &pk_def.extract_key(t), ops),
+                    None => body_update(space_id, index_base, key, ops),
+                };
+                (change, body)
+            }
+            Dml::Upsert { tuple, ops, index_base, .. } => {
+                let change = space.upsert(Tuple::new(tuple)?, ops, index_base)?;
+                (change, body_upsert(space_id, index_base, tuple, ops))
+            }
+        };
+        let (old, new) = (change.old, change.new);
+        if let Err(e) = self.on_system_change(space_id, old.as_ref(), new.as_ref()) {
+            if let Ok(entry) = self.catalog.space_mut(space_id) {
+                entry.space.rollback(old, new);
+            }
+            return Err(e);
+        }
+        let result = match dml {
+            Dml::Delete { .. } => old.clone(),
+            _ => new.clone(),
+        };
+        let changed = old.is_some() || new.is_some();
+        let undo = changed.then_some(Undo { space_id, old, new });
+        let log = Row { header: RowHeader { req_type: dml_type(&dml), ..Default::default() }, body: log_body };
+        Ok(Applied { result, undo, log: Some(log) })
+    }
+
+    fn on_system_change(&mut self, space_id: u32, old: Option<&Tuple>, new: Option<&Tuple>) -> BoxResult<()> {
+        if space_id > sys::SYSTEM_ID_MAX {
+            return Ok(());
+        }
+        let (old, new) = (old.map(|t| t.data()), new.map(|t| t.data()));
+        let result = match space_id {
+            sys::SPACE => self.catalog.on_space(old, new),
+            sys::INDEX => self.catalog.on_index(old, new),
+            sys::USER => self.users.on_user(old, new),
+            sys::PRIV => self.users.on_priv(old, new),
+            _ => return Ok(()),
+        };
+        if result.is_ok() {
+            if matches!(space_id, sys::USER | sys::PRIV) {
+                self.catalog.bump_version();
+            }
+            self.schema_changed = true;
+        }
+        result
+    }
+
+    /// Undoes applied changes, newest first (a failed WAL write).
+    pub fn rollback(&mut self, undo: Vec<Undo>) {
+        for u in undo.into_iter().rev() {
+            if let Ok(entry) = self.catalog.space_mut(u.space_id) {
+                entry.space.rollback(u.old.clone(), u.new.clone());
+            }
+            // Reverse the schema effect: the row goes from `new` back to `old`.
+            let _ = self.on_system_change(u.space_id, u.new.as_ref(), u.old.as_ref());
+        }
+    }
+
+    /// Assigns LSNs (this instance's vclock component) and transaction ids to new rows.
+    pub fn assign_lsns(&mut self, rows: &mut [Row]) -> u64 {
+        let id = self.replica_id;
+        let mut lsn = self.vclock.get(id);
+        let first = lsn + 1;
+        let count = rows.len();
+        for (i, row) in rows.iter_mut().enumerate() {
+            lsn += 1;
+            row.header.replica_id = id;
+            row.header.lsn = lsn;
+            row.header.tsn = first;
+            row.header.is_commit = i + 1 == count;
+        }
+        self.vclock.follow(id, lsn);
+        lsn
+    }
+
+    /// After a failed WAL write: LSNs after `lsn` were never written and are reused.
+    pub fn reset_lsn(&mut self, lsn: u64) {
+        self.vclock.set(self.replica_id, lsn);
+    }
+}
+
+/// The result of `apply_dml`.
+#[derive(Debug)]
+pub struct Applied {
+    /// The tuple the request returns (new tuple; the deleted one for DELETE).
+    pub result: Option<Tuple>,
+    pub undo: Option<Undo>,
+    /// The row to write to the WAL (LSN not assigned yet).
+    pub log: Option<Row>,
+}
+
+fn dml_type(dml: &Dml<'_>) -> u32 {
+    match dml {
+        Dml::Insert { .. } => request::INSERT,
+        Dml::Replace { .. } => request::REPLACE,
+        Dml::Delete { .. } => request::DELETE,
+        Dml::Update { .. } => request::UPDATE,
+        Dml::Upsert { .. } => request::UPSERT,
+    }
+}
+
+fn request_to_dml<'a>(request: &Request, packet: &'a [u8]) -> BoxResult<Dml<'a>> {
+    Ok(match request {
+        Request::Insert { space_id, tuple } => {
+            Dml::Insert { space_id: *space_id, tuple: span(packet, tuple) }
+        }
+        Request::Replace { space_id, tuple } => {
+            Dml::Replace { space_id: *space_id, tuple: span(packet, tuple) }
+        }
+        Request::Delete { space_id, index_id, key } => {
+            Dml::Delete { space_id: *space_id, index_id: *index_id, key: span(packet, key) }
+        }
+        Request::Update { space_id, index_id, index_base, key, ops } => Dml::Update {
+            space_id: *space_id,
+            index_id: *index_id,
+            key: span(packet, key),
+            ops: span(packet, ops),
+            index_base: *index_base,
+        },
+        Request::Upsert { space_id, index_base, tuple, ops } => Dml::Upsert {
+            space_id: *space_id,
+            tuple: span(packet, tuple),
+            ops: span(packet, ops),
+            index_base: *index_base,
+        },
+        _ => return Err(BoxError::unknown()),
+    })
+}
+
+/// Decodes a logged DML row body (recovery and, later, the applier).
+pub fn row_to_dml(row: &Row) -> BoxResult<Dml<'_>> {
+    let mut cur = &row.body[..];
+    let entries = mp::read_map_len(&mut cur).map_err(|_| BoxError::invalid_msgpack("row body"))?;
+    let (mut space_id, mut index_id, mut index_base) = (None, 0u32, 0u32);
+    let (mut tuple, mut key_bytes, mut ops): (&[u8], &[u8], &[u8]) = (&[], &[], &[]);
+    for _ in 0..entries {
+        let k = mp::read_uint(&mut cur).map_err(|_| BoxError::invalid_msgpack("row body"))?;
+        let value = mp::take_value(&mut cur).map_err(|_| BoxError::invalid_msgpack("row body"))?;
+        let as_u32 = || mp::read_uint(&mut &value[..]).ok().map(|v| v as u32);
+        match k as u8 {
+            key::SPACE_ID => space_id = as_u32(),
+            key::INDEX_ID => index_id = as_u32().unwrap_or(0),
+            key::INDEX_BASE => index_base = as_u32().unwrap_or(0),
+            key::TUPLE => tuple = value,
+            key::KEY => key_bytes = value,
+            key::OPS => ops = value,
+            _ => {}
+        }
+    }
+    let space_id = space_id.ok_or_else(|| BoxError::missing_request_field("space id"))?;
+    Ok(match row.header.req_type {
+        request::INSERT => Dml::Insert { space_id, tuple },
+        request::REPLACE => Dml::Replace { space_id, tuple },
+        request::DELETE => Dml::Delete { space_id, index_id, key: key_bytes },
+        request::UPDATE => {
+            Dml::Update { space_id, index_id, key: key_bytes, ops: tuple, index_base }
+        }
+        request::UPSERT => Dml::Upsert { space_id, tuple, ops, index_base },
+        t => return Err(BoxError::unknown_request_type(t as u64)),
+    })
+}
+
+fn body_tuple(space_id: u32, tuple: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(tuple.len() + 8);
+    mp::write_map_len(&mut out, 2);
+    mp::write_uint(&mut out, key::SPACE_ID as u64);
+    mp::write_uint(&mut out, space_id as u64);
+    mp::write_uint(&mut out, key::TUPLE as u64);
+    out.extend_from_slice(tuple);
+    out
+}
+
+fn body_key(space_id: u32, index_id: Option<u32>, key_bytes: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(key_bytes.len() + 12);
+    let index_id = index_id.filter(|i| *i != 0);
+    mp::write_map_len(&mut out, 2 + u32::from(index_id.is_some()));
+    mp::write_uint(&mut out, key::SPACE_ID as u64);
+    mp::write_uint(&mut out, space_id as u64);
+    if let Some(i) = index_id {
+        mp::write_uint(&mut out, key::INDEX_ID as u64);
+        mp::write_uint(&mut out, i as u64);
+    }
+    mp::write_uint(&mut out, key::KEY as u64);
+    out.extend_from_slice(key_bytes);
+    out
+}
+
+fn body_update(space_id: u32, index_base: u32, key_bytes: &[u8], ops: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(key_bytes.len() + ops.len() + 12);
+    mp::write_map_len(&mut out, 3 + u32::from(index_base != 0));
+    mp::write_uint(&mut out, key::SPACE_ID as u64);
+    mp::write_uint(&mut out, space_id as u64);
+    if index_base != 0 {
+        mp::write_uint(&mut out, key::INDEX_BASE as u64);
+        mp::write_uint(&mut out, index_base as u64);
+    }
+    mp::write_uint(&mut out, key::KEY as u64);
+    out.extend_from_slice(key_bytes);
+    mp::write_uint(&mut out, key::TUPLE as u64);
+    out.extend_from_slice(ops);
+    out
+}
+
+fn body_upsert(space_id: u32, index_base: u32, tuple: &[u8], ops: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(tuple.len() + ops.len() + 12);
+    mp::write_map_len(&mut out, 3 + u32::from(index_base != 0));
+    mp::write_uint(&mut out, key::SPACE_ID as u64);
+    mp::write_uint(&mut out, space_id as u64);
+    if index_base != 0 {
+        mp::write_uint(&mut out, key::INDEX_BASE as u64);
+        mp::write_uint(&mut out, index_base as u64);
+    }
+    mp::write_uint(&mut out, key::OPS as u64);
+    out.extend_from_slice(ops);
+    mp::write_uint(&mut out, key::TUPLE as u64);
+    out.extend_from_slice(tuple);
+    out
+}

@@ -1,0 +1,24 @@
+//! Everything that arrives on the TX thread's bus.
+
+use spindle_proto::route::NetEvent;
+use spindle_xlog::journal::JournalReply;
+
+#[derive(Debug)]
+pub enum TxMsg {
+    Net(NetEvent),
+    Wal(JournalReply),
+    /// Finish in-flight commits, close the log, stop the dispatcher.
+    Shutdown,
+}
+
+impl From<NetEvent> for TxMsg {
+    fn from(e: NetEvent) -> Self {
+        TxMsg::Net(e)
+    }
+}
+
+impl From<JournalReply> for TxMsg {
+    fn from(r: JournalReply) -> Self {
+        TxMsg::Wal(r)
+    }
+}

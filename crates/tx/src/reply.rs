@@ -1,0 +1,32 @@
+//! Encoding of request results into IPROTO responses.
+
+use spindle_memtx::tuple::Tuple;
+use spindle_proto::iproto::{
+    begin_response, encode_data_prefix, encode_error, encode_ok_empty, finish_response,
+};
+use spindle_types::iproto::request;
+use spindle_types::BoxResult;
+
+/// The successful result of a request.
+#[derive(Debug)]
+pub enum Reply {
+    /// `{}`: PING, AUTH.
+    Empty,
+    /// `{DATA: [tuple...]}`: SELECT and DML (0 or 1 tuple).
+    Tuples(Vec<Tuple>),
+}
+
+pub fn encode(out: &mut Vec<u8>, sync: u64, schema_version: u32, result: BoxResult<Reply>) {
+    match result {
+        Ok(Reply::Empty) => encode_ok_empty(out, sync, schema_version),
+        Ok(Reply::Tuples(tuples)) => {
+            let start = begin_response(out, request::OK, sync, schema_version);
+            encode_data_prefix(out, tuples.len() as u32);
+            for t in &tuples {
+                out.extend_from_slice(t.data());
+            }
+            finish_response(out, start);
+        }
+        Err(e) => encode_error(out, sync, schema_version, &e),
+    }
+}

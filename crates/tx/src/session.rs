@@ -1,0 +1,46 @@
+//! Per-connection state the TX thread keeps: the greeting salt and the authenticated user.
+
+use hashbrown::HashMap;
+use spindle_proto::route::Route;
+
+pub const GUEST: u32 = 0;
+pub const ADMIN: u32 = 1;
+
+#[derive(Debug)]
+pub struct Session {
+    pub salt: [u8; 32],
+    pub user: u32,
+}
+
+#[derive(Default)]
+pub struct Sessions {
+    by_route: HashMap<Route, Session>,
+}
+
+impl Sessions {
+    pub fn connect(&mut self, route: Route, salt: [u8; 32]) {
+        self.by_route.insert(route, Session { salt, user: GUEST });
+    }
+
+    pub fn disconnect(&mut self, route: Route) {
+        self.by_route.remove(&route);
+    }
+
+    /// The session of a route; a request from a connection TX never saw connect (cannot
+    /// happen: Connect is sent first on the same FIFO bus) is treated as guest.
+    pub fn user(&self, route: Route) -> u32 {
+        self.by_route.get(&route).map_or(GUEST, |s| s.user)
+    }
+
+    pub fn get_mut(&mut self, route: Route) -> Option<&mut Session> {
+        self.by_route.get_mut(&route)
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_route.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_route.is_empty()
+    }
+}

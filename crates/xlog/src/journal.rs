@@ -1,0 +1,37 @@
+//! The seam between the TX thread and the WAL thread: what TX submits and what the WAL
+//! answers. TX depends on these types only, never on the WAL thread itself.
+
+use crate::row::Row;
+
+/// One transaction's rows, LSNs already assigned by TX (consecutive, in commit order).
+#[derive(Debug)]
+pub struct JournalTxn {
+    pub rows: Vec<Row>,
+}
+
+/// TX → WAL.
+#[derive(Debug)]
+pub enum JournalRequest {
+    /// Write these transactions (group commit: one message per TX loop turn). `epoch`
+    /// identifies the rollback generation: after a failure the WAL drops every request of
+    /// the failed epoch until TX starts a new one.
+    Write { epoch: u64, txns: Vec<JournalTxn> },
+    /// Close the current file and flush everything (clean shutdown).
+    Shutdown,
+}
+
+/// WAL → TX. One message per group commit.
+#[derive(Debug)]
+pub enum JournalReply {
+    /// Everything up to and including `lsn` is written (and synced, per the mode).
+    Written { lsn: u64 },
+    /// The write of a batch of `epoch` failed; nothing of that epoch from `first_lsn` on was
+    /// written. TX must roll those transactions back and start a new epoch.
+    Failed {
+        epoch: u64,
+        first_lsn: u64,
+        error: String,
+    },
+    /// Acknowledges `Shutdown`: the log is closed.
+    Closed,
+}

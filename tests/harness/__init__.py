@@ -1,0 +1,1 @@
+"""Shared helpers for spindle's integration tests (servers, raw IPROTO, Lua clients)."""
