@@ -125,12 +125,14 @@ impl Db {
                     self.select(user, *space_id, *index_id, *iterator, key, *offset, *limit)?;
                 Ok(Reply::Tuples(tuples))
             }
-            Request::Call { name, .. } => {
+            Request::Call { name, args, is_16 } => {
                 let name = String::from_utf8_lossy(span(packet, name)).into_owned();
-                self.users.check_universe(user, PRIV_U)?;
-                Err(BoxError::no_such_proc(&name))
+                crate::call::call(self, user, &name, span(packet, args), *is_16)
             }
-            Request::Eval { .. } => Err(BoxError::unsupported("spindle", "Lua EVAL")),
+            Request::Eval { .. } => {
+                self.users.check_universe(user, crate::access::PRIV_X)?;
+                Err(BoxError::unsupported("spindle", "Lua EVAL"))
+            }
             Request::Execute | Request::Prepare => Err(BoxError::unsupported("spindle", "SQL")),
             Request::Vote
             | Request::Join { .. }

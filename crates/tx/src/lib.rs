@@ -6,6 +6,7 @@
 
 pub mod access;
 pub mod bootstrap;
+pub mod call;
 pub mod catalog;
 pub mod db;
 pub mod msg;

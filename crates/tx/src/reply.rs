@@ -14,6 +14,8 @@ pub enum Reply {
     Empty,
     /// `{DATA: [tuple...]}`: SELECT and DML (0 or 1 tuple).
     Tuples(Vec<Tuple>),
+    /// `{DATA: [...]}` with `count` pre-encoded items (CALL results).
+    Data { count: u32, data: Vec<u8> },
 }
 
 pub fn encode(out: &mut Vec<u8>, sync: u64, schema_version: u32, result: BoxResult<Reply>) {
@@ -25,6 +27,12 @@ pub fn encode(out: &mut Vec<u8>, sync: u64, schema_version: u32, result: BoxResu
             for t in &tuples {
                 out.extend_from_slice(t.data());
             }
+            finish_response(out, start);
+        }
+        Ok(Reply::Data { count, data }) => {
+            let start = begin_response(out, request::OK, sync, schema_version);
+            encode_data_prefix(out, count);
+            out.extend_from_slice(&data);
             finish_response(out, start);
         }
         Err(e) => encode_error(out, sync, schema_version, &e),
