@@ -47,6 +47,7 @@ class socket_greeting:
         self.conn.close()
 
 
+@pytest.mark.spindle_only
 def test_admin_password_from_env(spindle_server):
     srv = spindle_server(password_via_env=True)
     assert "--admin-password" not in srv._command()
@@ -57,6 +58,7 @@ def test_admin_password_from_env(spindle_server):
     assert e.value.code == 47
 
 
+@pytest.mark.spindle_only
 def test_listening_line_and_clean_shutdown(spindle_server):
     srv = spindle_server()
     assert f"listening on {srv.host}:{srv.port}" in srv.log_text()
@@ -83,6 +85,7 @@ def test_wal_modes_accepted(server_factory, server_kind, mode):
     assert srv.stop(signal.SIGTERM) == 0, srv.log_tail()
 
 
+@pytest.mark.spindle_only
 def test_tuning_flags_accepted(spindle_server):
     srv = spindle_server(extra_args=["--net-msg-max", "64", "--iproto-threads", "2"])
     with ip.connect(srv, "admin", srv.password) as c:

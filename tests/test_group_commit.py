@@ -135,6 +135,7 @@ def test_readers_not_blocked_by_fsync_writes(server_factory, server_kind):
     assert srv.stop(signal.SIGTERM) == 0, srv.log_tail()
 
 
+@pytest.mark.spindle_only
 def test_group_commit_shares_fsyncs(spindle_server):
     """spindle-specific: needs the `wal stats:` shutdown line."""
     srv = spindle_server(wal_mode="fsync")

@@ -19,7 +19,7 @@ bytes" error; header keys >= 0x53 and wrongly typed known header keys are reject
 but should be ignored by a lenient server (iproto.md §2.3, §8.10).
 """
 
-from .differential import OpList, canon, unordered
+from .differential import OpList, unordered
 from . import iproto as ip
 
 EQ, REQ, ALL, LT, LE, GE, GT, BITS_ALL_SET = 0, 1, 2, 3, 4, 5, 6, 7

@@ -17,7 +17,6 @@ import difflib
 import pprint
 import re
 import socket
-import time
 
 import tarantool
 import tarantool.error

@@ -37,6 +37,7 @@ def main():
     os.makedirs(a.data_dir, exist_ok=True)
     extra = f"net_msg_max = {a.net_msg_max}," if a.net_msg_max else ""
     lua = f"""
+os.remove(arg[0])  -- the generated script deletes itself once loaded
 box.cfg{{ work_dir = {a.data_dir!r}, wal_mode = {a.wal_mode!r}, log_level = 5, {extra} }}
 box.schema.user.passwd('admin', {a.admin_password!r})
 box.cfg{{ listen = {a.listen!r} }}

@@ -97,7 +97,10 @@ impl Reply {
 
     /// The raw DATA value, if any.
     pub fn data_bytes(&self) -> Option<&[u8]> {
-        self.response.data.as_ref().map(|span| iproto::slice(&self.packet, span))
+        self.response
+            .data
+            .as_ref()
+            .map(|span| iproto::slice(&self.packet, span))
     }
 
     /// DATA as values: the elements of the array (a non-array DATA is returned as one element;
@@ -125,7 +128,10 @@ impl Reply {
     pub fn into_result(self) -> Result<Vec<Value>, ClientError> {
         if self.is_error() {
             let message = self.response.error_message.clone().unwrap_or_default();
-            return Err(ClientError::Server { code: self.code(), message });
+            return Err(ClientError::Server {
+                code: self.code(),
+                message,
+            });
         }
         Ok(self.data()?)
     }
@@ -162,7 +168,10 @@ impl Client {
         stream.read_exact(&mut raw)?;
         let greeting = decode_greeting(&raw).ok_or_else(|| invalid_data("bad greeting"))?;
         if greeting.protocol != "Binary" {
-            return Err(invalid_data(format!("not a binary port: {}", greeting.protocol)));
+            return Err(invalid_data(format!(
+                "not a binary port: {}",
+                greeting.protocol
+            )));
         }
         Ok(Client {
             stream,
@@ -228,7 +237,9 @@ impl Client {
             let pending = self.input.get(self.input_start..).unwrap_or_default();
             match decode_frame(pending, PACKET_SIZE_HARD_MAX as usize) {
                 Ok(Frame::Packet { prefix_len, len }) => {
-                    let packet = pending.get(prefix_len..prefix_len + len).unwrap_or_default();
+                    let packet = pending
+                        .get(prefix_len..prefix_len + len)
+                        .unwrap_or_default();
                     let response = decode_response(packet)
                         .map_err(|e| invalid_data(format!("malformed response: {e:?}")))?;
                     let result = visit(&response, packet);
@@ -250,7 +261,9 @@ impl Client {
         while self.input.len() < need {
             let filled = self.input.len();
             self.input.resize(filled + READ_CHUNK.max(need - filled), 0);
-            let read = self.stream.read(self.input.get_mut(filled..).unwrap_or_default());
+            let read = self
+                .stream
+                .read(self.input.get_mut(filled..).unwrap_or_default());
             match read {
                 Ok(0) => {
                     self.input.truncate(filled);
@@ -269,7 +282,10 @@ impl Client {
 
     /// Reads one response (of any kind: OK, push or error).
     pub fn recv(&mut self) -> Result<Reply, ClientError> {
-        self.recv_with(|response, packet| Reply { packet: packet.to_vec(), response: response.clone() })
+        self.recv_with(|response, packet| Reply {
+            packet: packet.to_vec(),
+            response: response.clone(),
+        })
     }
 
     /// Sends one complete framed packet and reads the next response, whatever it is.
@@ -280,7 +296,10 @@ impl Client {
 
     /// Sends one request and waits for its final reply (skipping pushes). Requires that no
     /// other request is in flight, so the first non-push reply must carry our sync.
-    fn call_one(&mut self, encode: impl FnOnce(&mut Vec<u8>, u64)) -> Result<Vec<Value>, ClientError> {
+    fn call_one(
+        &mut self,
+        encode: impl FnOnce(&mut Vec<u8>, u64),
+    ) -> Result<Vec<Value>, ClientError> {
         let sync = self.enqueue(encode);
         self.flush()?;
         loop {
@@ -352,12 +371,22 @@ impl Client {
     }
 
     /// UPSERT with 0-based field numbers.
-    pub fn upsert(&mut self, space: u32, tuple: &Value, ops: &Value) -> Result<Vec<Value>, ClientError> {
+    pub fn upsert(
+        &mut self,
+        space: u32,
+        tuple: &Value,
+        ops: &Value,
+    ) -> Result<Vec<Value>, ClientError> {
         let (tuple, ops) = (encode_value(tuple)?, encode_value(ops)?);
         self.call_one(|out, sync| iproto::encode_upsert(out, sync, space, 0, &tuple, &ops))
     }
 
-    pub fn delete(&mut self, space: u32, index: u32, key: &Value) -> Result<Vec<Value>, ClientError> {
+    pub fn delete(
+        &mut self,
+        space: u32,
+        index: u32,
+        key: &Value,
+    ) -> Result<Vec<Value>, ClientError> {
         let key = encode_value(key)?;
         self.call_one(|out, sync| iproto::encode_delete(out, sync, space, index, &key))
     }

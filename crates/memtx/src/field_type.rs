@@ -76,11 +76,15 @@ impl FieldType {
                 matches!(v, Value::Uint(_) | Value::Int(_) | Value::F32(_) | Value::F64(_))
                     || is_ext(v, EXT_DECIMAL)
             }
-            FieldType::Double => matches!(v, Value::F32(_) | Value::F64(_)),
+            // 2.6 refuses MP_FLOAT in a double field.
+            FieldType::Double => matches!(v, Value::F64(_)),
             FieldType::String => matches!(v, Value::Str(_)),
             FieldType::Boolean => matches!(v, Value::Bool(_)),
             FieldType::Varbinary => matches!(v, Value::Bin(_)),
-            FieldType::Scalar => !matches!(v, Value::Array(_) | Value::Map(_) | Value::Nil),
+            // 2.6.0 refuses uuid in a scalar field ("expected scalar").
+            FieldType::Scalar => {
+                !matches!(v, Value::Array(_) | Value::Map(_) | Value::Nil) && !is_ext(v, EXT_UUID)
+            }
             FieldType::Decimal => is_ext(v, EXT_DECIMAL),
             FieldType::Uuid => is_ext(v, EXT_UUID),
             FieldType::Array => matches!(v, Value::Array(_)),

@@ -7,16 +7,23 @@
 //! 2. *apply*: the operations change a lazily expanded tree of the tuple (`Node`), which is
 //!    finally encoded back to MessagePack. Untouched runs of fields are copied verbatim.
 //!
-//! The tree mirrors 2.6's model closely enough to reproduce its observable rules:
+//! The tree mirrors 2.6's model closely enough to reproduce its observable rules (checked
+//! against a real 2.6.0 on ~130 000 random operation lists, see the tests):
 //! * a field changed by `=` or an arithmetic, bitwise or splice operation may afterwards only
 //!   be re-assigned (`=`) or deleted; any other operation on it is a "double update";
 //! * a single operation deep inside a field (a JSON path) is a *bar*; a second operation in the
 //!   same field splits the bar where the two paths part (a *route* down to an array or map
-//!   node). Map nodes move the keys they touch to the front, as 2.6 does.
+//!   node). Map nodes write the pairs they touched first, in 2.6's order;
+//! * floating results are encoded when the tuple is written, by where they land (MP_DOUBLE
+//!   in a `double` field, else MP_FLOAT when exact).
+//!
+//! Where 2.6.0 is erratic (it crashes, or acts on freed memory: a path inside a value an
+//! earlier operation replaced), we answer "double update of the same field" instead.
 
 use crate::format::TupleFormat;
 use crate::FieldType;
 use spindle_proto::mp::{self, Value};
+use spindle_types::limits::MP_DEPTH_MAX;
 use spindle_types::{BoxError, BoxResult};
 use std::borrow::Cow;
 use std::cell::Cell;
@@ -286,10 +293,12 @@ fn read_field<'a>(
     if no < 0 {
         return Ok((no, None, Ok(Vec::new())));
     }
-    if no - base < 0 {
+    // `int` arithmetic, as in 2.6: INDEX_BASE 2^31 makes every field "not found".
+    let pos = (no as i32).wrapping_sub(base as i32);
+    if pos < 0 {
         return Err(BoxError::no_such_field_no(no));
     }
-    Ok((no - base, None, Ok(Vec::new())))
+    Ok((i64::from(pos), None, Ok(Vec::new())))
 }
 
 /// Resolves a string field id: a format field name, else a JSON path whose first step is
@@ -373,13 +382,14 @@ fn read_splice<'a>(cur: &mut &'a [u8], op: &Op<'a>, base: i64) -> BoxResult<Arg<
     // A non-negative offset counts from INDEX_BASE; one below it is refused right away,
     // before the other arguments are looked at.
     let offset = if offset >= 0 {
-        if offset - base < 0 {
+        let shifted = (offset as i32).wrapping_sub(base as i32);
+        if shifted < 0 {
             return Err(BoxError::update_splice(
                 &op.field_str(),
                 "offset is out of bound",
             ));
         }
-        offset - base
+        i64::from(shifted)
     } else {
         offset
     };
@@ -1092,6 +1102,10 @@ fn str_content(b: &[u8]) -> Option<&[u8]> {
 fn apply_op<'a>(root: &mut ArrayNode<'a>, ctx: &Ctx<'_, 'a>, oi: usize) -> BoxResult<()> {
     let op = ctx.op(oi)?;
     let tokens = op.tokens()?;
+    if tokens.len() > MP_DEPTH_MAX {
+        // Stored tuples are never nested deeper; this also bounds the recursion below.
+        return Err(op.not_found());
+    }
     if tokens.is_empty() {
         return array_terminal(root, ctx, oi, op.field.get(), true);
     }
@@ -1649,9 +1663,10 @@ fn as_f64(n: Num<'_>) -> f64 {
     }
 }
 
-/// Splice on string bytes: `offset` is a 0-based position (negative: from the end, `-1` is
-/// after the last byte) clamped to the length; a negative `cut` keeps that many bytes minus
-/// one... precisely: cuts up to `-cut` bytes before the end. `None`: offset before the start.
+/// Splice on string bytes. `offset` is a 0-based position clamped to the length, or counts
+/// from the end when negative (`-1` is after the last byte; `None` if that is before the
+/// start). A cut of `-k` removes everything after the offset except the last `k` bytes
+/// ("abcdef", offset 1, cut -1 -> "a" + paste + "f"); cuts are clamped to what is there.
 fn splice_str(s: &[u8], offset: i64, cut: i64, paste: &[u8]) -> Option<Vec<u8>> {
     let len = s.len() as i64;
     let off = if offset < 0 {

@@ -802,6 +802,43 @@ fn unknown_iterator_code() {
     assert_eq!(iterator_from_code(6).ok(), Some(Gt));
 }
 
+/// Lua: `s:insert{1, 'x'}`, then `s:format({{'a','unsigned'},{'b','unsigned'}})` fails and
+/// leaves the format alone (`s:insert{2, 3}` still works); then a `string` format for field 2
+/// fails because of {2, 3}.
+#[test]
+fn set_format_checks_stored_tuples() {
+    use spindle_memtx::format::FieldDef;
+    let mut space = new_space(
+        "t",
+        vec![index_def(0, "pk", Tree, true, vec![part(0, Unsigned)])],
+    );
+    space.insert(t(vec![u(1), s("x")])).unwrap();
+    let format = |second| {
+        let field = |name: &str, field_type| FieldDef {
+            name: name.into(),
+            field_type,
+            is_nullable: false,
+        };
+        TupleFormat::new(vec![field("a", Unsigned), field("b", second)], 0, &[]).unwrap()
+    };
+    let msg = |ty: &str| {
+        (
+            23,
+            format!("Tuple field 2 type does not match one required by operation: expected {ty}"),
+        )
+    };
+    assert_eq!(err_of(space.set_format(format(Unsigned))), msg("unsigned"));
+    space.insert(t(vec![u(2), u(3)])).unwrap();
+    assert_eq!(
+        err_of(space.set_format(format(FieldType::String))),
+        msg("string")
+    );
+    space.insert(t(vec![u(3), u(3)])).unwrap();
+    space.delete(0, &key(vec![u(1)])).unwrap();
+    space.set_format(format(Unsigned)).unwrap();
+    assert_eq!(err_of(space.insert(t(vec![u(4), s("x")]))), msg("unsigned"));
+}
+
 #[test]
 fn unsupported_feature_code_is_112() {
     assert_eq!(ER_UNSUPPORTED_INDEX_FEATURE, 112);

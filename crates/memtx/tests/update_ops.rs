@@ -5,6 +5,8 @@
 //! sends a raw IPROTO UPDATE with INDEX_BASE `ib`, which is how 0-based cases were checked).
 //! Error messages always count fields from 1.
 
+#![allow(clippy::unwrap_used)] // test helpers: a panic is a failed test
+
 use rmpv::Value as V;
 use spindle_memtx::format::{FieldDef, TupleFormat};
 use spindle_memtx::update::{apply_update, UPDATE_OPS_MAX};
@@ -140,9 +142,15 @@ fn field_numbers_are_relative_to_index_base() {
 fn index_base_wraps_like_a_c_int() {
     // IPROTO INDEX_BASE 4294967297 behaves as 1 (the server truncates to 32 bits, the caller
     // passes u32); 2^32-1 is -1 as an int: field 1 then means position 2.
-    let t = a(vec![i(1), s("abc"), i(3)]);
-    let r = upd(t, vec![op("=", i(1), &[s("Z")])], u32::MAX);
+    // u({1,'abc',3}, {{'=',1,'Z'}}, 4294967295) -> [1,"abc","Z"]; {{'=',0,'Z'}} -> [1,"Z",3]
+    let t = || a(vec![i(1), s("abc"), i(3)]);
+    let r = upd(t(), vec![op("=", i(1), &[s("Z")])], u32::MAX);
     assert_eq!(r, Ok(a(vec![i(1), s("abc"), s("Z")])));
+    let r = upd(t(), vec![op("=", i(0), &[s("Z")])], u32::MAX);
+    assert_eq!(r, Ok(a(vec![i(1), s("Z"), i(3)])));
+    // INDEX_BASE 2147483648 (INT_MIN): u(.., {{'=',1,'Z'}}) -> "Field 1 was not found"
+    let r = upd(t(), vec![op("=", i(1), &[s("Z")])], 1 << 31);
+    assert_eq!(r, Err("37: Field 1 was not found in the tuple".into()));
 }
 
 // ---- `!` and `#` ----------------------------------------------------------------------------

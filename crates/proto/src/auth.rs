@@ -59,7 +59,9 @@ pub fn hash2_base64(password: &str) -> String {
 
 /// Parses the stored `chap-sha1` value of a `_user` tuple; None unless it is 20 bytes of base64.
 pub fn decode_hash2_base64(stored: &str) -> Option<Hash> {
-    let bytes = base64::engine::general_purpose::STANDARD.decode(stored).ok()?;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(stored)
+        .ok()?;
     Hash::try_from(bytes.as_slice()).ok()
 }
 
@@ -72,7 +74,11 @@ pub fn check_scramble(salt: &[u8], scramble: &[u8], stored_hash2: &Hash) -> bool
     let mask = sha1(&[salt20(salt), stored_hash2]);
     let candidate_hash1 = xor(&scramble, &mask);
     let candidate_hash2 = sha1(&[&candidate_hash1]);
-    candidate_hash2.iter().zip(stored_hash2).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+    candidate_hash2
+        .iter()
+        .zip(stored_hash2)
+        .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+        == 0
 }
 
 #[cfg(test)]
@@ -83,7 +89,10 @@ mod tests {
     fn hash2_matches_tarantool_vectors() {
         assert_eq!(hash2_base64("secret"), "FOZVZ6vbUTXQz9mnCzAywXmknuc=");
         assert_eq!(hash2_base64(""), "vhvewKp0tNyweZQ+cFKAlsyphfg=");
-        assert_eq!(decode_hash2_base64("FOZVZ6vbUTXQz9mnCzAywXmknuc="), Some(hash2("secret")));
+        assert_eq!(
+            decode_hash2_base64("FOZVZ6vbUTXQz9mnCzAywXmknuc="),
+            Some(hash2("secret"))
+        );
         assert_eq!(decode_hash2_base64("AAAA"), None);
         assert_eq!(decode_hash2_base64("not base64!"), None);
     }

@@ -26,11 +26,20 @@ fn fill_line(line: &mut [u8], text: &[u8]) {
 
 /// Builds the greeting. The version should be plain `major.minor.patch`: clients pick their
 /// code paths from it (see `GREETING_VERSION`). Over-long input is cut so both `\n` stay put.
-pub fn encode_greeting(version: &str, instance_uuid: &str, salt: &[u8; SALT_SIZE]) -> [u8; GREETING_SIZE] {
+pub fn encode_greeting(
+    version: &str,
+    instance_uuid: &str,
+    salt: &[u8; SALT_SIZE],
+) -> [u8; GREETING_SIZE] {
     let mut out = [b' '; GREETING_SIZE];
     let (first, second) = out.split_at_mut(LINE_SIZE);
     // "Tarantool " + version + " (Binary) " + uuid, assembled without allocating.
-    let parts: [&[u8]; 4] = [b"Tarantool ", version.as_bytes(), b" (Binary) ", instance_uuid.as_bytes()];
+    let parts: [&[u8]; 4] = [
+        b"Tarantool ",
+        version.as_bytes(),
+        b" (Binary) ",
+        instance_uuid.as_bytes(),
+    ];
     let mut at = 0;
     for part in parts {
         if let Some(rest) = first.get_mut(at..) {
@@ -39,7 +48,9 @@ pub fn encode_greeting(version: &str, instance_uuid: &str, salt: &[u8; SALT_SIZE
         at = (at + part.len()).min(LINE_SIZE - 1);
     }
     let mut salt_text = [0u8; 64];
-    let n = base64::engine::general_purpose::STANDARD.encode_slice(salt, &mut salt_text).unwrap_or(0);
+    let n = base64::engine::general_purpose::STANDARD
+        .encode_slice(salt, &mut salt_text)
+        .unwrap_or(0);
     fill_line(second, salt_text.get(..n).unwrap_or_default());
     first[LINE_SIZE - 1] = b'\n';
     second[LINE_SIZE - 1] = b'\n';
@@ -65,7 +76,9 @@ fn parse_version(text: &str) -> Option<(u32, u32, u32)> {
     let major = numbers.next()?.parse().ok()?;
     let minor = numbers.next()?.parse().ok()?;
     let rest = numbers.next()?;
-    let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+    let digits = rest
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(rest.len());
     let patch = rest.get(..digits)?.parse().ok()?;
     Some((major, minor, patch))
 }
@@ -98,8 +111,12 @@ pub fn decode_greeting(buf: &[u8; GREETING_SIZE]) -> Option<Greeting> {
 
 fn decode_salt(line: &[u8]) -> Option<Vec<u8>> {
     let text = line.split(|&b| b == b' ' || b == b'\n').next()?;
-    let salt = base64::engine::general_purpose::STANDARD.decode(text).ok()?;
-    (SCRAMBLE_SIZE..=SALT_DECODED_MAX).contains(&salt.len()).then_some(salt)
+    let salt = base64::engine::general_purpose::STANDARD
+        .decode(text)
+        .ok()?;
+    (SCRAMBLE_SIZE..=SALT_DECODED_MAX)
+        .contains(&salt.len())
+        .then_some(salt)
 }
 
 #[cfg(test)]
@@ -139,7 +156,10 @@ mod tests {
 
     #[test]
     fn console_greeting_and_garbage() {
-        let text = format!("{:<63}\n{:<63}\n", "Tarantool 2.6.0 (Lua console)", "type 'help' for interactive help");
+        let text = format!(
+            "{:<63}\n{:<63}\n",
+            "Tarantool 2.6.0 (Lua console)", "type 'help' for interactive help"
+        );
         let buf: [u8; 128] = text.as_bytes().try_into().unwrap();
         let g = decode_greeting(&buf).unwrap();
         assert_eq!(g.protocol, "Lua console");
@@ -156,7 +176,11 @@ mod tests {
         let g = decode_greeting(newer.as_bytes().try_into().unwrap()).unwrap();
         assert_eq!(g.version, (2, 11, 12));
         assert_eq!(g.salt.len(), 21);
-        let short_salt = format!("{:<63}\n{:<63}\n", format!("Tarantool 2.6.0 (Binary) {UUID}"), "AAAA");
+        let short_salt = format!(
+            "{:<63}\n{:<63}\n",
+            format!("Tarantool 2.6.0 (Binary) {UUID}"),
+            "AAAA"
+        );
         assert!(decode_greeting(short_salt.as_bytes().try_into().unwrap()).is_none());
     }
 }

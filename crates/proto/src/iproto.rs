@@ -22,6 +22,10 @@ pub type Span = std::ops::Range<u32>;
 
 /// Bytes of the `ce <u32>` length prefix this module writes.
 const PREFIX_LEN: usize = 5;
+/// Nesting depth [`Cursor::value`] validates without allocating; real keys and tuples stay far
+/// below it.
+const INLINE_DEPTH: usize = 16;
+const _: () = assert!(INLINE_DEPTH <= MP_DEPTH_MAX);
 /// IPROTO_ID (2.10+); not among the 2.6 constants in `spindle_types::iproto::request`.
 pub const REQUEST_ID: u32 = 73;
 /// Clients recover an error code from a response type as `type & 0x7fff`.
@@ -88,7 +92,11 @@ pub fn decode_frame(buf: &[u8], max: usize) -> Result<Frame, FrameError> {
     // len <= limit <= 2^31, so neither conversion nor addition can overflow.
     let len = len as usize;
     let total = prefix_len + len;
-    Ok(if buf.len() < total { Frame::Need(total) } else { Frame::Packet { prefix_len, len } })
+    Ok(if buf.len() < total {
+        Frame::Need(total)
+    } else {
+        Frame::Packet { prefix_len, len }
+    })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -115,36 +123,82 @@ pub struct Header {
 pub enum Request {
     Ping,
     /// `limit`: both 0xFFFFFFFF and 2^64-1 arrive as "unlimited" and read as `u32::MAX`.
-    Select { space_id: u32, index_id: u32, limit: u32, offset: u32, iterator: u32, key: Span },
-    Insert { space_id: u32, tuple: Span },
-    Replace { space_id: u32, tuple: Span },
+    Select {
+        space_id: u32,
+        index_id: u32,
+        limit: u32,
+        offset: u32,
+        iterator: u32,
+        key: Span,
+    },
+    Insert {
+        space_id: u32,
+        tuple: Span,
+    },
+    Replace {
+        space_id: u32,
+        tuple: Span,
+    },
     /// `ops` come from the TUPLE key (0x21), as in every client.
-    Update { space_id: u32, index_id: u32, index_base: u32, key: Span, ops: Span },
-    Delete { space_id: u32, index_id: u32, key: Span },
+    Update {
+        space_id: u32,
+        index_id: u32,
+        index_base: u32,
+        key: Span,
+        ops: Span,
+    },
+    Delete {
+        space_id: u32,
+        index_id: u32,
+        key: Span,
+    },
     /// INDEX_ID is ignored for UPSERT, as in 2.6.
-    Upsert { space_id: u32, index_base: u32, tuple: Span, ops: Span },
+    Upsert {
+        space_id: u32,
+        index_base: u32,
+        tuple: Span,
+        ops: Span,
+    },
     /// `scramble` is None when the AUTH tuple is `[]` (only valid for a password-less user;
     /// the server decides). Otherwise it is exactly 20 bytes (MP_STR or MP_BIN on the wire).
-    Auth { user: Span, scramble: Option<Span> },
+    Auth {
+        user: Span,
+        scramble: Option<Span>,
+    },
     /// `args` is empty when the TUPLE key was absent, which means `[]`: read it with
     /// [`array_or_empty`]. `is_16` marks CALL_16 (type 6).
-    Call { name: Span, args: Span, is_16: bool },
+    Call {
+        name: Span,
+        args: Span,
+        is_16: bool,
+    },
     /// `args` as for `Call`.
-    Eval { expr: Span, args: Span },
+    Eval {
+        expr: Span,
+        args: Span,
+    },
     /// Recognised (a body with SQL_TEXT or STMT_ID), not decoded further.
     Execute,
     /// Recognised (a body with SQL_TEXT or STMT_ID), not decoded further.
     Prepare,
     Vote,
     /// `instance_uuid` is empty if the key was absent.
-    Join { instance_uuid: Span },
+    Join {
+        instance_uuid: Span,
+    },
     /// The whole body map.
-    Subscribe { body: Span },
+    Subscribe {
+        body: Span,
+    },
     /// The whole body map.
-    Register { body: Span },
+    Register {
+        body: Span,
+    },
     FetchSnapshot,
     /// IPROTO_ID (2.10+); `body` is the whole body map, or empty if there was none.
-    Id { body: Span },
+    Id {
+        body: Span,
+    },
     /// Any other type: 2.6 answers ER_UNKNOWN_REQUEST_TYPE and keeps the connection open.
     Unknown(u32),
 }
@@ -163,7 +217,9 @@ pub struct DecodeError {
 /// The bytes of `span` within `packet` (empty if the span does not fit, which a span produced
 /// by this module for the same packet never does).
 pub fn slice<'a>(packet: &'a [u8], span: &Span) -> &'a [u8] {
-    packet.get(span.start as usize..span.end as usize).unwrap_or_default()
+    packet
+        .get(span.start as usize..span.end as usize)
+        .unwrap_or_default()
 }
 
 /// Like [`slice`], but an empty span (an absent optional argument list) reads as `[]`.
@@ -200,16 +256,16 @@ fn saturate(v: u64) -> u32 {
 struct Cursor<'a> {
     packet: &'a [u8],
     rest: &'a [u8],
-    /// Pending element counts per nesting level for [`Cursor::value`]. A fixed array, so that
-    /// validation never allocates; children never exceed the packet length, which fits u32.
-    stack: [u32; MP_DEPTH_MAX],
 }
 
 impl<'a> Cursor<'a> {
     /// None if the packet is too large for u32 spans (far above any packet size limit).
     fn new(packet: &'a [u8]) -> Option<Self> {
         u32::try_from(packet.len()).ok()?;
-        Some(Cursor { packet, rest: packet, stack: [0; MP_DEPTH_MAX] })
+        Some(Cursor {
+            packet,
+            rest: packet,
+        })
     }
 
     fn pos(&self) -> u32 {
@@ -225,9 +281,13 @@ impl<'a> Cursor<'a> {
         mp::peek_type(self.rest)
     }
 
-    /// Validates and skips one whole value (depth-limited like `mp::check`); returns its span.
+    /// Validates and skips one whole value (depth-limited exactly like `mp::check`); returns
+    /// its span. Nesting up to `INLINE_DEPTH` is tracked in a small array on the stack; deeper
+    /// values (rare, usually hostile) are handed to `mp::check`, which allocates.
     fn value(&mut self) -> MpResult<Span> {
         let start = self.pos();
+        let whole = self.rest;
+        let mut stack = [0u32; INLINE_DEPTH];
         let mut depth = 0usize;
         let mut pending: u32 = 1;
         loop {
@@ -236,19 +296,21 @@ impl<'a> Cursor<'a> {
                     return Ok(start..self.pos());
                 }
                 depth -= 1;
-                pending = *self.stack.get(depth).ok_or(MpError::Invalid)?;
+                pending = *stack.get(depth).ok_or(MpError::Invalid)?;
             }
             pending -= 1;
-            let children = match mp::read_value(&mut self.rest)? {
-                Value::Array(n) => u64::from(n),
-                Value::Map(n) => 2 * u64::from(n),
-                _ => continue,
-            };
+            let children = self.skip_head()?;
+            if children == 0 {
+                continue;
+            }
             if children > self.rest.len() as u64 {
                 return Err(MpError::Truncated);
             }
             if children > 0 {
-                *self.stack.get_mut(depth).ok_or(MpError::Invalid)? = pending;
+                let Some(slot) = stack.get_mut(depth) else {
+                    return self.deep_value(whole);
+                };
+                *slot = pending;
                 depth += 1;
                 // children <= rest.len() <= u32::MAX.
                 pending = children as u32;
@@ -256,19 +318,68 @@ impl<'a> Cursor<'a> {
         }
     }
 
+    /// Skips the head of one value (the whole of a scalar) and returns how many values follow
+    /// as its elements. One-byte heads, the bulk of real tuples, are decoded inline.
+    #[inline]
+    fn skip_head(&mut self) -> MpResult<u64> {
+        let (&first, tail) = self.rest.split_first().ok_or(MpError::Truncated)?;
+        let (skip, children) = match first {
+            0x00..=0x7f | 0xc0 | 0xc2 | 0xc3 | 0xe0..=0xff => (0, 0),
+            0x90..=0x9f => (0, u64::from(first & 0x0f)),
+            0x80..=0x8f => (0, 2 * u64::from(first & 0x0f)),
+            0xa0..=0xbf => (usize::from(first & 0x1f), 0),
+            _ => {
+                return match mp::read_value(&mut self.rest)? {
+                    Value::Array(n) => Ok(u64::from(n)),
+                    Value::Map(n) => Ok(2 * u64::from(n)),
+                    _ => Ok(0),
+                };
+            }
+        };
+        self.rest = tail.get(skip..).ok_or(MpError::Truncated)?;
+        Ok(children)
+    }
+
+    /// The slow path of [`Cursor::value`] for values nested deeper than `INLINE_DEPTH`.
+    #[cold]
+    fn deep_value(&mut self, whole: &'a [u8]) -> MpResult<Span> {
+        let len = mp::check(whole)?;
+        let start = (self.packet.len() - whole.len()) as u32;
+        self.rest = whole.get(len..).ok_or(MpError::Truncated)?;
+        Ok(start..start + len as u32)
+    }
+
     /// Reads a value that must be encoded as MP_UINT. The type is judged by the first byte, as
     /// Tarantool does, so a non-negative number in a signed encoding is refused.
     fn uint(&mut self) -> MpResult<u64> {
-        self.expect_type(MpType::Uint)?;
-        mp::read_uint(&mut self.rest)
+        // Positive fixints (all keys, most values) are read here; `mp` handles the rest.
+        match self.rest.split_first() {
+            Some((&b, tail)) if b < 0x80 => {
+                self.rest = tail;
+                Ok(u64::from(b))
+            }
+            Some((0xcc..=0xcf, _)) => mp::read_uint(&mut self.rest),
+            Some(_) => Err(MpError::Type),
+            None => Err(MpError::Truncated),
+        }
     }
 
     fn uint32(&mut self) -> MpResult<u32> {
         self.uint().map(saturate)
     }
 
+    /// Judges the type by the first byte. The common cases are matched inline: this runs for
+    /// every body value.
+    #[inline]
     fn expect_type(&self, expected: MpType) -> MpResult<()> {
-        if self.peek_type()? == expected {
+        let &first = self.rest.first().ok_or(MpError::Truncated)?;
+        let matches = match expected {
+            MpType::Array => matches!(first, 0x90..=0x9f | 0xdc | 0xdd),
+            MpType::Map => matches!(first, 0x80..=0x8f | 0xde | 0xdf),
+            MpType::Str => matches!(first, 0xa0..=0xbf | 0xd9..=0xdb),
+            other => mp::type_of(first) == other,
+        };
+        if matches {
             Ok(())
         } else {
             Err(MpError::Type)
@@ -337,24 +448,38 @@ impl<'a> Cursor<'a> {
 /// 2.6's rules (see the module comment and the tests for the observed cases).
 pub fn decode_request(packet: &[u8]) -> Result<(Header, Request), DecodeError> {
     let Some(mut cursor) = Cursor::new(packet) else {
-        return Err(DecodeError { header: None, error: packet_header_error() });
+        return Err(DecodeError {
+            header: None,
+            error: packet_header_error(),
+        });
     };
     let header = decode_header(&mut cursor)?;
     match decode_body(&mut cursor, header.request_type) {
         Ok(request) => Ok((header, request)),
-        Err(error) => Err(DecodeError { header: Some(header), error }),
+        Err(error) => Err(DecodeError {
+            header: Some(header),
+            error,
+        }),
     }
 }
 
 fn decode_header(cursor: &mut Cursor) -> Result<Header, DecodeError> {
     let count = match mp::read_value(&mut cursor.rest) {
         Ok(Value::Map(n)) => n,
-        _ => return Err(DecodeError { header: None, error: packet_header_error() }),
+        _ => {
+            return Err(DecodeError {
+                header: None,
+                error: packet_header_error(),
+            })
+        }
     };
     let mut header = Header::default();
     for _ in 0..count {
         if header_entry(cursor, &mut header).is_err() {
-            return Err(DecodeError { header: Some(header), error: packet_header_error() });
+            return Err(DecodeError {
+                header: Some(header),
+                error: packet_header_error(),
+            });
         }
     }
     Ok(header)
@@ -390,7 +515,9 @@ fn decode_body(cursor: &mut Cursor, request_type: u32) -> Result<Request, BoxErr
         request::JOIN | request::SUBSCRIBE | request::REGISTER => {
             decode_replication(cursor, request_type)
         }
-        REQUEST_ID => Ok(Request::Id { body: cursor.any_body()?.unwrap_or(0..0) }),
+        REQUEST_ID => Ok(Request::Id {
+            body: cursor.any_body()?.unwrap_or(0..0),
+        }),
         // These read no body in 2.6, so any well-formed body is accepted.
         request::PING => cursor.any_body().map(|_| Request::Ping),
         request::VOTE => cursor.any_body().map(|_| Request::Vote),
@@ -424,28 +551,31 @@ fn decode_dml(cursor: &mut Cursor, request_type: u32) -> Result<Request, BoxErro
     build_dml(request_type, fields)
 }
 
-/// 2.6 skips keys that are not unsigned in DML bodies (unlike CALL and AUTH bodies), and
-/// type-checks only the keys DML uses.
+/// 2.6's DML decoder (observed on the wire, unlike its CALL and AUTH decoders): it recognises
+/// a key only in the one-byte positive fixint encoding (`cc 21` is not TUPLE: it is skipped,
+/// as are keys of other types), type-checks only the keys DML uses, and refuses the keys
+/// 0x50..=0x52 whatever their value.
 fn dml_entry(cursor: &mut Cursor, fields: &mut DmlFields) -> MpResult<()> {
-    if cursor.peek_type()? != MpType::Uint {
+    let Some(&key) = cursor.rest.first().filter(|&&b| b < 0x80) else {
         cursor.value()?;
         cursor.value()?;
         return Ok(());
-    }
-    let key = cursor.uint()?;
-    match u8::try_from(key) {
-        Ok(key::SPACE_ID) => fields.space_id = Some(cursor.uint32()?),
-        Ok(key::INDEX_ID) => fields.index_id = cursor.uint32()?,
-        Ok(key::LIMIT) => fields.limit = Some(cursor.uint32()?),
-        Ok(key::OFFSET) => fields.offset = cursor.uint32()?,
-        Ok(key::ITERATOR) => fields.iterator = cursor.uint32()?,
-        Ok(key::INDEX_BASE) => fields.index_base = cursor.uint32()?,
-        Ok(key::KEY) => fields.key = Some(cursor.typed(MpType::Array)?),
-        Ok(key::TUPLE) => fields.tuple = Some(cursor.typed(MpType::Array)?),
-        Ok(key::OPS) => fields.ops = Some(cursor.typed(MpType::Array)?),
-        Ok(key::TUPLE_META) => {
+    };
+    cursor.rest = cursor.rest.get(1..).unwrap_or_default();
+    match key {
+        key::SPACE_ID => fields.space_id = Some(cursor.uint32()?),
+        key::INDEX_ID => fields.index_id = cursor.uint32()?,
+        key::LIMIT => fields.limit = Some(cursor.uint32()?),
+        key::OFFSET => fields.offset = cursor.uint32()?,
+        key::ITERATOR => fields.iterator = cursor.uint32()?,
+        key::INDEX_BASE => fields.index_base = cursor.uint32()?,
+        key::KEY => fields.key = Some(cursor.typed(MpType::Array)?),
+        key::TUPLE => fields.tuple = Some(cursor.typed(MpType::Array)?),
+        key::OPS => fields.ops = Some(cursor.typed(MpType::Array)?),
+        key::TUPLE_META => {
             cursor.typed(MpType::Map)?;
         }
+        key::REPLICA_ANON..=key::ERROR => return Err(MpError::Type),
         _ => {
             cursor.value()?;
         }
@@ -466,8 +596,14 @@ fn build_dml(request_type: u32, f: DmlFields) -> Result<Request, BoxError> {
             iterator: f.iterator,
             key: required(f.key, "key")?,
         },
-        request::INSERT => Request::Insert { space_id, tuple: required(f.tuple, "tuple")? },
-        request::REPLACE => Request::Replace { space_id, tuple: required(f.tuple, "tuple")? },
+        request::INSERT => Request::Insert {
+            space_id,
+            tuple: required(f.tuple, "tuple")?,
+        },
+        request::REPLACE => Request::Replace {
+            space_id,
+            tuple: required(f.tuple, "tuple")?,
+        },
         request::UPDATE => Request::Update {
             space_id,
             index_id: f.index_id,
@@ -475,9 +611,11 @@ fn build_dml(request_type: u32, f: DmlFields) -> Result<Request, BoxError> {
             key: required(f.key, "key")?,
             ops: required(f.tuple, "tuple")?,
         },
-        request::DELETE => {
-            Request::Delete { space_id, index_id: f.index_id, key: required(f.key, "key")? }
-        }
+        request::DELETE => Request::Delete {
+            space_id,
+            index_id: f.index_id,
+            key: required(f.key, "key")?,
+        },
         _ => Request::Upsert {
             space_id,
             index_base: f.index_base,
@@ -502,10 +640,17 @@ fn decode_call(cursor: &mut Cursor, request_type: u32) -> Result<Request, BoxErr
     cursor.entries(count, |c| call_entry(c, &mut fields))?;
     let args = fields.args.unwrap_or(0..0);
     if request_type == request::EVAL {
-        return Ok(Request::Eval { expr: required(fields.expr, "expression")?, args });
+        return Ok(Request::Eval {
+            expr: required(fields.expr, "expression")?,
+            args,
+        });
     }
     let name = required(fields.name, "function name")?;
-    Ok(Request::Call { name, args, is_16: request_type == request::CALL_16 })
+    Ok(Request::Call {
+        name,
+        args,
+        is_16: request_type == request::CALL_16,
+    })
 }
 
 /// Non-unsigned keys are an error here (observed on 2.6), unknown unsigned keys are skipped.
@@ -566,25 +711,41 @@ fn auth_scramble(packet: &[u8], tuple: Span) -> Result<Option<Span>, BoxError> {
     Ok(Some(end - scramble.len() as u32..end))
 }
 
-/// EXECUTE and PREPARE need SQL_TEXT or STMT_ID; nothing else is interpreted yet.
+/// EXECUTE and PREPARE need SQL_TEXT or STMT_ID; nothing else is interpreted yet. Keys that
+/// are not unsigned are skipped here (observed on 2.6).
 fn decode_sql(cursor: &mut Cursor, request_type: u32) -> Result<Request, BoxError> {
     let count = cursor.body_map()?.ok_or_else(missing_body_error)?;
     let mut found = false;
     cursor.entries(count, |c| {
-        let key = c.uint()?;
-        found |= key == u64::from(key::SQL_TEXT) || key == u64::from(key::STMT_ID);
+        if c.peek_type()? == MpType::Uint {
+            let key = c.uint()?;
+            found |= key == u64::from(key::SQL_TEXT) || key == u64::from(key::STMT_ID);
+        } else {
+            c.value()?;
+        }
         c.value().map(|_| ())
     })?;
     if !found {
         return Err(BoxError::missing_request_field("SQL text or stmt id"));
     }
-    Ok(if request_type == request::EXECUTE { Request::Execute } else { Request::Prepare })
+    Ok(if request_type == request::EXECUTE {
+        Request::Execute
+    } else {
+        Request::Prepare
+    })
 }
 
-/// JOIN, SUBSCRIBE and REGISTER need a body map; its contents are the relay's business.
+/// JOIN, SUBSCRIBE and REGISTER need a body map ("request body" if absent or not a map, as
+/// 2.6 says); its contents are the relay's business.
 fn decode_replication(cursor: &mut Cursor, request_type: u32) -> Result<Request, BoxError> {
     let start = cursor.pos();
-    let count = cursor.body_map()?.ok_or_else(|| BoxError::invalid_msgpack("request body"))?;
+    let request_body_error = || BoxError::invalid_msgpack("request body");
+    if cursor.peek_type().is_ok_and(|t| t != MpType::Map) {
+        cursor.value().map_err(|_| packet_body_error())?;
+        cursor.expect_end()?;
+        return Err(request_body_error());
+    }
+    let count = cursor.body_map()?.ok_or_else(request_body_error)?;
     let mut uuid = 0..0;
     cursor.entries(count, |c| {
         if c.peek_type()? == MpType::Uint && c.uint()? == u64::from(key::INSTANCE_UUID) {
@@ -596,7 +757,9 @@ fn decode_replication(cursor: &mut Cursor, request_type: u32) -> Result<Request,
     })?;
     let body = start..cursor.pos();
     Ok(match request_type {
-        request::JOIN => Request::Join { instance_uuid: uuid },
+        request::JOIN => Request::Join {
+            instance_uuid: uuid,
+        },
         request::SUBSCRIBE => Request::Subscribe { body },
         _ => Request::Register { body },
     })
@@ -615,7 +778,12 @@ fn begin_packet(out: &mut Vec<u8>) -> usize {
 
 /// Writes `ce <u32 len placeholder>` and the fixed 3-key header real Tarantool sends (§4.1:
 /// `83 00 ce type 01 cf sync 05 ce schema`); returns the start offset for [`finish_response`].
-pub fn begin_response(out: &mut Vec<u8>, response_type: u32, sync: u64, schema_version: u32) -> usize {
+pub fn begin_response(
+    out: &mut Vec<u8>,
+    response_type: u32,
+    sync: u64,
+    schema_version: u32,
+) -> usize {
     let start = begin_packet(out);
     out.extend_from_slice(&[0x83, key::REQUEST_TYPE]);
     mp::write_u32_fixed(out, response_type);
@@ -636,7 +804,10 @@ pub fn finish_response(out: &mut Vec<u8>, start: usize) {
     match (len, slot) {
         (Some(len), Some(slot)) => slot.copy_from_slice(&len.to_be_bytes()),
         // Only a caller bug (a wrong `start`, or a 4 GiB reply) can get here.
-        _ => panic!("finish_response: bad start {start} for a buffer of {} bytes", out.len()),
+        _ => panic!(
+            "finish_response: bad start {start} for a buffer of {} bytes",
+            out.len()
+        ),
     }
 }
 
@@ -850,7 +1021,14 @@ pub fn encode_auth(out: &mut Vec<u8>, sync: u64, user: &str, scramble: Option<&[
     finish_response(out, start);
 }
 
-fn encode_named_call(out: &mut Vec<u8>, sync: u64, request_type: u32, name_key: u8, name: &str, args: &[u8]) {
+fn encode_named_call(
+    out: &mut Vec<u8>,
+    sync: u64,
+    request_type: u32,
+    name_key: u8,
+    name: &str,
+    args: &[u8],
+) {
     let start = begin_request(out, request_type, sync);
     mp::write_map_len(out, 2);
     put_str(out, name_key, name);
@@ -942,7 +1120,9 @@ pub fn decode_response(packet: &[u8]) -> Result<Response, MpError> {
 
 fn response_header_entry(cursor: &mut Cursor, response: &mut Response) -> MpResult<()> {
     match u8::try_from(mp::read_uint(&mut cursor.rest)?) {
-        Ok(key::REQUEST_TYPE) => response.response_type = saturate(mp::read_uint(&mut cursor.rest)?),
+        Ok(key::REQUEST_TYPE) => {
+            response.response_type = saturate(mp::read_uint(&mut cursor.rest)?)
+        }
         Ok(key::SYNC) => response.sync = mp::read_uint(&mut cursor.rest)?,
         Ok(key::SCHEMA_VERSION) => response.schema_version = mp::read_uint(&mut cursor.rest)?,
         _ => {

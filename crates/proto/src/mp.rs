@@ -466,9 +466,12 @@ mod tests {
     }
 
     #[test]
-    fn deep_nesting_is_refused_not_overflowed() {
-        let buf = vec![0x91u8; 100_000];
+    fn deep_nesting_is_handled_without_recursion() {
+        let mut buf = vec![0x91u8; 100_000];
         assert!(check(&buf).is_err());
         assert!(skip(&mut &buf[..]).is_err());
+        buf.push(0x01);
+        assert_eq!(check(&buf), Ok(buf.len()));
+        assert!(skip(&mut &buf[..]).is_ok());
     }
 }

@@ -1,6 +1,9 @@
 //! Round trips (client encoders → server decoder, server encoders → client decoder), byte-exact
 //! responses against captures from Tarantool 2.6.0, and robustness properties.
 
+// Test helpers panic on purpose: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use common::*;
@@ -27,7 +30,8 @@ fn hex_str(s: &str) -> String {
 fn ping_response_is_byte_exact() {
     let mut out = Vec::new();
     encode_ok_empty(&mut out, 7, 84);
-    let expected = hex("ce 00000018  83 00 ce 00000000  01 cf 0000000000000007  05 ce 00000054  80");
+    let expected =
+        hex("ce 00000018  83 00 ce 00000000  01 cf 0000000000000007  05 ce 00000054  80");
     assert_eq!(out, expected);
 }
 
@@ -47,7 +51,10 @@ fn tuple_found_layout_matches_capture() {
     encode_error(&mut out, 8, 84, &BoxError::tuple_found("primary", "test"));
     assert_eq!(hex_str_bytes(&out), hex_str_bytes(&expected));
     let response = decode_response(unframe(&out)).unwrap();
-    assert_eq!((response.code, response.sync, response.schema_version), (3, 8, 84));
+    assert_eq!(
+        (response.code, response.sync, response.schema_version),
+        (3, 8, 84)
+    );
     assert_eq!(response.error_message.as_deref(), Some(msg));
     assert!(response.is_error() && response.data.is_none());
 }
@@ -65,11 +72,17 @@ fn error_entry(framed: &[u8]) -> Vec<(Value, Value)> {
     let Value::Map(body) = body else { panic!() };
     assert_eq!(body[0].0, u(0x31));
     assert_eq!(body[1].0, u(0x52));
-    let Value::Map(stack) = &body[1].1 else { panic!() };
+    let Value::Map(stack) = &body[1].1 else {
+        panic!()
+    };
     assert_eq!(stack[0].0, u(0));
-    let Value::Array(entries) = &stack[0].1 else { panic!() };
+    let Value::Array(entries) = &stack[0].1 else {
+        panic!()
+    };
     assert_eq!(entries.len(), 1);
-    let Value::Map(entry) = &entries[0] else { panic!() };
+    let Value::Map(entry) = &entries[0] else {
+        panic!()
+    };
     entry.clone()
 }
 
@@ -79,7 +92,10 @@ fn access_denied_carries_fields_in_2_6_order() {
     let mut out = Vec::new();
     encode_error(&mut out, 3, 80, &err);
     // Header bytes exactly as captured from 2.6.0 for this error.
-    assert_eq!(out[5..28], hex("8300ce0000802a01cf000000000000000305ce00000050")[..]);
+    assert_eq!(
+        out[5..28],
+        hex("8300ce0000802a01cf000000000000000305ce00000050")[..]
+    );
     let entry = error_entry(&out);
     let keys: Vec<u64> = entry.iter().map(|(k, _)| k.as_u64().unwrap()).collect();
     assert_eq!(keys, [0, 2, 1, 3, 4, 5, 6]);
@@ -106,13 +122,19 @@ fn access_denied_carries_fields_in_2_6_order() {
 fn captured_tarantool_responses_decode() {
     let dup = hex("ce000000cc8300ce0000800301cf000000000000000805ce000000508231d93e4475706c6963617465206b65792065786973747320696e20756e6971756520696e64657820277072696d6172792720696e20737061636520277465737427528100918600ab436c69656e744572726f7202cd024101b62e2f7372632f626f782f6d656d74785f747265652e6303d93e4475706c6963617465206b65792065786973747320696e20756e6971756520696e64657820277072696d6172792720696e2073706163652027746573742704000503");
     let r = decode_response(unframe(&dup)).unwrap();
-    assert_eq!((r.code, r.sync, r.schema_version, r.response_type), (3, 8, 80, 0x8003));
+    assert_eq!(
+        (r.code, r.sync, r.schema_version, r.response_type),
+        (3, 8, 80, 0x8003)
+    );
     let select = hex("ce0000001e8300ce0000000001cf000000000000000205ce000000508130dd00000000");
     let r = decode_response(unframe(&select)).unwrap();
     assert!(!r.is_error());
     assert_eq!(value_at(unframe(&select), &r.data.unwrap()), arr(vec![]));
     // Any integer width and key order; a CHUNK push.
-    let chunk = packet(&[(5, u(2)), (1, u(9)), (0, u(0x80))], Some(map(&[(0x30, arr(vec![u(1)]))])));
+    let chunk = packet(
+        &[(5, u(2)), (1, u(9)), (0, u(0x80))],
+        Some(map(&[(0x30, arr(vec![u(1)]))])),
+    );
     let r = decode_response(&chunk).unwrap();
     assert!(r.is_push() && !r.is_error());
     assert_eq!((r.sync, r.schema_version, r.code), (9, 2, 0));
@@ -140,7 +162,9 @@ fn responses_append_to_one_buffer() {
     let mut rest = &out[..];
     let mut seen = Vec::new();
     while !rest.is_empty() {
-        let Ok(Frame::Packet { prefix_len, len }) = decode_frame(rest, 1 << 20) else { panic!() };
+        let Ok(Frame::Packet { prefix_len, len }) = decode_frame(rest, 1 << 20) else {
+            panic!()
+        };
         let packet = &rest[prefix_len..prefix_len + len];
         let r = decode_response(packet).unwrap();
         let data = r.data.as_ref().map(|d| value_at(packet, d));
@@ -149,7 +173,11 @@ fn responses_append_to_one_buffer() {
     }
     assert_eq!(
         seen,
-        [(1, 0, Some(arr(vec![arr(vec![u(1), s("a")]), u(7)]))), (2, 0, None), (3, 36, None)]
+        [
+            (1, 0, Some(arr(vec![arr(vec![u(1), s("a")]), u(7)]))),
+            (2, 0, None),
+            (3, 36, None)
+        ]
     );
 }
 
@@ -181,35 +209,96 @@ fn arb_array() -> impl Strategy<Value = Value> {
 #[derive(Clone, Debug)]
 enum Spec {
     Ping,
-    Select { space: u32, index: u32, iterator: u32, offset: u32, limit: u32, key: Value },
-    Insert { space: u32, tuple: Value },
-    Replace { space: u32, tuple: Value },
-    Update { space: u32, index: u32, base: u32, key: Value, ops: Value },
-    Delete { space: u32, index: u32, key: Value },
-    Upsert { space: u32, base: u32, tuple: Value, ops: Value },
-    Auth { user: String, scramble: Option<[u8; 20]> },
-    Call { name: String, args: Value, is_16: bool },
-    Eval { expr: String, args: Value },
+    Select {
+        space: u32,
+        index: u32,
+        iterator: u32,
+        offset: u32,
+        limit: u32,
+        key: Value,
+    },
+    Insert {
+        space: u32,
+        tuple: Value,
+    },
+    Replace {
+        space: u32,
+        tuple: Value,
+    },
+    Update {
+        space: u32,
+        index: u32,
+        base: u32,
+        key: Value,
+        ops: Value,
+    },
+    Delete {
+        space: u32,
+        index: u32,
+        key: Value,
+    },
+    Upsert {
+        space: u32,
+        base: u32,
+        tuple: Value,
+        ops: Value,
+    },
+    Auth {
+        user: String,
+        scramble: Option<[u8; 20]>,
+    },
+    Call {
+        name: String,
+        args: Value,
+        is_16: bool,
+    },
+    Eval {
+        expr: String,
+        args: Value,
+    },
 }
 
 fn arb_spec() -> impl Strategy<Value = Spec> {
     let n = any::<u32>;
     prop_oneof![
         Just(Spec::Ping),
-        (n(), n(), n(), n(), n(), arb_array()).prop_map(|(space, index, iterator, offset, limit, key)| {
-            Spec::Select { space, index, iterator, offset, limit, key }
-        }),
+        (n(), n(), n(), n(), n(), arb_array()).prop_map(
+            |(space, index, iterator, offset, limit, key)| {
+                Spec::Select {
+                    space,
+                    index,
+                    iterator,
+                    offset,
+                    limit,
+                    key,
+                }
+            }
+        ),
         (n(), arb_array()).prop_map(|(space, tuple)| Spec::Insert { space, tuple }),
         (n(), arb_array()).prop_map(|(space, tuple)| Spec::Replace { space, tuple }),
-        (n(), n(), n(), arb_array(), arb_array())
-            .prop_map(|(space, index, base, key, ops)| Spec::Update { space, index, base, key, ops }),
+        (n(), n(), n(), arb_array(), arb_array()).prop_map(|(space, index, base, key, ops)| {
+            Spec::Update {
+                space,
+                index,
+                base,
+                key,
+                ops,
+            }
+        }),
         (n(), n(), arb_array()).prop_map(|(space, index, key)| Spec::Delete { space, index, key }),
-        (n(), n(), arb_array(), arb_array())
-            .prop_map(|(space, base, tuple, ops)| Spec::Upsert { space, base, tuple, ops }),
+        (n(), n(), arb_array(), arb_array()).prop_map(|(space, base, tuple, ops)| Spec::Upsert {
+            space,
+            base,
+            tuple,
+            ops
+        }),
         (".{0,40}", proptest::option::of(any::<[u8; 20]>()))
             .prop_map(|(user, scramble)| Spec::Auth { user, scramble }),
-        (".{0,40}", arb_array(), any::<bool>())
-            .prop_map(|(name, args, is_16)| Spec::Call { name, args, is_16 }),
+        (".{0,40}", arb_array(), any::<bool>()).prop_map(|(name, args, is_16)| Spec::Call {
+            name,
+            args,
+            is_16
+        }),
         (".{0,200}", arb_array()).prop_map(|(expr, args)| Spec::Eval { expr, args }),
     ]
 }
@@ -217,21 +306,52 @@ fn arb_spec() -> impl Strategy<Value = Spec> {
 fn encode_spec(out: &mut Vec<u8>, sync: u64, spec: &Spec) {
     match spec {
         Spec::Ping => encode_ping(out, sync),
-        Spec::Select { space, index, iterator, offset, limit, key } => {
-            encode_select(out, sync, *space, *index, *iterator, *offset, *limit, &enc(key))
-        }
+        Spec::Select {
+            space,
+            index,
+            iterator,
+            offset,
+            limit,
+            key,
+        } => encode_select(
+            out,
+            sync,
+            *space,
+            *index,
+            *iterator,
+            *offset,
+            *limit,
+            &enc(key),
+        ),
         Spec::Insert { space, tuple } => encode_insert(out, sync, *space, &enc(tuple)),
         Spec::Replace { space, tuple } => encode_replace(out, sync, *space, &enc(tuple)),
-        Spec::Update { space, index, base, key, ops } => {
-            encode_update(out, sync, *space, *index, *base, &enc(key), &enc(ops))
-        }
+        Spec::Update {
+            space,
+            index,
+            base,
+            key,
+            ops,
+        } => encode_update(out, sync, *space, *index, *base, &enc(key), &enc(ops)),
         Spec::Delete { space, index, key } => encode_delete(out, sync, *space, *index, &enc(key)),
-        Spec::Upsert { space, base, tuple, ops } => {
-            encode_upsert(out, sync, *space, *base, &enc(tuple), &enc(ops))
+        Spec::Upsert {
+            space,
+            base,
+            tuple,
+            ops,
+        } => encode_upsert(out, sync, *space, *base, &enc(tuple), &enc(ops)),
+        Spec::Auth { user, scramble } => {
+            encode_auth(out, sync, user, scramble.as_ref().map(|s| &s[..]))
         }
-        Spec::Auth { user, scramble } => encode_auth(out, sync, user, scramble.as_ref().map(|s| &s[..])),
-        Spec::Call { name, args, is_16: false } => encode_call(out, sync, name, &enc(args)),
-        Spec::Call { name, args, is_16: true } => encode_call_16(out, sync, name, &enc(args)),
+        Spec::Call {
+            name,
+            args,
+            is_16: false,
+        } => encode_call(out, sync, name, &enc(args)),
+        Spec::Call {
+            name,
+            args,
+            is_16: true,
+        } => encode_call_16(out, sync, name, &enc(args)),
         Spec::Eval { expr, args } => encode_eval(out, sync, expr, &enc(args)),
     }
 }
@@ -243,10 +363,27 @@ fn check_decoded(p: &[u8], spec: &Spec, request: &Request) {
     match (spec, request) {
         (Spec::Ping, Request::Ping) => {}
         (
-            Spec::Select { space, index, iterator, offset, limit, key },
-            Request::Select { space_id, index_id, limit: l, offset: o, iterator: i, key: k },
+            Spec::Select {
+                space,
+                index,
+                iterator,
+                offset,
+                limit,
+                key,
+            },
+            Request::Select {
+                space_id,
+                index_id,
+                limit: l,
+                offset: o,
+                iterator: i,
+                key: k,
+            },
         ) => {
-            assert_eq!((space, index, iterator, offset, limit), (space_id, index_id, i, o, l));
+            assert_eq!(
+                (space, index, iterator, offset, limit),
+                (space_id, index_id, i, o, l)
+            );
             assert_eq!(&v(k), key);
         }
         (Spec::Insert { space, tuple }, Request::Insert { space_id, tuple: t })
@@ -254,27 +391,69 @@ fn check_decoded(p: &[u8], spec: &Spec, request: &Request) {
             assert_eq!((space, tuple), (space_id, &v(t)));
         }
         (
-            Spec::Update { space, index, base, key, ops },
-            Request::Update { space_id, index_id, index_base, key: k, ops: o },
+            Spec::Update {
+                space,
+                index,
+                base,
+                key,
+                ops,
+            },
+            Request::Update {
+                space_id,
+                index_id,
+                index_base,
+                key: k,
+                ops: o,
+            },
         ) => {
             assert_eq!((space, index, base), (space_id, index_id, index_base));
             assert_eq!((key, ops), (&v(k), &v(o)));
         }
-        (Spec::Delete { space, index, key }, Request::Delete { space_id, index_id, key: k }) => {
+        (
+            Spec::Delete { space, index, key },
+            Request::Delete {
+                space_id,
+                index_id,
+                key: k,
+            },
+        ) => {
             assert_eq!((space, index, key), (space_id, index_id, &v(k)));
         }
         (
-            Spec::Upsert { space, base, tuple, ops },
-            Request::Upsert { space_id, index_base, tuple: t, ops: o },
+            Spec::Upsert {
+                space,
+                base,
+                tuple,
+                ops,
+            },
+            Request::Upsert {
+                space_id,
+                index_base,
+                tuple: t,
+                ops: o,
+            },
         ) => {
             assert_eq!((space, base), (space_id, index_base));
             assert_eq!((tuple, ops), (&v(t), &v(o)));
         }
-        (Spec::Auth { user, scramble }, Request::Auth { user: u, scramble: s }) => {
+        (
+            Spec::Auth { user, scramble },
+            Request::Auth {
+                user: u,
+                scramble: s,
+            },
+        ) => {
             assert_eq!(user.as_bytes(), b(u));
             assert_eq!(scramble.map(|s| s.to_vec()), s.as_ref().map(b));
         }
-        (Spec::Call { name, args, is_16 }, Request::Call { name: n, args: a, is_16: i }) => {
+        (
+            Spec::Call { name, args, is_16 },
+            Request::Call {
+                name: n,
+                args: a,
+                is_16: i,
+            },
+        ) => {
             assert_eq!((name.as_bytes(), args, is_16), (&b(n)[..], &v(a), i));
         }
         (Spec::Eval { expr, args }, Request::Eval { expr: e, args: a }) => {
@@ -398,21 +577,36 @@ fn assert_spans_sound(p: &[u8], request: &Request) {
             value(args);
         }
         Request::Join { instance_uuid } => bytes(instance_uuid),
-        Request::Subscribe { body } | Request::Register { body } | Request::Id { body } => value(body),
+        Request::Subscribe { body } | Request::Register { body } | Request::Id { body } => {
+            value(body)
+        }
         _ => {}
     }
 }
 
 #[test]
 fn absent_args_read_as_empty_array() {
-    let p = packet(&[(0, u(8)), (1, u(1))], Some(map(&[(0x27, s("return ..."))])));
-    let (_, Request::Eval { args, .. }) = decode_request(&p).unwrap() else { panic!() };
+    let p = packet(
+        &[(0, u(8)), (1, u(1))],
+        Some(map(&[(0x27, s("return ..."))])),
+    );
+    let (_, Request::Eval { args, .. }) = decode_request(&p).unwrap() else {
+        panic!()
+    };
     assert!(args.is_empty());
     assert_eq!(array_or_empty(&p, &args), [0x90]);
     let mut out = Vec::new();
     encode_call(&mut out, 1, "f", &[0x91, 0x01]);
     let p = unframe(&out);
-    let (_, Request::Call { args, is_16: false, .. }) = decode_request(p).unwrap() else { panic!() };
+    let (
+        _,
+        Request::Call {
+            args, is_16: false, ..
+        },
+    ) = decode_request(p).unwrap()
+    else {
+        panic!()
+    };
     assert_eq!(array_or_empty(p, &args), [0x91, 0x01]);
 }
 

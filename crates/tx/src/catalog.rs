@@ -3,7 +3,7 @@
 //! indexes — the way box.schema does it, with Tarantool 2.6's validation and error texts.
 
 use hashbrown::HashMap;
-use spindle_memtx::format::{FieldDef, TupleFormat};
+use spindle_memtx::format::{parse_format_type, parse_space_format_in, FieldDef, FormatDdl, TupleFormat};
 use spindle_memtx::index::{IndexDef, IndexKind};
 use spindle_memtx::key_def::{KeyDef, KeyPart};
 use spindle_memtx::space::{Space, SpaceFlags};
@@ -108,15 +108,16 @@ impl Catalog {
     pub fn on_space(&mut self, old: Option<&[u8]>, new: Option<&[u8]>) -> BoxResult<()> {
         match (old, new) {
             (_, Some(new)) => {
-                let def = parse_space_def(new)?;
-                if self.spaces.contains_key(&def.id) {
+                let existing = space_row_id(new).is_some_and(|id| self.spaces.contains_key(&id));
+                let def = parse_space_def(new, existing)?;
+                if existing {
                     self.alter_space(def)?;
                 } else {
                     self.create_space(def)?;
                 }
             }
             (Some(old), None) => {
-                let def = parse_space_def(old)?;
+                let def = parse_space_def(old, true)?;
                 self.drop_space(def.id)?;
             }
             (None, None) => return Ok(()),
@@ -212,7 +213,7 @@ impl Catalog {
 
     /// Creates a system space directly (before any row exists to trigger it).
     pub fn preload_space(&mut self, space_row: &[u8]) -> BoxResult<()> {
-        let def = parse_space_def(space_row)?;
+        let def = parse_space_def(space_row, false)?;
         if !self.spaces.contains_key(&def.id) {
             self.create_space(def)?;
         }
@@ -228,20 +229,13 @@ impl Catalog {
     }
 }
 
-/// Rebuilds an index with a new definition; on failure the old one stays.
+/// Alters an existing index (the data stays); an identical definition is a no-op (system
+/// indexes are preloaded before their `_index` rows are loaded).
 fn replace_index(space: &mut Space, def: IndexDef) -> BoxResult<()> {
-    let Some(old) = space.index(def.id).map(|i| i.def().clone()) else {
-        return space.add_index(def);
-    };
-    if old == def {
+    if space.index(def.id).is_some_and(|i| *i.def() == def) {
         return Ok(());
     }
-    space.drop_index(def.id)?;
-    if let Err(e) = space.add_index(def) {
-        space.add_index(old)?;
-        return Err(e);
-    }
-    Ok(())
+    space.alter_index(def)
 }
 
 fn bad(details: &str) -> BoxError {
@@ -270,8 +264,15 @@ fn check_identifier(name: &str) -> BoxResult<()> {
     }
 }
 
-/// Parses a `_space` row: [id, owner, name, engine, field_count, flags, format].
-pub fn parse_space_def(tuple: &[u8]) -> BoxResult<SpaceDef> {
+fn space_row_id(tuple: &[u8]) -> Option<u32> {
+    let mut cur = tuple;
+    mp::read_array_len(&mut cur).ok()?;
+    mp::read_uint(&mut cur).ok().and_then(|id| u32::try_from(id).ok())
+}
+
+/// Parses a `_space` row: [id, owner, name, engine, field_count, flags, format]. `existing`
+/// selects the error wording of an alter rather than a create.
+pub fn parse_space_def(tuple: &[u8], existing: bool) -> BoxResult<SpaceDef> {
     let mut cur = tuple;
     let count = mp::read_array_len(&mut cur).map_err(|_| BoxError::tuple_not_array())?;
     if count < 7 {
@@ -297,7 +298,8 @@ pub fn parse_space_def(tuple: &[u8]) -> BoxResult<SpaceDef> {
         other => return Err(BoxError::no_such_engine(other)),
     };
     let (temporary, group_id) = parse_space_flags(flags)?;
-    let format = parse_format(format, &name)?;
+    let ddl = if existing { FormatDdl::Alter(&name) } else { FormatDdl::Create(&name) };
+    let format = parse_space_format_in(ddl, format)?.into_iter().map(|f| f.def).collect();
     Ok(SpaceDef { id, owner, name, engine, field_count, temporary, group_id, format })
 }
 
@@ -330,59 +332,6 @@ fn parse_space_flags(flags: &[u8]) -> BoxResult<(bool, u32)> {
     Ok((temporary, group_id))
 }
 
-/// Parses the `_space` format array (field 7).
-fn parse_format(format: &[u8], space: &str) -> BoxResult<Vec<FieldDef>> {
-    let mut cur = format;
-    let count = mp::read_array_len(&mut cur)
-        .map_err(|_| BoxError::create_space(space, "format must be an array"))?;
-    let mut fields: Vec<FieldDef> = Vec::with_capacity(count.min(1024) as usize);
-    for i in 1..=count {
-        let field = parse_format_field(&mut cur, space, i)?;
-        if fields.iter().any(|f| f.name == field.name) {
-            return Err(BoxError::space_field_is_duplicate(&field.name));
-        }
-        fields.push(field);
-    }
-    Ok(fields)
-}
-
-fn parse_format_field(cur: &mut &[u8], space: &str, i: u32) -> BoxResult<FieldDef> {
-    let entries = mp::read_map_len(cur)
-        .map_err(|_| BoxError::create_space(space, &format!("field {i} is not map")))?;
-    let (mut name, mut field_type, mut is_nullable) = (None, FieldType::Any, false);
-    for _ in 0..entries {
-        let key = mp::read_str(cur).map_err(|_| bad("format key"))?;
-        let value = mp::take_value(cur).map_err(|_| bad("format value"))?;
-        let mut v = value;
-        match key {
-            b"name" => {
-                let s = mp::read_str(&mut v).map_err(|_| {
-                    BoxError::create_space(space, &format!("field {i} name is not a string"))
-                })?;
-                name = Some(String::from_utf8_lossy(s).into_owned());
-            }
-            b"type" => {
-                let s = mp::read_str(&mut v).map_err(|_| unknown_type(space, i))?;
-                field_type = std::str::from_utf8(s)
-                    .ok()
-                    .and_then(FieldType::parse)
-                    .ok_or_else(|| unknown_type(space, i))?;
-            }
-            b"is_nullable" => is_nullable = mp::read_bool(&mut v).unwrap_or(false),
-            _ => {}
-        }
-    }
-    let name = name.ok_or_else(|| {
-        BoxError::create_space(space, &format!("field {i} name is not specified"))
-    })?;
-    check_identifier(&name)?;
-    Ok(FieldDef { name, field_type, is_nullable })
-}
-
-fn unknown_type(space: &str, i: u32) -> BoxError {
-    BoxError::create_space(space, &format!("field {i} has unknown field type"))
-}
-
 fn index_ids(tuple: &[u8]) -> BoxResult<(u32, u32)> {
     let mut cur = tuple;
     let count = mp::read_array_len(&mut cur).map_err(|_| BoxError::tuple_not_array())?;
@@ -406,6 +355,9 @@ pub fn parse_index_def(tuple: &[u8], space: &str, format: &[FieldDef]) -> BoxRes
     let opts = mp::take_value(&mut cur).map_err(|_| bad("index options"))?;
     let parts = mp::take_value(&mut cur).map_err(|_| bad("index parts"))?;
     check_identifier(&name)?;
+    if iid >= spindle_types::limits::INDEX_MAX {
+        return Err(BoxError::modify_index(&name, space, "index id too big"));
+    }
     let kind = match type_name.to_ascii_lowercase().as_str() {
         "tree" => IndexKind::Tree,
         "hash" => IndexKind::Hash,
@@ -479,10 +431,7 @@ fn parse_parts(parts: &[u8], format: &[FieldDef]) -> BoxResult<Vec<KeyPart>> {
 }
 
 fn part_type(name: &[u8]) -> BoxResult<FieldType> {
-    std::str::from_utf8(name)
-        .ok()
-        .and_then(FieldType::parse)
-        .ok_or_else(|| wrong_parts("unknown field type"))
+    parse_format_type(name).ok_or_else(|| wrong_parts("unknown field type"))
 }
 
 fn format_nullable(format: &[FieldDef], fieldno: u32) -> bool {

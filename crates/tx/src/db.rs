@@ -112,6 +112,9 @@ impl Db {
         request: &Request,
         packet: &[u8],
     ) -> BoxResult<Reply> {
+        if !matches!(request, Request::Unknown(_) | Request::Id { .. }) {
+            self.check_schema_version(header)?;
+        }
         match request {
             Request::Ping => Ok(Reply::Empty),
             Request::Auth { user: name, scramble } => {
@@ -119,7 +122,6 @@ impl Db {
                 self.auth(sessions, route, span(packet, name), scramble)
             }
             Request::Select { space_id, index_id, limit, offset, iterator, key } => {
-                self.check_schema_version(header)?;
                 let key = span(packet, key);
                 let tuples =
                     self.select(user, *space_id, *index_id, *iterator, key, *offset, *limit)?;

@@ -58,7 +58,12 @@ fn is_visible(db: &mut Db, user: u32, view: u32, t: &Tuple) -> bool {
         289 => uint_field(t, 0).is_some_and(|id| space_visible(db, user, id)),
         286 => object_visible(db, user, ObjectType::Sequence, t),
         297 => object_visible(db, user, ObjectType::Function, t),
-        305 => uint_field(t, 0) == Some(user) || uint_field(t, 1) == Some(user),
+        305 => {
+            let id = uint_field(t, 0);
+            id == Some(user)
+                || uint_field(t, 1) == Some(user)
+                || id.is_some_and(|role| db.users.has_role(user, role))
+        }
         313 => uint_field(t, 0) == Some(user) || uint_field(t, 1) == Some(user),
         _ => false,
     }

@@ -33,8 +33,11 @@ pub const INDEX_MAX: u32 = 128;
 pub const SPACE_ID_MAX: u32 = 0x7fff_ffff;
 /// User ids must be below this (`BOX_USER_MAX`).
 pub const USER_MAX: u32 = 32;
-/// Depth limit when validating nested MessagePack from clients.
-pub const MP_DEPTH_MAX: usize = 128;
+/// Depth limit when validating nested MessagePack from clients. Validation is iterative and
+/// its stack is bounded by the input size, so the limit only guards against absurd input;
+/// Tarantool itself accepts any depth (a 1000-deep key gets a key type error, not a msgpack
+/// error), and so must we.
+pub const MP_DEPTH_MAX: usize = 1 << 20;
 
 const _: () = assert!(PACKET_SIZE_MAX_DEFAULT as u64 <= PACKET_SIZE_HARD_MAX);
 const _: () = assert!(CONN_READ_CHUNK < PACKET_SIZE_MAX_DEFAULT);

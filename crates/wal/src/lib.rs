@@ -50,11 +50,11 @@ pub struct WalStats {
 impl WalStats {
     pub fn summary(&self) -> String {
         format!(
-            "txns={} rows={} batches={} fsyncs={} bytes={}",
-            self.txns.load(Ordering::Relaxed),
+            "rows={} batches={} fsyncs={} txns={} bytes={}",
             self.rows.load(Ordering::Relaxed),
             self.batches.load(Ordering::Relaxed),
             self.syncs.load(Ordering::Relaxed),
+            self.txns.load(Ordering::Relaxed),
             self.bytes.load(Ordering::Relaxed),
         )
     }

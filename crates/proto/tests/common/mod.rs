@@ -1,6 +1,6 @@
 //! Helpers shared by the proto test files: building packets from `rmpv` values.
 
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used)]
 
 use rmpv::Value;
 
@@ -13,7 +13,12 @@ pub fn enc(v: &Value) -> Vec<u8> {
 
 /// A map with unsigned keys, in the given order.
 pub fn map(entries: &[(u64, Value)]) -> Value {
-    Value::Map(entries.iter().map(|(k, v)| (Value::from(*k), v.clone())).collect())
+    Value::Map(
+        entries
+            .iter()
+            .map(|(k, v)| (Value::from(*k), v.clone()))
+            .collect(),
+    )
 }
 
 /// Header + optional body, concatenated (a packet without its length prefix).
@@ -41,7 +46,11 @@ pub fn u(n: u64) -> Value {
 pub fn unframe(framed: &[u8]) -> &[u8] {
     assert_eq!(framed[0], 0xce);
     let len = u32::from_be_bytes(framed[1..5].try_into().unwrap()) as usize;
-    assert_eq!(len, framed.len() - 5, "length prefix must cover header+body exactly");
+    assert_eq!(
+        len,
+        framed.len() - 5,
+        "length prefix must cover header+body exactly"
+    );
     &framed[5..]
 }
 
