@@ -27,7 +27,13 @@ impl Doorbell {
         // SAFETY: `fd` is a fresh descriptor we own; the File closes it on drop. The Doorbell
         // keeps only the raw number and lives no longer than the receiver (both in the Arc'd bus).
         let file = unsafe { File::from_raw_fd(fd) };
-        Ok((Arc::new(Doorbell { fd, sleeping: AtomicBool::new(false) }), file))
+        Ok((
+            Arc::new(Doorbell {
+                fd,
+                sleeping: AtomicBool::new(false),
+            }),
+            file,
+        ))
     }
 
     /// Rings unconditionally (used by the receiver itself to schedule a poll point).
@@ -55,7 +61,10 @@ pub struct Bus<M> {
 
 impl<M> Clone for Bus<M> {
     fn clone(&self) -> Self {
-        Bus { sender: self.sender.clone(), bell: self.bell.clone() }
+        Bus {
+            sender: self.sender.clone(),
+            bell: self.bell.clone(),
+        }
     }
 }
 
@@ -63,7 +72,18 @@ impl<M> Bus<M> {
     pub fn new() -> std::io::Result<(Bus<M>, BusReceiver<M>)> {
         let (sender, receiver) = crossbeam_channel::unbounded();
         let (bell, file) = Doorbell::new()?;
-        Ok((Bus { sender, bell: bell.clone() }, BusReceiver { receiver, bell, file: Some(file), io: None }))
+        Ok((
+            Bus {
+                sender,
+                bell: bell.clone(),
+            },
+            BusReceiver {
+                receiver,
+                bell,
+                file: Some(file),
+                io: None,
+            },
+        ))
     }
 
     /// Sends a message; never blocks. Returns false if the TX side is gone.

@@ -11,8 +11,8 @@ mod tx;
 
 pub use bus::{Bus, BusReceiver, Doorbell};
 pub use tx::{
-    assert_tx_thread, current_fiber, is_tx_thread, park, run_tx, spawn_fiber, yield_now,
-    Fiber, TxCell,
+    assert_tx_thread, current_fiber, is_tx_thread, park, run_tx, spawn_fiber, yield_now, Fiber,
+    TxCell,
 };
 
 /// Spawns a named OS thread ("cord"). All long-lived threads of the server start here.

@@ -17,7 +17,10 @@ where
     F: FnOnce() -> T + Send + 'static,
     T: Send + 'static,
 {
-    may::config().set_workers(1).set_stack_size(stack_words).set_pool_capacity(pool);
+    may::config()
+        .set_workers(1)
+        .set_stack_size(stack_words)
+        .set_pool_capacity(pool);
     may::config().set_worker_pin(false);
     let entry = move || {
         let _ = TX_THREAD.set(std::thread::current().id());
@@ -28,7 +31,11 @@ where
     };
     // SAFETY: may's spawn is unsafe because fibers must not rely on thread-local storage
     // across yields; TX code keeps its state in `TxCell`, never in TLS.
-    let handle = unsafe { may::coroutine::Builder::new().name("tx-main".into()).spawn(entry) };
+    let handle = unsafe {
+        may::coroutine::Builder::new()
+            .name("tx-main".into())
+            .spawn(entry)
+    };
     match handle {
         Ok(h) => h.join(),
         Err(e) => Err(Box::new(e)),
@@ -44,7 +51,9 @@ fn name_thread(name: &std::ffi::CStr) {
 
 /// True when called on the TX thread (the may worker).
 pub fn is_tx_thread() -> bool {
-    TX_THREAD.get().is_some_and(|id| *id == std::thread::current().id())
+    TX_THREAD
+        .get()
+        .is_some_and(|id| *id == std::thread::current().id())
 }
 
 /// Debug builds verify that TX-owned state is touched only on the TX thread. Catches fibers
@@ -60,7 +69,12 @@ where
     F: FnOnce() + Send + 'static,
 {
     // SAFETY: see `run_tx`: TX fibers keep no state in TLS.
-    unsafe { may::coroutine::Builder::new().stack_size(stack_words).spawn(f) }.map(|_| ())
+    unsafe {
+        may::coroutine::Builder::new()
+            .stack_size(stack_words)
+            .spawn(f)
+    }
+    .map(|_| ())
 }
 
 /// The calling fiber's handle, for `unpark` by the dispatcher.
@@ -95,7 +109,9 @@ unsafe impl<T> Send for TxCell<T> {}
 
 impl<T> TxCell<T> {
     pub const fn new(value: T) -> Self {
-        TxCell { inner: UnsafeCell::new(value) }
+        TxCell {
+            inner: UnsafeCell::new(value),
+        }
     }
 
     /// Runs `f` with exclusive access. Must not be nested and `f` must not yield.

@@ -73,8 +73,10 @@ impl FieldType {
             FieldType::Unsigned => matches!(v, Value::Uint(_)),
             FieldType::Integer => matches!(v, Value::Uint(_) | Value::Int(_)),
             FieldType::Number => {
-                matches!(v, Value::Uint(_) | Value::Int(_) | Value::F32(_) | Value::F64(_))
-                    || is_ext(v, EXT_DECIMAL)
+                matches!(
+                    v,
+                    Value::Uint(_) | Value::Int(_) | Value::F32(_) | Value::F64(_)
+                ) || is_ext(v, EXT_DECIMAL)
             }
             // 2.6 refuses MP_FLOAT in a double field.
             FieldType::Double => matches!(v, Value::F64(_)),

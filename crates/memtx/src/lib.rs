@@ -3,13 +3,13 @@
 //! comparison rules, TREE and HASH indexes, spaces that keep their indexes consistent, space
 //! format validation and the UPDATE/UPSERT operation engine. Pure: no I/O, no threads.
 
-pub mod field_type;
-pub mod tuple;
 pub mod compare;
-pub mod key_def;
-pub mod index;
-pub mod space;
+pub mod field_type;
 pub mod format;
+pub mod index;
+pub mod key_def;
+pub mod space;
+pub mod tuple;
 pub mod update;
 
 pub use field_type::FieldType;

@@ -401,24 +401,40 @@ impl Space {
             .iter()
             .position(|i| i.id() == def.id)
             .ok_or_else(|| BoxError::no_such_index_id(def.id, &self.name))?;
-        if self.indexes.iter().any(|i| i.id() != def.id && i.name() == def.name) {
+        if self
+            .indexes
+            .iter()
+            .any(|i| i.id() != def.id && i.name() == def.name)
+        {
             return Err(BoxError::index_exists(&def.name));
         }
         let mut defs: Vec<IndexDef> = self.indexes.iter().map(|i| i.def().clone()).collect();
         if let Some(slot) = defs.get_mut(at) {
             *slot = def;
         }
-        let parts: Vec<PartConstraint> = defs.iter().flat_map(|d| constraints_of(&d.key_def)).collect();
+        let parts: Vec<PartConstraint> = defs
+            .iter()
+            .flat_map(|d| constraints_of(&d.key_def))
+            .collect();
         let format = self.merged_format(&parts)?;
         self.validate_all(&format)?;
         let tuples: Vec<Tuple> = self.primary()?.iter_all().cloned().collect();
-        let primary_key_def = defs.first().filter(|d| d.id == 0).map(|d| d.key_def.clone());
+        let primary_key_def = defs
+            .first()
+            .filter(|d| d.id == 0)
+            .map(|d| d.key_def.clone());
         let mut rebuilt = Vec::with_capacity(defs.len());
         for d in defs {
-            let pk = if d.id == 0 { None } else { primary_key_def.as_ref() };
+            let pk = if d.id == 0 {
+                None
+            } else {
+                primary_key_def.as_ref()
+            };
             let name = d.name.clone();
             let mut fresh = Index::new(d, pk);
-            fresh.build(tuples.clone()).map_err(|_| BoxError::tuple_found(&name, &self.name))?;
+            fresh
+                .build(tuples.clone())
+                .map_err(|_| BoxError::tuple_found(&name, &self.name))?;
             rebuilt.push(fresh);
         }
         self.indexes = rebuilt;

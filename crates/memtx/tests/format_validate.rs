@@ -154,7 +154,6 @@ fn required_fields_and_types() {
 }
 
 #[test]
-#[ignore = "field_type.rs accepts MP_FLOAT in double fields; 2.6 does not (reported to lead)"]
 fn double_fields_refuse_floats() {
     // s:insert{10, 'a', ffi.cast('float', 1.5), 2} -> field 3 expected double
     let f = s1();

@@ -18,7 +18,6 @@ use spindle_proto::iproto::{decode_frame, decode_request, encode_error, Frame, F
 use spindle_proto::route::{NetEvent, ReplyBatch, Route};
 use spindle_types::iproto::GREETING_VERSION;
 use spindle_types::limits::CONN_OUTPUT_MAX;
-use spindle_types::BoxError;
 
 use crate::conn::{Conn, ReadOutcome};
 
@@ -140,7 +139,6 @@ impl ReplySink {
     }
 }
 
-
 /// Starts `cfg.threads` network threads. Returns once the listener is bound. Thread 0
 /// accepts and hands connections out round-robin; the port is bound once, without
 /// `SO_REUSEPORT`, so a second server on the same address fails instead of silently
@@ -161,7 +159,11 @@ where
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
         let (sender, receiver) = crossbeam_channel::unbounded();
         let (conn_sender, conn_receiver) = crossbeam_channel::unbounded();
-        outlets.push(Outlet { sender, waker: waker.clone(), sleeping: Arc::new(AtomicBool::new(false)) });
+        outlets.push(Outlet {
+            sender,
+            waker: waker.clone(),
+            sleeping: Arc::new(AtomicBool::new(false)),
+        });
         handoffs.push((conn_sender, waker));
         incoming.push((receiver, conn_receiver));
         polls.push(poll);
@@ -182,7 +184,12 @@ where
         let name = format!("iproto-{index}");
         threads.push(spawn_cord(&name, move || worker.run(poll, own_listener))?);
     }
-    Ok(NetHandle { outlets, threads, shared, local_addr })
+    Ok(NetHandle {
+        outlets,
+        threads,
+        shared,
+        local_addr,
+    })
 }
 
 fn bind_listener(addr: SocketAddr) -> io::Result<TcpListener> {
@@ -280,7 +287,9 @@ impl<M: From<NetEvent> + Send + 'static> NetThread<M> {
                         }
                     }
                     WAKER => {}
-                    Token(slot) => self.on_ready(slot, event.is_readable() || event.is_read_closed()),
+                    Token(slot) => {
+                        self.on_ready(slot, event.is_readable() || event.is_read_closed())
+                    }
                 }
             }
             self.take_incoming(&poll);
@@ -342,7 +351,9 @@ impl<M: From<NetEvent> + Send + 'static> NetThread<M> {
     }
 
     fn take_incoming(&mut self, poll: &Poll) {
-        let Some(incoming) = self.incoming.clone() else { return };
+        let Some(incoming) = self.incoming.clone() else {
+            return;
+        };
         while let Ok(stream) = incoming.try_recv() {
             if self.shared.stop_reading.load(Ordering::Relaxed) {
                 continue;
@@ -362,18 +373,30 @@ impl<M: From<NetEvent> + Send + 'static> NetThread<M> {
             }
         };
         let interest = Interest::READABLE | Interest::WRITABLE;
-        if poll.registry().register(&mut stream, Token(slot), interest).is_err() {
+        if poll
+            .registry()
+            .register(&mut stream, Token(slot), interest)
+            .is_err()
+        {
             self.free.push(slot);
             return;
         }
         let generation = self.generations.get(slot).copied().unwrap_or(0);
         let mut conn = Conn::new(stream, generation);
         let salt: [u8; 32] = rand::random();
-        conn.output.extend_from_slice(&encode_greeting(GREETING_VERSION, &self.cfg.instance_uuid, &salt));
+        conn.output.extend_from_slice(&encode_greeting(
+            GREETING_VERSION,
+            &self.cfg.instance_uuid,
+            &salt,
+        ));
         if let Some(entry) = self.conns.get_mut(slot) {
             *entry = Some(conn);
         }
-        let route = Route { thread: self.index, slot: slot as u32, generation };
+        let route = Route {
+            thread: self.index,
+            slot: slot as u32,
+            generation,
+        };
         self.bus.send(M::from(NetEvent::Connect { route, salt }));
         self.dirty.push(slot);
         self.work.push_back(slot);
@@ -417,7 +440,9 @@ impl<M: From<NetEvent> + Send + 'static> NetThread<M> {
     fn process_work(&mut self) {
         let rounds = self.work.len();
         for _ in 0..rounds {
-            let Some(slot) = self.work.pop_front() else { break };
+            let Some(slot) = self.work.pop_front() else {
+                break;
+            };
             if self.process_conn(slot) {
                 self.work.push_back(slot);
             }
@@ -474,17 +499,33 @@ impl<M: From<NetEvent> + Send + 'static> NetThread<M> {
             return;
         };
         let start = conn.consumed + prefix_len;
-        let packet = conn.input.get(start..start + len).map(|p| p.to_vec()).unwrap_or_default();
+        let packet = conn
+            .input
+            .get(start..start + len)
+            .map(|p| p.to_vec())
+            .unwrap_or_default();
         conn.consumed = start + len;
-        let route = Route { thread: index, slot: slot as u32, generation: conn.generation };
+        let route = Route {
+            thread: index,
+            slot: slot as u32,
+            generation: conn.generation,
+        };
         match decode_request(&packet) {
             Ok((header, request)) => {
                 conn.in_flight += 1;
                 self.in_flight += 1;
-                self.bus.send(M::from(NetEvent::Request { route, header, request, packet }));
+                self.bus.send(M::from(NetEvent::Request {
+                    route,
+                    header,
+                    request,
+                    packet,
+                }));
             }
             Err(e) => {
-                debug!("iproto-{index}: undecodable request ({}): {:02x?}", e.error.message, packet);
+                debug!(
+                    "iproto-{index}: undecodable request ({}): {:02x?}",
+                    e.error.message, packet
+                );
                 let sync = e.header.map(|h| h.sync).unwrap_or(0);
                 encode_error(&mut conn.output, sync, schema_version, &e.error);
                 self.dirty.push(slot);
@@ -494,14 +535,12 @@ impl<M: From<NetEvent> + Send + 'static> NetThread<M> {
 
     fn framing_error(&mut self, slot: usize, e: FrameError) {
         let schema_version = self.shared.schema_version.load(Ordering::Relaxed);
-        let err = match e {
-            FrameError::BadPrefix => BoxError::invalid_msgpack("packet length"),
-            FrameError::TooBig(n) => {
-                BoxError::invalid_msgpack(&format!("too big packet size in the header: {n}"))
-            }
-        };
+        let err = e.to_box_error();
         if let Some(conn) = self.conns.get_mut(slot).and_then(|c| c.as_mut()) {
-            debug!("iproto-{}: framing error, closing: {}", self.index, err.message);
+            debug!(
+                "iproto-{}: framing error, closing: {}",
+                self.index, err.message
+            );
             encode_error(&mut conn.output, 0, schema_version, &err);
             conn.closing = true;
             conn.consumed = conn.input.len();
@@ -539,14 +578,20 @@ impl<M: From<NetEvent> + Send + 'static> NetThread<M> {
     }
 
     fn close_conn(&mut self, poll: &Poll, slot: usize) {
-        let Some(entry) = self.conns.get_mut(slot) else { return };
+        let Some(entry) = self.conns.get_mut(slot) else {
+            return;
+        };
         let Some(mut conn) = entry.take() else { return };
         let _ = poll.registry().deregister(&mut conn.stream);
         if let Some(g) = self.generations.get_mut(slot) {
             *g = g.wrapping_add(1);
         }
         self.free.push(slot);
-        let route = Route { thread: self.index, slot: slot as u32, generation: conn.generation };
+        let route = Route {
+            thread: self.index,
+            slot: slot as u32,
+            generation: conn.generation,
+        };
         self.bus.send(M::from(NetEvent::Disconnect { route }));
     }
 }

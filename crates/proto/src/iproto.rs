@@ -7,10 +7,15 @@
 //! parse spans with the unchecked-shape assumptions "this is one well-formed value of depth at
 //! most `MP_DEPTH_MAX`".
 //!
-//! Validation follows what a real 2.6.0 server answers (checked on the wire), with two
-//! deliberate differences: unknown header keys are ignored (as 2.10+ does, so newer clients'
-//! keys such as STREAM_ID never break a request), and integers wider than 32 bits saturate to
-//! `u32::MAX` where 2.6 silently truncates them (so `2^32 + 512` never aliases space 512).
+//! Validation follows what a real 2.6.0 server answers (checked on the wire, and compared live
+//! by crates/client/tests/against_tarantool.rs), with deliberate differences:
+//! * unknown header keys are ignored (as 2.10+ does, so newer clients' keys such as STREAM_ID
+//!   never break a request);
+//! * integers wider than 32 bits saturate to `u32::MAX` where 2.6 silently truncates them (so
+//!   `2^32 + 512` never aliases space 512, nor type `2^32 + 1` SELECT);
+//! * the never-used byte 0xc1 is invalid MessagePack everywhere (2.6 lets it through in a body);
+//! * an AUTH tuple is checked here, before the server looks the user up, so an unknown user
+//!   with a malformed tuple gets "Invalid MsgPack" where 2.6 says "User ... is not found".
 
 use crate::mp::{self, MpError, MpResult, MpType, Value};
 use spindle_types::iproto::{key, request};
@@ -27,7 +32,7 @@ const PREFIX_LEN: usize = 5;
 const INLINE_DEPTH: usize = 16;
 const _: () = assert!(INLINE_DEPTH <= MP_DEPTH_MAX);
 /// IPROTO_ID (2.10+); not among the 2.6 constants in `spindle_types::iproto::request`.
-pub const REQUEST_ID: u32 = 73;
+pub const REQUEST_ID: u32 = request::ID;
 /// Clients recover an error code from a response type as `type & 0x7fff`.
 const ERROR_CODE_MASK: u32 = 0x7fff;
 /// Encoded `[]`: what an absent optional argument list means.

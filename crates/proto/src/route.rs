@@ -18,7 +18,12 @@ pub enum NetEvent {
     /// A client connected and was sent a greeting with this salt.
     Connect { route: Route, salt: [u8; 32] },
     /// A decoded request; spans in `request` index into `packet`.
-    Request { route: Route, header: Header, request: Request, packet: Vec<u8> },
+    Request {
+        route: Route,
+        header: Header,
+        request: Request,
+        packet: Vec<u8>,
+    },
     /// The connection is gone; TX forgets its session.
     Disconnect { route: Route },
 }
@@ -41,7 +46,10 @@ impl ReplyBatch {
     /// Appends one reply; `encode` writes it at the end of `buf`.
     pub fn push(&mut self, route: Route, encode: impl FnOnce(&mut Vec<u8>)) {
         encode(&mut self.buf);
-        self.items.push(ReplyItem { route, end: self.buf.len() as u32 });
+        self.items.push(ReplyItem {
+            route,
+            end: self.buf.len() as u32,
+        });
     }
 
     pub fn is_empty(&self) -> bool {

@@ -10,7 +10,11 @@ use serde::Deserialize;
 use spindle_types::limits::{NET_MSG_MAX_DEFAULT, PACKET_SIZE_MAX_DEFAULT, WAL_MAX_SIZE_DEFAULT};
 
 #[derive(Parser, Debug)]
-#[command(name = "spindle", version, about = "A Tarantool-compatible in-memory database")]
+#[command(
+    name = "spindle",
+    version,
+    about = "A Tarantool-compatible in-memory database"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -118,23 +122,41 @@ impl Config {
             }
             None => FileConfig::default(),
         };
-        let listen_text = args.listen.or(file.listen).unwrap_or_else(|| "127.0.0.1:3301".into());
+        let listen_text = args
+            .listen
+            .or(file.listen)
+            .unwrap_or_else(|| "127.0.0.1:3301".into());
         let listen = parse_listen(&listen_text)?;
-        let data_dir = args.data_dir.or(file.data_dir).unwrap_or_else(|| "spindle-data".into());
+        let data_dir = args
+            .data_dir
+            .or(file.data_dir)
+            .unwrap_or_else(|| "spindle-data".into());
         let config = Config {
             listen,
-            wal_dir: args.wal_dir.or(file.wal_dir).unwrap_or_else(|| data_dir.clone()),
+            wal_dir: args
+                .wal_dir
+                .or(file.wal_dir)
+                .unwrap_or_else(|| data_dir.clone()),
             memtx_dir: args.memtx_dir.or(file.memtx_dir).unwrap_or(data_dir),
             wal_mode: args.wal_mode.or(file.wal_mode).unwrap_or(WalModeArg::Write),
-            wal_max_size: args.wal_max_size.or(file.wal_max_size).unwrap_or(WAL_MAX_SIZE_DEFAULT),
+            wal_max_size: args
+                .wal_max_size
+                .or(file.wal_max_size)
+                .unwrap_or(WAL_MAX_SIZE_DEFAULT),
             iproto_threads: args.iproto_threads.or(file.iproto_threads).unwrap_or(1),
-            net_msg_max: args.net_msg_max.or(file.net_msg_max).unwrap_or(NET_MSG_MAX_DEFAULT),
+            net_msg_max: args
+                .net_msg_max
+                .or(file.net_msg_max)
+                .unwrap_or(NET_MSG_MAX_DEFAULT),
             max_packet_size: args
                 .max_packet_size
                 .or(file.max_packet_size)
                 .unwrap_or(PACKET_SIZE_MAX_DEFAULT),
             admin_password: args.admin_password.or(file.admin_password),
-            log_level: args.log_level.or(file.log_level).unwrap_or_else(|| "info".into()),
+            log_level: args
+                .log_level
+                .or(file.log_level)
+                .unwrap_or_else(|| "info".into()),
             force_recovery: args.force_recovery || file.force_recovery.unwrap_or(false),
         };
         config.validate()?;
@@ -143,10 +165,16 @@ impl Config {
 
     fn validate(&self) -> Result<(), String> {
         if !(1..=1000).contains(&self.iproto_threads) {
-            return Err(format!("iproto_threads must be 1..1000, got {}", self.iproto_threads));
+            return Err(format!(
+                "iproto_threads must be 1..1000, got {}",
+                self.iproto_threads
+            ));
         }
         if self.net_msg_max < 2 {
-            return Err(format!("net_msg_max must be at least 2, got {}", self.net_msg_max));
+            return Err(format!(
+                "net_msg_max must be at least 2, got {}",
+                self.net_msg_max
+            ));
         }
         if self.max_packet_size < 1024 {
             return Err("max_packet_size must be at least 1024".into());
@@ -164,5 +192,7 @@ fn parse_listen(text: &str) -> Result<SocketAddr, String> {
     } else {
         text.replace("localhost", "127.0.0.1")
     };
-    candidate.parse().map_err(|_| format!("cannot parse listen address '{text}'"))
+    candidate
+        .parse()
+        .map_err(|_| format!("cannot parse listen address '{text}'"))
 }

@@ -31,7 +31,10 @@ fn main() -> ExitCode {
 fn init_logging(level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_new(level)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
 }
 
 fn serve(args: ServeArgs) -> ExitCode {
@@ -55,7 +58,8 @@ fn serve(args: ServeArgs) -> ExitCode {
 
 fn run(cfg: Config) -> Result<(), String> {
     for dir in [&cfg.wal_dir, &cfg.memtx_dir] {
-        std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     }
     let fs = OsFs;
     let recovery_cfg = RecoveryConfig {
@@ -73,13 +77,18 @@ fn run(cfg: Config) -> Result<(), String> {
         mode => {
             let wal_cfg = WalConfig {
                 dir: cfg.wal_dir.clone(),
-                sync: if mode == WalModeArg::Fsync { SyncMode::Fsync } else { SyncMode::Write },
+                sync: if mode == WalModeArg::Fsync {
+                    SyncMode::Fsync
+                } else {
+                    SyncMode::Write
+                },
                 max_size: cfg.wal_max_size,
                 instance_uuid: db.instance_uuid.clone(),
             };
-            let vclock = db.vclock.clone();
-            let handle = spindle_wal::start(fs, wal_cfg, vclock, recovered.last_xlog_vclock, bus.clone())
-                .map_err(|e| format!("cannot start the WAL thread: {e}"))?;
+            let vclock = db.vclock;
+            let handle =
+                spindle_wal::start(fs, wal_cfg, vclock, recovered.last_xlog_vclock, bus.clone())
+                    .map_err(|e| format!("cannot start the WAL thread: {e}"))?;
             Some(handle)
         }
     };

@@ -93,7 +93,10 @@ pub struct Effective {
 
 impl Effective {
     pub fn on(&self, object_type: ObjectType, object_id: u32) -> u32 {
-        self.objects.get(&(object_type, object_id)).copied().unwrap_or(0)
+        self.objects
+            .get(&(object_type, object_id))
+            .copied()
+            .unwrap_or(0)
     }
 }
 
@@ -114,7 +117,9 @@ impl Users {
     }
 
     pub fn name_of(&self, id: u32) -> String {
-        self.by_id.get(&id).map_or_else(|| id.to_string(), |u| u.name.clone())
+        self.by_id
+            .get(&id)
+            .map_or_else(|| id.to_string(), |u| u.name.clone())
     }
 
     /// Applies a change of a `_user` row.
@@ -189,7 +194,10 @@ impl Users {
                 continue;
             }
             for (grant, bits) in &self.grants {
-                if grant.grantee == grantee && grant.object_type == ObjectType::Role && bits & PRIV_X != 0 {
+                if grant.grantee == grantee
+                    && grant.object_type == ObjectType::Role
+                    && bits & PRIV_X != 0
+                {
                     stack.push(grant.object_id);
                 }
             }
@@ -215,7 +223,12 @@ impl Users {
             return Ok(());
         }
         let name = self.name_of(user);
-        Err(BoxError::access_denied(access_name(bit), object_type.name(), object_name, &name))
+        Err(BoxError::access_denied(
+            access_name(bit),
+            object_type.name(),
+            object_name,
+            &name,
+        ))
     }
 
     /// Session and usage checks every authenticated request must pass.
@@ -250,12 +263,24 @@ pub fn parse_user(tuple: &[u8]) -> BoxResult<User> {
     let owner = field_uint(&mut cur)?;
     let name = String::from_utf8_lossy(field_str(&mut cur)?).into_owned();
     let is_role = field_str(&mut cur)? == b"role";
-    let hash2 = if count >= 5 { parse_auth(&mut cur)? } else { None };
-    Ok(User { id, owner, name, is_role, hash2 })
+    let hash2 = if count >= 5 {
+        parse_auth(&mut cur)?
+    } else {
+        None
+    };
+    Ok(User {
+        id,
+        owner,
+        name,
+        is_role,
+        hash2,
+    })
 }
 
 fn parse_auth(cur: &mut &[u8]) -> BoxResult<Option<[u8; 20]>> {
-    let Ok(entries) = mp::read_map_len(cur) else { return Ok(None) };
+    let Ok(entries) = mp::read_map_len(cur) else {
+        return Ok(None);
+    };
     let mut hash = None;
     for _ in 0..entries {
         let key = mp::read_str(cur).map_err(|_| bad_row())?;
@@ -263,16 +288,12 @@ fn parse_auth(cur: &mut &[u8]) -> BoxResult<Option<[u8; 20]>> {
         if key == b"chap-sha1" {
             let mut v = value;
             let text = mp::read_str(&mut v).map_err(|_| bad_row())?;
-            hash = decode_hash2(text);
+            hash = std::str::from_utf8(text)
+                .ok()
+                .and_then(spindle_proto::auth::decode_hash2_base64);
         }
     }
     Ok(hash)
-}
-
-fn decode_hash2(b64: &[u8]) -> Option<[u8; 20]> {
-    use base64::Engine;
-    let bytes = base64::engine::general_purpose::STANDARD.decode(b64).ok()?;
-    bytes.try_into().ok()
 }
 
 /// `_priv` row: [grantor, grantee, object_type, object_id, privilege].
@@ -285,9 +306,8 @@ pub fn parse_priv(tuple: &[u8]) -> BoxResult<(Grant, u32)> {
     let _grantor = field_uint(&mut cur)?;
     let grantee = field_uint(&mut cur)?;
     let type_name = field_str(&mut cur)?;
-    let object_type = ObjectType::parse(type_name).ok_or_else(|| {
-        BoxError::unknown_schema_object(&String::from_utf8_lossy(type_name))
-    })?;
+    let object_type = ObjectType::parse(type_name)
+        .ok_or_else(|| BoxError::unknown_schema_object(&String::from_utf8_lossy(type_name)))?;
     let object_id = match mp::read_value(&mut cur).map_err(|_| bad_row())? {
         Value::Uint(v) => u32::try_from(v).map_err(|_| bad_row())?,
         // Tarantool stores '' (or nil) as the universe object id in some versions.
@@ -295,7 +315,14 @@ pub fn parse_priv(tuple: &[u8]) -> BoxResult<(Grant, u32)> {
         _ => return Err(bad_row()),
     };
     let bits = field_uint(&mut cur)?;
-    Ok((Grant { grantee, object_type, object_id }, bits))
+    Ok((
+        Grant {
+            grantee,
+            object_type,
+            object_id,
+        },
+        bits,
+    ))
 }
 
 #[cfg(test)]
@@ -309,21 +336,44 @@ mod tests {
     }
 
     fn priv_row(grantee: u32, t: &str, id: u32, bits: u32) -> Vec<u8> {
-        enc(rmpv::Value::Array(vec![1.into(), grantee.into(), t.into(), id.into(), bits.into()]))
+        enc(rmpv::Value::Array(vec![
+            1.into(),
+            grantee.into(),
+            t.into(),
+            id.into(),
+            bits.into(),
+        ]))
     }
 
     #[test]
     fn roles_are_resolved_transitively() {
         let mut users = Users::default();
-        users.on_priv(None, Some(&priv_row(0, "role", 2, PRIV_X))).unwrap();
-        users.on_priv(None, Some(&priv_row(2, "space", 281, PRIV_R))).unwrap();
-        users.on_priv(None, Some(&priv_row(0, "universe", 0, PRIV_S | PRIV_U))).unwrap();
-        assert!(users.check(0, PRIV_R, ObjectType::Space, 281, "_vspace", None).is_ok());
-        let err = users.check(0, PRIV_R, ObjectType::Space, 512, "test", None).unwrap_err();
-        assert_eq!(err.message, "Read access to space 'test' is denied for user '0'");
+        users
+            .on_priv(None, Some(&priv_row(0, "role", 2, PRIV_X)))
+            .unwrap();
+        users
+            .on_priv(None, Some(&priv_row(2, "space", 281, PRIV_R)))
+            .unwrap();
+        users
+            .on_priv(None, Some(&priv_row(0, "universe", 0, PRIV_S | PRIV_U)))
+            .unwrap();
+        assert!(users
+            .check(0, PRIV_R, ObjectType::Space, 281, "_vspace", None)
+            .is_ok());
+        let err = users
+            .check(0, PRIV_R, ObjectType::Space, 512, "test", None)
+            .unwrap_err();
+        assert_eq!(
+            err.message,
+            "Read access to space 'test' is denied for user '0'"
+        );
         assert!(users.check_universe(0, PRIV_S).is_ok());
         assert!(users.has_role(0, 2));
-        users.on_priv(Some(&priv_row(0, "role", 2, PRIV_X)), None).unwrap();
-        assert!(users.check(0, PRIV_R, ObjectType::Space, 281, "_vspace", None).is_err());
+        users
+            .on_priv(Some(&priv_row(0, "role", 2, PRIV_X)), None)
+            .unwrap();
+        assert!(users
+            .check(0, PRIV_R, ObjectType::Space, 281, "_vspace", None)
+            .is_err());
     }
 }

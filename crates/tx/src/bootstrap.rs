@@ -13,7 +13,10 @@ const ROWS: &str = include_str!("bootstrap_rows.tsv");
 /// (space id, MessagePack tuple) for every bootstrap row, in snapshot order.
 pub fn system_rows(cluster_uuid: &str, instance_uuid: &str) -> BoxResult<Vec<(u32, Vec<u8>)>> {
     let mut rows = Vec::new();
-    rows.push((sys::SCHEMA, encode(&serde_json::json!(["cluster", cluster_uuid]))));
+    rows.push((
+        sys::SCHEMA,
+        encode(&serde_json::json!(["cluster", cluster_uuid])),
+    ));
     for line in ROWS.lines().filter(|l| !l.trim().is_empty()) {
         let (space, json) = line.split_once('\t').ok_or_else(|| bad(line))?;
         let space: u32 = space.parse().map_err(|_| bad(line))?;
@@ -82,7 +85,10 @@ pub fn preload_catalog(db: &mut Db) -> BoxResult<()> {
 pub fn load_system_rows(db: &mut Db, cluster_uuid: &str) -> BoxResult<()> {
     let instance_uuid = db.instance_uuid.clone();
     for (space_id, tuple) in system_rows(cluster_uuid, &instance_uuid)? {
-        db.apply_dml(Dml::Insert { space_id, tuple: &tuple })?;
+        db.apply_dml(Dml::Insert {
+            space_id,
+            tuple: &tuple,
+        })?;
     }
     Ok(())
 }

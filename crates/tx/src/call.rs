@@ -45,7 +45,11 @@ fn parse(name: &str) -> Option<Target<'_>> {
         Some((space, index)) => (space, Some(index)),
         None => (path, None),
     };
-    Some(Target { space, index, method })
+    Some(Target {
+        space,
+        index,
+        method,
+    })
 }
 
 /// Options of select/count: `{iterator = 'GE' | 5, limit = n, offset = n}`.
@@ -56,27 +60,43 @@ struct Opts {
 }
 
 fn iterator_by_name(name: &[u8]) -> Option<IteratorType> {
-    (0..12).filter_map(IteratorType::from_code).find(|it| it.name().as_bytes().eq_ignore_ascii_case(name))
+    (0..12)
+        .filter_map(IteratorType::from_code)
+        .find(|it| it.name().as_bytes().eq_ignore_ascii_case(name))
 }
 
 fn parse_opts(bytes: Option<&[u8]>) -> BoxResult<Opts> {
-    let mut opts = Opts { iterator: None, limit: u32::MAX, offset: 0 };
-    let Some(mut cur) = bytes else { return Ok(opts) };
-    let Ok(n) = mp::read_map_len(&mut cur) else { return Ok(opts) };
+    let mut opts = Opts {
+        iterator: None,
+        limit: u32::MAX,
+        offset: 0,
+    };
+    let Some(mut cur) = bytes else {
+        return Ok(opts);
+    };
+    let Ok(n) = mp::read_map_len(&mut cur) else {
+        return Ok(opts);
+    };
     for _ in 0..n {
         let key = mp::read_str(&mut cur).unwrap_or_default();
-        let value = mp::read_value(&mut cur).map_err(|_| BoxError::invalid_msgpack("call arguments"))?;
+        let value =
+            mp::read_value(&mut cur).map_err(|_| BoxError::invalid_msgpack("call arguments"))?;
         match (key, value) {
             (b"iterator", Value::Uint(c)) => opts.iterator = IteratorType::from_code(c),
             (b"iterator", Value::Str(s)) => {
                 let it = iterator_by_name(s).ok_or_else(|| {
-                    BoxError::new(spindle_types::error::code::ER_ITERATOR_TYPE, format!("Unknown iterator type '{}'", String::from_utf8_lossy(s)))
+                    BoxError::new(
+                        spindle_types::error::code::ER_ITERATOR_TYPE,
+                        format!("Unknown iterator type '{}'", String::from_utf8_lossy(s)),
+                    )
                 })?;
                 opts.iterator = Some(it);
             }
             (b"limit", Value::Uint(l)) => opts.limit = l.min(u32::MAX as u64) as u32,
             (b"offset", Value::Uint(o)) => opts.offset = o.min(u32::MAX as u64) as u32,
-            (_, Value::Array(_) | Value::Map(_)) => return Err(BoxError::illegal_params("options")),
+            (_, Value::Array(_) | Value::Map(_)) => {
+                return Err(BoxError::illegal_params("options"))
+            }
             _ => {}
         }
     }
@@ -99,37 +119,65 @@ fn key_arg(arg: Option<&[u8]>) -> Vec<u8> {
 
 fn split_args(args: &[u8]) -> BoxResult<Vec<&[u8]>> {
     let mut cur = args;
-    let n = mp::read_array_len(&mut cur).map_err(|_| BoxError::invalid_msgpack("call arguments"))?;
-    (0..n).map(|_| mp::take_value(&mut cur).map_err(|_| BoxError::invalid_msgpack("call arguments"))).collect()
+    let n =
+        mp::read_array_len(&mut cur).map_err(|_| BoxError::invalid_msgpack("call arguments"))?;
+    (0..n)
+        .map(|_| mp::take_value(&mut cur).map_err(|_| BoxError::invalid_msgpack("call arguments")))
+        .collect()
 }
 
 pub fn call(db: &mut Db, user: u32, name: &str, args: &[u8], is_16: bool) -> BoxResult<Reply> {
     db.users.check_universe(user, PRIV_U)?;
-    db.users.check(user, PRIV_X, ObjectType::Function, u32::MAX, name, None)
-        .map_err(|_| BoxError::access_denied("Execute", "function", name, &db.users.name_of(user)))?;
+    db.users
+        .check(user, PRIV_X, ObjectType::Function, u32::MAX, name, None)
+        .map_err(|_| {
+            BoxError::access_denied("Execute", "function", name, &db.users.name_of(user))
+        })?;
     let target = parse(name).ok_or_else(|| BoxError::no_such_proc(name))?;
-    let space_id = db.catalog.id_by_name(target.space).ok_or_else(|| BoxError::no_such_proc(name))?;
+    let space_id = db
+        .catalog
+        .id_by_name(target.space)
+        .ok_or_else(|| BoxError::no_such_proc(name))?;
     let entry = db.catalog.space(space_id)?;
     let index_id = match target.index {
         None => 0,
-        Some(index) => entry.space.index_by_name(index).map(|i| i.id()).ok_or_else(|| BoxError::no_such_proc(name))?,
+        Some(index) => entry
+            .space
+            .index_by_name(index)
+            .map(|i| i.id())
+            .ok_or_else(|| BoxError::no_such_proc(name))?,
     };
     let (space_name, owner) = (entry.def.name.clone(), entry.def.owner);
-    db.users.check(user, PRIV_R, ObjectType::Space, space_id, &space_name, Some(owner))?;
+    db.users.check(
+        user,
+        PRIV_R,
+        ObjectType::Space,
+        space_id,
+        &space_name,
+        Some(owner),
+    )?;
     let args = split_args(args)?;
     let key = key_arg(args.first().copied());
     let opts = parse_opts(args.get(1).copied())?;
-    let select = |db: &mut Db, it: IteratorType, offset: u32, limit: u32| -> BoxResult<Vec<Tuple>> {
-        if db.catalog.space(space_id)?.def.engine == Engine::Sysview {
-            crate::views::select(db, user, space_id, index_id, it, &key, offset, limit)
-        } else {
-            db.catalog.space(space_id)?.space.select(index_id, it, &key, offset, limit)
-        }
-    };
+    let select =
+        |db: &mut Db, it: IteratorType, offset: u32, limit: u32| -> BoxResult<Vec<Tuple>> {
+            if db.catalog.space(space_id)?.def.engine == Engine::Sysview {
+                crate::views::select(db, user, space_id, index_id, it, &key, offset, limit)
+            } else {
+                db.catalog
+                    .space(space_id)?
+                    .space
+                    .select(index_id, it, &key, offset, limit)
+            }
+        };
     let empty_key = key == [0x90];
     match target.method {
         Method::Select => {
-            let it = opts.iterator.unwrap_or(if empty_key { IteratorType::All } else { IteratorType::Eq });
+            let it = opts.iterator.unwrap_or(if empty_key {
+                IteratorType::All
+            } else {
+                IteratorType::Eq
+            });
             let tuples = select(db, it, opts.offset, opts.limit)?;
             Ok(tuples_result(tuples, is_16))
         }
@@ -141,11 +189,22 @@ pub fn call(db: &mut Db, user: u32, name: &str, args: &[u8], is_16: bool) -> Box
             Ok(optional_tuple(found.into_iter().next(), is_16))
         }
         Method::Min | Method::Max => {
-            let it = if matches!(target.method, Method::Min) { IteratorType::Ge } else { IteratorType::Le };
-            Ok(optional_tuple(select(db, it, 0, 1)?.into_iter().next(), is_16))
+            let it = if matches!(target.method, Method::Min) {
+                IteratorType::Ge
+            } else {
+                IteratorType::Le
+            };
+            Ok(optional_tuple(
+                select(db, it, 0, 1)?.into_iter().next(),
+                is_16,
+            ))
         }
         Method::Count => {
-            let it = opts.iterator.unwrap_or(if empty_key { IteratorType::All } else { IteratorType::Eq });
+            let it = opts.iterator.unwrap_or(if empty_key {
+                IteratorType::All
+            } else {
+                IteratorType::Eq
+            });
             let n = select(db, it, 0, u32::MAX)?.len();
             Ok(scalar_result(n as u64, is_16))
         }

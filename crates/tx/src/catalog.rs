@@ -3,7 +3,9 @@
 //! indexes — the way box.schema does it, with Tarantool 2.6's validation and error texts.
 
 use hashbrown::HashMap;
-use spindle_memtx::format::{parse_format_type, parse_space_format_in, FieldDef, FormatDdl, TupleFormat};
+use spindle_memtx::format::{
+    parse_format_type, parse_space_format_in, FieldDef, FormatDdl, TupleFormat,
+};
 use spindle_memtx::index::{IndexDef, IndexKind};
 use spindle_memtx::key_def::{KeyDef, KeyPart};
 use spindle_memtx::space::{Space, SpaceFlags};
@@ -97,11 +99,15 @@ impl Catalog {
 
     /// A space by id, or ER_NO_SUCH_SPACE naming the id as Tarantool does.
     pub fn space(&self, id: u32) -> BoxResult<&SpaceEntry> {
-        self.spaces.get(&id).ok_or_else(|| BoxError::no_such_space(&id.to_string()))
+        self.spaces
+            .get(&id)
+            .ok_or_else(|| BoxError::no_such_space(&id.to_string()))
     }
 
     pub fn space_mut(&mut self, id: u32) -> BoxResult<&mut SpaceEntry> {
-        self.spaces.get_mut(&id).ok_or_else(|| BoxError::no_such_space(&id.to_string()))
+        self.spaces
+            .get_mut(&id)
+            .ok_or_else(|| BoxError::no_such_space(&id.to_string()))
     }
 
     /// The trigger on `_space`: create, alter or drop a space.
@@ -128,7 +134,10 @@ impl Catalog {
 
     fn create_space(&mut self, def: SpaceDef) -> BoxResult<()> {
         let format = TupleFormat::new(def.format.clone(), def.field_count, &[])?;
-        let flags = SpaceFlags { temporary: def.temporary, is_local: def.group_id == 1 };
+        let flags = SpaceFlags {
+            temporary: def.temporary,
+            is_local: def.group_id == 1,
+        };
         let space = Space::new(def.id, def.name.clone(), flags, format);
         self.names.insert(def.name.clone(), def.id);
         self.spaces.insert(def.id, SpaceEntry { def, space });
@@ -138,7 +147,10 @@ impl Catalog {
     fn alter_space(&mut self, def: SpaceDef) -> BoxResult<()> {
         let entry = self.space_mut(def.id)?;
         if entry.def.engine != def.engine {
-            return Err(BoxError::alter_space(&def.name, "can not change space engine"));
+            return Err(BoxError::alter_space(
+                &def.name,
+                "can not change space engine",
+            ));
         }
         let format = TupleFormat::new(def.format.clone(), def.field_count, &[])?;
         entry.space.set_format(format)?;
@@ -154,7 +166,10 @@ impl Catalog {
     fn drop_space(&mut self, id: u32) -> BoxResult<()> {
         let entry = self.space(id)?;
         if !entry.space.indexes().is_empty() {
-            return Err(BoxError::drop_space(&entry.def.name, "the space has indexes"));
+            return Err(BoxError::drop_space(
+                &entry.def.name,
+                "the space has indexes",
+            ));
         }
         if let Some(entry) = self.spaces.remove(&id) {
             self.names.remove(&entry.def.name);
@@ -267,7 +282,9 @@ fn check_identifier(name: &str) -> BoxResult<()> {
 fn space_row_id(tuple: &[u8]) -> Option<u32> {
     let mut cur = tuple;
     mp::read_array_len(&mut cur).ok()?;
-    mp::read_uint(&mut cur).ok().and_then(|id| u32::try_from(id).ok())
+    mp::read_uint(&mut cur)
+        .ok()
+        .and_then(|id| u32::try_from(id).ok())
 }
 
 /// Parses a `_space` row: [id, owner, name, engine, field_count, flags, format]. `existing`
@@ -298,16 +315,31 @@ pub fn parse_space_def(tuple: &[u8], existing: bool) -> BoxResult<SpaceDef> {
         other => return Err(BoxError::no_such_engine(other)),
     };
     let (temporary, group_id) = parse_space_flags(flags)?;
-    let ddl = if existing { FormatDdl::Alter(&name) } else { FormatDdl::Create(&name) };
-    let format = parse_space_format_in(ddl, format)?.into_iter().map(|f| f.def).collect();
-    Ok(SpaceDef { id, owner, name, engine, field_count, temporary, group_id, format })
+    let ddl = if existing {
+        FormatDdl::Alter(&name)
+    } else {
+        FormatDdl::Create(&name)
+    };
+    let format = parse_space_format_in(ddl, format)?
+        .into_iter()
+        .map(|f| f.def)
+        .collect();
+    Ok(SpaceDef {
+        id,
+        owner,
+        name,
+        engine,
+        field_count,
+        temporary,
+        group_id,
+        format,
+    })
 }
 
 fn parse_space_flags(flags: &[u8]) -> BoxResult<(bool, u32)> {
     let mut cur = flags;
-    let entries = mp::read_map_len(&mut cur).map_err(|_| {
-        BoxError::wrong_space_options("(field 5): expected a map")
-    })?;
+    let entries = mp::read_map_len(&mut cur)
+        .map_err(|_| BoxError::wrong_space_options("(field 5): expected a map"))?;
     let (mut temporary, mut group_id) = (false, 0);
     for _ in 0..entries {
         let key = mp::read_str(&mut cur).map_err(|_| bad("space option key"))?;
@@ -362,20 +394,37 @@ pub fn parse_index_def(tuple: &[u8], space: &str, format: &[FieldDef]) -> BoxRes
         "tree" => IndexKind::Tree,
         "hash" => IndexKind::Hash,
         "bitset" | "rtree" => {
-            return Err(BoxError::unsupported("spindle", &format!("{type_name} indexes")))
+            return Err(BoxError::unsupported(
+                "spindle",
+                &format!("{type_name} indexes"),
+            ))
         }
         _ => return Err(BoxError::index_type(&name, space)),
     };
     let unique = parse_index_opts(opts)?;
     if iid == 0 && !unique {
-        return Err(BoxError::modify_index(&name, space, "primary key must be unique"));
+        return Err(BoxError::modify_index(
+            &name,
+            space,
+            "primary key must be unique",
+        ));
     }
     if kind == IndexKind::Hash && !unique {
-        return Err(BoxError::modify_index(&name, space, "HASH index must be unique"));
+        return Err(BoxError::modify_index(
+            &name,
+            space,
+            "HASH index must be unique",
+        ));
     }
     let key_parts = parse_parts(parts, format)?;
     check_parts(&key_parts, &name, space, iid, kind)?;
-    Ok(IndexDef { id: iid, name, kind, unique, key_def: KeyDef { parts: key_parts } })
+    Ok(IndexDef {
+        id: iid,
+        name,
+        kind,
+        unique,
+        key_def: KeyDef { parts: key_parts },
+    })
 }
 
 fn parse_index_opts(opts: &[u8]) -> BoxResult<bool> {
@@ -388,8 +437,16 @@ fn parse_index_opts(opts: &[u8]) -> BoxResult<bool> {
         let value = mp::read_value(&mut cur).map_err(|_| bad("index option"))?;
         match key {
             b"unique" => unique = matches!(value, Value::Bool(true)),
-            b"dimension" | b"distance" | b"range_size" | b"page_size" | b"run_count_per_level"
-            | b"run_size_ratio" | b"bloom_fpr" | b"lsn" | b"func" | b"hint" => {
+            b"dimension"
+            | b"distance"
+            | b"range_size"
+            | b"page_size"
+            | b"run_count_per_level"
+            | b"run_size_ratio"
+            | b"bloom_fpr"
+            | b"lsn"
+            | b"func"
+            | b"hint" => {
                 if let Value::Array(n) | Value::Map(n) = value {
                     let _ = n;
                     mp::skip(&mut cur).ok();
@@ -451,7 +508,12 @@ fn parse_compact_part(cur: &mut &[u8], format: &[FieldDef]) -> BoxResult<KeyPart
         mp::skip(cur).map_err(|_| wrong_parts("malformed part"))?;
     }
     let is_nullable = format_nullable(format, fieldno);
-    Ok(KeyPart { fieldno, field_type, is_nullable, collation: None })
+    Ok(KeyPart {
+        fieldno,
+        field_type,
+        is_nullable,
+        collation: None,
+    })
 }
 
 /// `{field = n | 'name', type = 'type', is_nullable = bool, collation = id}`.
@@ -476,7 +538,12 @@ fn parse_map_part(cur: &mut &[u8], format: &[FieldDef]) -> BoxResult<KeyPart> {
     let is_nullable = nullable.unwrap_or_else(|| format_nullable(format, fieldno));
     // Only binary collations are supported: 'none' (0) and 'binary' (3) compare bytewise.
     let collation = collation.filter(|c| *c != 0 && *c != 3);
-    Ok(KeyPart { fieldno, field_type, is_nullable, collation })
+    Ok(KeyPart {
+        fieldno,
+        field_type,
+        is_nullable,
+        collation,
+    })
 }
 
 /// A part's field: a 0-based number, or a name from the space format.
@@ -492,9 +559,19 @@ fn field_no(cur: &mut &[u8], format: &[FieldDef]) -> BoxResult<u32> {
     }
 }
 
-fn check_parts(parts: &[KeyPart], name: &str, space: &str, iid: u32, kind: IndexKind) -> BoxResult<()> {
+fn check_parts(
+    parts: &[KeyPart],
+    name: &str,
+    space: &str,
+    iid: u32,
+    kind: IndexKind,
+) -> BoxResult<()> {
     if parts.is_empty() {
-        return Err(BoxError::modify_index(name, space, "part count must be positive"));
+        return Err(BoxError::modify_index(
+            name,
+            space,
+            "part count must be positive",
+        ));
     }
     for part in parts {
         if !part.field_type.is_indexable() {
@@ -505,10 +582,18 @@ fn check_parts(parts: &[KeyPart], name: &str, space: &str, iid: u32, kind: Index
             return Err(BoxError::unsupported("spindle", "ICU collations"));
         }
         if part.is_nullable && iid == 0 {
-            return Err(BoxError::modify_index(name, space, "primary key cannot be nullable"));
+            return Err(BoxError::modify_index(
+                name,
+                space,
+                "primary key cannot be nullable",
+            ));
         }
         if part.is_nullable && kind == IndexKind::Hash {
-            return Err(BoxError::modify_index(name, space, "HASH index cannot be nullable"));
+            return Err(BoxError::modify_index(
+                name,
+                space,
+                "HASH index cannot be nullable",
+            ));
         }
     }
     Ok(())

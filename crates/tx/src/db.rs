@@ -21,11 +21,32 @@ use crate::views;
 /// One data change, decoded from a request or a logged row.
 #[derive(Clone, Copy, Debug)]
 pub enum Dml<'a> {
-    Insert { space_id: u32, tuple: &'a [u8] },
-    Replace { space_id: u32, tuple: &'a [u8] },
-    Delete { space_id: u32, index_id: u32, key: &'a [u8] },
-    Update { space_id: u32, index_id: u32, key: &'a [u8], ops: &'a [u8], index_base: u32 },
-    Upsert { space_id: u32, tuple: &'a [u8], ops: &'a [u8], index_base: u32 },
+    Insert {
+        space_id: u32,
+        tuple: &'a [u8],
+    },
+    Replace {
+        space_id: u32,
+        tuple: &'a [u8],
+    },
+    Delete {
+        space_id: u32,
+        index_id: u32,
+        key: &'a [u8],
+    },
+    Update {
+        space_id: u32,
+        index_id: u32,
+        key: &'a [u8],
+        ops: &'a [u8],
+        index_base: u32,
+    },
+    Upsert {
+        space_id: u32,
+        tuple: &'a [u8],
+        ops: &'a [u8],
+        index_base: u32,
+    },
 }
 
 impl Dml<'_> {
@@ -117,11 +138,21 @@ impl Db {
         }
         match request {
             Request::Ping => Ok(Reply::Empty),
-            Request::Auth { user: name, scramble } => {
+            Request::Auth {
+                user: name,
+                scramble,
+            } => {
                 let scramble = scramble.as_ref().map(|s| span(packet, s));
                 self.auth(sessions, route, span(packet, name), scramble)
             }
-            Request::Select { space_id, index_id, limit, offset, iterator, key } => {
+            Request::Select {
+                space_id,
+                index_id,
+                limit,
+                offset,
+                iterator,
+                key,
+            } => {
                 let key = span(packet, key);
                 let tuples =
                     self.select(user, *space_id, *index_id, *iterator, key, *offset, *limit)?;
@@ -129,7 +160,8 @@ impl Db {
             }
             Request::Call { name, args, is_16 } => {
                 let name = String::from_utf8_lossy(span(packet, name)).into_owned();
-                crate::call::call(self, user, &name, span(packet, args), *is_16)
+                let args = spindle_proto::iproto::array_or_empty(packet, args);
+                crate::call::call(self, user, &name, args, *is_16)
             }
             Request::Eval { .. } => {
                 self.users.check_universe(user, crate::access::PRIV_X)?;
@@ -150,7 +182,10 @@ impl Db {
     fn check_schema_version(&self, header: &Header) -> BoxResult<()> {
         let current = self.schema_version() as u64;
         if header.schema_version != 0 && header.schema_version != current {
-            return Err(BoxError::wrong_schema_version(current, header.schema_version));
+            return Err(BoxError::wrong_schema_version(
+                current,
+                header.schema_version,
+            ));
         }
         Ok(())
     }
@@ -199,15 +234,28 @@ impl Db {
         self.users.check_universe(user, PRIV_U)?;
         let entry = self.catalog.space(space_id)?;
         let (name, owner, engine) = (entry.def.name.clone(), entry.def.owner, entry.def.engine);
-        self.users.check(user, PRIV_R, ObjectType::Space, space_id, &name, Some(owner))?;
+        self.users.check(
+            user,
+            PRIV_R,
+            ObjectType::Space,
+            space_id,
+            &name,
+            Some(owner),
+        )?;
         if entry.space.index(index_id).is_none() {
             return Err(BoxError::no_such_index_id(index_id, &name));
         }
         let it = IteratorType::from_code(iterator as u64)
             .ok_or_else(|| BoxError::illegal_params("Invalid iterator type"))?;
         match engine {
-            Engine::Sysview => views::select(self, user, space_id, index_id, it, key, offset, limit),
-            _ => self.catalog.space(space_id)?.space.select(index_id, it, key, offset, limit),
+            Engine::Sysview => {
+                views::select(self, user, space_id, index_id, it, key, offset, limit)
+            }
+            _ => self
+                .catalog
+                .space(space_id)?
+                .space
+                .select(index_id, it, key, offset, limit),
         }
     }
 
@@ -229,7 +277,11 @@ impl Db {
             _ => Reply::Tuples(applied.result.into_iter().collect()),
         };
         let rows = applied.log.into_iter().collect();
-        Ok(WriteOutcome { reply, rows, undo: applied.undo.into_iter().collect() })
+        Ok(WriteOutcome {
+            reply,
+            rows,
+            undo: applied.undo.into_iter().collect(),
+        })
     }
 
     fn check_write_access(&mut self, user: u32, space_id: u32) -> BoxResult<()> {
@@ -239,7 +291,14 @@ impl Db {
         if engine == Engine::Sysview {
             return Err(BoxError::view_is_ro(&name));
         }
-        self.users.check(user, PRIV_W, ObjectType::Space, space_id, &name, Some(owner))
+        self.users.check(
+            user,
+            PRIV_W,
+            ObjectType::Space,
+            space_id,
+            &name,
+            Some(owner),
+        )
     }
 
     /// Applies one change to memory (and, for system spaces, to the schema). Errors leave
@@ -249,12 +308,14 @@ impl Db {
         let space = &mut self.catalog.space_mut(space_id)?.space;
         let pk_def = space.primary()?.key_def().clone();
         let (change, log_body) = match dml {
-            Dml::Insert { tuple, .. } => {
-                (space.insert(Tuple::new(tuple)?)?, body_tuple(space_id, tuple))
-            }
-            Dml::Replace { tuple, .. } => {
-                (space.replace(Tuple::new(tuple)?)?, body_tuple(space_id, tuple))
-            }
+            Dml::Insert { tuple, .. } => (
+                space.insert(Tuple::new(tuple)?)?,
+                body_tuple(space_id, tuple),
+            ),
+            Dml::Replace { tuple, .. } => (
+                space.replace(Tuple::new(tuple)?)?,
+                body_tuple(space_id, tuple),
+            ),
             Dml::Delete { index_id, key, .. } => {
                 let change = space.delete(index_id, key)?;
                 let body = match &change.old {
@@ -263,7 +324,13 @@ impl Db {
                 };
                 (change, body)
             }
-            Dml::Update { index_id, key, ops, index_base, .. } => {
+            Dml::Update {
+                index_id,
+                key,
+                ops,
+                index_base,
+                ..
+            } => {
                 let change = space.update(index_id, key, ops, index_base)?;
                 let body = match &change.old {
                     Some(t) => body_update(space_id, index_base, &pk_def.extract_key(t), ops),
@@ -271,7 +338,12 @@ impl Db {
                 };
                 (change, body)
             }
-            Dml::Upsert { tuple, ops, index_base, .. } => {
+            Dml::Upsert {
+                tuple,
+                ops,
+                index_base,
+                ..
+            } => {
                 let change = space.upsert(Tuple::new(tuple)?, ops, index_base)?;
                 (change, body_upsert(space_id, index_base, tuple, ops))
             }
@@ -289,11 +361,26 @@ impl Db {
         };
         let changed = old.is_some() || new.is_some();
         let undo = changed.then_some(Undo { space_id, old, new });
-        let log = Row { header: RowHeader { req_type: dml_type(&dml), ..Default::default() }, body: log_body };
-        Ok(Applied { result, undo, log: Some(log) })
+        let log = Row {
+            header: RowHeader {
+                req_type: dml_type(&dml),
+                ..Default::default()
+            },
+            body: log_body,
+        };
+        Ok(Applied {
+            result,
+            undo,
+            log: Some(log),
+        })
     }
 
-    fn on_system_change(&mut self, space_id: u32, old: Option<&Tuple>, new: Option<&Tuple>) -> BoxResult<()> {
+    fn on_system_change(
+        &mut self,
+        space_id: u32,
+        old: Option<&Tuple>,
+        new: Option<&Tuple>,
+    ) -> BoxResult<()> {
         if space_id > sys::SYSTEM_ID_MAX {
             return Ok(());
         }
@@ -370,23 +457,42 @@ fn dml_type(dml: &Dml<'_>) -> u32 {
 
 fn request_to_dml<'a>(request: &Request, packet: &'a [u8]) -> BoxResult<Dml<'a>> {
     Ok(match request {
-        Request::Insert { space_id, tuple } => {
-            Dml::Insert { space_id: *space_id, tuple: span(packet, tuple) }
-        }
-        Request::Replace { space_id, tuple } => {
-            Dml::Replace { space_id: *space_id, tuple: span(packet, tuple) }
-        }
-        Request::Delete { space_id, index_id, key } => {
-            Dml::Delete { space_id: *space_id, index_id: *index_id, key: span(packet, key) }
-        }
-        Request::Update { space_id, index_id, index_base, key, ops } => Dml::Update {
+        Request::Insert { space_id, tuple } => Dml::Insert {
+            space_id: *space_id,
+            tuple: span(packet, tuple),
+        },
+        Request::Replace { space_id, tuple } => Dml::Replace {
+            space_id: *space_id,
+            tuple: span(packet, tuple),
+        },
+        Request::Delete {
+            space_id,
+            index_id,
+            key,
+        } => Dml::Delete {
+            space_id: *space_id,
+            index_id: *index_id,
+            key: span(packet, key),
+        },
+        Request::Update {
+            space_id,
+            index_id,
+            index_base,
+            key,
+            ops,
+        } => Dml::Update {
             space_id: *space_id,
             index_id: *index_id,
             key: span(packet, key),
             ops: span(packet, ops),
             index_base: *index_base,
         },
-        Request::Upsert { space_id, index_base, tuple, ops } => Dml::Upsert {
+        Request::Upsert {
+            space_id,
+            index_base,
+            tuple,
+            ops,
+        } => Dml::Upsert {
             space_id: *space_id,
             tuple: span(packet, tuple),
             ops: span(packet, ops),
@@ -420,11 +526,24 @@ pub fn row_to_dml(row: &Row) -> BoxResult<Dml<'_>> {
     Ok(match row.header.req_type {
         request::INSERT => Dml::Insert { space_id, tuple },
         request::REPLACE => Dml::Replace { space_id, tuple },
-        request::DELETE => Dml::Delete { space_id, index_id, key: key_bytes },
-        request::UPDATE => {
-            Dml::Update { space_id, index_id, key: key_bytes, ops: tuple, index_base }
-        }
-        request::UPSERT => Dml::Upsert { space_id, tuple, ops, index_base },
+        request::DELETE => Dml::Delete {
+            space_id,
+            index_id,
+            key: key_bytes,
+        },
+        request::UPDATE => Dml::Update {
+            space_id,
+            index_id,
+            key: key_bytes,
+            ops: tuple,
+            index_base,
+        },
+        request::UPSERT => Dml::Upsert {
+            space_id,
+            tuple,
+            ops,
+            index_base,
+        },
         t => return Err(BoxError::unknown_request_type(t as u64)),
     })
 }

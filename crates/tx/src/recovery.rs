@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 use tracing::{info, warn};
 
 use spindle_types::iproto::request;
-use spindle_xlog::{scan_dir, FileType, LogFs, Meta, Row, RowHeader, Vclock, XlogError, XlogReader, XlogWriter};
+use spindle_xlog::{
+    scan_dir, FileType, LogFs, Meta, Row, RowHeader, Vclock, XlogError, XlogReader, XlogWriter,
+};
 
 use crate::bootstrap;
 use crate::catalog::Engine;
@@ -37,14 +39,21 @@ fn fail(msg: impl Into<String>) -> RecoveryError {
     RecoveryError(msg.into())
 }
 
-pub fn recover<Fs: LogFs + Clone>(fs: &Fs, cfg: &RecoveryConfig) -> Result<Recovered, RecoveryError> {
-    let snaps = scan_dir(fs, &cfg.memtx_dir, FileType::Snap).map_err(|e| fail(format!("scan {}: {e}", cfg.memtx_dir.display())))?;
+pub fn recover<Fs: LogFs + Clone>(
+    fs: &Fs,
+    cfg: &RecoveryConfig,
+) -> Result<Recovered, RecoveryError> {
+    let snaps = scan_dir(fs, &cfg.memtx_dir, FileType::Snap)
+        .map_err(|e| fail(format!("scan {}: {e}", cfg.memtx_dir.display())))?;
     let mut db = match snaps.last() {
         Some((_, path)) => load_snapshot(fs, path)?,
         None => bootstrap_new(fs, cfg)?,
     };
     let last_xlog_vclock = replay_xlogs(fs, cfg, &mut db)?;
-    Ok(Recovered { db, last_xlog_vclock })
+    Ok(Recovered {
+        db,
+        last_xlog_vclock,
+    })
 }
 
 fn bootstrap_new<Fs: LogFs + Clone>(fs: &Fs, cfg: &RecoveryConfig) -> Result<Db, RecoveryError> {
@@ -52,14 +61,20 @@ fn bootstrap_new<Fs: LogFs + Clone>(fs: &Fs, cfg: &RecoveryConfig) -> Result<Db,
     let cluster_uuid = uuid::Uuid::new_v4().to_string();
     let mut db = Db::new(instance_uuid.clone());
     bootstrap::preload_catalog(&mut db).map_err(|e| fail(format!("bootstrap: {e}")))?;
-    bootstrap::load_system_rows(&mut db, &cluster_uuid).map_err(|e| fail(format!("bootstrap: {e}")))?;
-    let path = write_snapshot(fs, &cfg.memtx_dir, &db).map_err(|e| fail(format!("initial checkpoint: {e}")))?;
-    info!("bootstrapped instance {instance_uuid}, replica set {cluster_uuid}; checkpoint {}", path.display());
+    bootstrap::load_system_rows(&mut db, &cluster_uuid)
+        .map_err(|e| fail(format!("bootstrap: {e}")))?;
+    let path = write_snapshot(fs, &cfg.memtx_dir, &db)
+        .map_err(|e| fail(format!("initial checkpoint: {e}")))?;
+    info!(
+        "bootstrapped instance {instance_uuid}, replica set {cluster_uuid}; checkpoint {}",
+        path.display()
+    );
     Ok(db)
 }
 
 fn load_snapshot<Fs: LogFs>(fs: &Fs, path: &Path) -> Result<Db, RecoveryError> {
-    let mut reader = XlogReader::open(fs, path, FileType::Snap).map_err(|e| fail(format!("{}: {e}", path.display())))?;
+    let mut reader = XlogReader::open(fs, path, FileType::Snap)
+        .map_err(|e| fail(format!("{}: {e}", path.display())))?;
     let meta = reader.meta().clone();
     let mut db = Db::new(meta.instance_uuid.clone());
     bootstrap::preload_catalog(&mut db).map_err(|e| fail(format!("catalogue: {e}")))?;
@@ -67,7 +82,8 @@ fn load_snapshot<Fs: LogFs>(fs: &Fs, path: &Path) -> Result<Db, RecoveryError> {
     loop {
         match reader.next_row() {
             Ok(Some(row)) => {
-                apply(&mut db, &row).map_err(|e| fail(format!("{}: row {count}: {e}", path.display())))?;
+                apply(&mut db, &row)
+                    .map_err(|e| fail(format!("{}: row {count}: {e}", path.display())))?;
                 count += 1;
             }
             Ok(None) => break,
@@ -75,9 +91,12 @@ fn load_snapshot<Fs: LogFs>(fs: &Fs, path: &Path) -> Result<Db, RecoveryError> {
         }
     }
     if !reader.has_eof_marker() {
-        return Err(fail(format!("snapshot {} has no EOF marker", path.display())));
+        return Err(fail(format!(
+            "snapshot {} has no EOF marker",
+            path.display()
+        )));
     }
-    db.vclock = meta.vclock.clone();
+    db.vclock = meta.vclock;
     info!("loaded {count} rows from {}", path.display());
     Ok(db)
 }
@@ -87,11 +106,19 @@ fn apply(db: &mut Db, row: &Row) -> spindle_types::BoxResult<()> {
     db.apply_dml(dml).map(|_| ())
 }
 
-fn replay_xlogs<Fs: LogFs>(fs: &Fs, cfg: &RecoveryConfig, db: &mut Db) -> Result<Option<Vclock>, RecoveryError> {
-    let files = scan_dir(fs, &cfg.wal_dir, FileType::Xlog).map_err(|e| fail(format!("scan {}: {e}", cfg.wal_dir.display())))?;
+fn replay_xlogs<Fs: LogFs>(
+    fs: &Fs,
+    cfg: &RecoveryConfig,
+    db: &mut Db,
+) -> Result<Option<Vclock>, RecoveryError> {
+    let files = scan_dir(fs, &cfg.wal_dir, FileType::Xlog)
+        .map_err(|e| fail(format!("scan {}: {e}", cfg.wal_dir.display())))?;
     let start = db.vclock.signature();
     // The newest file at or before the snapshot, and everything after it.
-    let first = files.iter().rposition(|(sig, _)| *sig <= start).unwrap_or(0);
+    let first = files
+        .iter()
+        .rposition(|(sig, _)| *sig <= start)
+        .unwrap_or(0);
     let mut last_vclock = None;
     let count = files.len();
     for (i, (_, path)) in files.iter().enumerate().skip(first) {
@@ -102,8 +129,15 @@ fn replay_xlogs<Fs: LogFs>(fs: &Fs, cfg: &RecoveryConfig, db: &mut Db) -> Result
     Ok(last_vclock)
 }
 
-fn replay_file<Fs: LogFs>(fs: &Fs, path: &Path, db: &mut Db, is_last: bool, force: bool) -> Result<Meta, RecoveryError> {
-    let mut reader = XlogReader::open(fs, path, FileType::Xlog).map_err(|e| fail(format!("{}: {e}", path.display())))?;
+fn replay_file<Fs: LogFs>(
+    fs: &Fs,
+    path: &Path,
+    db: &mut Db,
+    is_last: bool,
+    force: bool,
+) -> Result<Meta, RecoveryError> {
+    let mut reader = XlogReader::open(fs, path, FileType::Xlog)
+        .map_err(|e| fail(format!("{}: {e}", path.display())))?;
     let meta = reader.meta().clone();
     let mut applied = 0u64;
     loop {
@@ -115,7 +149,12 @@ fn replay_file<Fs: LogFs>(fs: &Fs, path: &Path, db: &mut Db, is_last: bool, forc
                 }
                 if let Err(e) = apply(db, &row) {
                     if !force {
-                        return Err(fail(format!("{}: cannot apply row {{{}: {}}}: {e}", path.display(), h.replica_id, h.lsn)));
+                        return Err(fail(format!(
+                            "{}: cannot apply row {{{}: {}}}: {e}",
+                            path.display(),
+                            h.replica_id,
+                            h.lsn
+                        )));
                     }
                     warn!("skipping row {{{}: {}}}: {e}", h.replica_id, h.lsn);
                 }
@@ -124,11 +163,17 @@ fn replay_file<Fs: LogFs>(fs: &Fs, path: &Path, db: &mut Db, is_last: bool, forc
             }
             Ok(None) => break,
             Err(XlogError::TornTail { offset }) if is_last => {
-                warn!("{}: torn tail at offset {offset} cut off (file wasn't correctly closed)", path.display());
+                warn!(
+                    "{}: torn tail at offset {offset} cut off (file wasn't correctly closed)",
+                    path.display()
+                );
                 break;
             }
             Err(e) if force => {
-                warn!("{}: {e}; skipping damaged data (force_recovery)", path.display());
+                warn!(
+                    "{}: {e}; skipping damaged data (force_recovery)",
+                    path.display()
+                );
                 if reader.resync().is_none() {
                     break;
                 }
@@ -143,25 +188,36 @@ fn replay_file<Fs: LogFs>(fs: &Fs, path: &Path, db: &mut Db, is_last: bool, forc
 /// Writes a checkpoint of every persistent memtx space: system spaces first (ascending id),
 /// rows in primary-key order, as INSERT rows.
 pub fn write_snapshot<Fs: LogFs + Clone>(fs: &Fs, dir: &Path, db: &Db) -> std::io::Result<PathBuf> {
-    let meta = Meta::new(FileType::Snap, db.instance_uuid.clone(), db.vclock.clone());
+    let meta = Meta::new(FileType::Snap, db.instance_uuid.clone(), db.vclock);
     let mut writer = XlogWriter::create(fs.clone(), dir, meta)?;
     let timestamp = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0.0, |d| d.as_secs_f64());
     let mut lsn = 0u64;
     for id in db.catalog.ids() {
-        let Some(entry) = db.catalog.get(id) else { continue };
+        let Some(entry) = db.catalog.get(id) else {
+            continue;
+        };
         if entry.def.engine != Engine::Memtx || entry.def.temporary {
             continue;
         }
-        let Ok(primary) = entry.space.primary() else { continue };
+        let Ok(primary) = entry.space.primary() else {
+            continue;
+        };
         for tuple in primary.iter_all() {
             let mut body = Vec::with_capacity(tuple.data().len() + 8);
             body.extend_from_slice(&[0x82, 0x10, 0xce]);
             body.extend_from_slice(&id.to_be_bytes());
             body.push(0x21);
             body.extend_from_slice(tuple.data());
-            let header = RowHeader { req_type: request::INSERT, lsn, timestamp, tsn: lsn, group_id: entry.def.group_id, ..Default::default() };
+            let header = RowHeader {
+                req_type: request::INSERT,
+                lsn,
+                timestamp,
+                tsn: lsn,
+                group_id: entry.def.group_id,
+                ..Default::default()
+            };
             writer.append_row(&Row { header, body })?;
             lsn += 1;
         }

@@ -93,8 +93,12 @@ pub struct Tx {
 
 impl Tx {
     pub fn new(db: Db, hooks: TxHooks) -> Tx {
-        let outboxes = (0..hooks.net_threads).map(|_| ReplyBatch::default()).collect();
-        hooks.schema_version.store(db.schema_version(), Ordering::SeqCst);
+        let outboxes = (0..hooks.net_threads)
+            .map(|_| ReplyBatch::default())
+            .collect();
+        hooks
+            .schema_version
+            .store(db.schema_version(), Ordering::SeqCst);
         Tx {
             db,
             sessions: Sessions::default(),
@@ -142,7 +146,9 @@ impl Tx {
     }
 
     fn publish_schema_version(&self) {
-        self.hooks.schema_version.store(self.db.schema_version(), Ordering::Relaxed);
+        self.hooks
+            .schema_version
+            .store(self.db.schema_version(), Ordering::Relaxed);
     }
 
     /// Registers a logged transaction: assigns LSNs, queues it for the WAL. Returns the
@@ -153,19 +159,26 @@ impl Tx {
         }
         let last_lsn = self.db.assign_lsns(&mut outcome.rows);
         let rows = std::mem::take(&mut outcome.rows);
-        if self.hooks.journal.is_none() {
-            return None;
-        }
+        self.hooks.journal.as_ref()?;
         let txn_id = self.commit.next_txn_id;
         self.commit.next_txn_id += 1;
         self.commit.pending.push(JournalTxn { rows });
         let undo = std::mem::take(&mut outcome.undo);
-        self.commit.in_flight.push_back(InFlight { txn_id, last_lsn, undo });
+        self.commit.in_flight.push_back(InFlight {
+            txn_id,
+            last_lsn,
+            undo,
+        });
         Some(txn_id)
     }
 
     fn on_wal_written(&mut self, lsn: u64) {
-        while self.commit.in_flight.front().is_some_and(|f| f.last_lsn <= lsn) {
+        while self
+            .commit
+            .in_flight
+            .front()
+            .is_some_and(|f| f.last_lsn <= lsn)
+        {
             if let Some(done) = self.commit.in_flight.pop_front() {
                 self.commit.results.insert(done.txn_id, Ok(()));
                 self.wake(done.txn_id);
@@ -183,7 +196,9 @@ impl Tx {
         self.commit.pending.clear();
         while let Some(txn) = self.commit.in_flight.pop_back() {
             self.db.rollback(txn.undo);
-            self.commit.results.insert(txn.txn_id, Err(BoxError::wal_io()));
+            self.commit
+                .results
+                .insert(txn.txn_id, Err(BoxError::wal_io()));
             self.wake(txn.txn_id);
         }
         self.db.reset_lsn(first_lsn.saturating_sub(1));
@@ -247,9 +262,16 @@ fn shutdown_ready(t: &Tx) -> bool {
 /// Asks the WAL to close the log and waits for its acknowledgement.
 fn close_journal(tx: TxRef, bus: &mut BusReceiver<TxMsg>) {
     let sent = tx.with(|t| {
-        t.hooks.journal.as_ref().is_some_and(|j| j.send(JournalRequest::Shutdown).is_ok())
+        t.hooks
+            .journal
+            .as_ref()
+            .is_some_and(|j| j.send(JournalRequest::Shutdown).is_ok())
     });
-    while sent {
+    if !sent {
+        tx.with(|t| t.flush_replies());
+        return;
+    }
+    loop {
         match bus.try_recv() {
             Ok(TxMsg::Wal(JournalReply::Closed)) => break,
             Ok(TxMsg::Wal(JournalReply::Written { lsn })) => tx.with(|t| t.on_wal_written(lsn)),
@@ -273,8 +295,18 @@ fn handle(tx: TxRef, msg: TxMsg) -> bool {
             tx.with(|t| t.sessions.disconnect(route));
             false
         }
-        TxMsg::Net(NetEvent::Request { route, header, request, packet }) => {
-            let job = Job { route, header, request, packet };
+        TxMsg::Net(NetEvent::Request {
+            route,
+            header,
+            request,
+            packet,
+        }) => {
+            let job = Job {
+                route,
+                header,
+                request,
+                packet,
+            };
             if crate::db::is_write(&job.request) {
                 start_job(tx, job)
             } else {
@@ -286,7 +318,11 @@ fn handle(tx: TxRef, msg: TxMsg) -> bool {
             tx.with(|t| t.on_wal_written(lsn));
             true
         }
-        TxMsg::Wal(JournalReply::Failed { epoch, first_lsn, error }) => {
+        TxMsg::Wal(JournalReply::Failed {
+            epoch,
+            first_lsn,
+            error,
+        }) => {
             tx.with(|t| t.on_wal_failed(epoch, first_lsn, &error));
             true
         }
@@ -301,10 +337,19 @@ fn handle(tx: TxRef, msg: TxMsg) -> bool {
 fn run_inline(t: &mut Tx, job: Job) {
     let user = t.sessions.user(job.route);
     let sync = job.header.sync;
-    let result = t.db.execute_read(&mut t.sessions, job.route, user, &job.header, &job.request, &job.packet);
+    let result = t.db.execute_read(
+        &mut t.sessions,
+        job.route,
+        user,
+        &job.header,
+        &job.request,
+        &job.packet,
+    );
     let schema_version = t.db.schema_version();
     if let Some(outbox) = t.outbox(job.route) {
-        outbox.push(job.route, |out| reply::encode(out, sync, schema_version, result));
+        outbox.push(job.route, |out| {
+            reply::encode(out, sync, schema_version, result)
+        });
     }
 }
 
@@ -346,7 +391,8 @@ fn worker(tx: TxRef) {
 fn run_write(tx: TxRef, job: Job) {
     let submitted = tx.with(|t| {
         let user = t.sessions.user(job.route);
-        let result = t.db.execute_write(user, &job.header, &job.request, &job.packet);
+        let result =
+            t.db.execute_write(user, &job.header, &job.request, &job.packet);
         if t.db.schema_changed() {
             t.publish_schema_version();
         }
@@ -370,7 +416,9 @@ fn run_write(tx: TxRef, job: Job) {
         let schema_version = t.db.schema_version();
         let sync = job.header.sync;
         if let Some(outbox) = t.outbox(job.route) {
-            outbox.push(job.route, |out| reply::encode(out, sync, schema_version, result));
+            outbox.push(job.route, |out| {
+                reply::encode(out, sync, schema_version, result)
+            });
         }
         if !t.in_turn {
             t.flush_replies();

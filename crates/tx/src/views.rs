@@ -37,9 +37,15 @@ pub fn select(
     limit: u32,
 ) -> BoxResult<Vec<Tuple>> {
     let base = base_of(view).ok_or_else(|| BoxError::no_such_space(&view.to_string()))?;
-    let all = db.catalog.space(base)?.space.select(index_id, it, key, 0, u32::MAX)?;
+    let all = db
+        .catalog
+        .space(base)?
+        .space
+        .select(index_id, it, key, 0, u32::MAX)?;
     let everything = db.users.effective(user).universe & (PRIV_R | PRIV_W) != 0;
-    let visible = all.into_iter().filter(|t| everything || is_visible(db, user, view, t));
+    let visible = all
+        .into_iter()
+        .filter(|t| everything || is_visible(db, user, view, t));
     Ok(visible.skip(offset as usize).take(limit as usize).collect())
 }
 
@@ -76,6 +82,8 @@ fn space_visible(db: &mut Db, user: u32, space_id: u32) -> bool {
 
 /// Rows of `_sequence`/`_func`: [id, owner, ...].
 fn object_visible(db: &mut Db, user: u32, object_type: ObjectType, t: &Tuple) -> bool {
-    let Some(id) = uint_field(t, 0) else { return false };
+    let Some(id) = uint_field(t, 0) else {
+        return false;
+    };
     uint_field(t, 1) == Some(user) || db.users.effective(user).on(object_type, id) != 0
 }

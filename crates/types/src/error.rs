@@ -132,7 +132,12 @@ impl std::error::Error for BoxError {}
 
 impl BoxError {
     pub fn new(code: u32, message: impl Into<String>) -> Self {
-        BoxError { code, message: message.into(), kind: ErrorKind::ClientError, access: None }
+        BoxError {
+            code,
+            message: message.into(),
+            kind: ErrorKind::ClientError,
+            access: None,
+        }
     }
 
     pub fn with_kind(mut self, kind: ErrorKind) -> Self {
@@ -156,19 +161,31 @@ impl BoxError {
         Self::new(ER_UNSUPPORTED, format!("{who} does not support {what}"))
     }
     pub fn readonly() -> Self {
-        Self::new(ER_READONLY, "Can't modify data because this instance is in read-only mode.")
+        Self::new(
+            ER_READONLY,
+            "Can't modify data because this instance is in read-only mode.",
+        )
     }
     pub fn create_space(space: &str, details: &str) -> Self {
-        Self::new(ER_CREATE_SPACE, format!("Failed to create space '{space}': {details}"))
+        Self::new(
+            ER_CREATE_SPACE,
+            format!("Failed to create space '{space}': {details}"),
+        )
     }
     pub fn space_exists(space: &str) -> Self {
         Self::new(ER_SPACE_EXISTS, format!("Space '{space}' already exists"))
     }
     pub fn drop_space(space: &str, details: &str) -> Self {
-        Self::new(ER_DROP_SPACE, format!("Can't drop space '{space}': {details}"))
+        Self::new(
+            ER_DROP_SPACE,
+            format!("Can't drop space '{space}': {details}"),
+        )
     }
     pub fn alter_space(space: &str, details: &str) -> Self {
-        Self::new(ER_ALTER_SPACE, format!("Can't modify space '{space}': {details}"))
+        Self::new(
+            ER_ALTER_SPACE,
+            format!("Can't modify space '{space}': {details}"),
+        )
     }
     pub fn index_type(index: &str, space: &str) -> Self {
         Self::new(
@@ -227,11 +244,16 @@ impl BoxError {
     pub fn index_part_type_mismatch(field: &str, actual: &str, expected: &str) -> Self {
         Self::new(
             ER_INDEX_PART_TYPE_MISMATCH,
-            format!("Field {field} has type '{actual}' in one index, but type '{expected}' in another"),
+            format!(
+                "Field {field} has type '{actual}' in one index, but type '{expected}' in another"
+            ),
         )
     }
     pub fn update_splice(field: &str, details: &str) -> Self {
-        Self::new(ER_UPDATE_SPLICE, format!("SPLICE error on field {field}: {details}"))
+        Self::new(
+            ER_UPDATE_SPLICE,
+            format!("SPLICE error on field {field}: {details}"),
+        )
     }
     pub fn update_arg_type(op: char, field: &str, expected: &str) -> Self {
         Self::new(
@@ -251,10 +273,16 @@ impl BoxError {
     }
     /// `argno` is 1-based.
     pub fn unknown_update_op(argno: u32, details: &str) -> Self {
-        Self::new(ER_UNKNOWN_UPDATE_OP, format!("Unknown UPDATE operation #{argno}: {details}"))
+        Self::new(
+            ER_UNKNOWN_UPDATE_OP,
+            format!("Unknown UPDATE operation #{argno}: {details}"),
+        )
     }
     pub fn update_field(field: &str, details: &str) -> Self {
-        Self::new(ER_UPDATE_FIELD, format!("Field {field} UPDATE error: {details}"))
+        Self::new(
+            ER_UPDATE_FIELD,
+            format!("Field {field} UPDATE error: {details}"),
+        )
     }
     pub fn key_part_count(max: u32, got: u32) -> Self {
         Self::new(
@@ -266,13 +294,22 @@ impl BoxError {
         Self::new(ER_PROC_LUA, msg)
     }
     pub fn no_such_proc(name: &str) -> Self {
-        Self::new(ER_NO_SUCH_PROC, format!("Procedure '{name}' is not defined"))
+        Self::new(
+            ER_NO_SUCH_PROC,
+            format!("Procedure '{name}' is not defined"),
+        )
     }
     pub fn no_such_index_id(id: u32, space: &str) -> Self {
-        Self::new(ER_NO_SUCH_INDEX_ID, format!("No index #{id} is defined in space '{space}'"))
+        Self::new(
+            ER_NO_SUCH_INDEX_ID,
+            format!("No index #{id} is defined in space '{space}'"),
+        )
     }
     pub fn no_such_index_name(name: &str, space: &str) -> Self {
-        Self::new(ER_NO_SUCH_INDEX_NAME, format!("No index '{name}' is defined in space '{space}'"))
+        Self::new(
+            ER_NO_SUCH_INDEX_NAME,
+            format!("No index '{name}' is defined in space '{space}'"),
+        )
     }
     /// `space` is the name or, for a lookup by id, the decimal id.
     pub fn no_such_space(space: &str) -> Self {
@@ -280,7 +317,10 @@ impl BoxError {
     }
     /// `fieldno` as printed: 1-based for positive numbers, negative as given.
     pub fn no_such_field_no(fieldno: i64) -> Self {
-        Self::new(ER_NO_SUCH_FIELD_NO, format!("Field {fieldno} was not found in the tuple"))
+        Self::new(
+            ER_NO_SUCH_FIELD_NO,
+            format!("Field {fieldno} was not found in the tuple"),
+        )
     }
     pub fn exact_field_count(actual: u32, expected: u32) -> Self {
         Self::new(
@@ -289,13 +329,19 @@ impl BoxError {
         )
     }
     pub fn field_missing(field: &str) -> Self {
-        Self::new(ER_FIELD_MISSING, format!("Tuple field {field} required by space format is missing"))
+        Self::new(
+            ER_FIELD_MISSING,
+            format!("Tuple field {field} required by space format is missing"),
+        )
     }
     pub fn wal_io() -> Self {
         Self::new(ER_WAL_IO, "Failed to write to disk")
     }
     pub fn more_than_one_tuple() -> Self {
-        Self::new(ER_MORE_THAN_ONE_TUPLE, "Get() doesn't support partial keys and non-unique indexes")
+        Self::new(
+            ER_MORE_THAN_ONE_TUPLE,
+            "Get() doesn't support partial keys and non-unique indexes",
+        )
     }
     /// `access` is capitalised ("Read", "Write", "Create", "Session", "Execute"...).
     pub fn access_denied(access: &str, object_type: &str, object_name: &str, user: &str) -> Self {
@@ -313,10 +359,16 @@ impl BoxError {
         }
     }
     pub fn create_user(user: &str, details: &str) -> Self {
-        Self::new(ER_CREATE_USER, format!("Failed to create user '{user}': {details}"))
+        Self::new(
+            ER_CREATE_USER,
+            format!("Failed to create user '{user}': {details}"),
+        )
     }
     pub fn drop_user(user: &str, details: &str) -> Self {
-        Self::new(ER_DROP_USER, format!("Failed to drop user or role '{user}': {details}"))
+        Self::new(
+            ER_DROP_USER,
+            format!("Failed to drop user or role '{user}': {details}"),
+        )
     }
     pub fn no_such_user(user: &str) -> Self {
         Self::new(ER_NO_SUCH_USER, format!("User '{user}' is not found"))
@@ -325,24 +377,38 @@ impl BoxError {
         Self::new(ER_USER_EXISTS, format!("User '{user}' already exists"))
     }
     pub fn password_mismatch(user: &str) -> Self {
-        Self::new(ER_PASSWORD_MISMATCH, format!("Incorrect password supplied for user '{user}'"))
+        Self::new(
+            ER_PASSWORD_MISMATCH,
+            format!("Incorrect password supplied for user '{user}'"),
+        )
     }
     pub fn unknown_request_type(t: u64) -> Self {
         Self::new(ER_UNKNOWN_REQUEST_TYPE, format!("Unknown request type {t}"))
     }
     pub fn unknown_schema_object(what: &str) -> Self {
-        Self::new(ER_UNKNOWN_SCHEMA_OBJECT, format!("Unknown object type '{what}'"))
+        Self::new(
+            ER_UNKNOWN_SCHEMA_OBJECT,
+            format!("Unknown object type '{what}'"),
+        )
     }
     pub fn no_such_engine(engine: &str) -> Self {
-        Self::new(ER_NO_SUCH_ENGINE, format!("Space engine '{engine}' does not exist"))
+        Self::new(
+            ER_NO_SUCH_ENGINE,
+            format!("Space engine '{engine}' does not exist"),
+        )
     }
     pub fn missing_request_field(name: &str) -> Self {
-        Self::new(ER_MISSING_REQUEST_FIELD, format!("Missing mandatory field '{name}' in request"))
+        Self::new(
+            ER_MISSING_REQUEST_FIELD,
+            format!("Missing mandatory field '{name}' in request"),
+        )
     }
     pub fn identifier(name: &str) -> Self {
         Self::new(
             ER_IDENTIFIER,
-            format!("Invalid identifier '{name}' (expected printable symbols only or it is too long)"),
+            format!(
+                "Invalid identifier '{name}' (expected printable symbols only or it is too long)"
+            ),
         )
     }
     pub fn no_such_role(role: &str) -> Self {
@@ -382,10 +448,16 @@ impl BoxError {
     }
     /// `partno` is 1-based.
     pub fn wrong_index_parts(partno: u32, details: &str) -> Self {
-        Self::new(ER_WRONG_INDEX_PARTS, format!("Wrong index part {partno}: {details}"))
+        Self::new(
+            ER_WRONG_INDEX_PARTS,
+            format!("Wrong index part {partno}: {details}"),
+        )
     }
     pub fn wrong_index_options(details: &str) -> Self {
-        Self::new(ER_WRONG_INDEX_OPTIONS, format!("Wrong index options: {details}"))
+        Self::new(
+            ER_WRONG_INDEX_OPTIONS,
+            format!("Wrong index options: {details}"),
+        )
     }
     /// 2.6 prints the two numbers swapped (see iproto.md §9.1); callers pass them as named.
     pub fn wrong_schema_version(current: u64, in_request: u64) -> Self {
@@ -403,7 +475,10 @@ impl BoxError {
         )
     }
     pub fn wrong_space_options(details: &str) -> Self {
-        Self::new(ER_WRONG_SPACE_OPTIONS, format!("Wrong space options: {details}"))
+        Self::new(
+            ER_WRONG_SPACE_OPTIONS,
+            format!("Wrong space options: {details}"),
+        )
     }
     pub fn view_is_ro(view: &str) -> Self {
         Self::new(ER_VIEW_IS_RO, format!("View '{view}' is read-only"))
@@ -420,11 +495,17 @@ impl BoxError {
         )
     }
     pub fn space_field_is_duplicate(name: &str) -> Self {
-        Self::new(ER_SPACE_FIELD_IS_DUPLICATE, format!("Space field '{name}' is duplicate"))
+        Self::new(
+            ER_SPACE_FIELD_IS_DUPLICATE,
+            format!("Space field '{name}' is duplicate"),
+        )
     }
     /// `fieldno` is 1-based.
     pub fn wrong_space_format(fieldno: u32, details: &str) -> Self {
-        Self::new(ER_WRONG_SPACE_FORMAT, format!("Wrong space format (field {fieldno}): {details}"))
+        Self::new(
+            ER_WRONG_SPACE_FORMAT,
+            format!("Wrong space format (field {fieldno}): {details}"),
+        )
     }
     /// `fieldno` is 1-based.
     pub fn wrong_collation_options(fieldno: u32, details: &str) -> Self {
@@ -441,7 +522,10 @@ impl BoxError {
     }
     /// `name` is printed between quotes as given (2.6 quotes JSON paths twice in some errors).
     pub fn no_such_field_name(name: &str) -> Self {
-        Self::new(ER_NO_SUCH_FIELD_NAME, format!("Field '{name}' was not found in the tuple"))
+        Self::new(
+            ER_NO_SUCH_FIELD_NAME,
+            format!("Field '{name}' was not found in the tuple"),
+        )
     }
 }
 
@@ -455,13 +539,19 @@ mod tests {
             BoxError::tuple_found("primary", "test").message,
             "Duplicate key exists in unique index 'primary' in space 'test'"
         );
-        assert_eq!(BoxError::unknown_request_type(73).message, "Unknown request type 73");
+        assert_eq!(
+            BoxError::unknown_request_type(73).message,
+            "Unknown request type 73"
+        );
         assert_eq!(
             BoxError::wrong_schema_version(84, 1).message,
             "Wrong schema version, current: 1, in request: 84"
         );
         let e = BoxError::access_denied("Read", "space", "test", "carol");
-        assert_eq!(e.message, "Read access to space 'test' is denied for user 'carol'");
+        assert_eq!(
+            e.message,
+            "Read access to space 'test' is denied for user 'carol'"
+        );
         assert_eq!(e.kind, ErrorKind::AccessDeniedError);
     }
 }

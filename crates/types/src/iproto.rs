@@ -26,6 +26,8 @@ pub mod request {
     pub const VOTE: u32 = 68;
     pub const FETCH_SNAPSHOT: u32 = 69;
     pub const REGISTER: u32 = 70;
+    /// 2.10+ feature negotiation; a 2.6 server answers it with ER_UNKNOWN_REQUEST_TYPE.
+    pub const ID: u32 = 73;
     pub const CHUNK: u32 = 128;
     /// Error responses are `TYPE_ERROR | code`.
     pub const TYPE_ERROR: u32 = 1 << 15;
@@ -146,7 +148,10 @@ impl IteratorType {
 
     /// True for iterators that walk the index backwards.
     pub fn is_reverse(self) -> bool {
-        matches!(self, IteratorType::Req | IteratorType::Lt | IteratorType::Le)
+        matches!(
+            self,
+            IteratorType::Req | IteratorType::Lt | IteratorType::Le
+        )
     }
 }
 

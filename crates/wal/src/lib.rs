@@ -97,7 +97,11 @@ where
         stats: stats.clone(),
     };
     let thread = spawn_cord("wal", move || wal.run(receiver, bus))?;
-    Ok(WalHandle { sender, stats, thread })
+    Ok(WalHandle {
+        sender,
+        stats,
+        thread,
+    })
 }
 
 struct Wal<Fs: LogFs + Clone> {
@@ -114,18 +118,24 @@ impl<Fs: LogFs + Clone> Wal<Fs> {
     fn run<M: From<JournalReply>>(mut self, receiver: Receiver<JournalRequest>, bus: Bus<M>) {
         while let Ok(first) = receiver.recv() {
             let mut shutdown = false;
-            let mut batch: Vec<(u64, Vec<JournalTxn>)> = Vec::new();
+            // Everything queued since the last write is one group: one write, one sync.
+            let mut group: Vec<(u64, Vec<JournalTxn>)> = Vec::new();
             for request in std::iter::once(first).chain(receiver.try_iter()) {
                 match request {
-                    JournalRequest::Write { epoch, txns } => {
-                        if self.failed_epoch != Some(epoch) {
-                            batch.push((epoch, txns));
+                    JournalRequest::Write { epoch, txns } if self.failed_epoch != Some(epoch) => {
+                        match group.last_mut() {
+                            Some((e, all)) if *e == epoch => all.extend(txns),
+                            _ => group.push((epoch, txns)),
                         }
                     }
+                    JournalRequest::Write { .. } => {}
                     JournalRequest::Shutdown => shutdown = true,
                 }
             }
-            for (epoch, txns) in batch {
+            for (epoch, txns) in group {
+                if self.failed_epoch == Some(epoch) {
+                    continue;
+                }
                 let reply = self.write_group(epoch, txns);
                 bus.send(M::from(reply));
             }
@@ -139,7 +149,10 @@ impl<Fs: LogFs + Clone> Wal<Fs> {
     }
 
     fn write_group(&mut self, epoch: u64, mut txns: Vec<JournalTxn>) -> JournalReply {
-        let first_lsn = txns.first().and_then(|t| t.rows.first()).map_or(0, |r| r.header.lsn);
+        let first_lsn = txns
+            .first()
+            .and_then(|t| t.rows.first())
+            .map_or(0, |r| r.header.lsn);
         match self.write_txns(&mut txns) {
             Ok(last_lsn) => {
                 self.account(&txns);
@@ -152,7 +165,11 @@ impl<Fs: LogFs + Clone> Wal<Fs> {
                 // A new file is started for the next epoch; the failed one was truncated
                 // back to its last good block (or is broken and abandoned).
                 self.writer = None;
-                JournalReply::Failed { epoch, first_lsn, error: e.to_string() }
+                JournalReply::Failed {
+                    epoch,
+                    first_lsn,
+                    error: e.to_string(),
+                }
             }
         }
     }
@@ -187,25 +204,33 @@ impl<Fs: LogFs + Clone> Wal<Fs> {
 
     fn account(&self, txns: &[JournalTxn]) {
         let rows: usize = txns.iter().map(|t| t.rows.len()).sum();
-        self.stats.txns.fetch_add(txns.len() as u64, Ordering::Relaxed);
+        self.stats
+            .txns
+            .fetch_add(txns.len() as u64, Ordering::Relaxed);
         self.stats.rows.fetch_add(rows as u64, Ordering::Relaxed);
         self.stats.batches.fetch_add(1, Ordering::Relaxed);
     }
 
     fn writer_or_create(&mut self) -> io::Result<&mut XlogWriter<Fs>> {
         if self.writer.is_none() {
-            let mut meta = Meta::new(FileType::Xlog, self.cfg.instance_uuid.clone(), self.vclock.clone());
-            meta.prev_vclock = self.prev.clone();
+            let mut meta = Meta::new(FileType::Xlog, self.cfg.instance_uuid.clone(), self.vclock);
+            meta.prev_vclock = self.prev;
             let writer = XlogWriter::create(self.fs.clone(), &self.cfg.dir, meta)?;
             info!("opened {}", writer.path().display());
-            self.prev = Some(self.vclock.clone());
+            self.prev = Some(self.vclock);
             self.writer = Some(writer);
         }
-        self.writer.as_mut().ok_or_else(|| io::Error::other("no WAL file"))
+        self.writer
+            .as_mut()
+            .ok_or_else(|| io::Error::other("no WAL file"))
     }
 
     fn maybe_rotate(&mut self) {
-        if self.writer.as_ref().is_some_and(|w| w.offset() >= self.cfg.max_size) {
+        if self
+            .writer
+            .as_ref()
+            .is_some_and(|w| w.offset() >= self.cfg.max_size)
+        {
             self.close();
         }
     }
@@ -225,5 +250,7 @@ impl<Fs: LogFs + Clone> Wal<Fs> {
 }
 
 fn now_seconds() -> f64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
 }
