@@ -91,3 +91,41 @@ def test_tuning_flags_accepted(spindle_server):
     with ip.connect(srv, "admin", srv.password) as c:
         assert c.ping()[0][ip.K_TYPE] == 0
     assert srv.stop(signal.SIGTERM) == 0, srv.log_tail()
+
+
+@pytest.mark.spindle_only
+def test_config_file_and_flag_precedence(tmp_path):
+    """`--config FILE` takes box.cfg-style keys; a flag given too wins over the file."""
+    import os
+    import subprocess
+    import time
+
+    from harness import servers
+
+    file_port, flag_port = servers.free_port(), servers.free_port()
+    data = tmp_path / "from-file"
+    cfg = tmp_path / "spindle.toml"
+    cfg.write_text(f'listen = "127.0.0.1:{file_port}"\ndata_dir = "{data}"\n'
+                   f'wal_mode = "fsync"\nadmin_password = "file-pw"\n')
+    log = tmp_path / "log"
+    cmd = [servers.spindle_bin(), "serve", "--config", str(cfg), "--listen", f"127.0.0.1:{flag_port}"]
+    with open(log, "w") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "SPINDLE_ADMIN_PASSWORD": ""})
+    try:
+        deadline = time.monotonic() + 10
+        while f"listening on 127.0.0.1:{flag_port}" not in log.read_text():
+            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.05)
+        assert "wal_mode Fsync" in log.read_text(), log.read_text()
+        with ip.connect(type("S", (), {"host": "127.0.0.1", "port": flag_port})(), "admin", "file-pw") as c:
+            assert c.ping()[0][ip.K_TYPE] == 0
+        assert any(p.suffix == ".snap" for p in data.iterdir()), "data_dir from the file must be used"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0, log.read_text()
+
+    bad = tmp_path / "bad.toml"
+    bad.write_text('listen = "127.0.0.1:1"\nno_such_option = 1\n')
+    res = subprocess.run([servers.spindle_bin(), "serve", "--config", str(bad)],
+                         capture_output=True, text=True, timeout=10)
+    assert res.returncode != 0 and "no_such_option" in res.stderr, res.stderr
