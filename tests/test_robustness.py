@@ -162,6 +162,32 @@ def test_deep_nesting_answered(server, what, payload):
     assert_alive(server, what)
 
 
+@pytest.mark.parametrize("op", ["=", "+", "!", "#", ":"])
+@pytest.mark.parametrize("depth", [100, 2000, 100_000])
+def test_deep_json_path_update_is_answered(server, op, depth):
+    """Run against Tarantool too: it must answer every one of these (with data or an error).
+    UPDATE/UPSERT with a JSON path thousands of steps deep into an equally deep tuple: the
+    update engine recurses per path step on a fixed fiber stack, so spindle must refuse
+    absurd depths with an error instead of overflowing (a lost request or a dead fiber)."""
+    key = 1000 + depth
+    tuple_ = b"\x92" + ip.pack(key) + b"\x91" * depth + b"\x01"
+    path = "[2]" + "[1]" * (depth - 1)
+    args = [op, path, 0, 0, "x"] if op == ":" else [op, path, 5]
+    insert = ip.pack({ip.K_TYPE: ip.REPLACE, ip.K_SYNC: 1}) + b"\x82\x10\xcd\x02\x58\x21" + tuple_
+    update = ip.pack({ip.K_TYPE: ip.UPDATE, ip.K_SYNC: 2}) + ip.pack(
+        {ip.K_SPACE_ID: 600, ip.K_KEY: [key], ip.K_TUPLE: [args]})
+    with ip.RawConn(server.host, server.port, timeout=READ_TIMEOUT) as c:
+        c.auth("admin", server.password)
+        c.send_bytes(ip.frame(insert) + ip.frame(update)
+                     + ip.packet({ip.K_TYPE: ip.PING, ip.K_SYNC: PING_SYNC}))
+        try:
+            replies = read_until_ping_reply(c, others=2)
+        except (ip.ConnectionClosed, socket.timeout) as e:
+            pytest.fail(ctx(server, f"depth {depth} '{op}': no reply: {e!r}"), pytrace=False)
+        assert len(replies) == 2, ctx(server, f"depth {depth} '{op}': expected 2 replies, got {replies}")
+    assert_alive(server, f"a {depth}-deep JSON path update")
+
+
 @pytest.mark.parametrize("what,wire", [
     ("fixstr prefix", b"\xa1x" + ip.pack({ip.K_TYPE: ip.PING})),
     ("nil prefix", b"\xc0"),

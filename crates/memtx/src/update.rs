@@ -29,6 +29,12 @@ use std::borrow::Cow;
 use std::cell::Cell;
 
 /// Most operations one request may carry (`BOX_UPDATE_OP_CNT_MAX`).
+/// Deepest JSON path an operation may use. The update tree is built recursively, one level
+/// per path step, on a fiber's fixed stack; this bound keeps any request far from overflowing
+/// it (a 1000-step path overflowed a 128 KiB stack). Tarantool 2.6 has no explicit limit but
+/// recurses on its own fiber stack the same way.
+pub const UPDATE_PATH_DEPTH_MAX: usize = 128;
+
 pub const UPDATE_OPS_MAX: u32 = 4000;
 
 /// Applies an UPDATE operation list (`ops`: a MessagePack array of operation arrays) to
@@ -251,6 +257,13 @@ fn read_op<'a>(cur: &mut &'a [u8], opno: u32, base: i64, names: Names<'_>) -> Bo
         return Err(BoxError::unknown_update_op(opno, &details));
     }
     let (field, text, path) = read_field(cur, code, base, names)?;
+    if path.as_ref().is_ok_and(|p| p.len() > UPDATE_PATH_DEPTH_MAX) {
+        let name = String::from_utf8_lossy(text.unwrap_or_default());
+        return Err(BoxError::update_field(
+            &format!("'{name}'"),
+            "JSON path is too deep",
+        ));
+    }
     let field = Cell::new(field);
     let mut op = Op {
         code,

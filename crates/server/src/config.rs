@@ -153,7 +153,10 @@ impl Config {
                 .or(file.max_packet_size)
                 .unwrap_or(PACKET_SIZE_MAX_DEFAULT),
             // An empty SPINDLE_ADMIN_PASSWORD means "not set", not "set it to empty".
-            admin_password: args.admin_password.filter(|p| !p.is_empty()).or(file.admin_password),
+            admin_password: args
+                .admin_password
+                .filter(|p| !p.is_empty())
+                .or(file.admin_password),
             log_level: args
                 .log_level
                 .or(file.log_level)
