@@ -75,6 +75,12 @@ pub struct ServeArgs {
     /// Skip damaged WAL data instead of refusing to start.
     #[arg(long)]
     pub force_recovery: bool,
+    /// Seconds between automatic checkpoints; 0 turns them off [default: 3600].
+    #[arg(long)]
+    pub checkpoint_interval: Option<f64>,
+    /// Checkpoints (snapshots and the xlogs they need) kept on disk [default: 2].
+    #[arg(long)]
+    pub checkpoint_count: Option<usize>,
 }
 
 /// The TOML file: the same keys, with underscores.
@@ -93,6 +99,8 @@ struct FileConfig {
     admin_password: Option<String>,
     log_level: Option<String>,
     force_recovery: Option<bool>,
+    checkpoint_interval: Option<f64>,
+    checkpoint_count: Option<usize>,
 }
 
 /// The effective configuration.
@@ -109,6 +117,8 @@ pub struct Config {
     pub admin_password: Option<String>,
     pub log_level: String,
     pub force_recovery: bool,
+    pub checkpoint_interval: f64,
+    pub checkpoint_count: usize,
 }
 
 impl Config {
@@ -162,6 +172,11 @@ impl Config {
                 .or(file.log_level)
                 .unwrap_or_else(|| "info".into()),
             force_recovery: args.force_recovery || file.force_recovery.unwrap_or(false),
+            checkpoint_interval: args
+                .checkpoint_interval
+                .or(file.checkpoint_interval)
+                .unwrap_or(3600.0),
+            checkpoint_count: args.checkpoint_count.or(file.checkpoint_count).unwrap_or(2),
         };
         config.validate()?;
         Ok(config)
@@ -179,6 +194,12 @@ impl Config {
                 "net_msg_max must be at least 2, got {}",
                 self.net_msg_max
             ));
+        }
+        if !(self.checkpoint_interval >= 0.0 && self.checkpoint_interval.is_finite()) {
+            return Err("checkpoint_interval must be a non-negative number of seconds".into());
+        }
+        if self.checkpoint_count < 1 {
+            return Err("checkpoint_count must be at least 1".into());
         }
         if self.max_packet_size < 1024 {
             return Err("max_packet_size must be at least 1024".into());

@@ -1,13 +1,15 @@
 //! The `spindle` binary. The only place that knows every thread: it resolves the
 //! configuration, recovers the database, starts the WAL thread and the network threads, runs
 //! the TX thread, and orders the shutdown on SIGTERM/SIGINT: stop accepting and reading,
-//! let in-flight commits finish, close the log, flush replies, exit.
+//! let in-flight commits finish, close the log, flush replies, exit. SIGUSR1 and the
+//! checkpoint timer ask the TX thread for a checkpoint.
 
 mod config;
 
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, AtomicU32};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use clap::Parser;
 use tracing::{error, info};
@@ -15,6 +17,7 @@ use tracing::{error, info};
 use config::{Cli, Command, Config, ServeArgs, WalModeArg};
 use spindle_fiber::{spawn_cord, Bus};
 use spindle_net::{NetConfig, NetShared, NetStopper};
+use spindle_tx::checkpoint::{run_checkpoint, ReadView};
 use spindle_tx::recovery::{recover, RecoveryConfig};
 use spindle_tx::{TxHooks, TxMsg};
 use spindle_types::limits::TX_FIBER_STACK_WORDS;
@@ -112,7 +115,11 @@ fn run(cfg: Config) -> Result<(), String> {
         "listening on {} ({} iproto threads, wal_mode {:?})",
         net.local_addr, cfg.iproto_threads, cfg.wal_mode
     );
-    start_signal_thread(net.stopper(), bus.clone())?;
+    let stopping = Arc::new(AtomicBool::new(false));
+    start_signal_thread(net.stopper(), bus.clone(), stopping.clone())?;
+    if cfg.checkpoint_interval > 0.0 {
+        start_checkpoint_timer(cfg.checkpoint_interval, bus.clone(), stopping)?;
+    }
 
     let sink = net.reply_sink();
     let hooks = TxHooks {
@@ -120,6 +127,7 @@ fn run(cfg: Config) -> Result<(), String> {
         net_threads: cfg.iproto_threads,
         journal: wal.as_ref().map(|w| w.sender.clone()),
         schema_version,
+        start_snapshot: snapshot_starter(&cfg, bus.clone()),
     };
     let admin_password = cfg.admin_password.clone();
     let tx_result = spindle_fiber::run_tx(TX_FIBER_STACK_WORDS, 64, move || {
@@ -136,7 +144,51 @@ fn run(cfg: Config) -> Result<(), String> {
     Ok(())
 }
 
-const SHUTDOWN_SIGNALS: [libc::c_int; 2] = [libc::SIGTERM, libc::SIGINT];
+/// Starts a snapshot thread per checkpoint: it writes the file, collects old files and
+/// reports back to the TX thread.
+fn snapshot_starter(cfg: &Config, bus: Bus<TxMsg>) -> Box<dyn Fn(ReadView) + Send> {
+    let (memtx_dir, wal_dir, keep) = (
+        cfg.memtx_dir.clone(),
+        cfg.wal_dir.clone(),
+        cfg.checkpoint_count,
+    );
+    Box::new(move |view| {
+        let (memtx_dir, wal_dir, bus) = (memtx_dir.clone(), wal_dir.clone(), bus.clone());
+        let spawned = spawn_cord("snapshot", move || {
+            let outcome = run_checkpoint(&OsFs, &memtx_dir, &wal_dir, keep, view);
+            bus.send(TxMsg::CheckpointDone(outcome));
+        });
+        if let Err(e) = spawned {
+            error!("cannot start the snapshot thread: {e}");
+        }
+    })
+}
+
+/// Asks for a checkpoint every `interval` seconds until shutdown.
+fn start_checkpoint_timer(
+    interval: f64,
+    bus: Bus<TxMsg>,
+    stopping: Arc<AtomicBool>,
+) -> Result<(), String> {
+    let step = Duration::from_millis(200);
+    let period = Duration::from_secs_f64(interval);
+    spawn_cord("checkpoint-timer", move || loop {
+        let started = Instant::now();
+        while started.elapsed() < period {
+            if stopping.load(Ordering::Relaxed) {
+                return;
+            }
+            std::thread::sleep(step.min(period));
+        }
+        if !bus.send(TxMsg::Checkpoint) {
+            return;
+        }
+    })
+    .map(|_| ())
+    .map_err(|e| format!("cannot start the checkpoint timer: {e}"))
+}
+
+const HANDLED_SIGNALS: [libc::c_int; 3] = [libc::SIGTERM, libc::SIGINT, libc::SIGUSR1];
 
 fn signal_set() -> libc::sigset_t {
     // SAFETY: sigset_t is plain data; sigemptyset initialises it before use.
@@ -144,7 +196,7 @@ fn signal_set() -> libc::sigset_t {
     // SAFETY: `set` is a valid sigset_t; the signal numbers are valid constants.
     unsafe {
         libc::sigemptyset(&mut set);
-        for sig in SHUTDOWN_SIGNALS {
+        for sig in HANDLED_SIGNALS {
             libc::sigaddset(&mut set, sig);
         }
     }
@@ -159,15 +211,30 @@ fn block_shutdown_signals() {
     unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
 }
 
-fn start_signal_thread(net: NetStopper, bus: Bus<TxMsg>) -> Result<(), String> {
+/// SIGUSR1 asks for a checkpoint; SIGTERM/SIGINT start the shutdown.
+fn start_signal_thread(
+    net: NetStopper,
+    bus: Bus<TxMsg>,
+    stopping: Arc<AtomicBool>,
+) -> Result<(), String> {
     spawn_cord("signal", move || {
         let set = signal_set();
-        let mut sig: libc::c_int = 0;
-        // SAFETY: `set` is initialised and `sig` is a valid out-pointer.
-        while unsafe { libc::sigwait(&set, &mut sig) } != 0 {}
-        info!("signal {sig} received, shutting down");
-        net.stop_reading();
-        bus.send(TxMsg::Shutdown);
+        loop {
+            let mut sig: libc::c_int = 0;
+            // SAFETY: `set` is initialised and `sig` is a valid out-pointer.
+            if unsafe { libc::sigwait(&set, &mut sig) } != 0 {
+                continue;
+            }
+            if sig == libc::SIGUSR1 {
+                bus.send(TxMsg::Checkpoint);
+                continue;
+            }
+            info!("signal {sig} received, shutting down");
+            stopping.store(true, Ordering::Relaxed);
+            net.stop_reading();
+            bus.send(TxMsg::Shutdown);
+            return;
+        }
     })
     .map(|_| ())
     .map_err(|e| format!("cannot start the signal thread: {e}"))

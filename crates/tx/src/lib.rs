@@ -8,6 +8,7 @@ pub mod access;
 pub mod bootstrap;
 pub mod call;
 pub mod catalog;
+pub mod checkpoint;
 pub mod db;
 pub mod msg;
 pub mod recovery;

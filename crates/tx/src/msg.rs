@@ -7,6 +7,10 @@ use spindle_xlog::journal::JournalReply;
 pub enum TxMsg {
     Net(NetEvent),
     Wal(JournalReply),
+    /// Start a checkpoint (SIGUSR1, the checkpoint interval, an admin request).
+    Checkpoint,
+    /// The snapshot thread finished.
+    CheckpointDone(crate::checkpoint::CheckpointOutcome),
     /// Finish in-flight commits, close the log, stop the dispatcher.
     Shutdown,
 }

@@ -5,13 +5,9 @@ use std::path::{Path, PathBuf};
 
 use tracing::{info, warn};
 
-use spindle_types::iproto::request;
-use spindle_xlog::{
-    scan_dir, FileType, LogFs, Meta, Row, RowHeader, Vclock, XlogError, XlogReader, XlogWriter,
-};
+use spindle_xlog::{scan_dir, FileType, LogFs, Meta, Row, Vclock, XlogError, XlogReader};
 
 use crate::bootstrap;
-use crate::catalog::Engine;
 use crate::db::{row_to_dml, Db};
 
 pub struct RecoveryConfig {
@@ -63,7 +59,8 @@ fn bootstrap_new<Fs: LogFs + Clone>(fs: &Fs, cfg: &RecoveryConfig) -> Result<Db,
     bootstrap::preload_catalog(&mut db).map_err(|e| fail(format!("bootstrap: {e}")))?;
     bootstrap::load_system_rows(&mut db, &cluster_uuid)
         .map_err(|e| fail(format!("bootstrap: {e}")))?;
-    let path = write_snapshot(fs, &cfg.memtx_dir, &db)
+    let view = crate::checkpoint::ReadView::capture(&db);
+    let path = crate::checkpoint::write_snapshot(fs, &cfg.memtx_dir, &view)
         .map_err(|e| fail(format!("initial checkpoint: {e}")))?;
     info!(
         "bootstrapped instance {instance_uuid}, replica set {cluster_uuid}; checkpoint {}",
@@ -183,44 +180,4 @@ fn replay_file<Fs: LogFs>(
     }
     info!("replayed {applied} rows from {}", path.display());
     Ok(meta)
-}
-
-/// Writes a checkpoint of every persistent memtx space: system spaces first (ascending id),
-/// rows in primary-key order, as INSERT rows.
-pub fn write_snapshot<Fs: LogFs + Clone>(fs: &Fs, dir: &Path, db: &Db) -> std::io::Result<PathBuf> {
-    let meta = Meta::new(FileType::Snap, db.instance_uuid.clone(), db.vclock);
-    let mut writer = XlogWriter::create(fs.clone(), dir, meta)?;
-    let timestamp = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64());
-    let mut lsn = 0u64;
-    for id in db.catalog.ids() {
-        let Some(entry) = db.catalog.get(id) else {
-            continue;
-        };
-        if entry.def.engine != Engine::Memtx || entry.def.temporary {
-            continue;
-        }
-        let Ok(primary) = entry.space.primary() else {
-            continue;
-        };
-        for tuple in primary.iter_all() {
-            let mut body = Vec::with_capacity(tuple.data().len() + 8);
-            body.extend_from_slice(&[0x82, 0x10, 0xce]);
-            body.extend_from_slice(&id.to_be_bytes());
-            body.push(0x21);
-            body.extend_from_slice(tuple.data());
-            let header = RowHeader {
-                req_type: request::INSERT,
-                lsn,
-                timestamp,
-                tsn: lsn,
-                group_id: entry.def.group_id,
-                ..Default::default()
-            };
-            writer.append_row(&Row { header, body })?;
-            lsn += 1;
-        }
-    }
-    writer.close()
 }

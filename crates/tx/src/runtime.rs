@@ -23,6 +23,7 @@ use spindle_types::limits::{TX_DISPATCH_BATCH, TX_FIBER_POOL_MAX, TX_FIBER_STACK
 use spindle_types::{BoxError, BoxResult};
 use spindle_xlog::journal::{JournalReply, JournalRequest, JournalTxn};
 
+use crate::checkpoint::{CheckpointOutcome, ReadView};
 use crate::db::{Db, Undo, WriteOutcome};
 use crate::msg::TxMsg;
 use crate::reply;
@@ -45,6 +46,18 @@ pub struct TxHooks {
     pub journal: Option<Sender<JournalRequest>>,
     /// Published schema version (network threads stamp it on errors they answer).
     pub schema_version: Arc<AtomicU32>,
+    /// Hands a read view to a snapshot thread, which reports back with
+    /// `TxMsg::CheckpointDone`.
+    pub start_snapshot: Box<dyn Fn(ReadView) + Send>,
+}
+
+/// Where the one checkpoint that may run at a time is.
+enum CheckpointState {
+    Idle,
+    /// The view is captured; waiting for the WAL to confirm everything in it is written.
+    WaitingWal(ReadView),
+    /// A snapshot thread is writing the file.
+    Writing,
 }
 
 /// A write request waiting for (or running in) a fiber.
@@ -89,6 +102,7 @@ pub struct Tx {
     /// at the end. Fibers that run outside a turn flush for themselves.
     in_turn: bool,
     shutting_down: bool,
+    checkpoint: CheckpointState,
 }
 
 impl Tx {
@@ -115,6 +129,7 @@ impl Tx {
             },
             in_turn: false,
             shutting_down: false,
+            checkpoint: CheckpointState::Idle,
         }
     }
 
@@ -206,6 +221,64 @@ impl Tx {
         self.publish_schema_version();
     }
 
+    /// Captures a read view and queues the checkpoint marker behind every write in it.
+    fn begin_checkpoint(&mut self) {
+        if self.shutting_down {
+            return;
+        }
+        if !matches!(self.checkpoint, CheckpointState::Idle) {
+            info!("checkpoint already in progress");
+            return;
+        }
+        let started = std::time::Instant::now();
+        let view = ReadView::capture(&self.db);
+        info!(
+            "checkpoint started at vclock {} ({} rows; read view taken in {:.1} ms)",
+            view.vclock,
+            view.rows(),
+            started.elapsed().as_secs_f64() * 1000.0
+        );
+        self.flush_journal();
+        let marker = JournalRequest::Checkpoint {
+            epoch: self.commit.epoch,
+        };
+        match &self.hooks.journal {
+            Some(journal) if journal.send(marker).is_ok() => {
+                self.checkpoint = CheckpointState::WaitingWal(view);
+            }
+            Some(_) => warn!("checkpoint failed: the WAL thread is gone"),
+            None => {
+                (self.hooks.start_snapshot)(view);
+                self.checkpoint = CheckpointState::Writing;
+            }
+        }
+    }
+
+    fn on_checkpoint_ready(&mut self, ok: bool) {
+        let state = std::mem::replace(&mut self.checkpoint, CheckpointState::Idle);
+        if let CheckpointState::WaitingWal(view) = state {
+            if ok {
+                (self.hooks.start_snapshot)(view);
+                self.checkpoint = CheckpointState::Writing;
+            } else {
+                warn!("checkpoint failed: a WAL write in its read view failed and was rolled back");
+            }
+        }
+    }
+
+    fn on_checkpoint_done(&mut self, outcome: CheckpointOutcome) {
+        self.checkpoint = CheckpointState::Idle;
+        match outcome.result {
+            Ok(path) => info!(
+                "checkpoint complete: {} ({} rows in {:.2} s)",
+                path.display(),
+                outcome.rows,
+                outcome.seconds
+            ),
+            Err(e) => warn!("checkpoint failed: {e}"),
+        }
+    }
+
     fn wake(&mut self, txn_id: u64) {
         if let Some(fiber) = self.commit.waiters.remove(&txn_id) {
             fiber.unpark();
@@ -256,7 +329,10 @@ pub fn dispatch(tx: TxRef, mut bus: BusReceiver<TxMsg>) {
 }
 
 fn shutdown_ready(t: &Tx) -> bool {
-    t.commit.in_flight.is_empty() && t.pool.jobs.is_empty() && t.commit.waiters.is_empty()
+    t.commit.in_flight.is_empty()
+        && t.pool.jobs.is_empty()
+        && t.commit.waiters.is_empty()
+        && matches!(t.checkpoint, CheckpointState::Idle)
 }
 
 /// Asks the WAL to close the log and waits for its acknowledgement.
@@ -326,7 +402,19 @@ fn handle(tx: TxRef, msg: TxMsg) -> bool {
             tx.with(|t| t.on_wal_failed(epoch, first_lsn, &error));
             true
         }
+        TxMsg::Wal(JournalReply::CheckpointReady { ok }) => {
+            tx.with(|t| t.on_checkpoint_ready(ok));
+            false
+        }
         TxMsg::Wal(JournalReply::Closed) => false,
+        TxMsg::Checkpoint => {
+            tx.with(|t| t.begin_checkpoint());
+            false
+        }
+        TxMsg::CheckpointDone(outcome) => {
+            tx.with(|t| t.on_checkpoint_done(outcome));
+            false
+        }
         TxMsg::Shutdown => {
             tx.with(|t| t.shutting_down = true);
             false

@@ -118,7 +118,8 @@ impl<Fs: LogFs + Clone> Wal<Fs> {
     fn run<M: From<JournalReply>>(mut self, receiver: Receiver<JournalRequest>, bus: Bus<M>) {
         while let Ok(first) = receiver.recv() {
             let mut shutdown = false;
-            // Everything queued since the last write is one group: one write, one sync.
+            // Everything queued since the last write is one group: one write, one sync. A
+            // checkpoint marker ends a group: it must see every write queued before it.
             let mut group: Vec<(u64, Vec<JournalTxn>)> = Vec::new();
             for request in std::iter::once(first).chain(receiver.try_iter()) {
                 match request {
@@ -129,16 +130,19 @@ impl<Fs: LogFs + Clone> Wal<Fs> {
                         }
                     }
                     JournalRequest::Write { .. } => {}
+                    JournalRequest::Checkpoint { epoch } => {
+                        self.write_all(std::mem::take(&mut group), &bus);
+                        let ok = self.failed_epoch != Some(epoch);
+                        if ok {
+                            // The next write opens a file named after the checkpoint vclock.
+                            self.close();
+                        }
+                        bus.send(M::from(JournalReply::CheckpointReady { ok }));
+                    }
                     JournalRequest::Shutdown => shutdown = true,
                 }
             }
-            for (epoch, txns) in group {
-                if self.failed_epoch == Some(epoch) {
-                    continue;
-                }
-                let reply = self.write_group(epoch, txns);
-                bus.send(M::from(reply));
-            }
+            self.write_all(group, &bus);
             if shutdown {
                 self.close();
                 bus.send(M::from(JournalReply::Closed));
@@ -146,6 +150,20 @@ impl<Fs: LogFs + Clone> Wal<Fs> {
             }
         }
         self.close();
+    }
+
+    fn write_all<M: From<JournalReply>>(
+        &mut self,
+        group: Vec<(u64, Vec<JournalTxn>)>,
+        bus: &Bus<M>,
+    ) {
+        for (epoch, txns) in group {
+            if self.failed_epoch == Some(epoch) {
+                continue;
+            }
+            let reply = self.write_group(epoch, txns);
+            bus.send(M::from(reply));
+        }
     }
 
     fn write_group(&mut self, epoch: u64, mut txns: Vec<JournalTxn>) -> JournalReply {

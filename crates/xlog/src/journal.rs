@@ -16,6 +16,10 @@ pub enum JournalRequest {
     /// identifies the rollback generation: after a failure the WAL drops every request of
     /// the failed epoch until TX starts a new one.
     Write { epoch: u64, txns: Vec<JournalTxn> },
+    /// A checkpoint's marker, queued behind every write its read view contains: close the
+    /// current file (the next one starts at the checkpoint vclock) and confirm, unless a
+    /// write of `epoch` failed — then the read view holds rolled-back data and is useless.
+    Checkpoint { epoch: u64 },
     /// Close the current file and flush everything (clean shutdown).
     Shutdown,
 }
@@ -32,6 +36,8 @@ pub enum JournalReply {
         first_lsn: u64,
         error: String,
     },
+    /// Answers `Checkpoint`: `ok` when every write before the marker is in the log.
+    CheckpointReady { ok: bool },
     /// Acknowledges `Shutdown`: the log is closed.
     Closed,
 }
