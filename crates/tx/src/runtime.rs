@@ -55,7 +55,7 @@ pub struct TxHooks {
 enum CheckpointState {
     Idle,
     /// The view is captured; waiting for the WAL to confirm everything in it is written.
-    WaitingWal(ReadView),
+    WaitingWal(Box<ReadView>),
     /// A snapshot thread is writing the file.
     Writing,
 }
@@ -244,7 +244,7 @@ impl Tx {
         };
         match &self.hooks.journal {
             Some(journal) if journal.send(marker).is_ok() => {
-                self.checkpoint = CheckpointState::WaitingWal(view);
+                self.checkpoint = CheckpointState::WaitingWal(Box::new(view));
             }
             Some(_) => warn!("checkpoint failed: the WAL thread is gone"),
             None => {
@@ -258,7 +258,7 @@ impl Tx {
         let state = std::mem::replace(&mut self.checkpoint, CheckpointState::Idle);
         if let CheckpointState::WaitingWal(view) = state {
             if ok {
-                (self.hooks.start_snapshot)(view);
+                (self.hooks.start_snapshot)(*view);
                 self.checkpoint = CheckpointState::Writing;
             } else {
                 warn!("checkpoint failed: a WAL write in its read view failed and was rolled back");
