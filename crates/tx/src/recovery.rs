@@ -8,7 +8,9 @@ use tracing::{info, warn};
 use spindle_xlog::{scan_dir, FileType, LogFs, Meta, Row, Vclock, XlogError, XlogReader};
 
 use crate::bootstrap;
-use crate::db::{row_to_dml, Db};
+use spindle_memtx::tuple::Tuple;
+
+use crate::db::{row_to_dml, Db, Dml};
 
 pub struct RecoveryConfig {
     pub memtx_dir: PathBuf,
@@ -69,33 +71,224 @@ fn bootstrap_new<Fs: LogFs + Clone>(fs: &Fs, cfg: &RecoveryConfig) -> Result<Db,
     Ok(db)
 }
 
-fn load_snapshot<Fs: LogFs>(fs: &Fs, path: &Path) -> Result<Db, RecoveryError> {
-    let mut reader = XlogReader::open(fs, path, FileType::Snap)
-        .map_err(|e| fail(format!("{}: {e}", path.display())))?;
-    let meta = reader.meta().clone();
-    let mut db = Db::new(meta.instance_uuid.clone());
-    bootstrap::preload_catalog(&mut db).map_err(|e| fail(format!("catalogue: {e}")))?;
-    let mut count = 0u64;
+/// Rows decoded per batch handed from the decoder thread to the applier.
+const DECODE_BATCH: usize = 4096;
+/// Batches the decoder may run ahead of the applier.
+const DECODE_AHEAD: usize = 16;
+/// A progress line every this many rows.
+const PROGRESS_ROWS: u64 = 1_000_000;
+
+/// What the decoder thread sends: rows, a read error (then, with `force`, more rows after
+/// the damage), and how the file ended.
+enum Decoded<T> {
+    Batch(Vec<T>),
+    Damage(XlogError),
+    End { eof_marker: bool },
+}
+
+/// Decodes `data` (a whole file) on a separate thread — block checksums, decompression, row
+/// decoding, `convert` — while the calling thread consumes the results in order. Reading
+/// stops at the first error unless `force`, which skips to the next block.
+fn stream_file<T, C, F>(
+    data: Vec<u8>,
+    filetype: FileType,
+    force: bool,
+    convert: C,
+    mut consume: F,
+) -> Result<(), RecoveryError>
+where
+    T: Send,
+    C: Fn(Row) -> T + Send,
+    F: FnMut(Decoded<T>) -> Result<(), RecoveryError>,
+{
+    let (sender, receiver) = crossbeam_channel::bounded::<Decoded<T>>(DECODE_AHEAD);
+    std::thread::scope(|scope| {
+        scope.spawn(move || decode_into(data, filetype, force, &convert, &sender));
+        for item in receiver.iter() {
+            consume(item)?;
+        }
+        Ok(())
+    })
+}
+
+fn decode_into<T, C: Fn(Row) -> T>(
+    data: Vec<u8>,
+    filetype: FileType,
+    force: bool,
+    convert: &C,
+    out: &crossbeam_channel::Sender<Decoded<T>>,
+) {
+    let mut reader = match XlogReader::with_type(data, filetype) {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = out.send(Decoded::Damage(e));
+            return;
+        }
+    };
+    let mut batch = Vec::with_capacity(DECODE_BATCH);
     loop {
         match reader.next_row() {
             Ok(Some(row)) => {
-                apply(&mut db, &row)
-                    .map_err(|e| fail(format!("{}: row {count}: {e}", path.display())))?;
-                count += 1;
+                batch.push(convert(row));
+                if batch.len() == DECODE_BATCH
+                    && out
+                        .send(Decoded::Batch(std::mem::replace(
+                            &mut batch,
+                            Vec::with_capacity(DECODE_BATCH),
+                        )))
+                        .is_err()
+                {
+                    return;
+                }
             }
-            Ok(None) => break,
-            Err(e) => return Err(fail(format!("{}: {e}", path.display()))),
+            Ok(None) => {
+                let _ = out.send(Decoded::Batch(batch));
+                let _ = out.send(Decoded::End {
+                    eof_marker: reader.has_eof_marker(),
+                });
+                return;
+            }
+            Err(e) => {
+                let _ = out.send(Decoded::Batch(std::mem::take(&mut batch)));
+                let torn = matches!(e, XlogError::TornTail { .. });
+                if out.send(Decoded::Damage(e)).is_err()
+                    || torn
+                    || !force
+                    || reader.resync().is_none()
+                {
+                    let _ = out.send(Decoded::End { eof_marker: false });
+                    return;
+                }
+            }
         }
     }
-    if !reader.has_eof_marker() {
+}
+
+/// Logs a progress line every `PROGRESS_ROWS` rows.
+struct Progress {
+    what: String,
+    rows: u64,
+    started: std::time::Instant,
+}
+
+impl Progress {
+    fn new(what: String) -> Progress {
+        Progress {
+            what,
+            rows: 0,
+            started: std::time::Instant::now(),
+        }
+    }
+
+    fn add(&mut self, n: usize) {
+        let before = self.rows / PROGRESS_ROWS;
+        self.rows += n as u64;
+        if self.rows / PROGRESS_ROWS != before {
+            info!(
+                "{}: {} rows, {:.0} rows/s",
+                self.what,
+                self.rows,
+                self.rate()
+            );
+        }
+    }
+
+    fn rate(&self) -> f64 {
+        self.rows as f64 / self.started.elapsed().as_secs_f64().max(1e-9)
+    }
+}
+
+/// A snapshot row as the decoder thread prepares it: the space and the ready tuple.
+type SnapRow = Result<(u32, Tuple), String>;
+
+fn snapshot_row(row: Row) -> SnapRow {
+    match row_to_dml(&row) {
+        Ok(Dml::Insert { space_id, tuple }) => Tuple::new(tuple)
+            .map(|t| (space_id, t))
+            .map_err(|e| e.to_string()),
+        Ok(_) => Err(format!(
+            "unexpected row type {} in a snapshot",
+            row.header.req_type
+        )),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Loads a snapshot. System rows go through the schema triggers one by one (they create the
+/// spaces and indexes); the rows of each user space are collected and bulk-loaded, which
+/// sorts once and builds every index in one pass instead of inserting tuple by tuple.
+fn load_snapshot<Fs: LogFs>(fs: &Fs, path: &Path) -> Result<Db, RecoveryError> {
+    let data = fs
+        .read(path)
+        .map_err(|e| fail(format!("{}: {e}", path.display())))?;
+    let (meta, _) = Meta::parse(&data).map_err(|e| fail(format!("{}: {e}", path.display())))?;
+    let mut db = Db::new(meta.instance_uuid.clone());
+    bootstrap::preload_catalog(&mut db).map_err(|e| fail(format!("catalogue: {e}")))?;
+    let mut progress = Progress::new(format!("loading {}", path.display()));
+    let mut pending: Option<(u32, Vec<Tuple>)> = None;
+    let mut eof = false;
+    let at = |e: &dyn std::fmt::Display| fail(format!("{}: {e}", path.display()));
+    stream_file(
+        data,
+        FileType::Snap,
+        false,
+        snapshot_row,
+        |item| match item {
+            Decoded::Batch(rows) => {
+                progress.add(rows.len());
+                for row in rows {
+                    let (space_id, tuple) = row.map_err(|e| at(&e))?;
+                    if space_id <= crate::catalog::sys::SYSTEM_ID_MAX {
+                        flush_bulk(&mut db, &mut pending).map_err(|e| at(&e))?;
+                        db.apply_dml(Dml::Insert {
+                            space_id,
+                            tuple: tuple.data(),
+                        })
+                        .map_err(|e| at(&e))?;
+                    } else {
+                        if pending.as_ref().is_some_and(|(id, _)| *id != space_id) {
+                            flush_bulk(&mut db, &mut pending).map_err(|e| at(&e))?;
+                        }
+                        pending
+                            .get_or_insert_with(|| (space_id, Vec::new()))
+                            .1
+                            .push(tuple);
+                    }
+                }
+                Ok(())
+            }
+            Decoded::Damage(e) => Err(at(&e)),
+            Decoded::End { eof_marker } => {
+                eof = eof_marker;
+                Ok(())
+            }
+        },
+    )?;
+    flush_bulk(&mut db, &mut pending).map_err(|e| at(&e))?;
+    if !eof {
         return Err(fail(format!(
             "snapshot {} has no EOF marker",
             path.display()
         )));
     }
     db.vclock = meta.vclock;
-    info!("loaded {count} rows from {}", path.display());
+    info!(
+        "loaded {} rows from {} ({:.0} rows/s)",
+        progress.rows,
+        path.display(),
+        progress.rate()
+    );
     Ok(db)
+}
+
+fn flush_bulk(
+    db: &mut Db,
+    pending: &mut Option<(u32, Vec<Tuple>)>,
+) -> spindle_types::BoxResult<()> {
+    if let Some((space_id, tuples)) = pending.take() {
+        db.catalog.space_mut(space_id)?.space.load(tuples)?;
+    }
+    Ok(())
 }
 
 fn apply(db: &mut Db, row: &Row) -> spindle_types::BoxResult<()> {
@@ -126,6 +319,8 @@ fn replay_xlogs<Fs: LogFs>(
     Ok(last_vclock)
 }
 
+/// Replays one xlog. A torn tail is acceptable only at the end of the last file; any other
+/// damage refuses the start unless `force`, which logs and skips it.
 fn replay_file<Fs: LogFs>(
     fs: &Fs,
     path: &Path,
@@ -133,51 +328,71 @@ fn replay_file<Fs: LogFs>(
     is_last: bool,
     force: bool,
 ) -> Result<Meta, RecoveryError> {
-    let mut reader = XlogReader::open(fs, path, FileType::Xlog)
+    let data = fs
+        .read(path)
         .map_err(|e| fail(format!("{}: {e}", path.display())))?;
-    let meta = reader.meta().clone();
+    let (meta, _) = Meta::parse(&data).map_err(|e| fail(format!("{}: {e}", path.display())))?;
+    let mut progress = Progress::new(format!("replaying {}", path.display()));
     let mut applied = 0u64;
-    loop {
-        match reader.next_row() {
-            Ok(Some(row)) => {
-                let h = &row.header;
-                if h.lsn <= db.vclock.get(h.replica_id) {
-                    continue;
+    stream_file(
+        data,
+        FileType::Xlog,
+        force,
+        |row| row,
+        |item| match item {
+            Decoded::Batch(rows) => {
+                progress.add(rows.len());
+                for row in &rows {
+                    applied += replay_row(db, row, path, force)?;
                 }
-                if let Err(e) = apply(db, &row) {
-                    if !force {
-                        return Err(fail(format!(
-                            "{}: cannot apply row {{{}: {}}}: {e}",
-                            path.display(),
-                            h.replica_id,
-                            h.lsn
-                        )));
-                    }
-                    warn!("skipping row {{{}: {}}}: {e}", h.replica_id, h.lsn);
-                }
-                db.vclock.follow(h.replica_id, h.lsn);
-                applied += 1;
+                Ok(())
             }
-            Ok(None) => break,
-            Err(XlogError::TornTail { offset }) if is_last => {
+            Decoded::Damage(XlogError::TornTail { offset }) if is_last => {
                 warn!(
                     "{}: torn tail at offset {offset} cut off (file wasn't correctly closed)",
                     path.display()
                 );
-                break;
+                Ok(())
             }
-            Err(e) if force => {
+            Decoded::Damage(e) if force => {
                 warn!(
-                    "{}: {e}; skipping damaged data (force_recovery)",
+                    "{}: {e}; skipping the damaged data (force_recovery)",
                     path.display()
                 );
-                if reader.resync().is_none() {
-                    break;
-                }
+                Ok(())
             }
-            Err(e) => return Err(fail(format!("{}: {e}", path.display()))),
-        }
-    }
-    info!("replayed {applied} rows from {}", path.display());
+            Decoded::Damage(e) => Err(fail(format!(
+                "{}: {e}; start with --force-recovery to skip the damaged data",
+                path.display()
+            ))),
+            Decoded::End { .. } => Ok(()),
+        },
+    )?;
+    info!(
+        "replayed {applied} rows from {} ({:.0} rows/s)",
+        path.display(),
+        progress.rate()
+    );
     Ok(meta)
+}
+
+/// Applies one logged row unless the snapshot or an earlier file already has it.
+fn replay_row(db: &mut Db, row: &Row, path: &Path, force: bool) -> Result<u64, RecoveryError> {
+    let h = &row.header;
+    if h.lsn <= db.vclock.get(h.replica_id) {
+        return Ok(0);
+    }
+    if let Err(e) = apply(db, row) {
+        if !force {
+            return Err(fail(format!(
+                "{}: cannot apply row {{{}: {}}}: {e}",
+                path.display(),
+                h.replica_id,
+                h.lsn
+            )));
+        }
+        warn!("skipping row {{{}: {}}}: {e}", h.replica_id, h.lsn);
+    }
+    db.vclock.follow(h.replica_id, h.lsn);
+    Ok(1)
 }
