@@ -158,6 +158,16 @@ impl Index {
         }
     }
 
+    /// References to every tuple, in index order for TREE (a read view for checkpoints).
+    pub fn read_view(&self) -> Vec<Tuple> {
+        let mut out = Vec::with_capacity(self.len());
+        match &self.imp {
+            Imp::Tree(t) => t.collect_into(&mut out),
+            Imp::Hash(h) => out.extend(h.iter().cloned()),
+        }
+        out
+    }
+
     // ---- reads ----
 
     /// SELECT: validates `key` (a MessagePack array) and the iterator for this index, then

@@ -37,7 +37,7 @@ impl ReadView {
             let Ok(primary) = entry.space.primary() else {
                 continue;
             };
-            let tuples: Vec<Tuple> = primary.iter_all().cloned().collect();
+            let tuples = primary.read_view();
             spaces.push((id, entry.def.group_id, tuples));
         }
         ReadView {
@@ -153,7 +153,8 @@ fn remove<Fs: LogFs>(fs: &Fs, path: &Path) {
     }
 }
 
-fn remove_stale_inprogress<Fs: LogFs>(fs: &Fs, dir: &Path) {
+/// Removes `*.snap.inprogress` left by a checkpoint a crash interrupted.
+pub fn remove_stale_inprogress<Fs: LogFs>(fs: &Fs, dir: &Path) {
     let Ok(entries) = fs.list(dir) else { return };
     for path in entries {
         if path.to_string_lossy().ends_with(".snap.inprogress") {

@@ -41,6 +41,7 @@ pub fn recover<Fs: LogFs + Clone>(
     fs: &Fs,
     cfg: &RecoveryConfig,
 ) -> Result<Recovered, RecoveryError> {
+    crate::checkpoint::remove_stale_inprogress(fs, &cfg.memtx_dir);
     let snaps = scan_dir(fs, &cfg.memtx_dir, FileType::Snap)
         .map_err(|e| fail(format!("scan {}: {e}", cfg.memtx_dir.display())))?;
     let mut db = match snaps.last() {
@@ -310,22 +311,21 @@ fn replay_xlogs<Fs: LogFs>(
         .rposition(|(sig, _)| *sig <= start)
         .unwrap_or(0);
     let mut last_vclock = None;
-    let count = files.len();
-    for (i, (_, path)) in files.iter().enumerate().skip(first) {
-        let is_last = i + 1 == count;
-        let meta = replay_file(fs, path, db, is_last, cfg.force_recovery)?;
+    for (_, path) in files.iter().skip(first) {
+        let meta = replay_file(fs, path, db, cfg.force_recovery)?;
         last_vclock = Some(meta.vclock);
     }
     Ok(last_vclock)
 }
 
-/// Replays one xlog. A torn tail is acceptable only at the end of the last file; any other
-/// damage refuses the start unless `force`, which logs and skips it.
+/// Replays one xlog. A torn tail — the file ends inside a block — is a write interrupted by
+/// a crash: nothing in it was acknowledged, so it is cut off with a warning. That holds for
+/// any file, not only the last one: after such a crash the server went on in a new file (as
+/// Tarantool does). Any other damage refuses the start unless `force`, which skips it.
 fn replay_file<Fs: LogFs>(
     fs: &Fs,
     path: &Path,
     db: &mut Db,
-    is_last: bool,
     force: bool,
 ) -> Result<Meta, RecoveryError> {
     let data = fs
@@ -347,7 +347,7 @@ fn replay_file<Fs: LogFs>(
                 }
                 Ok(())
             }
-            Decoded::Damage(XlogError::TornTail { offset }) if is_last => {
+            Decoded::Damage(XlogError::TornTail { offset }) => {
                 warn!(
                     "{}: torn tail at offset {offset} cut off (file wasn't correctly closed)",
                     path.display()

@@ -651,6 +651,19 @@ impl<T: Clone> BPlusTree<T> {
         }
     }
 
+    /// The leaves' item slices in ascending order: the cheapest full scan (no per-item
+    /// iterator state), used to take read views.
+    pub fn leaf_slices(&self) -> impl Iterator<Item = &[T]> + '_ {
+        let mut leaf = self.first;
+        std::iter::from_fn(move || match self.nodes.get(leaf as usize) {
+            Some(Node::Leaf(l)) => {
+                leaf = l.next;
+                Some(l.items.as_slice())
+            }
+            _ => None,
+        })
+    }
+
     // ---- arena ----
 
     fn node(&self, id: u32) -> &Node<T> {

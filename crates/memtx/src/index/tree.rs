@@ -237,6 +237,13 @@ impl TreeIndex {
         n
     }
 
+    /// Appends a reference to every tuple, in order (a read view).
+    pub fn collect_into(&self, out: &mut Vec<Tuple>) {
+        for leaf in self.tree.leaf_slices() {
+            out.extend(leaf.iter().map(|e| e.tuple.clone()));
+        }
+    }
+
     /// All entries in ascending order.
     pub fn iter(&self) -> impl Iterator<Item = &Tuple> + '_ {
         self.tree.iter().map(|e| &e.tuple)
