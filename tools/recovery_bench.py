@@ -50,7 +50,7 @@ class Spindle:
         self.log = open(os.path.join(self.dir, "log"), "a")
         self.proc = subprocess.Popen([SPINDLE, "serve", "--listen", f"127.0.0.1:{self.port}",
                                       "--data-dir", os.path.join(self.dir, "data"), "--wal-mode", "write",
-                                      "--admin-password", PW, "--log-level", "warn",
+                                      "--admin-password", PW, "--log-level", "info",
                                       "--checkpoint-interval", "0"], stdout=self.log, stderr=self.log)
 
     def stop(self):
@@ -64,7 +64,10 @@ class Spindle:
         self.start(); wait_ping(self.port, self.proc)
         before = open(os.path.join(self.dir, "log")).read().count("checkpoint complete")
         self.proc.send_signal(signal.SIGUSR1)
+        deadline = time.monotonic() + 600
         while open(os.path.join(self.dir, "log")).read().count("checkpoint complete") == before:
+            if time.monotonic() > deadline or self.proc.poll() is not None:
+                raise RuntimeError("spindle did not complete the checkpoint")
             time.sleep(0.05)
         self.stop()
 

@@ -24,6 +24,8 @@ pub struct Cli {
 pub enum Command {
     /// Run the server.
     Serve(ServeArgs),
+    /// Print the rows of .xlog/.snap files, like `tarantoolctl cat`.
+    Cat(crate::cat::CatArgs),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Deserialize)]

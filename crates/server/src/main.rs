@@ -4,6 +4,7 @@
 //! let in-flight commits finish, close the log, flush replies, exit. SIGUSR1 and the
 //! checkpoint timer ask the TX thread for a checkpoint.
 
+mod cat;
 mod config;
 
 use std::process::ExitCode;
@@ -28,6 +29,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => serve(args),
+        Command::Cat(args) => cat::run(args),
     }
 }
 
