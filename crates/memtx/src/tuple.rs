@@ -23,6 +23,15 @@ impl Tuple {
         Ok(Tuple(Arc::from(data)))
     }
 
+    /// For bytes already validated as exactly one well-formed MessagePack value (a log row
+    /// body checked on read): only checks that the value is an array.
+    pub fn from_validated(data: &[u8]) -> BoxResult<Tuple> {
+        match data.first() {
+            Some(0x90..=0x9f | 0xdc | 0xdd) => Ok(Tuple(Arc::from(data))),
+            _ => Err(BoxError::tuple_not_array()),
+        }
+    }
+
     /// Like [`Tuple::new`], but reuses the vector's allocation when it has no spare capacity.
     pub fn from_vec(data: Vec<u8>) -> BoxResult<Tuple> {
         check_array(&data)?;

@@ -304,6 +304,16 @@ impl Db {
     /// Applies one change to memory (and, for system spaces, to the schema). Errors leave
     /// everything unchanged.
     pub fn apply_dml(&mut self, dml: Dml<'_>) -> BoxResult<Applied> {
+        self.apply(dml, true)
+    }
+
+    /// Applies a row replayed from the log (recovery, replication): no row is produced to
+    /// log again.
+    pub fn replay_dml(&mut self, dml: Dml<'_>) -> BoxResult<()> {
+        self.apply(dml, false).map(|_| ())
+    }
+
+    fn apply(&mut self, dml: Dml<'_>, log: bool) -> BoxResult<Applied> {
         let space_id = dml.space_id();
         let space = &mut self.catalog.space_mut(space_id)?.space;
         let pk_def = space.primary()?.key_def().clone();
@@ -361,18 +371,14 @@ impl Db {
         };
         let changed = old.is_some() || new.is_some();
         let undo = changed.then_some(Undo { space_id, old, new });
-        let log = Row {
+        let log = log.then(|| Row {
             header: RowHeader {
                 req_type: dml_type(&dml),
                 ..Default::default()
             },
             body: log_body,
-        };
-        Ok(Applied {
-            result,
-            undo,
-            log: Some(log),
-        })
+        });
+        Ok(Applied { result, undo, log })
     }
 
     fn on_system_change(
@@ -504,7 +510,12 @@ fn request_to_dml<'a>(request: &Request, packet: &'a [u8]) -> BoxResult<Dml<'a>>
 
 /// Decodes a logged DML row body (recovery and, later, the applier).
 pub fn row_to_dml(row: &Row) -> BoxResult<Dml<'_>> {
-    let mut cur = &row.body[..];
+    body_to_dml(row.header.req_type, &row.body)
+}
+
+/// Decodes a logged DML row body of type `req_type`.
+pub fn body_to_dml(req_type: u32, body: &[u8]) -> BoxResult<Dml<'_>> {
+    let mut cur = body;
     let entries = mp::read_map_len(&mut cur).map_err(|_| BoxError::invalid_msgpack("row body"))?;
     let (mut space_id, mut index_id, mut index_base) = (None, 0u32, 0u32);
     let (mut tuple, mut key_bytes, mut ops): (&[u8], &[u8], &[u8]) = (&[], &[], &[]);
@@ -523,7 +534,7 @@ pub fn row_to_dml(row: &Row) -> BoxResult<Dml<'_>> {
         }
     }
     let space_id = space_id.ok_or_else(|| BoxError::missing_request_field("space id"))?;
-    Ok(match row.header.req_type {
+    Ok(match req_type {
         request::INSERT => Dml::Insert { space_id, tuple },
         request::REPLACE => Dml::Replace { space_id, tuple },
         request::DELETE => Dml::Delete {

@@ -5,12 +5,12 @@ use std::path::{Path, PathBuf};
 
 use tracing::{info, warn};
 
-use spindle_xlog::{scan_dir, FileType, LogFs, Meta, Row, Vclock, XlogError, XlogReader};
+use spindle_xlog::{scan_dir, FileType, LogFs, Meta, Row, RowRef, Vclock, XlogError, XlogReader};
 
 use crate::bootstrap;
 use spindle_memtx::tuple::Tuple;
 
-use crate::db::{row_to_dml, Db, Dml};
+use crate::db::{body_to_dml, row_to_dml, Db, Dml};
 
 pub struct RecoveryConfig {
     pub memtx_dir: PathBuf,
@@ -99,7 +99,7 @@ fn stream_file<T, C, F>(
 ) -> Result<(), RecoveryError>
 where
     T: Send,
-    C: Fn(Row) -> T + Send,
+    C: Fn(RowRef<'_>) -> T + Send,
     F: FnMut(Decoded<T>) -> Result<(), RecoveryError>,
 {
     let (sender, receiver) = crossbeam_channel::bounded::<Decoded<T>>(DECODE_AHEAD);
@@ -112,7 +112,7 @@ where
     })
 }
 
-fn decode_into<T, C: Fn(Row) -> T>(
+fn decode_into<T, C: Fn(RowRef<'_>) -> T>(
     data: Vec<u8>,
     filetype: FileType,
     force: bool,
@@ -128,7 +128,7 @@ fn decode_into<T, C: Fn(Row) -> T>(
     };
     let mut batch = Vec::with_capacity(DECODE_BATCH);
     loop {
-        match reader.next_row() {
+        match reader.next_row_ref() {
             Ok(Some(row)) => {
                 batch.push(convert(row));
                 if batch.len() == DECODE_BATCH
@@ -202,9 +202,10 @@ impl Progress {
 /// A snapshot row as the decoder thread prepares it: the space and the ready tuple.
 type SnapRow = Result<(u32, Tuple), String>;
 
-fn snapshot_row(row: Row) -> SnapRow {
-    match row_to_dml(&row) {
-        Ok(Dml::Insert { space_id, tuple }) => Tuple::new(tuple)
+fn snapshot_row(row: RowRef<'_>) -> SnapRow {
+    // The body was validated as well-formed MessagePack when the row was decoded.
+    match body_to_dml(row.header.req_type, row.body) {
+        Ok(Dml::Insert { space_id, tuple }) => Tuple::from_validated(tuple)
             .map(|t| (space_id, t))
             .map_err(|e| e.to_string()),
         Ok(_) => Err(format!(
@@ -287,14 +288,19 @@ fn flush_bulk(
     pending: &mut Option<(u32, Vec<Tuple>)>,
 ) -> spindle_types::BoxResult<()> {
     if let Some((space_id, tuples)) = pending.take() {
+        let started = std::time::Instant::now();
+        let count = tuples.len();
         db.catalog.space_mut(space_id)?.space.load(tuples)?;
+        tracing::debug!(
+            "space {space_id}: built indexes over {count} tuples in {:.3} s",
+            started.elapsed().as_secs_f64()
+        );
     }
     Ok(())
 }
 
 fn apply(db: &mut Db, row: &Row) -> spindle_types::BoxResult<()> {
-    let dml = row_to_dml(row)?;
-    db.apply_dml(dml).map(|_| ())
+    db.replay_dml(row_to_dml(row)?)
 }
 
 fn replay_xlogs<Fs: LogFs>(
@@ -311,38 +317,63 @@ fn replay_xlogs<Fs: LogFs>(
         .rposition(|(sig, _)| *sig <= start)
         .unwrap_or(0);
     let mut last_vclock = None;
-    for (_, path) in files.iter().skip(first) {
-        let meta = replay_file(fs, path, db, cfg.force_recovery)?;
+    let needed: Vec<&PathBuf> = files.iter().skip(first).map(|(_, p)| p).collect();
+    let mut next = match needed.first() {
+        Some(path) => Some(read_xlog(fs, path)?),
+        None => None,
+    };
+    for (i, path) in needed.iter().enumerate() {
+        let Some((data, meta)) = next.take() else {
+            break;
+        };
+        next = match needed.get(i + 1) {
+            Some(p) => Some(read_xlog(fs, p)?),
+            None => None,
+        };
+        // A file ends where the next one starts: rows past the next file's vclock were
+        // written by a group that then failed and was rolled back (the WAL cuts them off,
+        // but a crash can come first); the next file holds the confirmed rows at those LSNs.
+        let stop = next.as_ref().map(|(_, m)| m.vclock);
+        replay_file(path, data, db, stop, cfg.force_recovery)?;
         last_vclock = Some(meta.vclock);
     }
     Ok(last_vclock)
+}
+
+fn read_xlog<Fs: LogFs>(fs: &Fs, path: &Path) -> Result<(Vec<u8>, Meta), RecoveryError> {
+    let data = fs
+        .read(path)
+        .map_err(|e| fail(format!("{}: {e}", path.display())))?;
+    let (meta, _) = Meta::parse(&data).map_err(|e| fail(format!("{}: {e}", path.display())))?;
+    Ok((data, meta))
 }
 
 /// Replays one xlog. A torn tail — the file ends inside a block — is a write interrupted by
 /// a crash: nothing in it was acknowledged, so it is cut off with a warning. That holds for
 /// any file, not only the last one: after such a crash the server went on in a new file (as
 /// Tarantool does). Any other damage refuses the start unless `force`, which skips it.
-fn replay_file<Fs: LogFs>(
-    fs: &Fs,
+fn replay_file(
     path: &Path,
+    data: Vec<u8>,
     db: &mut Db,
+    stop: Option<Vclock>,
     force: bool,
-) -> Result<Meta, RecoveryError> {
-    let data = fs
-        .read(path)
-        .map_err(|e| fail(format!("{}: {e}", path.display())))?;
-    let (meta, _) = Meta::parse(&data).map_err(|e| fail(format!("{}: {e}", path.display())))?;
+) -> Result<(), RecoveryError> {
     let mut progress = Progress::new(format!("replaying {}", path.display()));
     let mut applied = 0u64;
     stream_file(
         data,
         FileType::Xlog,
         force,
-        |row| row,
+        |row| row.to_row(),
         |item| match item {
             Decoded::Batch(rows) => {
                 progress.add(rows.len());
                 for row in &rows {
+                    let h = &row.header;
+                    if stop.is_some_and(|v| h.lsn > v.get(h.replica_id)) {
+                        continue;
+                    }
                     applied += replay_row(db, row, path, force)?;
                 }
                 Ok(())
@@ -373,7 +404,7 @@ fn replay_file<Fs: LogFs>(
         path.display(),
         progress.rate()
     );
-    Ok(meta)
+    Ok(())
 }
 
 /// Applies one logged row unless the snapshot or an earlier file already has it.

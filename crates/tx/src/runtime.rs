@@ -80,6 +80,8 @@ struct Pool {
     idle: Vec<Fiber>,
     jobs: VecDeque<Job>,
     live: usize,
+    /// Set when the dispatcher has stopped: idle fibers exit instead of waiting for work.
+    stopped: bool,
 }
 
 struct Commit {
@@ -318,6 +320,7 @@ pub fn dispatch(tx: TxRef, mut bus: BusReceiver<TxMsg>) {
         });
         if done {
             close_journal(tx, &mut bus);
+            stop_pool(tx);
             return;
         }
         if handled == TX_DISPATCH_BATCH {
@@ -466,13 +469,25 @@ fn start_job(tx: TxRef, job: Job) -> bool {
 
 fn worker(tx: TxRef) {
     loop {
-        match tx.with(|t| t.pool.jobs.pop_front()) {
-            Some(job) => run_write(tx, job),
-            None => {
+        match tx.with(|t| (t.pool.jobs.pop_front(), t.pool.stopped)) {
+            (Some(job), _) => run_write(tx, job),
+            (None, true) => return,
+            (None, false) => {
                 tx.with(|t| t.pool.idle.push(current_fiber()));
                 park();
             }
         }
+    }
+}
+
+/// Lets the pooled fibers finish once the dispatcher is gone.
+fn stop_pool(tx: TxRef) {
+    let idle = tx.with(|t| {
+        t.pool.stopped = true;
+        std::mem::take(&mut t.pool.idle)
+    });
+    for fiber in idle {
+        fiber.unpark();
     }
 }
 

@@ -1,10 +1,11 @@
 //! The WAL thread. It takes every journal batch queued since its last write (group commit),
 //! stamps the rows, appends them to the current `.xlog` as whole transactions, syncs per
 //! `wal_mode` (`write`: the write itself; `fsync`: plus fdatasync), and answers the TX thread
-//! with one "written up to LSN" message per group. A failed write truncates the file back,
-//! fails the whole epoch (TX rolls back everything it had in flight) and the thread carries
-//! on with a fresh file. Files rotate at `wal_max_size`; the shutdown request closes the
-//! current file with its EOF marker.
+//! with one "written up to LSN" message per group. A failed write or sync cuts the file back
+//! to its last confirmed byte (durably, before TX answers ER_WAL_IO, so a restart never
+//! replays a rolled-back transaction), fails the whole epoch (TX rolls back everything it had
+//! in flight) and the thread carries on with a fresh file. Files rotate at `wal_max_size`;
+//! the shutdown request closes the current file with its EOF marker.
 
 use std::io;
 use std::path::PathBuf;
@@ -14,11 +15,12 @@ use std::thread::JoinHandle;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crossbeam_channel::{Receiver, Sender};
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 use spindle_fiber::{spawn_cord, Bus};
+use spindle_xlog::format::INPROGRESS_SUFFIX;
 use spindle_xlog::journal::{JournalReply, JournalRequest, JournalTxn};
-use spindle_xlog::{FileType, LogFs, Meta, Vclock, XlogWriter};
+use spindle_xlog::{file_name, FileType, LogFile, LogFs, Meta, Vclock, XlogWriter};
 
 /// Whether each group commit is fdatasync'ed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -94,6 +96,8 @@ where
         prev,
         writer: None,
         failed_epoch: None,
+        dirty: None,
+        confirmed: 0,
         stats: stats.clone(),
     };
     let thread = spawn_cord("wal", move || wal.run(receiver, bus))?;
@@ -111,6 +115,12 @@ struct Wal<Fs: LogFs + Clone> {
     prev: Option<Vclock>,
     writer: Option<XlogWriter<Fs>>,
     failed_epoch: Option<u64>,
+    /// A file a failed write or sync left unconfirmed bytes in, and the length of its
+    /// confirmed part. It is cut back (and the cut synced) before anything else is written,
+    /// so recovery never replays a rolled-back transaction.
+    dirty: Option<(PathBuf, u64)>,
+    /// Length of the current file before the group being written.
+    confirmed: u64,
     stats: Arc<WalStats>,
 }
 
@@ -180,9 +190,16 @@ impl<Fs: LogFs + Clone> Wal<Fs> {
             Err(e) => {
                 error!("WAL write failed: {e}");
                 self.failed_epoch = Some(epoch);
-                // A new file is started for the next epoch; the failed one was truncated
-                // back to its last good block (or is broken and abandoned).
-                self.writer = None;
+                // A new file is started for the next epoch; the failed one is cut back to
+                // its confirmed length first (see `dirty`).
+                if let Some(w) = self.writer.take() {
+                    self.dirty = Some((w.path().to_path_buf(), self.confirmed));
+                }
+                // Before TX answers ER_WAL_IO: the rolled-back rows must not be replayed
+                // after a restart. If the cut fails, it is retried before the next write.
+                if let Err(e) = self.cut_dirty() {
+                    error!("cannot cut the failed WAL file back: {e}");
+                }
                 JournalReply::Failed {
                     epoch,
                     first_lsn,
@@ -193,9 +210,11 @@ impl<Fs: LogFs + Clone> Wal<Fs> {
     }
 
     fn write_txns(&mut self, txns: &mut [JournalTxn]) -> io::Result<u64> {
+        self.cut_dirty()?;
         self.maybe_rotate();
         let stats = self.stats.clone();
         let fsync = self.cfg.sync == SyncMode::Fsync;
+        self.confirmed = self.writer_or_create()?.offset();
         let writer = self.writer_or_create()?;
         let now = now_seconds();
         let mut last_lsn = 0;
@@ -229,11 +248,56 @@ impl<Fs: LogFs + Clone> Wal<Fs> {
         self.stats.batches.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Cuts the file a failed write left unconfirmed bytes in back to its confirmed length,
+    /// durably. Until that succeeds nothing else is written.
+    fn cut_dirty(&mut self) -> io::Result<()> {
+        if let Some((path, len)) = &self.dirty {
+            let mut file = self.fs.open_append(path)?;
+            file.set_len(*len)?;
+            file.sync_data()?;
+            info!("cut {} back to {len} bytes", path.display());
+            self.dirty = None;
+        }
+        Ok(())
+    }
+
+    /// Frees the name of the file for our vclock. Whatever holds it has nothing confirmed: a
+    /// row in `<vclock>.xlog` would be past the vclock (rolled back, or a torn tail recovery
+    /// cut off) — typically it is just a header, left by a failed first write or a crash right
+    /// after the file was created; and `.xlog.inprogress` never holds a row (a crash between
+    /// its creation and its rename). The first is kept as `.corrupted`, the second removed.
+    fn clear_name(&mut self) -> io::Result<()> {
+        let name = file_name(self.vclock.signature(), FileType::Xlog);
+        let path = self.cfg.dir.join(&name);
+        let tmp = self.cfg.dir.join(format!("{name}{INPROGRESS_SUFFIX}"));
+        let entries = self.fs.list(&self.cfg.dir)?;
+        if entries.contains(&path) {
+            let aside = self.cfg.dir.join(format!("{name}.corrupted"));
+            self.fs.rename(&path, &aside)?;
+            warn!(
+                "moved {} aside to {}: nothing in it is confirmed",
+                path.display(),
+                aside.display()
+            );
+        }
+        if entries.contains(&tmp) {
+            self.fs.remove(&tmp)?;
+            warn!("removed the stale {}", tmp.display());
+        }
+        self.fs.sync_dir(&self.cfg.dir)
+    }
+
     fn writer_or_create(&mut self) -> io::Result<&mut XlogWriter<Fs>> {
         if self.writer.is_none() {
             let mut meta = Meta::new(FileType::Xlog, self.cfg.instance_uuid.clone(), self.vclock);
             meta.prev_vclock = self.prev;
-            let writer = XlogWriter::create(self.fs.clone(), &self.cfg.dir, meta)?;
+            let writer = match XlogWriter::create(self.fs.clone(), &self.cfg.dir, meta.clone()) {
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                    self.clear_name()?;
+                    XlogWriter::create(self.fs.clone(), &self.cfg.dir, meta)?
+                }
+                other => other?,
+            };
             info!("opened {}", writer.path().display());
             self.prev = Some(self.vclock);
             self.writer = Some(writer);

@@ -116,6 +116,48 @@ pub fn check_crc(head: &FixHeader, stored: &[u8]) -> Result<(), String> {
 }
 
 /// Streams one zstd frame; the frame may omit its content size, as Tarantool's do.
+/// A zstd decompression context and output buffer reused across blocks (creating a context
+/// per block dominated decoding small blocks).
+pub struct BlockDecompressor {
+    ctx: Option<zstd::bulk::Decompressor<'static>>,
+}
+
+impl Default for BlockDecompressor {
+    fn default() -> Self {
+        BlockDecompressor {
+            ctx: zstd::bulk::Decompressor::new().ok(),
+        }
+    }
+}
+
+impl BlockDecompressor {
+    /// Decompresses one block's frame into `out` (cleared first). The frame carries no
+    /// content size, so the output buffer grows until the frame fits, up to the limit.
+    pub fn decompress_into(&mut self, stored: &[u8], out: &mut Vec<u8>) -> Result<(), String> {
+        let Some(ctx) = self.ctx.as_mut() else {
+            *out = decompress(stored)?;
+            return Ok(());
+        };
+        let mut capacity = out
+            .capacity()
+            .max(stored.len().saturating_mul(4))
+            .max(256 * 1024);
+        loop {
+            out.clear();
+            out.reserve(capacity);
+            match ctx.decompress_to_buffer(stored, out) {
+                Ok(_) => return Ok(()),
+                Err(_) if (capacity as u64) < BLOCK_DECOMPRESSED_MAX => {
+                    capacity = capacity
+                        .saturating_mul(2)
+                        .min(BLOCK_DECOMPRESSED_MAX as usize);
+                }
+                Err(e) => return Err(format!("zstd: {e}")),
+            }
+        }
+    }
+}
+
 pub fn decompress(stored: &[u8]) -> Result<Vec<u8>, String> {
     let decoder =
         zstd::stream::read::Decoder::with_buffer(stored).map_err(|e| format!("zstd: {e}"))?;

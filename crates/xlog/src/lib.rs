@@ -19,6 +19,7 @@
 pub mod block;
 pub mod dir;
 pub mod error;
+pub mod faultfs;
 pub mod format;
 pub mod fs;
 pub mod journal;
@@ -35,7 +36,7 @@ pub use format::{crc32c_tarantool, file_name, FileType};
 pub use fs::{LogFile, LogFs, OsFile, OsFs};
 pub use meta::Meta;
 pub use reader::{Block, XlogReader};
-pub use row::{decode_row, encode_row, Row, RowHeader};
+pub use row::{decode_row, decode_row_ref, encode_row, Row, RowHeader, RowRef};
 pub use vclock::{Vclock, VCLOCK_MAX};
 pub use writer::XlogWriter;
 

@@ -9,12 +9,12 @@
 use std::ops::Range;
 use std::path::Path;
 
-use crate::block::{check_crc, decode_fixheader, decompress, FixHeader};
+use crate::block::{check_crc, decode_fixheader, BlockDecompressor, FixHeader};
 use crate::error::{XlogError, XlogResult};
 use crate::format::{FileType, EOF_MARKER, FIXHEADER_SIZE, ROW_MAGIC, ZROW_MAGIC};
 use crate::fs::LogFs;
 use crate::meta::Meta;
-use crate::row::{decode_row, Row};
+use crate::row::{decode_row, decode_row_ref, Row, RowRef};
 
 /// All rows of one block.
 #[derive(Clone, Debug, PartialEq)]
@@ -52,6 +52,9 @@ pub struct XlogReader {
     pos: usize,
     current: Option<CurrentBlock>,
     eof_marker: bool,
+    decompressor: BlockDecompressor,
+    /// The buffer of the last decompressed block, reused for the next one.
+    spare: Vec<u8>,
 }
 
 impl XlogReader {
@@ -65,6 +68,8 @@ impl XlogReader {
             pos: header_len,
             current: None,
             eof_marker: false,
+            decompressor: BlockDecompressor::default(),
+            spare: Vec::new(),
         })
     }
 
@@ -127,6 +132,61 @@ impl XlogReader {
         }
     }
 
+    /// Like [`XlogReader::next_row`], but the body borrows the block instead of being
+    /// copied: the fast path for recovery.
+    pub fn next_row_ref(&mut self) -> XlogResult<Option<RowRef<'_>>> {
+        while !self.has_row_in_block() {
+            if !self.load_block()? {
+                return Ok(None);
+            }
+        }
+        let XlogReader { data, current, .. } = self;
+        let Some(cur) = current.as_mut() else {
+            return Ok(None);
+        };
+        let payload = match &cur.payload {
+            Payload::Plain(range) => data.get(range.clone()).unwrap_or_default(),
+            Payload::Owned(bytes) => bytes.as_slice(),
+        };
+        let mut tail = payload.get(cur.cursor..).unwrap_or_default();
+        let before = tail.len();
+        match decode_row_ref(&mut tail) {
+            Ok(row) => {
+                cur.cursor += before - tail.len();
+                Ok(Some(row))
+            }
+            Err(e) => Err(XlogError::corrupt(
+                cur.offset,
+                format!("row at payload byte {}: {e}", cur.cursor),
+            )),
+        }
+    }
+
+    /// Whether the current block has rows left; an exhausted block is dropped (its buffer
+    /// kept for the next decompression).
+    fn has_row_in_block(&mut self) -> bool {
+        let left = match &self.current {
+            Some(cur) => {
+                let len = match &cur.payload {
+                    Payload::Plain(range) => range.len(),
+                    Payload::Owned(bytes) => bytes.len(),
+                };
+                cur.cursor < len
+            }
+            None => return false,
+        };
+        if !left {
+            if let Some(CurrentBlock {
+                payload: Payload::Owned(buf),
+                ..
+            }) = self.current.take()
+            {
+                self.spare = buf;
+            }
+        }
+        left
+    }
+
     /// The rest of the current block, or the next whole block; `None` at the end of data.
     pub fn next_block(&mut self) -> XlogResult<Option<Block>> {
         if self.current.is_none() && !self.load_block()? {
@@ -181,7 +241,13 @@ impl XlogReader {
         };
         let rest = payload.get(cur.cursor..).unwrap_or_default();
         if rest.is_empty() {
-            self.current = None;
+            if let Some(CurrentBlock {
+                payload: Payload::Owned(buf),
+                ..
+            }) = self.current.take()
+            {
+                self.spare = buf;
+            }
             return Ok(None);
         }
         let mut tail = rest;
@@ -221,7 +287,17 @@ impl XlogReader {
         let start = self.pos + FIXHEADER_SIZE;
         let end = start + stored.len();
         let payload = if head.compressed {
-            Payload::Owned(decompress(stored).map_err(|r| XlogError::corrupt(offset, r))?)
+            let mut out = match self.current.take() {
+                Some(CurrentBlock {
+                    payload: Payload::Owned(buf),
+                    ..
+                }) => buf,
+                _ => std::mem::take(&mut self.spare),
+            };
+            self.decompressor
+                .decompress_into(stored, &mut out)
+                .map_err(|r| XlogError::corrupt(offset, r))?;
+            Payload::Owned(out)
         } else {
             Payload::Plain(start..end)
         };

@@ -111,23 +111,37 @@ fn write_key_uint(out: &mut Vec<u8>, k: u8, v: u64) {
     mp::write_uint(out, v);
 }
 
-/// Decodes one row and advances `buf` past it; on error `buf` is left untouched.
-///
-/// A NOP never has a body, even when bytes follow; any other type takes the next value as
-/// its body when bytes remain, so inside a block the caller must call this once per row.
-pub fn decode_row(buf: &mut &[u8]) -> XlogResult<Row> {
+/// A row whose body borrows the bytes it was decoded from (no copy).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RowRef<'a> {
+    pub header: RowHeader,
+    /// The body map, already validated as well-formed MessagePack; empty for NOP.
+    pub body: &'a [u8],
+}
+
+impl RowRef<'_> {
+    pub fn to_row(&self) -> Row {
+        Row {
+            header: self.header,
+            body: self.body.to_vec(),
+        }
+    }
+}
+
+/// Like [`decode_row`], without copying the body.
+pub fn decode_row_ref<'a>(buf: &mut &'a [u8]) -> XlogResult<RowRef<'a>> {
     let mut cur = *buf;
     let header = decode_header(&mut cur)?;
     let body = if header.req_type == request::NOP || cur.is_empty() {
-        Vec::new()
+        &[][..]
     } else {
-        decode_body(&mut cur)?
+        decode_body_ref(&mut cur)?
     };
     *buf = cur;
-    Ok(Row { header, body })
+    Ok(RowRef { header, body })
 }
 
-fn decode_body(cur: &mut &[u8]) -> XlogResult<Vec<u8>> {
+fn decode_body_ref<'a>(cur: &mut &'a [u8]) -> XlogResult<&'a [u8]> {
     if mp::peek_type(cur).map_err(mp_error("body"))? != mp::MpType::Map {
         return Err(XlogError::bad_row("body is not a map"));
     }
@@ -136,7 +150,15 @@ fn decode_body(cur: &mut &[u8]) -> XlogResult<Vec<u8>> {
         .split_at_checked(len)
         .ok_or_else(|| XlogError::bad_row("body"))?;
     *cur = rest;
-    Ok(body.to_vec())
+    Ok(body)
+}
+
+/// Decodes one row and advances `buf` past it; on error `buf` is left untouched.
+///
+/// A NOP never has a body, even when bytes follow; any other type takes the next value as
+/// its body when bytes remain, so inside a block the caller must call this once per row.
+pub fn decode_row(buf: &mut &[u8]) -> XlogResult<Row> {
+    decode_row_ref(buf).map(|r| r.to_row())
 }
 
 /// What the TSN and FLAGS keys said, before they are turned into `tsn`/`is_commit`.
