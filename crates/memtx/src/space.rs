@@ -171,8 +171,26 @@ impl Space {
     pub fn insert(&mut self, tuple: Tuple) -> BoxResult<Change> {
         self.primary()?;
         self.check_new(&tuple)?;
-        self.check_duplicates(&tuple, None)?;
-        self.apply(None, Some(&tuple));
+        // The primary insert doubles as its own duplicate check (one tree descent instead of
+        // two); a conflict, rare, is undone. The primary is checked first, as Tarantool does.
+        let primary = self
+            .indexes
+            .first_mut()
+            .ok_or_else(|| BoxError::no_such_index_id(0, &self.name))?;
+        if let Some(old) = primary.insert_entry(tuple.clone()) {
+            primary.insert_entry(old);
+            return Err(BoxError::tuple_found(primary.name(), &self.name));
+        }
+        if let Err(e) = self.check_secondary_duplicates(&tuple, None) {
+            if let Some(primary) = self.indexes.first_mut() {
+                primary.remove_entry(&tuple);
+            }
+            return Err(e);
+        }
+        for index in self.indexes.iter_mut().skip(1) {
+            index.insert_entry(tuple.clone());
+        }
+        self.tuple_bytes += tuple.bsize();
         Ok(Change {
             old: None,
             new: Some(tuple),
@@ -185,7 +203,8 @@ impl Space {
         let primary = self.primary()?;
         self.check_new(&tuple)?;
         let old = primary.find_duplicate(&tuple).cloned();
-        self.check_duplicates(&tuple, old.as_ref())?;
+        // The primary index was just searched: its duplicate is `old` by definition.
+        self.check_secondary_duplicates(&tuple, old.as_ref())?;
         self.apply(old.as_ref(), Some(&tuple));
         Ok(Change {
             old,
@@ -315,7 +334,16 @@ impl Space {
     /// ER_TUPLE_FOUND naming the first unique index (by id) holding a tuple other than `old`
     /// with `new`'s key.
     fn check_duplicates(&self, new: &Tuple, old: Option<&Tuple>) -> BoxResult<()> {
-        for index in &self.indexes {
+        self.check_unique(&self.indexes, new, old)
+    }
+
+    /// Like `check_duplicates`, for callers that already found `old` through the primary.
+    fn check_secondary_duplicates(&self, new: &Tuple, old: Option<&Tuple>) -> BoxResult<()> {
+        self.check_unique(self.indexes.get(1..).unwrap_or_default(), new, old)
+    }
+
+    fn check_unique(&self, indexes: &[Index], new: &Tuple, old: Option<&Tuple>) -> BoxResult<()> {
+        for index in indexes {
             if let Some(dup) = index.find_duplicate(new) {
                 if old.is_none_or(|o| !Tuple::ptr_eq(dup, o)) {
                     return Err(BoxError::tuple_found(index.name(), &self.name));
@@ -492,16 +520,25 @@ impl Space {
         }
         let mut all: Vec<Tuple> = primary.iter_all().cloned().collect();
         all.extend(tuples);
+        let tuple_bytes = all.iter().map(Tuple::bsize).sum();
         let mut rebuilt = Vec::with_capacity(self.indexes.len());
-        for index in &self.indexes {
+        let last = self.indexes.len().saturating_sub(1);
+        let mut all = Some(all);
+        for (i, index) in self.indexes.iter().enumerate() {
             let pk = (index.id() != 0).then_some(&primary_key_def);
             let mut fresh = Index::new(index.def().clone(), pk);
+            // The last index takes the vector itself: one clone per extra index, not per index.
+            let tuples = if i == last {
+                all.take().unwrap_or_default()
+            } else {
+                all.clone().unwrap_or_default()
+            };
             fresh
-                .build(all.clone())
+                .build(tuples)
                 .map_err(|_| BoxError::tuple_found(index.name(), &self.name))?;
             rebuilt.push(fresh);
         }
-        self.tuple_bytes = all.iter().map(Tuple::bsize).sum();
+        self.tuple_bytes = tuple_bytes;
         self.indexes = rebuilt;
         Ok(())
     }

@@ -99,7 +99,7 @@ fn stream_file<T, C, F>(
 ) -> Result<(), RecoveryError>
 where
     T: Send,
-    C: Fn(RowRef<'_>) -> T + Send,
+    C: Fn(RowRef<'_>) -> Option<T> + Send,
     F: FnMut(Decoded<T>) -> Result<(), RecoveryError>,
 {
     let (sender, receiver) = crossbeam_channel::bounded::<Decoded<T>>(DECODE_AHEAD);
@@ -112,7 +112,7 @@ where
     })
 }
 
-fn decode_into<T, C: Fn(RowRef<'_>) -> T>(
+fn decode_into<T, C: Fn(RowRef<'_>) -> Option<T>>(
     data: Vec<u8>,
     filetype: FileType,
     force: bool,
@@ -130,7 +130,8 @@ fn decode_into<T, C: Fn(RowRef<'_>) -> T>(
     loop {
         match reader.next_row_ref() {
             Ok(Some(row)) => {
-                batch.push(convert(row));
+                let Some(item) = convert(row) else { continue };
+                batch.push(item);
                 if batch.len() == DECODE_BATCH
                     && out
                         .send(Decoded::Batch(std::mem::replace(
@@ -202,7 +203,11 @@ impl Progress {
 /// A snapshot row as the decoder thread prepares it: the space and the ready tuple.
 type SnapRow = Result<(u32, Tuple), String>;
 
-fn snapshot_row(row: RowRef<'_>) -> SnapRow {
+fn snapshot_row(row: RowRef<'_>) -> Option<SnapRow> {
+    Some(snapshot_tuple(row))
+}
+
+fn snapshot_tuple(row: RowRef<'_>) -> SnapRow {
     // The body was validated as well-formed MessagePack when the row was decoded.
     match body_to_dml(row.header.req_type, row.body) {
         Ok(Dml::Insert { space_id, tuple }) => Tuple::from_validated(tuple)
@@ -359,13 +364,16 @@ fn replay_file(
     stop: Option<Vclock>,
     force: bool,
 ) -> Result<(), RecoveryError> {
+    let start = db.vclock;
     let mut progress = Progress::new(format!("replaying {}", path.display()));
     let mut applied = 0u64;
     stream_file(
         data,
         FileType::Xlog,
         force,
-        |row| row.to_row(),
+        // Rows the snapshot or an earlier file already has are dropped on the decoder
+        // thread, before they are copied (the applier checks again as the vclock moves).
+        |row| (row.header.lsn > start.get(row.header.replica_id)).then(|| row.to_row()),
         |item| match item {
             Decoded::Batch(rows) => {
                 progress.add(rows.len());

@@ -144,8 +144,13 @@ impl<Fs: LogFs + Clone> Wal<Fs> {
                         self.write_all(std::mem::take(&mut group), &bus);
                         let ok = self.failed_epoch != Some(epoch);
                         if ok {
-                            // The next write opens a file named after the checkpoint vclock.
+                            // The next file starts at the checkpoint vclock, opened now rather
+                            // than at the next write: recovery from this checkpoint then starts
+                            // at that file and never re-reads the log before it.
                             self.close();
+                            if let Err(e) = self.writer_or_create() {
+                                warn!("cannot open the next WAL file yet: {e}");
+                            }
                         }
                         bus.send(M::from(JournalReply::CheckpointReady { ok }));
                     }
