@@ -559,59 +559,44 @@ pub fn body_to_dml(req_type: u32, body: &[u8]) -> BoxResult<Dml<'_>> {
     })
 }
 
-fn body_tuple(space_id: u32, tuple: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(tuple.len() + 8);
-    mp::write_map_len(&mut out, 2);
+/// A logged row body: `{SPACE_ID: space, [uint key: uint value...], [key: raw value...]}`
+/// in Tarantool's key order (§3.3 of the xlog notes). Zero uint values are omitted.
+fn body(space_id: u32, uints: &[(u8, u32)], values: &[(u8, &[u8])]) -> Vec<u8> {
+    let uints: Vec<(u8, u32)> = uints.iter().copied().filter(|(_, v)| *v != 0).collect();
+    let size: usize = values.iter().map(|(_, v)| v.len() + 1).sum();
+    let mut out = Vec::with_capacity(size + 16);
+    mp::write_map_len(&mut out, 1 + (uints.len() + values.len()) as u32);
     mp::write_uint(&mut out, key::SPACE_ID as u64);
     mp::write_uint(&mut out, space_id as u64);
-    mp::write_uint(&mut out, key::TUPLE as u64);
-    out.extend_from_slice(tuple);
+    for (k, v) in uints {
+        mp::write_uint(&mut out, k as u64);
+        mp::write_uint(&mut out, v as u64);
+    }
+    for (k, v) in values {
+        mp::write_uint(&mut out, *k as u64);
+        out.extend_from_slice(v);
+    }
     out
+}
+
+fn body_tuple(space_id: u32, tuple: &[u8]) -> Vec<u8> {
+    body(space_id, &[], &[(key::TUPLE, tuple)])
 }
 
 fn body_key(space_id: u32, index_id: Option<u32>, key_bytes: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(key_bytes.len() + 12);
-    let index_id = index_id.filter(|i| *i != 0);
-    mp::write_map_len(&mut out, 2 + u32::from(index_id.is_some()));
-    mp::write_uint(&mut out, key::SPACE_ID as u64);
-    mp::write_uint(&mut out, space_id as u64);
-    if let Some(i) = index_id {
-        mp::write_uint(&mut out, key::INDEX_ID as u64);
-        mp::write_uint(&mut out, i as u64);
-    }
-    mp::write_uint(&mut out, key::KEY as u64);
-    out.extend_from_slice(key_bytes);
-    out
+    body(
+        space_id,
+        &[(key::INDEX_ID, index_id.unwrap_or(0))],
+        &[(key::KEY, key_bytes)],
+    )
 }
 
 fn body_update(space_id: u32, index_base: u32, key_bytes: &[u8], ops: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(key_bytes.len() + ops.len() + 12);
-    mp::write_map_len(&mut out, 3 + u32::from(index_base != 0));
-    mp::write_uint(&mut out, key::SPACE_ID as u64);
-    mp::write_uint(&mut out, space_id as u64);
-    if index_base != 0 {
-        mp::write_uint(&mut out, key::INDEX_BASE as u64);
-        mp::write_uint(&mut out, index_base as u64);
-    }
-    mp::write_uint(&mut out, key::KEY as u64);
-    out.extend_from_slice(key_bytes);
-    mp::write_uint(&mut out, key::TUPLE as u64);
-    out.extend_from_slice(ops);
-    out
+    let values = [(key::KEY, key_bytes), (key::TUPLE, ops)];
+    body(space_id, &[(key::INDEX_BASE, index_base)], &values)
 }
 
 fn body_upsert(space_id: u32, index_base: u32, tuple: &[u8], ops: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(tuple.len() + ops.len() + 12);
-    mp::write_map_len(&mut out, 3 + u32::from(index_base != 0));
-    mp::write_uint(&mut out, key::SPACE_ID as u64);
-    mp::write_uint(&mut out, space_id as u64);
-    if index_base != 0 {
-        mp::write_uint(&mut out, key::INDEX_BASE as u64);
-        mp::write_uint(&mut out, index_base as u64);
-    }
-    mp::write_uint(&mut out, key::OPS as u64);
-    out.extend_from_slice(ops);
-    mp::write_uint(&mut out, key::TUPLE as u64);
-    out.extend_from_slice(tuple);
-    out
+    let values = [(key::OPS, ops), (key::TUPLE, tuple)];
+    body(space_id, &[(key::INDEX_BASE, index_base)], &values)
 }
