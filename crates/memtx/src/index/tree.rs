@@ -268,6 +268,10 @@ impl TreeIndex {
         };
         for pair in entries.windows(2) {
             if let [a, b] = pair {
+                // Hints summarise the first part in order: different hints, different keys.
+                if a.hint != b.hint {
+                    continue;
+                }
                 let collide = cmp_def.compare_prefix(&a.tuple, &b.tuple, n) == Ordering::Equal;
                 if collide && (!unique || !cmp_def.has_nullable_nil(&cmp_def.key_of(&a.tuple, n))) {
                     return Err((a.tuple.clone(), b.tuple.clone()));
