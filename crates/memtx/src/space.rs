@@ -202,6 +202,21 @@ impl Space {
     pub fn replace(&mut self, tuple: Tuple) -> BoxResult<Change> {
         let primary = self.primary()?;
         self.check_new(&tuple)?;
+        if self.indexes.len() == 1 {
+            // No secondary can conflict: the insert itself finds and swaps out the old tuple,
+            // one tree descent instead of two.
+            let primary = self
+                .indexes
+                .first_mut()
+                .ok_or_else(|| BoxError::no_such_index_id(0, &self.name))?;
+            let old = primary.insert_entry(tuple.clone());
+            self.tuple_bytes -= old.as_ref().map_or(0, Tuple::bsize).min(self.tuple_bytes);
+            self.tuple_bytes += tuple.bsize();
+            return Ok(Change {
+                old,
+                new: Some(tuple),
+            });
+        }
         let old = primary.find_duplicate(&tuple).cloned();
         // The primary index was just searched: its duplicate is `old` by definition.
         self.check_secondary_duplicates(&tuple, old.as_ref())?;

@@ -307,8 +307,8 @@ impl Db {
         self.apply(dml, true)
     }
 
-    /// Applies a row replayed from the log (recovery, replication): no row is produced to
-    /// log again.
+    /// Applies a row replayed from the log (recovery, replication): its body was validated
+    /// when it was decoded, and no row is produced to log again.
     pub fn replay_dml(&mut self, dml: Dml<'_>) -> BoxResult<()> {
         self.apply(dml, false).map(|_| ())
     }
@@ -317,14 +317,31 @@ impl Db {
         let space_id = dml.space_id();
         let space = &mut self.catalog.space_mut(space_id)?.space;
         let pk_def = space.primary()?.key_def().clone();
+        // A replayed row's body was validated when it was decoded from the log; a request's
+        // tuple is validated here.
+        let make_tuple = |t: &[u8]| {
+            if log {
+                Tuple::new(t)
+            } else {
+                Tuple::from_validated(t)
+            }
+        };
         let (change, log_body) = match dml {
             Dml::Insert { tuple, .. } => (
-                space.insert(Tuple::new(tuple)?)?,
-                body_tuple(space_id, tuple),
+                space.insert(make_tuple(tuple)?)?,
+                if log {
+                    body_tuple(space_id, tuple)
+                } else {
+                    Vec::new()
+                },
             ),
             Dml::Replace { tuple, .. } => (
-                space.replace(Tuple::new(tuple)?)?,
-                body_tuple(space_id, tuple),
+                space.replace(make_tuple(tuple)?)?,
+                if log {
+                    body_tuple(space_id, tuple)
+                } else {
+                    Vec::new()
+                },
             ),
             Dml::Delete { index_id, key, .. } => {
                 let change = space.delete(index_id, key)?;
@@ -354,7 +371,7 @@ impl Db {
                 index_base,
                 ..
             } => {
-                let change = space.upsert(Tuple::new(tuple)?, ops, index_base)?;
+                let change = space.upsert(make_tuple(tuple)?, ops, index_base)?;
                 (change, body_upsert(space_id, index_base, tuple, ops))
             }
         };
