@@ -18,7 +18,12 @@ pub enum Reply {
     Data { count: u32, data: Vec<u8> },
 }
 
+/// Largest reply body a response can frame (the length prefix is a u32), with room for the
+/// header.
+const REPLY_BYTES_MAX: usize = u32::MAX as usize - 64;
+
 pub fn encode(out: &mut Vec<u8>, sync: u64, schema_version: u32, result: BoxResult<Reply>) {
+    let result = result.and_then(refuse_oversized);
     match result {
         Ok(Reply::Empty) => encode_ok_empty(out, sync, schema_version),
         Ok(Reply::Tuples(tuples)) => {
@@ -37,4 +42,21 @@ pub fn encode(out: &mut Vec<u8>, sync: u64, schema_version: u32, result: BoxResu
         }
         Err(e) => encode_error(out, sync, schema_version, &e),
     }
+}
+
+/// A SELECT over a huge space can produce more than one response can carry: answer it with
+/// an error, as Tarantool fails to allocate such a reply.
+fn refuse_oversized(reply: Reply) -> BoxResult<Reply> {
+    let size = match &reply {
+        Reply::Empty => 0,
+        Reply::Tuples(tuples) => tuples.iter().map(|t| t.data().len()).sum(),
+        Reply::Data { data, .. } => data.len(),
+    };
+    if size > REPLY_BYTES_MAX {
+        return Err(spindle_types::BoxError::new(
+            spindle_types::error::code::ER_MEMORY_ISSUE,
+            format!("Failed to allocate {size} bytes in reply for a response"),
+        ));
+    }
+    Ok(reply)
 }
