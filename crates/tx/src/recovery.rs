@@ -5,7 +5,11 @@ use std::path::{Path, PathBuf};
 
 use tracing::{info, warn};
 
-use spindle_xlog::{scan_dir, FileType, LogFs, Meta, Row, RowRef, Vclock, XlogError, XlogReader};
+use spindle_xlog::block::BlockDecompressor;
+use spindle_xlog::{
+    decode_block, scan_blocks, scan_dir, BlockSpan, FileType, LogFs, Meta, Row, RowRef, ScanEnd,
+    Vclock, XlogError, XlogReader,
+};
 
 use crate::bootstrap;
 use spindle_memtx::tuple::Tuple;
@@ -76,6 +80,10 @@ fn bootstrap_new<Fs: LogFs + Clone>(fs: &Fs, cfg: &RecoveryConfig) -> Result<Db,
 const DECODE_BATCH: usize = 4096;
 /// Batches the decoder may run ahead of the applier.
 const DECODE_AHEAD: usize = 16;
+/// A lower bound on an encoded row's size, to size a block's row vector.
+const ROW_BYTES_MIN: usize = 24;
+/// Threads decoding blocks in parallel (when no damage has to be skipped).
+const DECODERS: usize = 2;
 /// A progress line every this many rows.
 const PROGRESS_ROWS: u64 = 1_000_000;
 
@@ -99,9 +107,12 @@ fn stream_file<T, C, F>(
 ) -> Result<(), RecoveryError>
 where
     T: Send,
-    C: Fn(RowRef<'_>) -> Option<T> + Send,
+    C: Fn(RowRef<'_>) -> Option<T> + Send + Sync,
     F: FnMut(Decoded<T>) -> Result<(), RecoveryError>,
 {
+    if !force {
+        return stream_parallel(data, filetype, convert, consume);
+    }
     let (sender, receiver) = crossbeam_channel::bounded::<Decoded<T>>(DECODE_AHEAD);
     std::thread::scope(|scope| {
         scope.spawn(move || decode_into(data, filetype, force, &convert, &sender));
@@ -110,6 +121,91 @@ where
         }
         Ok(())
     })
+}
+
+/// One decoded block: its rows, and the error that stopped it early.
+type BlockRows<T> = (Vec<T>, Option<XlogError>);
+
+/// Decodes the blocks of `data` on `DECODERS` threads. Blocks are independent (each has its
+/// own CRC and zstd frame), so block `i` goes to thread `i % DECODERS` and the caller takes
+/// them back in file order: the same items, errors and end as the sequential reader.
+fn stream_parallel<T, C, F>(
+    data: Vec<u8>,
+    filetype: FileType,
+    convert: C,
+    mut consume: F,
+) -> Result<(), RecoveryError>
+where
+    T: Send,
+    C: Fn(RowRef<'_>) -> Option<T> + Sync,
+    F: FnMut(Decoded<T>) -> Result<(), RecoveryError>,
+{
+    let reader = match XlogReader::with_type(data, filetype) {
+        Ok(r) => r,
+        Err(e) => {
+            consume(Decoded::Damage(e))?;
+            return consume(Decoded::End { eof_marker: false });
+        }
+    };
+    let bytes = reader.data();
+    let (spans, end) = scan_blocks(bytes, reader.header_len() as usize);
+    let workers = DECODERS.clamp(1, spans.len().max(1));
+    std::thread::scope(|scope| {
+        let mut receivers = Vec::with_capacity(workers);
+        for first in 0..workers {
+            let (sender, receiver) = crossbeam_channel::bounded::<BlockRows<T>>(DECODE_AHEAD);
+            receivers.push(receiver);
+            let (spans, convert) = (&spans, &convert);
+            scope.spawn(move || {
+                decode_blocks(
+                    bytes,
+                    spans.iter().skip(first).step_by(workers),
+                    convert,
+                    &sender,
+                )
+            });
+        }
+        for i in 0..spans.len() {
+            let Some(Ok((rows, damage))) = receivers.get(i % workers).map(|r| r.recv()) else {
+                break;
+            };
+            consume(Decoded::Batch(rows))?;
+            if let Some(e) = damage {
+                consume(Decoded::Damage(e))?;
+                return consume(Decoded::End { eof_marker: false });
+            }
+        }
+        match end {
+            ScanEnd::Clean { eof_marker } => consume(Decoded::End { eof_marker }),
+            ScanEnd::Damage(e) => {
+                consume(Decoded::Damage(e))?;
+                consume(Decoded::End { eof_marker: false })
+            }
+        }
+    })
+}
+
+/// One decoder thread's share of the blocks; it stops at its first damaged block.
+fn decode_blocks<'a, T, C: Fn(RowRef<'_>) -> Option<T>>(
+    data: &[u8],
+    spans: impl Iterator<Item = &'a BlockSpan>,
+    convert: &C,
+    out: &crossbeam_channel::Sender<BlockRows<T>>,
+) {
+    let mut decompressor = BlockDecompressor::default();
+    let mut buf = Vec::new();
+    for span in spans {
+        // Rows are rarely shorter than this: one allocation per block.
+        let mut rows = Vec::with_capacity(span.len / ROW_BYTES_MIN);
+        let result = decode_block(data, *span, &mut decompressor, &mut buf, |row| {
+            rows.extend(convert(row))
+        });
+        let damage = result.err();
+        let stop = damage.is_some();
+        if out.send((rows, damage)).is_err() || stop {
+            return;
+        }
+    }
 }
 
 fn decode_into<T, C: Fn(RowRef<'_>) -> Option<T>>(
@@ -373,13 +469,12 @@ fn replay_file(
         force,
         // Rows the snapshot or an earlier file already has are dropped on the decoder
         // thread, before they are copied (the applier checks again as the vclock moves).
-        |row| (row.header.lsn > start.get(row.header.replica_id)).then(|| row.to_row()),
+        |row| (row.header.lsn > start.get(row.header.replica_id)).then(|| prepare(row)),
         |item| match item {
             Decoded::Batch(rows) => {
                 progress.add(rows.len());
-                for row in &rows {
-                    let h = &row.header;
-                    if stop.is_some_and(|v| h.lsn > v.get(h.replica_id)) {
+                for row in rows {
+                    if stop.is_some_and(|v| row.lsn > v.get(row.replica_id)) {
                         continue;
                     }
                     applied += replay_row(db, row, path, force)?;
@@ -415,23 +510,74 @@ fn replay_file(
     Ok(())
 }
 
-/// Applies one logged row unless the snapshot or an earlier file already has it.
-fn replay_row(db: &mut Db, row: &Row, path: &Path, force: bool) -> Result<u64, RecoveryError> {
+/// An xlog row as a decoder thread prepares it for the applier.
+struct Prepared {
+    replica_id: u32,
+    lsn: u64,
+    op: PreparedOp,
+}
+
+enum PreparedOp {
+    /// An INSERT or REPLACE whose tuple was built on the decoder thread.
+    Tuple {
+        insert: bool,
+        space_id: u32,
+        tuple: Tuple,
+    },
+    /// Anything else, applied from the row itself.
+    Row(Row),
+}
+
+/// Builds the tuple of an INSERT or REPLACE on the decoder thread, so that the applier —
+/// the critical path of WAL recovery — only links it into the indexes. A body that does not
+/// parse stays a row: the applier reports it as it would any other.
+fn prepare(row: RowRef<'_>) -> Prepared {
     let h = &row.header;
-    if h.lsn <= db.vclock.get(h.replica_id) {
+    let insert = h.req_type == spindle_types::iproto::request::INSERT;
+    let tuple_op = insert || h.req_type == spindle_types::iproto::request::REPLACE;
+    let op = match body_to_dml(h.req_type, row.body) {
+        Ok(Dml::Insert { space_id, tuple } | Dml::Replace { space_id, tuple }) if tuple_op => {
+            match Tuple::from_validated(tuple) {
+                Ok(tuple) => PreparedOp::Tuple {
+                    insert,
+                    space_id,
+                    tuple,
+                },
+                Err(_) => PreparedOp::Row(row.to_row()),
+            }
+        }
+        _ => PreparedOp::Row(row.to_row()),
+    };
+    Prepared {
+        replica_id: h.replica_id,
+        lsn: h.lsn,
+        op,
+    }
+}
+
+/// Applies one logged row unless the snapshot or an earlier file already has it.
+fn replay_row(db: &mut Db, row: Prepared, path: &Path, force: bool) -> Result<u64, RecoveryError> {
+    let (replica_id, lsn) = (row.replica_id, row.lsn);
+    if lsn <= db.vclock.get(replica_id) {
         return Ok(0);
     }
-    if let Err(e) = apply(db, row) {
+    let result = match row.op {
+        PreparedOp::Tuple {
+            insert,
+            space_id,
+            tuple,
+        } => db.replay_tuple(insert, space_id, tuple),
+        PreparedOp::Row(row) => apply(db, &row),
+    };
+    if let Err(e) = result {
         if !force {
             return Err(fail(format!(
-                "{}: cannot apply row {{{}: {}}}: {e}",
+                "{}: cannot apply row {{{replica_id}: {lsn}}}: {e}",
                 path.display(),
-                h.replica_id,
-                h.lsn
             )));
         }
-        warn!("skipping row {{{}: {}}}: {e}", h.replica_id, h.lsn);
+        warn!("skipping row {{{replica_id}: {lsn}}}: {e}");
     }
-    db.vclock.follow(h.replica_id, h.lsn);
+    db.vclock.follow(replica_id, lsn);
     Ok(1)
 }

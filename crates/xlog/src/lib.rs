@@ -35,7 +35,7 @@ pub use error::{XlogError, XlogResult};
 pub use format::{crc32c_tarantool, file_name, FileType};
 pub use fs::{LogFile, LogFs, OsFile, OsFs};
 pub use meta::Meta;
-pub use reader::{Block, XlogReader};
+pub use reader::{decode_block, scan_blocks, Block, BlockSpan, ScanEnd, XlogReader};
 pub use row::{decode_row, decode_row_ref, encode_row, Row, RowHeader, RowRef};
 pub use vclock::{Vclock, VCLOCK_MAX};
 pub use writer::XlogWriter;

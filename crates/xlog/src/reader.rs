@@ -95,6 +95,11 @@ impl XlogReader {
         XlogReader::with_type(fs.read(path)?, expected)
     }
 
+    /// The whole file.
+    pub fn data(&self) -> &[u8] {
+        &self.data
+    }
+
     pub fn meta(&self) -> &Meta {
         &self.meta
     }
@@ -310,6 +315,92 @@ impl XlogReader {
         self.pos = end;
         Ok(true)
     }
+}
+
+/// Where one block lies in a file, found from its fixed header alone.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BlockSpan {
+    /// Offset of the fixed header.
+    pub offset: usize,
+    /// Bytes of the block, fixed header included.
+    pub len: usize,
+}
+
+/// How a scan of the block sequence ended.
+#[derive(Debug)]
+pub enum ScanEnd {
+    /// The data ended cleanly, after the EOF marker or without one.
+    Clean { eof_marker: bool },
+    /// The block sequence breaks here (what `XlogReader` would report at that block).
+    Damage(XlogError),
+}
+
+/// Finds every block of a file from `from` (the end of the text header) without checking
+/// or decoding any payload, so the blocks can be decoded in parallel. Stops at the first
+/// break in the sequence, exactly where a sequential reader would stop.
+pub fn scan_blocks(data: &[u8], from: usize) -> (Vec<BlockSpan>, ScanEnd) {
+    let mut spans = Vec::new();
+    let mut pos = from;
+    loop {
+        let offset = pos as u64;
+        let rest = data.get(pos..).unwrap_or_default();
+        let end = match classify_magic(rest) {
+            Magic::End => ScanEnd::Clean { eof_marker: false },
+            Magic::Partial => ScanEnd::Damage(XlogError::TornTail { offset }),
+            Magic::Unknown => ScanEnd::Damage(XlogError::corrupt(offset, bad_magic(rest))),
+            Magic::Eof if rest.len() > EOF_MARKER.len() => {
+                ScanEnd::Damage(XlogError::DataAfterEof { offset })
+            }
+            Magic::Eof => ScanEnd::Clean { eof_marker: true },
+            Magic::Block => match split_block(rest, offset) {
+                Ok((_, stored)) => {
+                    let len = FIXHEADER_SIZE + stored.len();
+                    spans.push(BlockSpan { offset: pos, len });
+                    pos += len;
+                    continue;
+                }
+                Err(e) => ScanEnd::Damage(e),
+            },
+        };
+        return (spans, end);
+    }
+}
+
+/// Checks one block's CRC, decompresses it if needed (into `buf`, reused across calls) and
+/// hands each row to `row`. Rows before a bad row are handed out before the error.
+pub fn decode_block(
+    data: &[u8],
+    span: BlockSpan,
+    decompressor: &mut BlockDecompressor,
+    buf: &mut Vec<u8>,
+    mut row: impl FnMut(RowRef<'_>),
+) -> XlogResult<()> {
+    let offset = span.offset as u64;
+    let rest = data.get(span.offset..).unwrap_or_default();
+    let (head, stored) = split_block(rest, offset)?;
+    check_crc(&head, stored).map_err(|reason| XlogError::corrupt(offset, reason))?;
+    let payload = if head.compressed {
+        decompressor
+            .decompress_into(stored, buf)
+            .map_err(|r| XlogError::corrupt(offset, r))?;
+        buf.as_slice()
+    } else {
+        stored
+    };
+    let mut tail = payload;
+    while !tail.is_empty() {
+        let at = payload.len() - tail.len();
+        match decode_row_ref(&mut tail) {
+            Ok(r) => row(r),
+            Err(e) => {
+                return Err(XlogError::corrupt(
+                    offset,
+                    format!("row at payload byte {at}: {e}"),
+                ))
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Splits a block (starting with a block magic) into its decoded fixed header and stored
