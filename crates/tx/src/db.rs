@@ -313,10 +313,29 @@ impl Db {
         self.apply(dml, false).map(|_| ())
     }
 
+    /// Replays a logged INSERT or REPLACE whose tuple was already built (on a decoder
+    /// thread): user spaces skip everything a request needs (undo, result, log body).
+    pub fn replay_tuple(&mut self, insert: bool, space_id: u32, tuple: Tuple) -> BoxResult<()> {
+        if space_id <= sys::SYSTEM_ID_MAX {
+            let tuple = tuple.data();
+            return self.replay_dml(if insert {
+                Dml::Insert { space_id, tuple }
+            } else {
+                Dml::Replace { space_id, tuple }
+            });
+        }
+        let space = &mut self.catalog.space_mut(space_id)?.space;
+        if insert {
+            space.insert(tuple)?;
+        } else {
+            space.replace(tuple)?;
+        }
+        Ok(())
+    }
+
     fn apply(&mut self, dml: Dml<'_>, log: bool) -> BoxResult<Applied> {
         let space_id = dml.space_id();
         let space = &mut self.catalog.space_mut(space_id)?.space;
-        let pk_def = space.primary()?.key_def().clone();
         // A replayed row's body was validated when it was decoded from the log; a request's
         // tuple is validated here.
         let make_tuple = |t: &[u8]| {
@@ -346,7 +365,7 @@ impl Db {
             Dml::Delete { index_id, key, .. } => {
                 let change = space.delete(index_id, key)?;
                 let body = match &change.old {
-                    Some(t) => body_key(space_id, None, &pk_def.extract_key(t)),
+                    Some(t) => body_key(space_id, None, &space.primary()?.key_def().extract_key(t)),
                     None => body_key(space_id, Some(index_id), key),
                 };
                 (change, body)
@@ -360,7 +379,10 @@ impl Db {
             } => {
                 let change = space.update(index_id, key, ops, index_base)?;
                 let body = match &change.old {
-                    Some(t) => body_update(space_id, index_base, &pk_def.extract_key(t), ops),
+                    Some(t) => {
+                        let key = space.primary()?.key_def().extract_key(t);
+                        body_update(space_id, index_base, &key, ops)
+                    }
                     None => body_update(space_id, index_base, key, ops),
                 };
                 (change, body)
