@@ -254,6 +254,11 @@ impl<T: Clone> BPlusTree<T> {
     /// Inserts `value`, or replaces and returns the element equal to it. `cmp(x, value)`
     /// orders an element against `value` and must be the tree's order.
     pub fn insert(&mut self, value: T, mut cmp: impl FnMut(&T, &T) -> Ordering) -> Option<T> {
+        let tail = self.leaf(self.last).items.last();
+        if tail.is_some_and(|x| cmp(x, &value) == Ordering::Less) {
+            self.append(value);
+            return None;
+        }
         let mut path = Path::new();
         let mut right = |x: &T| cmp(x, &value) != Ordering::Greater;
         let leaf_id = self.descend(&mut right, Some(&mut path));
@@ -275,6 +280,36 @@ impl<T: Clone> BPlusTree<T> {
             self.insert_separator(&path, path.len, sep, right_id);
         }
         None
+    }
+
+    /// Appends an element greater than every other. Ascending keys (an auto-increment id, a
+    /// log replay) take no descent, and a full last leaf splits off just the new element, so
+    /// leaves stay full instead of half empty: the last leaf is the one leaf allowed below
+    /// `LEAF_MIN`.
+    fn append(&mut self, value: T) {
+        self.len += 1;
+        let leaf = self.leaf_mut(self.last);
+        if leaf.items.len() < LEAF_MAX {
+            leaf.items.push(value);
+            return;
+        }
+        let mut path = Path::new();
+        let old_last = self.descend(&mut |_: &T| true, Some(&mut path));
+        let new_id = self.alloc_id();
+        let sep = value.clone();
+        let mut items = new_leaf_vec();
+        items.push(value);
+        self.set(
+            new_id,
+            Node::Leaf(Leaf {
+                items,
+                prev: old_last,
+                next: NONE,
+            }),
+        );
+        self.leaf_mut(old_last).next = new_id;
+        self.last = new_id;
+        self.insert_separator(&path, path.len, sep, new_id);
     }
 
     /// Relieves an overfull leaf by moving one element to a sibling with room, so that
@@ -817,8 +852,9 @@ impl<T: Clone + std::fmt::Debug> BPlusTree<T> {
             Node::Leaf(leaf) => {
                 assert_eq!(depth, self.height, "leaves at one depth");
                 if id != self.root {
+                    let min = if id == self.last { 1 } else { LEAF_MIN };
                     assert!(
-                        leaf.items.len() >= LEAF_MIN && leaf.items.len() <= LEAF_MAX,
+                        leaf.items.len() >= min && leaf.items.len() <= LEAF_MAX,
                         "leaf fill"
                     );
                 }
@@ -894,6 +930,42 @@ mod tests {
         assert!(tree.is_empty());
         assert_eq!(tree.height, 0);
         check(&tree, &BTreeSet::new());
+    }
+
+    #[test]
+    fn ascending_inserts_fill_leaves_and_survive_removal() {
+        let mut tree = BPlusTree::new();
+        let mut model = BTreeSet::new();
+        let n = 10_000u32;
+        for k in 0..n {
+            assert!(tree.insert(k, u32::cmp).is_none());
+            model.insert(k);
+            if k % 997 == 0 {
+                check(&tree, &model);
+            }
+        }
+        check(&tree, &model);
+        // Every leaf but the last is full: appends do not leave half-empty leaves behind.
+        let leaves = tree
+            .nodes
+            .iter()
+            .filter(|n| matches!(n, Node::Leaf(_)))
+            .count();
+        assert_eq!(leaves, (n as usize).div_ceil(LEAF_MAX));
+        // The short last leaf borrows and merges like any other when keys leave.
+        for k in (0..n).rev().step_by(3) {
+            assert_eq!(tree.remove(cmp_to(k)), Some(k));
+            model.remove(&k);
+            if k % 101 == 0 {
+                check(&tree, &model);
+            }
+        }
+        check(&tree, &model);
+        for k in n..n + 500 {
+            tree.insert(k, u32::cmp);
+            model.insert(k);
+        }
+        check(&tree, &model);
     }
 
     #[test]
