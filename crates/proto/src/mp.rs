@@ -159,17 +159,53 @@ fn int_value(v: i64) -> Value<'static> {
     }
 }
 
+/// Byte length of a big-endian length field at `buf[at..at + width]`.
+#[inline]
+fn len_at(buf: &[u8], at: usize, width: usize) -> MpResult<usize> {
+    let bytes = buf.get(at..at + width).ok_or(MpError::Truncated)?;
+    Ok(bytes.iter().fold(0usize, |n, &b| (n << 8) | b as usize))
+}
+
+/// Steps over the head of the next value — and over the payload of a scalar, string,
+/// binary or extension — without decoding it; returns how many elements a container head
+/// announces (twice the pairs for a map). The hot path of `skip` and `check`: the same
+/// bytes and errors as `read_value`, minus building a `Value`.
+#[inline]
+fn skip_head(buf: &mut &[u8]) -> MpResult<u64> {
+    let b = *buf.first().ok_or(MpError::Truncated)?;
+    let (len, children) = match b {
+        0x00..=0x7f | 0xc0 | 0xc2 | 0xc3 | 0xe0..=0xff => (1, 0),
+        0x80..=0x8f => (1, 2 * (b & 0x0f) as u64),
+        0x90..=0x9f => (1, (b & 0x0f) as u64),
+        0xa0..=0xbf => (1 + (b & 0x1f) as usize, 0),
+        0xc1 => return Err(MpError::Invalid),
+        0xc4 | 0xd9 => (2 + len_at(buf, 1, 1)?, 0),
+        0xc5 | 0xda => (3 + len_at(buf, 1, 2)?, 0),
+        0xc6 | 0xdb => (5 + len_at(buf, 1, 4)?, 0),
+        0xc7 => (3 + len_at(buf, 1, 1)?, 0),
+        0xc8 => (4 + len_at(buf, 1, 2)?, 0),
+        0xc9 => (6 + len_at(buf, 1, 4)?, 0),
+        0xcc | 0xd0 => (2, 0),
+        0xcd | 0xd1 => (3, 0),
+        0xca | 0xce | 0xd2 => (5, 0),
+        0xcb | 0xcf | 0xd3 => (9, 0),
+        0xd4..=0xd8 => (2 + (1 << (b - 0xd4)), 0),
+        0xdc => (3, len_at(buf, 1, 2)? as u64),
+        0xdd => (5, len_at(buf, 1, 4)? as u64),
+        0xde => (3, 2 * len_at(buf, 1, 2)? as u64),
+        0xdf => (5, 2 * len_at(buf, 1, 4)? as u64),
+    };
+    *buf = buf.get(len..).ok_or(MpError::Truncated)?;
+    Ok(children)
+}
+
 /// Skips one whole value, including nested elements. Iterative, so hostile nesting cannot
 /// overflow the stack; the element count is bounded by the buffer length.
 pub fn skip(buf: &mut &[u8]) -> MpResult<()> {
     let mut pending: u64 = 1;
     while pending > 0 {
         pending -= 1;
-        match read_value(buf)? {
-            Value::Array(n) => pending += n as u64,
-            Value::Map(n) => pending += 2 * n as u64,
-            _ => {}
-        }
+        pending += skip_head(buf)?;
         if pending > buf.len() as u64 {
             return Err(MpError::Truncated);
         }
@@ -177,32 +213,43 @@ pub fn skip(buf: &mut &[u8]) -> MpResult<()> {
     Ok(())
 }
 
+/// Nesting levels `check` tracks without allocating.
+const CHECK_INLINE_DEPTH: usize = 16;
+
 /// Validates one complete value at the start of `buf` (depth-limited) and returns its length.
 pub fn check(buf: &[u8]) -> MpResult<usize> {
     let mut cur = buf;
-    let mut stack: Vec<u64> = Vec::new();
+    // Elements still due at each enclosing level: inline for ordinary depths, spilling to
+    // the heap only for deep values.
+    let mut inline = [0u64; CHECK_INLINE_DEPTH];
+    let mut spill: Vec<u64> = Vec::new();
+    let mut depth = 0usize;
     let mut pending: u64 = 1;
     loop {
         while pending == 0 {
-            match stack.pop() {
-                Some(p) => pending = p,
-                None => return Ok(buf.len() - cur.len()),
+            if depth == 0 {
+                return Ok(buf.len() - cur.len());
             }
+            depth -= 1;
+            pending = match inline.get(depth) {
+                Some(&p) => p,
+                None => spill.pop().unwrap_or(0),
+            };
         }
         pending -= 1;
-        let children = match read_value(&mut cur)? {
-            Value::Array(n) => n as u64,
-            Value::Map(n) => 2 * n as u64,
-            _ => continue,
-        };
+        let children = skip_head(&mut cur)?;
         if children > cur.len() as u64 {
             return Err(MpError::Truncated);
         }
         if children > 0 {
-            if stack.len() >= MP_DEPTH_MAX {
+            if depth >= MP_DEPTH_MAX {
                 return Err(MpError::Invalid);
             }
-            stack.push(pending);
+            match inline.get_mut(depth) {
+                Some(slot) => *slot = pending,
+                None => spill.push(pending),
+            }
+            depth += 1;
             pending = children;
         }
     }
@@ -448,6 +495,21 @@ mod tests {
             let mut buf = Vec::new();
             write_uint(&mut buf, v);
             prop_assert_eq!(read_uint(&mut &buf[..]), Ok(v));
+        }
+
+        #[test]
+        fn skip_head_agrees_with_read_value(bytes in proptest::collection::vec(any::<u8>(), 0..40)) {
+            let (mut a, mut b) = (&bytes[..], &bytes[..]);
+            let by_value = read_value(&mut a).map(|v| match v {
+                Value::Array(n) => n as u64,
+                Value::Map(n) => 2 * n as u64,
+                _ => 0,
+            });
+            let by_head = skip_head(&mut b);
+            prop_assert_eq!(by_value, by_head);
+            if by_head.is_ok() {
+                prop_assert_eq!(a.len(), b.len());
+            }
         }
 
         #[test]
