@@ -3,14 +3,18 @@
 use mio::net::TcpStream;
 use std::io::{self, Read, Write};
 
-use spindle_types::limits::CONN_READ_CHUNK;
+use spindle_types::limits::{CONN_READ_CHUNK, NET_BUFFER_POOL_MAX};
 
 pub struct Conn {
     pub stream: TcpStream,
     pub generation: u32,
+    /// Read buffer: `input[consumed..filled]` is read and not yet framed; the bytes past
+    /// `filled` are zeroed spare room, kept so that reads never re-zero memory.
     pub input: Vec<u8>,
     /// Bytes of `input` already framed and dispatched.
     pub consumed: usize,
+    /// Bytes of `input` holding data read from the socket.
+    pub filled: usize,
     pub output: Vec<u8>,
     /// Bytes of `output` already written to the socket.
     pub written: usize,
@@ -21,6 +25,9 @@ pub struct Conn {
     /// Requests of this connection currently in the TX thread.
     pub in_flight: usize,
 }
+
+/// Output capacity a connection keeps between bursts.
+const OUTPUT_KEEP_MAX: usize = 64 * 1024;
 
 pub enum ReadOutcome {
     /// Read something; more may remain.
@@ -38,6 +45,7 @@ impl Conn {
             generation,
             input: Vec::new(),
             consumed: 0,
+            filled: 0,
             output: Vec::new(),
             written: 0,
             readable: true,
@@ -46,46 +54,58 @@ impl Conn {
         }
     }
 
-    /// Reads one chunk into `input`.
-    pub fn read_chunk(&mut self) -> ReadOutcome {
+    /// Reads one chunk into `input`, taking a buffer from `pool` if the connection holds
+    /// none.
+    pub fn read_chunk(&mut self, pool: &mut BufferPool) -> ReadOutcome {
         self.compact_input();
-        let start = self.input.len();
-        self.input.resize(start + CONN_READ_CHUNK, 0);
-        let result = self.stream.read(&mut self.input[start..]);
+        if self.input.is_empty() {
+            self.input = pool.take();
+        }
+        let want = self.filled + CONN_READ_CHUNK;
+        if self.input.len() < want {
+            self.input.resize(want, 0);
+        }
+        let result = self.stream.read(&mut self.input[self.filled..]);
         match result {
-            Ok(0) => {
-                self.input.truncate(start);
-                ReadOutcome::Closed
-            }
+            Ok(0) => ReadOutcome::Closed,
             Ok(n) => {
-                self.input.truncate(start + n);
+                self.filled += n;
                 ReadOutcome::Progress
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                self.input.truncate(start);
                 self.readable = false;
                 ReadOutcome::Drained
             }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {
-                self.input.truncate(start);
-                ReadOutcome::Progress
-            }
-            Err(_) => {
-                self.input.truncate(start);
-                ReadOutcome::Closed
-            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => ReadOutcome::Progress,
+            Err(_) => ReadOutcome::Closed,
         }
     }
 
     fn compact_input(&mut self) {
         if self.consumed > 0 {
-            self.input.drain(..self.consumed);
+            self.input.copy_within(self.consumed..self.filled, 0);
+            self.filled -= self.consumed;
             self.consumed = 0;
         }
     }
 
     pub fn pending_input(&self) -> &[u8] {
-        self.input.get(self.consumed..).unwrap_or(&[])
+        self.input.get(self.consumed..self.filled).unwrap_or(&[])
+    }
+
+    /// Gives the read buffer back to `pool` when nothing in it is pending, so an idle
+    /// connection holds no buffer.
+    pub fn release_input(&mut self, pool: &mut BufferPool) {
+        if self.consumed == self.filled && !self.input.is_empty() {
+            pool.put(std::mem::take(&mut self.input));
+            self.consumed = 0;
+            self.filled = 0;
+        }
+    }
+
+    /// Marks every byte read as consumed (the rest of the stream is dropped).
+    pub fn discard_input(&mut self) {
+        self.consumed = self.filled;
     }
 
     pub fn unsent(&self) -> usize {
@@ -104,9 +124,35 @@ impl Conn {
             }
         }
         if self.written == self.output.len() {
-            self.output.clear();
             self.written = 0;
+            if self.output.capacity() > OUTPUT_KEEP_MAX {
+                // A burst is over: an idle connection should not hold its peak.
+                self.output = Vec::new();
+            } else {
+                self.output.clear();
+            }
         }
         Ok(())
+    }
+}
+
+/// Read buffers of a network thread's idle connections, reused by the next busy one: busy
+/// connections never allocate per read, idle ones hold nothing.
+#[derive(Default)]
+pub struct BufferPool {
+    buffers: Vec<Vec<u8>>,
+}
+
+impl BufferPool {
+    fn take(&mut self) -> Vec<u8> {
+        self.buffers.pop().unwrap_or_default()
+    }
+
+    fn put(&mut self, mut buffer: Vec<u8>) {
+        // Oversized buffers (one huge packet) are not worth keeping.
+        if self.buffers.len() < NET_BUFFER_POOL_MAX && buffer.capacity() <= 4 * CONN_READ_CHUNK {
+            buffer.truncate(CONN_READ_CHUNK);
+            self.buffers.push(buffer);
+        }
     }
 }

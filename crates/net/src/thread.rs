@@ -15,11 +15,11 @@ use tracing::{debug, warn};
 use spindle_fiber::{spawn_cord, Bus};
 use spindle_proto::greeting::encode_greeting;
 use spindle_proto::iproto::{decode_frame, decode_request, encode_error, Frame, FrameError};
-use spindle_proto::route::{NetEvent, ReplyBatch, Route};
+use spindle_proto::route::{BatchItem, NetEvent, ReplyBatch, RequestBatch, Route};
 use spindle_types::iproto::GREETING_VERSION;
-use spindle_types::limits::CONN_OUTPUT_MAX;
+use spindle_types::limits::{CONN_OUTPUT_MAX, NET_BATCH_BYTES_MAX, NET_BATCH_MAX};
 
-use crate::conn::{Conn, ReadOutcome};
+use crate::conn::{BufferPool, Conn, ReadOutcome};
 
 const LISTENER: Token = Token(usize::MAX - 1);
 const WAKER: Token = Token(usize::MAX - 2);
@@ -224,6 +224,9 @@ struct NetThread<M> {
     dirty: Vec<usize>,
     in_flight: usize,
     listening: bool,
+    /// Requests decoded this turn, not yet handed to TX.
+    batch: RequestBatch,
+    buffers: BufferPool,
 }
 
 impl<M: From<NetEvent> + Send + 'static> NetThread<M> {
@@ -246,6 +249,8 @@ impl<M: From<NetEvent> + Send + 'static> NetThread<M> {
             dirty: Vec::new(),
             in_flight: 0,
             listening: true,
+            batch: RequestBatch::default(),
+            buffers: BufferPool::default(),
         }
     }
 
@@ -298,6 +303,7 @@ impl<M: From<NetEvent> + Send + 'static> NetThread<M> {
                 self.maybe_stop_listening(&poll, l);
             }
             self.process_work();
+            self.send_batch();
             self.flush_dirty(&poll);
             if self.exiting() {
                 self.flush_all(&poll);
@@ -397,6 +403,7 @@ impl<M: From<NetEvent> + Send + 'static> NetThread<M> {
             slot: slot as u32,
             generation,
         };
+        self.send_batch();
         self.bus.send(M::from(NetEvent::Connect { route, salt }));
         self.dirty.push(slot);
         self.work.push_back(slot);
@@ -472,13 +479,14 @@ impl<M: From<NetEvent> + Send + 'static> NetThread<M> {
                 Ok(Frame::Packet { prefix_len, len }) => self.dispatch(slot, prefix_len, len),
                 Ok(Frame::Need(_)) => {
                     if !conn.readable {
+                        conn.release_input(&mut self.buffers);
                         return false;
                     }
                     if reads == READS_PER_TURN {
                         return true;
                     }
                     reads += 1;
-                    if let ReadOutcome::Closed = conn.read_chunk() {
+                    if let ReadOutcome::Closed = conn.read_chunk(&mut self.buffers) {
                         conn.closing = true;
                         self.dirty.push(slot);
                         return false;
@@ -492,6 +500,8 @@ impl<M: From<NetEvent> + Send + 'static> NetThread<M> {
         }
     }
 
+    /// Decodes one framed packet into the turn's batch, or answers it right here if it
+    /// does not decode.
     fn dispatch(&mut self, slot: usize, prefix_len: usize, len: usize) {
         let schema_version = self.shared.schema_version.load(Ordering::Relaxed);
         let index = self.index;
@@ -499,27 +509,30 @@ impl<M: From<NetEvent> + Send + 'static> NetThread<M> {
             return;
         };
         let start = conn.consumed + prefix_len;
-        let packet = conn
-            .input
-            .get(start..start + len)
-            .map(|p| p.to_vec())
-            .unwrap_or_default();
+        let packet = conn.input.get(start..start + len).unwrap_or_default();
         conn.consumed = start + len;
         let route = Route {
             thread: index,
             slot: slot as u32,
             generation: conn.generation,
         };
-        match decode_request(&packet) {
+        match decode_request(packet) {
             Ok((header, request)) => {
                 conn.in_flight += 1;
                 self.in_flight += 1;
-                self.bus.send(M::from(NetEvent::Request {
+                let batch = &mut self.batch;
+                let start = batch.buf.len() as u32;
+                batch.buf.extend_from_slice(packet);
+                batch.items.push(BatchItem {
                     route,
                     header,
                     request,
-                    packet,
-                }));
+                    start,
+                    end: batch.buf.len() as u32,
+                });
+                if batch.len() >= NET_BATCH_MAX || batch.buf.len() >= NET_BATCH_BYTES_MAX {
+                    self.send_batch();
+                }
             }
             Err(e) => {
                 debug!(
@@ -533,6 +546,22 @@ impl<M: From<NetEvent> + Send + 'static> NetThread<M> {
         }
     }
 
+    /// Hands the requests decoded so far to TX in one message.
+    fn send_batch(&mut self) {
+        if self.batch.is_empty() {
+            return;
+        }
+        let capacity = self.batch.buf.len();
+        let batch = std::mem::replace(
+            &mut self.batch,
+            RequestBatch {
+                buf: Vec::with_capacity(capacity),
+                items: Vec::new(),
+            },
+        );
+        self.bus.send(M::from(NetEvent::Requests(batch)));
+    }
+
     fn framing_error(&mut self, slot: usize, e: FrameError) {
         let schema_version = self.shared.schema_version.load(Ordering::Relaxed);
         let err = e.to_box_error();
@@ -543,7 +572,7 @@ impl<M: From<NetEvent> + Send + 'static> NetThread<M> {
             );
             encode_error(&mut conn.output, 0, schema_version, &err);
             conn.closing = true;
-            conn.consumed = conn.input.len();
+            conn.discard_input();
             self.dirty.push(slot);
         }
     }
@@ -592,6 +621,7 @@ impl<M: From<NetEvent> + Send + 'static> NetThread<M> {
             slot: slot as u32,
             generation: conn.generation,
         };
+        self.send_batch();
         self.bus.send(M::from(NetEvent::Disconnect { route }));
     }
 }

@@ -24,8 +24,46 @@ pub enum NetEvent {
         request: Request,
         packet: Vec<u8>,
     },
+    /// Every request one network thread decoded in one loop turn (one bus hand-off for
+    /// many requests).
+    Requests(RequestBatch),
     /// The connection is gone; TX forgets its session.
     Disconnect { route: Route },
+}
+
+/// One request inside a batch: its packet is `buf[start..end]`, and the spans of `request`
+/// index into that packet.
+#[derive(Clone, Debug)]
+pub struct BatchItem {
+    pub route: Route,
+    pub header: Header,
+    pub request: Request,
+    pub start: u32,
+    pub end: u32,
+}
+
+/// Requests decoded by a network thread, packets back to back in one buffer.
+#[derive(Debug, Default)]
+pub struct RequestBatch {
+    pub buf: Vec<u8>,
+    pub items: Vec<BatchItem>,
+}
+
+impl RequestBatch {
+    /// The packet of `item`.
+    pub fn packet(&self, item: &BatchItem) -> &[u8] {
+        self.buf
+            .get(item.start as usize..item.end as usize)
+            .unwrap_or(&[])
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
 }
 
 /// One reply inside a batch: the bytes `buf[previous end .. end]` go to `route`.

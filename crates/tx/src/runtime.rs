@@ -18,7 +18,7 @@ use tracing::{error, info, warn};
 
 use spindle_fiber::{current_fiber, park, spawn_fiber, yield_now, BusReceiver, Fiber, TxCell};
 use spindle_proto::iproto::{Header, Request};
-use spindle_proto::route::{NetEvent, ReplyBatch, Route};
+use spindle_proto::route::{NetEvent, ReplyBatch, RequestBatch, Route};
 use spindle_types::limits::{TX_DISPATCH_BATCH, TX_FIBER_POOL_MAX, TX_FIBER_STACK_WORDS};
 use spindle_types::{BoxError, BoxResult};
 use spindle_xlog::journal::{JournalReply, JournalRequest, JournalTxn};
@@ -307,7 +307,10 @@ pub fn dispatch(tx: TxRef, mut bus: BusReceiver<TxMsg>) {
         let mut handled = 0;
         while handled < TX_DISPATCH_BATCH {
             let Ok(msg) = bus.try_recv() else { break };
-            handled += 1;
+            handled += match &msg {
+                TxMsg::Net(NetEvent::Requests(batch)) => batch.len().max(1),
+                _ => 1,
+            };
             if handle(tx, msg) {
                 yield_now();
             }
@@ -323,7 +326,7 @@ pub fn dispatch(tx: TxRef, mut bus: BusReceiver<TxMsg>) {
             stop_pool(tx);
             return;
         }
-        if handled == TX_DISPATCH_BATCH {
+        if handled >= TX_DISPATCH_BATCH {
             bus.poll_point();
         } else {
             bus.wait();
@@ -393,6 +396,10 @@ fn handle(tx: TxRef, msg: TxMsg) -> bool {
                 false
             }
         }
+        TxMsg::Net(NetEvent::Requests(batch)) => {
+            handle_batch(tx, batch);
+            false
+        }
         TxMsg::Wal(JournalReply::Written { lsn }) => {
             tx.with(|t| t.on_wal_written(lsn));
             true
@@ -425,21 +432,49 @@ fn handle(tx: TxRef, msg: TxMsg) -> bool {
     }
 }
 
+/// Runs a network thread's batch in arrival order: reads inline, each write started in its
+/// fiber at once (the dispatcher yields to it), exactly as if the requests came one by one.
+fn handle_batch(tx: TxRef, batch: RequestBatch) {
+    let mut rest = batch.items.iter().peekable();
+    while rest.peek().is_some() {
+        // A run of reads under one borrow of the TX state.
+        tx.with(|t| {
+            while let Some(item) = rest.next_if(|i| !crate::db::is_write(&i.request)) {
+                run_read(
+                    t,
+                    item.route,
+                    &item.header,
+                    &item.request,
+                    batch.packet(item),
+                );
+            }
+        });
+        if let Some(item) = rest.next() {
+            let job = Job {
+                route: item.route,
+                header: item.header,
+                request: item.request.clone(),
+                packet: batch.packet(item).to_vec(),
+            };
+            if start_job(tx, job) {
+                yield_now();
+            }
+        }
+    }
+}
+
 fn run_inline(t: &mut Tx, job: Job) {
-    let user = t.sessions.user(job.route);
-    let sync = job.header.sync;
-    let result = t.db.execute_read(
-        &mut t.sessions,
-        job.route,
-        user,
-        &job.header,
-        &job.request,
-        &job.packet,
-    );
+    run_read(t, job.route, &job.header, &job.request, &job.packet);
+}
+
+fn run_read(t: &mut Tx, route: Route, header: &Header, request: &Request, packet: &[u8]) {
+    let user = t.sessions.user(route);
+    let result =
+        t.db.execute_read(&mut t.sessions, route, user, header, request, packet);
     let schema_version = t.db.schema_version();
-    if let Some(outbox) = t.outbox(job.route) {
-        outbox.push(job.route, |out| {
-            reply::encode(out, sync, schema_version, result)
+    if let Some(outbox) = t.outbox(route) {
+        outbox.push(route, |out| {
+            reply::encode(out, header.sync, schema_version, result)
         });
     }
 }

@@ -11,6 +11,12 @@ pub const NET_MSG_MAX_DEFAULT: usize = 768;
 pub const CONN_OUTPUT_MAX: usize = 4 * 1024 * 1024;
 /// Read buffer growth step for a connection.
 pub const CONN_READ_CHUNK: usize = 16 * 1024;
+/// Idle read buffers a network thread keeps for reuse.
+pub const NET_BUFFER_POOL_MAX: usize = 256;
+/// Requests a network thread gathers into one bus message before handing it over.
+pub const NET_BATCH_MAX: usize = 256;
+/// Packet bytes a network thread gathers into one bus message before handing it over.
+pub const NET_BATCH_BYTES_MAX: usize = 256 * 1024;
 /// Messages the TX dispatcher handles before it yields to epoll and other fibers.
 pub const TX_DISPATCH_BATCH: usize = 256;
 /// Request fibers alive at once; requests beyond this wait in the TX run queue.
