@@ -14,10 +14,13 @@
 
 use std::cmp::Ordering;
 
-/// Elements per leaf before it splits.
-const LEAF_MAX: usize = 64;
-/// A non-root leaf never has fewer elements than this.
+/// Elements per leaf before it splits. A leaf's vector also holds the one transient extra
+/// element of an overflow: 63 + 1 16-byte entries fill a 1 KiB allocation exactly.
+const LEAF_MAX: usize = 63;
+/// A non-root leaf other than the last never has fewer elements than this.
 const LEAF_MIN: usize = LEAF_MAX / 2;
+/// Room a split of the last leaf leaves in its left part for late, out-of-order keys.
+const LAST_LEAF_SPARE: usize = 8;
 /// Children per inner node before it splits.
 const INNER_MAX: usize = 64;
 /// A non-root inner node never has fewer children than this.
@@ -276,7 +279,14 @@ impl<T: Clone> BPlusTree<T> {
         leaf.items.insert(idx, value);
         self.len += 1;
         if self.leaf(leaf_id).items.len() > LEAF_MAX && !self.shift_to_sibling(&path, leaf_id) {
-            let (sep, right_id) = self.split_leaf(leaf_id);
+            // Nearly ascending keys (concurrent inserters of an increasing id) land at the
+            // end: keep the left leaf nearly full, as a plain append does.
+            let keep = if leaf_id == self.last {
+                LEAF_MAX - LAST_LEAF_SPARE
+            } else {
+                LEAF_MAX.div_ceil(2)
+            };
+            let (sep, right_id) = self.split_leaf(leaf_id, keep);
             self.insert_separator(&path, path.len, sep, right_id);
         }
         None
@@ -347,11 +357,12 @@ impl<T: Clone> BPlusTree<T> {
         false
     }
 
-    /// Moves the upper half of an overfull leaf into a new leaf linked after it.
-    fn split_leaf(&mut self, id: u32) -> (T, u32) {
+    /// Moves all but the first `keep` elements of an overfull leaf into a new leaf linked
+    /// after it.
+    fn split_leaf(&mut self, id: u32, keep: usize) -> (T, u32) {
         let new_id = self.alloc_id();
         let leaf = self.leaf_mut(id);
-        let mid = leaf.items.len() / 2;
+        let mid = keep;
         let mut items = new_leaf_vec();
         items.extend(leaf.items.drain(mid..));
         let next = std::mem::replace(&mut leaf.next, new_id);
@@ -966,6 +977,28 @@ mod tests {
             model.insert(k);
         }
         check(&tree, &model);
+    }
+
+    #[test]
+    fn nearly_ascending_inserts_keep_leaves_mostly_full() {
+        let mut tree = BPlusTree::new();
+        let mut model = BTreeSet::new();
+        let n = 20_000u32;
+        // Ascending overall, every run of 16 keys reversed: concurrent inserters.
+        for k in (0..n).map(|i| (i / 16) * 16 + 15 - i % 16) {
+            assert!(tree.insert(k, u32::cmp).is_none());
+            model.insert(k);
+        }
+        check(&tree, &model);
+        let leaves = tree
+            .nodes
+            .iter()
+            .filter(|n| matches!(n, Node::Leaf(_)))
+            .count();
+        assert!(
+            leaves <= (n as usize).div_ceil(LEAF_MAX - LAST_LEAF_SPARE) + 1,
+            "{leaves} leaves for {n} keys"
+        );
     }
 
     #[test]
