@@ -25,6 +25,12 @@ use spindle_types::limits::TX_FIBER_STACK_WORDS;
 use spindle_wal::{SyncMode, WalConfig};
 use spindle_xlog::OsFs;
 
+/// mimalloc keeps no per-block header (a 40-byte tuple takes 40 bytes, not 48) and serves
+/// each thread from its own pages: fewer bytes per tuple and cheaper allocation on the TX
+/// thread's hot path than glibc malloc.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
