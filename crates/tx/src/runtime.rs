@@ -1,32 +1,33 @@
-//! The TX thread's runtime: the dispatcher fiber, the bounded pool of request fibers, the
-//! per-network-thread reply outboxes, and the commit protocol with the WAL thread.
+//! The TX thread's runtime: the dispatcher fiber, the per-network-thread reply outboxes, and
+//! the commit protocol with the WAL thread.
 //!
-//! Order of execution matches Tarantool: every request starts in arrival order. Read-only
-//! requests run inline in the dispatcher (they cannot yield); writes are handed to a pooled
-//! fiber and the dispatcher yields once so the fiber applies its change at once — a later
-//! SELECT from the same connection sees it — and then parks until the WAL reports the LSN
-//! durable. Replies produced during one dispatcher turn leave as one batch per network
-//! thread, and the journal writes of one turn leave as one WAL message (group commit).
+//! Order of execution matches Tarantool: every request starts in arrival order and runs to
+//! its end or its commit point at once — a later SELECT sees an earlier INSERT. No request
+//! can yield before it commits (a single-statement DML touches only memory), so none needs
+//! a stack of its own: a write's remaining work — reply once the WAL confirms its LSN — is a
+//! continuation kept with its in-flight transaction, exactly what a parked fiber would hold,
+//! minus the stack and two context switches. Replies produced during one dispatcher turn
+//! leave as one batch per network thread, and the journal writes of one turn leave as one
+//! WAL message (group commit).
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
 use crossbeam_channel::Sender;
-use hashbrown::HashMap;
 use tracing::{error, info, warn};
 
-use spindle_fiber::{current_fiber, park, spawn_fiber, yield_now, BusReceiver, Fiber, TxCell};
+use spindle_fiber::{BusReceiver, TxCell};
 use spindle_proto::iproto::{Header, Request};
-use spindle_proto::route::{NetEvent, ReplyBatch, RequestBatch, Route};
-use spindle_types::limits::{TX_DISPATCH_BATCH, TX_FIBER_POOL_MAX, TX_FIBER_STACK_WORDS};
+use spindle_proto::route::{NetEvent, ReplyBatch, Route};
+use spindle_types::limits::TX_DISPATCH_BATCH;
 use spindle_types::{BoxError, BoxResult};
 use spindle_xlog::journal::{JournalReply, JournalRequest, JournalTxn};
 
 use crate::checkpoint::{CheckpointOutcome, ReadView};
 use crate::db::{Db, Undo, WriteOutcome};
 use crate::msg::TxMsg;
-use crate::reply;
+use crate::reply::{self, Reply};
 use crate::session::Sessions;
 
 /// How commits reach disk.
@@ -60,37 +61,25 @@ enum CheckpointState {
     Writing,
 }
 
-/// A write request waiting for (or running in) a fiber.
-struct Job {
+/// The rest of a write request once its transaction is durable: its reply.
+struct PendingReply {
     route: Route,
-    header: Header,
-    request: Request,
-    packet: Vec<u8>,
+    sync: u64,
+    reply: Reply,
 }
 
 /// A transaction sent to the WAL and not yet confirmed.
 struct InFlight {
-    txn_id: u64,
     last_lsn: u64,
     undo: Vec<Undo>,
-}
-
-#[derive(Default)]
-struct Pool {
-    idle: Vec<Fiber>,
-    jobs: VecDeque<Job>,
-    live: usize,
-    /// Set when the dispatcher has stopped: idle fibers exit instead of waiting for work.
-    stopped: bool,
+    /// `None` for a transaction no client waits on (the admin password at start-up).
+    reply: Option<PendingReply>,
 }
 
 struct Commit {
     epoch: u64,
-    next_txn_id: u64,
     pending: Vec<JournalTxn>,
     in_flight: VecDeque<InFlight>,
-    results: HashMap<u64, BoxResult<()>>,
-    waiters: HashMap<u64, Fiber>,
 }
 
 pub struct Tx {
@@ -98,11 +87,7 @@ pub struct Tx {
     sessions: Sessions,
     hooks: TxHooks,
     outboxes: Vec<ReplyBatch>,
-    pool: Pool,
     commit: Commit,
-    /// True while the dispatcher is inside a turn: it will flush outboxes and the journal
-    /// at the end. Fibers that run outside a turn flush for themselves.
-    in_turn: bool,
     shutting_down: bool,
     checkpoint: CheckpointState,
 }
@@ -120,29 +105,35 @@ impl Tx {
             sessions: Sessions::default(),
             hooks,
             outboxes,
-            pool: Pool::default(),
             commit: Commit {
                 epoch: 0,
-                next_txn_id: 1,
                 pending: Vec::new(),
                 in_flight: VecDeque::new(),
-                results: HashMap::new(),
-                waiters: HashMap::new(),
             },
-            in_turn: false,
             shutting_down: false,
             checkpoint: CheckpointState::Idle,
         }
     }
 
-    fn outbox(&mut self, route: Route) -> Option<&mut ReplyBatch> {
-        self.outboxes.get_mut(route.thread as usize)
+    /// Queues a reply for the end of the turn.
+    fn send_reply(&mut self, route: Route, sync: u64, result: BoxResult<Reply>) {
+        let schema_version = self.db.schema_version();
+        if let Some(outbox) = self.outboxes.get_mut(route.thread as usize) {
+            outbox.push(route, |out| {
+                reply::encode(out, sync, schema_version, result)
+            });
+        }
     }
 
     fn flush_replies(&mut self) {
         for (thread, outbox) in self.outboxes.iter_mut().enumerate() {
             if !outbox.is_empty() {
-                (self.hooks.send_replies)(thread as u16, std::mem::take(outbox));
+                // The next turn's batch starts at this one's size instead of regrowing.
+                let next = ReplyBatch {
+                    buf: Vec::with_capacity(outbox.buf.len()),
+                    items: Vec::with_capacity(outbox.items.len()),
+                };
+                (self.hooks.send_replies)(thread as u16, std::mem::replace(outbox, next));
             }
         }
     }
@@ -168,25 +159,27 @@ impl Tx {
             .store(self.db.schema_version(), Ordering::Relaxed);
     }
 
-    /// Registers a logged transaction: assigns LSNs, queues it for the WAL. Returns the
-    /// transaction id to wait on, or None when nothing needs waiting (wal_mode none or no rows).
-    fn submit(&mut self, outcome: &mut WriteOutcome) -> Option<u64> {
-        if outcome.rows.is_empty() {
-            return None;
+    /// Registers a logged transaction: assigns LSNs and queues it for the WAL, with the reply
+    /// to send once it is durable. A transaction with nothing to log (no rows, or
+    /// `wal_mode = none`) is committed already: its reply goes out now.
+    fn submit(&mut self, outcome: WriteOutcome, reply: Option<PendingReply>) {
+        let WriteOutcome { mut rows, undo, .. } = outcome;
+        let logged = !rows.is_empty() && self.hooks.journal.is_some();
+        if !rows.is_empty() {
+            let last_lsn = self.db.assign_lsns(&mut rows);
+            if logged {
+                self.commit.pending.push(JournalTxn { rows });
+                self.commit.in_flight.push_back(InFlight {
+                    last_lsn,
+                    undo,
+                    reply,
+                });
+                return;
+            }
         }
-        let last_lsn = self.db.assign_lsns(&mut outcome.rows);
-        let rows = std::mem::take(&mut outcome.rows);
-        self.hooks.journal.as_ref()?;
-        let txn_id = self.commit.next_txn_id;
-        self.commit.next_txn_id += 1;
-        self.commit.pending.push(JournalTxn { rows });
-        let undo = std::mem::take(&mut outcome.undo);
-        self.commit.in_flight.push_back(InFlight {
-            txn_id,
-            last_lsn,
-            undo,
-        });
-        Some(txn_id)
+        if let Some(r) = reply {
+            self.send_reply(r.route, r.sync, Ok(r.reply));
+        }
     }
 
     fn on_wal_written(&mut self, lsn: u64) {
@@ -196,9 +189,13 @@ impl Tx {
             .front()
             .is_some_and(|f| f.last_lsn <= lsn)
         {
-            if let Some(done) = self.commit.in_flight.pop_front() {
-                self.commit.results.insert(done.txn_id, Ok(()));
-                self.wake(done.txn_id);
+            if let Some(PendingReply { route, sync, reply }) = self
+                .commit
+                .in_flight
+                .pop_front()
+                .and_then(|done| done.reply)
+            {
+                self.send_reply(route, sync, Ok(reply));
             }
         }
     }
@@ -213,10 +210,9 @@ impl Tx {
         self.commit.pending.clear();
         while let Some(txn) = self.commit.in_flight.pop_back() {
             self.db.rollback(txn.undo);
-            self.commit
-                .results
-                .insert(txn.txn_id, Err(BoxError::wal_io()));
-            self.wake(txn.txn_id);
+            if let Some(r) = txn.reply {
+                self.send_reply(r.route, r.sync, Err(BoxError::wal_io()));
+            }
         }
         self.db.reset_lsn(first_lsn.saturating_sub(1));
         self.commit.epoch += 1;
@@ -280,12 +276,6 @@ impl Tx {
             Err(e) => warn!("checkpoint failed: {e}"),
         }
     }
-
-    fn wake(&mut self, txn_id: u64) {
-        if let Some(fiber) = self.commit.waiters.remove(&txn_id) {
-            fiber.unpark();
-        }
-    }
 }
 
 /// The TX state, reachable from every fiber. Leaked once at start: it lives as long as the
@@ -303,27 +293,22 @@ pub fn dispatch(tx: TxRef, mut bus: BusReceiver<TxMsg>) {
         return;
     }
     loop {
-        tx.with(|t| t.in_turn = true);
-        let mut handled = 0;
-        while handled < TX_DISPATCH_BATCH {
-            let Ok(msg) = bus.try_recv() else { break };
-            handled += match &msg {
-                TxMsg::Net(NetEvent::Requests(batch)) => batch.len().max(1),
-                _ => 1,
-            };
-            if handle(tx, msg) {
-                yield_now();
+        let (handled, done) = tx.with(|t| {
+            let mut handled = 0;
+            while handled < TX_DISPATCH_BATCH {
+                let Ok(msg) = bus.try_recv() else { break };
+                handled += match &msg {
+                    TxMsg::Net(NetEvent::Requests(batch)) => batch.len().max(1),
+                    _ => 1,
+                };
+                handle(t, msg);
             }
-        }
-        let done = tx.with(|t| {
             t.flush_journal();
             t.flush_replies();
-            t.in_turn = false;
-            t.shutting_down && shutdown_ready(t)
+            (handled, t.shutting_down && shutdown_ready(t))
         });
         if done {
             close_journal(tx, &mut bus);
-            stop_pool(tx);
             return;
         }
         if handled >= TX_DISPATCH_BATCH {
@@ -335,10 +320,7 @@ pub fn dispatch(tx: TxRef, mut bus: BusReceiver<TxMsg>) {
 }
 
 fn shutdown_ready(t: &Tx) -> bool {
-    t.commit.in_flight.is_empty()
-        && t.pool.jobs.is_empty()
-        && t.commit.waiters.is_empty()
-        && matches!(t.checkpoint, CheckpointState::Idle)
+    t.commit.in_flight.is_empty() && matches!(t.checkpoint, CheckpointState::Idle)
 }
 
 /// Asks the WAL to close the log and waits for its acknowledgement.
@@ -366,81 +348,20 @@ fn close_journal(tx: TxRef, bus: &mut BusReceiver<TxMsg>) {
     info!("TX thread stopped");
 }
 
-/// Handles one message; returns true if fibers were made runnable and should run now.
-fn handle(tx: TxRef, msg: TxMsg) -> bool {
+/// Handles one message.
+fn handle(t: &mut Tx, msg: TxMsg) {
     match msg {
-        TxMsg::Net(NetEvent::Connect { route, salt }) => {
-            tx.with(|t| t.sessions.connect(route, salt));
-            false
-        }
-        TxMsg::Net(NetEvent::Disconnect { route }) => {
-            tx.with(|t| t.sessions.disconnect(route));
-            false
-        }
+        TxMsg::Net(NetEvent::Connect { route, salt }) => t.sessions.connect(route, salt),
+        TxMsg::Net(NetEvent::Disconnect { route }) => t.sessions.disconnect(route),
         TxMsg::Net(NetEvent::Request {
             route,
             header,
             request,
             packet,
-        }) => {
-            let job = Job {
-                route,
-                header,
-                request,
-                packet,
-            };
-            if crate::db::is_write(&job.request) {
-                start_job(tx, job)
-            } else {
-                tx.with(|t| run_inline(t, job));
-                false
-            }
-        }
+        }) => run_request(t, route, &header, &request, &packet),
         TxMsg::Net(NetEvent::Requests(batch)) => {
-            handle_batch(tx, batch);
-            false
-        }
-        TxMsg::Wal(JournalReply::Written { lsn }) => {
-            tx.with(|t| t.on_wal_written(lsn));
-            true
-        }
-        TxMsg::Wal(JournalReply::Failed {
-            epoch,
-            first_lsn,
-            error,
-        }) => {
-            tx.with(|t| t.on_wal_failed(epoch, first_lsn, &error));
-            true
-        }
-        TxMsg::Wal(JournalReply::CheckpointReady { ok }) => {
-            tx.with(|t| t.on_checkpoint_ready(ok));
-            false
-        }
-        TxMsg::Wal(JournalReply::Closed) => false,
-        TxMsg::Checkpoint => {
-            tx.with(|t| t.begin_checkpoint());
-            false
-        }
-        TxMsg::CheckpointDone(outcome) => {
-            tx.with(|t| t.on_checkpoint_done(outcome));
-            false
-        }
-        TxMsg::Shutdown => {
-            tx.with(|t| t.shutting_down = true);
-            false
-        }
-    }
-}
-
-/// Runs a network thread's batch in arrival order: reads inline, each write started in its
-/// fiber at once (the dispatcher yields to it), exactly as if the requests came one by one.
-fn handle_batch(tx: TxRef, batch: RequestBatch) {
-    let mut rest = batch.items.iter().peekable();
-    while rest.peek().is_some() {
-        // A run of reads under one borrow of the TX state.
-        tx.with(|t| {
-            while let Some(item) = rest.next_if(|i| !crate::db::is_write(&i.request)) {
-                run_read(
+            for item in &batch.items {
+                run_request(
                     t,
                     item.route,
                     &item.header,
@@ -448,136 +369,53 @@ fn handle_batch(tx: TxRef, batch: RequestBatch) {
                     batch.packet(item),
                 );
             }
-        });
-        if let Some(item) = rest.next() {
-            let job = Job {
-                route: item.route,
-                header: item.header,
-                request: item.request.clone(),
-                packet: batch.packet(item).to_vec(),
-            };
-            if start_job(tx, job) {
-                yield_now();
-            }
         }
+        TxMsg::Wal(JournalReply::Written { lsn }) => t.on_wal_written(lsn),
+        TxMsg::Wal(JournalReply::Failed {
+            epoch,
+            first_lsn,
+            error,
+        }) => t.on_wal_failed(epoch, first_lsn, &error),
+        TxMsg::Wal(JournalReply::CheckpointReady { ok }) => t.on_checkpoint_ready(ok),
+        TxMsg::Wal(JournalReply::Closed) => {}
+        TxMsg::Checkpoint => t.begin_checkpoint(),
+        TxMsg::CheckpointDone(outcome) => t.on_checkpoint_done(outcome),
+        TxMsg::Shutdown => t.shutting_down = true,
     }
 }
 
-fn run_inline(t: &mut Tx, job: Job) {
-    run_read(t, job.route, &job.header, &job.request, &job.packet);
+fn run_request(t: &mut Tx, route: Route, header: &Header, request: &Request, packet: &[u8]) {
+    if crate::db::is_write(request) {
+        run_write(t, route, header, request, packet);
+    } else {
+        run_read(t, route, header, request, packet);
+    }
 }
 
 fn run_read(t: &mut Tx, route: Route, header: &Header, request: &Request, packet: &[u8]) {
     let user = t.sessions.user(route);
     let result =
         t.db.execute_read(&mut t.sessions, route, user, header, request, packet);
-    let schema_version = t.db.schema_version();
-    if let Some(outbox) = t.outbox(route) {
-        outbox.push(route, |out| {
-            reply::encode(out, header.sync, schema_version, result)
-        });
+    t.send_reply(route, header.sync, result);
+}
+
+/// Applies a write at once; its reply waits for the WAL (see the module comment).
+fn run_write(t: &mut Tx, route: Route, header: &Header, request: &Request, packet: &[u8]) {
+    let user = t.sessions.user(route);
+    let result = t.db.execute_write(user, header, request, packet);
+    if t.db.schema_changed() {
+        t.publish_schema_version();
     }
-}
-
-/// Queues a write for a pooled fiber; returns true if a fiber was woken.
-fn start_job(tx: TxRef, job: Job) -> bool {
-    let (woken, spawn) = tx.with(|t| {
-        t.pool.jobs.push_back(job);
-        if let Some(fiber) = t.pool.idle.pop() {
-            fiber.unpark();
-            (true, false)
-        } else if t.pool.live < TX_FIBER_POOL_MAX {
-            t.pool.live += 1;
-            (false, true)
-        } else {
-            (false, false)
+    match result {
+        Ok(mut outcome) => {
+            let reply = PendingReply {
+                route,
+                sync: header.sync,
+                reply: std::mem::replace(&mut outcome.reply, Reply::Empty),
+            };
+            t.submit(outcome, Some(reply));
         }
-    });
-    if spawn {
-        if let Err(e) = spawn_fiber(TX_FIBER_STACK_WORDS, move || worker(tx)) {
-            error!("cannot spawn a request fiber: {e}");
-            tx.with(|t| t.pool.live -= 1);
-        }
-    }
-    woken
-}
-
-fn worker(tx: TxRef) {
-    loop {
-        match tx.with(|t| (t.pool.jobs.pop_front(), t.pool.stopped)) {
-            (Some(job), _) => run_write(tx, job),
-            (None, true) => return,
-            (None, false) => {
-                tx.with(|t| t.pool.idle.push(current_fiber()));
-                park();
-            }
-        }
-    }
-}
-
-/// Lets the pooled fibers finish once the dispatcher is gone.
-fn stop_pool(tx: TxRef) {
-    let idle = tx.with(|t| {
-        t.pool.stopped = true;
-        std::mem::take(&mut t.pool.idle)
-    });
-    for fiber in idle {
-        fiber.unpark();
-    }
-}
-
-fn run_write(tx: TxRef, job: Job) {
-    let submitted = tx.with(|t| {
-        let user = t.sessions.user(job.route);
-        let result =
-            t.db.execute_write(user, &job.header, &job.request, &job.packet);
-        if t.db.schema_changed() {
-            t.publish_schema_version();
-        }
-        match result {
-            Ok(mut outcome) => {
-                let txn = t.submit(&mut outcome);
-                if !t.in_turn {
-                    t.flush_journal();
-                }
-                Ok((outcome.reply, txn))
-            }
-            Err(e) => Err(e),
-        }
-    });
-    let result = match submitted {
-        Ok((reply, Some(txn_id))) => wait_commit(tx, txn_id).map(|()| reply),
-        Ok((reply, None)) => Ok(reply),
-        Err(e) => Err(e),
-    };
-    tx.with(|t| {
-        let schema_version = t.db.schema_version();
-        let sync = job.header.sync;
-        if let Some(outbox) = t.outbox(job.route) {
-            outbox.push(job.route, |out| {
-                reply::encode(out, sync, schema_version, result)
-            });
-        }
-        if !t.in_turn {
-            t.flush_replies();
-        }
-    });
-}
-
-/// Parks the calling fiber until the WAL has confirmed or failed `txn_id`.
-fn wait_commit(tx: TxRef, txn_id: u64) -> BoxResult<()> {
-    loop {
-        let ready = tx.with(|t| match t.commit.results.remove(&txn_id) {
-            Some(result) => Some(result),
-            None => {
-                t.commit.waiters.insert(txn_id, current_fiber());
-                None
-            }
-        });
-        match ready {
-            Some(result) => return result,
-            None => park(),
-        }
+        Err(e) => t.send_reply(route, header.sync, Err(e)),
     }
 }
 
@@ -595,12 +433,12 @@ pub fn set_admin_password(tx: TxRef, password: &str) -> BoxResult<()> {
             space_id: crate::catalog::sys::USER,
             tuple: &row,
         })?;
-        let mut outcome = WriteOutcome {
-            reply: crate::reply::Reply::Empty,
+        let outcome = WriteOutcome {
+            reply: Reply::Empty,
             rows: applied.log.into_iter().collect(),
             undo: applied.undo.into_iter().collect(),
         };
-        t.submit(&mut outcome);
+        t.submit(outcome, None);
         t.flush_journal();
         t.publish_schema_version();
         Ok(())

@@ -19,8 +19,6 @@ pub const NET_BATCH_MAX: usize = 256;
 pub const NET_BATCH_BYTES_MAX: usize = 256 * 1024;
 /// Messages the TX dispatcher handles before it yields to epoll and other fibers.
 pub const TX_DISPATCH_BATCH: usize = 256;
-/// Request fibers alive at once; requests beyond this wait in the TX run queue.
-pub const TX_FIBER_POOL_MAX: usize = 4096;
 /// Stack size of a TX fiber, in machine words (may's unit).
 pub const TX_FIBER_STACK_WORDS: usize = 0x4000;
 /// Rows the WAL thread writes in one block before it starts another (at a txn boundary).
