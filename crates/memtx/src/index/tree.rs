@@ -4,10 +4,11 @@
 //!
 //! Each entry carries the hint of its first key part (see [`hint_field`]): a search compares
 //! hints first and decodes a tuple only when they are equal, which saves most of the cache
-//! misses of following tuple pointers. An entry is 24 bytes: the tuple handle and the hint.
+//! misses of following tuple pointers. An entry is 16 bytes: the tuple handle and the hint.
 
 use super::bptree::{BPlusTree, Pos};
 use crate::compare::hint_field;
+use crate::field_type::FieldType;
 use crate::key_def::KeyDef;
 use crate::tuple::Tuple;
 use spindle_types::iproto::IteratorType;
@@ -25,7 +26,13 @@ pub struct TreeIndex {
     cmp_def: KeyDef,
     /// How many leading parts of `cmp_def` are the index's own key.
     key_part_count: usize,
+    /// The order is one non-nullable integer part: for integers below `EXACT_HINT_LIMIT`
+    /// the hint is the value itself, so equal hints are equal keys and no tuple is read.
+    integer_key: bool,
 }
+
+/// Integers of smaller magnitude convert to a double whose dropped low mantissa bits are zero.
+const EXACT_HINT_LIMIT: u64 = 1 << 48;
 
 /// Offset and limit of a select, applied in iteration order.
 #[derive(Clone, Copy, Debug)]
@@ -41,10 +48,15 @@ impl TreeIndex {
             Some(pk) => key_def.merge(pk),
             None => key_def.clone(),
         };
+        let integer_key = matches!(
+            cmp_def.parts.as_slice(),
+            [p] if matches!(p.field_type, FieldType::Unsigned | FieldType::Integer) && !p.is_nullable
+        );
         TreeIndex {
             tree: BPlusTree::new(),
             cmp_def,
             key_part_count: key_def.parts.len(),
+            integer_key,
         }
     }
 
@@ -70,21 +82,43 @@ impl TreeIndex {
         first.map_or(0, |p| hint_field(tuple.field(p.fieldno), p.collation))
     }
 
-    /// Orders an entry against a key prefix: hints first, the tuple only on a tie. An empty
-    /// key matches everything.
+    /// Whether the hint of `raw` (a value of the first part) decides equality by itself.
+    fn hint_is_exact(&self, raw: Option<&[u8]>) -> bool {
+        self.integer_key
+            && raw.is_some_and(|mut v| {
+                spindle_proto::mp::read_int(&mut v)
+                    .is_ok_and(|n| n.unsigned_abs() < EXACT_HINT_LIMIT)
+            })
+    }
+
+    /// Orders an entry against a key prefix: hints first, the tuple only on a tie that the
+    /// hint cannot settle. An empty key matches everything.
     fn key_order<'a>(&'a self, key: &'a [&'a [u8]]) -> impl Fn(&Entry) -> Ordering + 'a {
         let part = self.cmp_def.parts.first();
         let key_hint = key
             .first()
             .zip(part)
             .map(|(raw, p)| hint_field(Some(raw), p.collation));
+        let exact = key.len() == 1 && self.hint_is_exact(key.first().copied());
         move |e: &Entry| match key_hint {
             None => Ordering::Equal,
+            Some(h) if exact => e.hint.cmp(&h),
             Some(h) => e
                 .hint
                 .cmp(&h)
                 .then_with(|| self.cmp_def.compare_with_key(&e.tuple, key)),
         }
+    }
+
+    /// Whether `tuple`'s hint settles its order against any entry.
+    fn tuple_hint_is_exact(&self, tuple: &Tuple) -> bool {
+        self.integer_key
+            && self.hint_is_exact(
+                self.cmp_def
+                    .parts
+                    .first()
+                    .and_then(|p| tuple.field(p.fieldno)),
+            )
     }
 
     fn entry_order(&self, a: &Entry, b: &Entry) -> Ordering {
@@ -96,15 +130,16 @@ impl TreeIndex {
     /// Inserts `tuple`, replacing and returning the entry equal to it under the comparison
     /// definition (for a primary index: the tuple with the same key).
     pub fn insert(&mut self, tuple: Tuple) -> Option<Tuple> {
+        let exact = self.tuple_hint_is_exact(&tuple);
         let entry = Entry {
             hint: self.tuple_hint(&tuple),
             tuple,
         };
         let cmp_def = &self.cmp_def;
-        let order = |a: &Entry, b: &Entry| {
-            a.hint
-                .cmp(&b.hint)
-                .then_with(|| cmp_def.compare(&a.tuple, &b.tuple))
+        // The tree calls `order(element, new entry)`: the new entry's exact hint settles it.
+        let order = |a: &Entry, b: &Entry| match a.hint.cmp(&b.hint) {
+            Ordering::Equal if !exact => cmp_def.compare(&a.tuple, &b.tuple),
+            other => other,
         };
         self.tree.insert(entry, order).map(|e| e.tuple)
     }
@@ -112,11 +147,11 @@ impl TreeIndex {
     /// Removes the entry equal to `tuple` under the comparison definition.
     pub fn remove(&mut self, tuple: &Tuple) -> Option<Tuple> {
         let hint = self.tuple_hint(tuple);
+        let exact = self.tuple_hint_is_exact(tuple);
         let cmp_def = &self.cmp_def;
-        let order = |e: &Entry| {
-            e.hint
-                .cmp(&hint)
-                .then_with(|| cmp_def.compare(&e.tuple, tuple))
+        let order = |e: &Entry| match e.hint.cmp(&hint) {
+            Ordering::Equal if !exact => cmp_def.compare(&e.tuple, tuple),
+            other => other,
         };
         self.tree.remove(order).map(|e| e.tuple)
     }
@@ -166,7 +201,13 @@ impl TreeIndex {
         // Tarantool treats them as a full scan in their direction instead.
         let all = key.is_empty();
         match iterator {
-            IteratorType::Eq => self.forward(self.lower_bound(key), self.upper_bound(key), window),
+            // One descent: the matches end where the key stops matching.
+            IteratorType::Eq if !all => {
+                let order = self.key_order(key);
+                let from = self.lower_bound(key);
+                self.forward_while(from, |e| order(e) == Ordering::Equal, window)
+            }
+            IteratorType::Eq => self.forward(begin, end, window),
             IteratorType::Req => {
                 self.backward(self.lower_bound(key), self.upper_bound(key), window)
             }
@@ -195,6 +236,30 @@ impl TreeIndex {
                 skip -= 1;
             } else {
                 out.push(t.clone());
+            }
+            pos = self.tree.next(pos);
+        }
+        out
+    }
+
+    /// Entries from `from` on, ascending, while `matches` holds.
+    fn forward_while(
+        &self,
+        from: Pos,
+        matches: impl Fn(&Entry) -> bool,
+        window: Window,
+    ) -> Vec<Tuple> {
+        let mut out = Vec::new();
+        let mut skip = window.offset;
+        let mut pos = from;
+        while out.len() < window.limit as usize {
+            let Some(entry) = self.tree.get(pos).filter(|e| matches(e)) else {
+                break;
+            };
+            if skip > 0 {
+                skip -= 1;
+            } else {
+                out.push(entry.tuple.clone());
             }
             pos = self.tree.next(pos);
         }
@@ -280,5 +345,64 @@ impl TreeIndex {
         }
         self.tree = BPlusTree::from_sorted(entries);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::key_def::KeyPart;
+
+    fn tuple(key: u64, tag: u8) -> Tuple {
+        let mut data = vec![0x92];
+        spindle_proto::mp::write_uint(&mut data, key);
+        data.push(tag);
+        Tuple::new(&data).unwrap()
+    }
+
+    fn key(k: u64) -> Vec<u8> {
+        let mut data = Vec::new();
+        spindle_proto::mp::write_uint(&mut data, k);
+        data
+    }
+
+    #[test]
+    fn integer_keys_near_and_past_the_exact_hint_limit() {
+        let def = KeyDef {
+            parts: vec![KeyPart {
+                fieldno: 0,
+                field_type: FieldType::Unsigned,
+                is_nullable: false,
+                collation: None,
+            }],
+        };
+        let mut index = TreeIndex::new(&def, None);
+        assert!(index.integer_key);
+        // Keys past 2^48 (and up to u64::MAX) share hints with their neighbours.
+        let keys: Vec<u64> = (0..64)
+            .map(|i| EXACT_HINT_LIMIT - 32 + i)
+            .chain((0..64).map(|i| u64::MAX - i))
+            .chain([0, 1, 2])
+            .collect();
+        for &k in &keys {
+            assert!(index.insert(tuple(k, 0)).is_none(), "{k} is new");
+        }
+        for &k in &keys {
+            let old = index.insert(tuple(k, 1)).expect("replaces");
+            assert_eq!(old, tuple(k, 0));
+            let raw = key(k);
+            let found = index.select(
+                IteratorType::Eq,
+                &[&raw],
+                Window {
+                    offset: 0,
+                    limit: u32::MAX,
+                },
+            );
+            assert_eq!(found, vec![tuple(k, 1)], "key {k}");
+            assert_eq!(index.remove(&tuple(k, 1)), Some(tuple(k, 1)));
+            assert!(index.find(&[&raw]).is_none());
+        }
+        assert!(index.is_empty());
     }
 }
