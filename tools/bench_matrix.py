@@ -481,7 +481,8 @@ class Matrix:
                              args.verbose)
         self.failures = []
         self.dead = set()
-        self.results = {"cells": [], "memory": None, "snapshot": None, "load": []}
+        self.results = {"cells": [], "memory": None, "snapshot": None, "load": [],
+                        "restarts": []}
 
     def log(self, msg):
         print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
@@ -499,6 +500,34 @@ class Matrix:
             return f"{err or 'ran'}; {srv.name} is dead (see above)"
         self.dead.add(srv.name)
         return f"{err or 'ran'}; {dead}"
+
+    def revive(self, srv, what):
+        """Restarts `srv` on its port and data dir if something killed it (the machine is
+        shared: other people's clean-ups kill servers by name). Its WAL brings the data set
+        back. Every restart is recorded and shown with the table."""
+        dead = srv.death()
+        if dead is None:
+            return
+        self.log(f"RESTART before {what}: {dead}")
+        self.results["restarts"].append({"server": srv.name, "wal_mode": srv.wal_mode,
+                                         "before": what, "death": dead})
+        self.dead.discard(srv.name)
+        srv.start()
+
+    def run_on(self, srv, what, *args, **kwargs):
+        """A driver run on `srv`, restarting it first if it is dead; a run that fails because
+        the server died under it is run once more on a restarted server."""
+        for attempt in (1, 2):
+            self.revive(srv, what)
+            report, err = self.driver.run(srv, *args, **kwargs)
+            if err is not None and not srv.alive() and attempt == 1:
+                self.log(f"{what} on {srv.name}: the server died during the run ({err}); "
+                         "running it again")
+                continue
+            break
+        if err is not None or not srv.alive():
+            err = self.annotate(srv, err)
+        return report, err
 
     def fail(self, what, error):
         self.failures.append(f"{what}: {error}")
@@ -528,9 +557,12 @@ class Matrix:
             m["rss_before_idle"] = srv.rss()
             cmd = f"cat /proc/{srv.proc.pid}/status > {shlex.quote(rss_file)}"
             self.log(f"{srv.name}: RSS with {self.args.idle:,} idle connections")
-            report, err = self.driver.run(srv, "ping", 1, 1, duration=3, warmup=0,
-                                          extra=["--idle-connections", str(self.args.idle),
-                                                 "--at", "2", "--at-cmd", cmd])
+            if not srv.alive():
+                report, err = None, "the server is not running"
+            else:
+                report, err = self.driver.run(srv, "ping", 1, 1, duration=3, warmup=0,
+                                              extra=["--idle-connections", str(self.args.idle),
+                                                     "--at", "2", "--at-cmd", cmd])
             if err is None and report.get("idle_lost"):
                 err = f"the server closed {report['idle_lost']} idle connections"
             if err is None:
@@ -557,12 +589,10 @@ class Matrix:
                 seed = 1000 + rnd
                 for srv in servers:
                     args = list(extra) + (["--idle-connections", str(idle)] if idle else [])
-                    report, err = self.driver.run(srv, workload, conns, depth, extra=args,
-                                                  seed=seed)
+                    report, err = self.run_on(srv, label, workload, conns, depth, extra=args,
+                                              seed=seed)
                     if err is None and idle and report.get("idle_lost"):
                         err = f"the server closed {report['idle_lost']} idle connections"
-                    if err is not None or not srv.alive():
-                        err = self.annotate(srv, err)
                     run = summarize_run(report) if report else {}
                     run["failed"] = err is not None
                     run["error"] = err
@@ -589,6 +619,7 @@ class Matrix:
                 "duration_s": dur, "runs": {s.name: [] for s in servers}}
         for rnd in range(self.args.rounds):
             for srv in servers:
+                self.revive(srv, "snapshot latency")
                 if isinstance(srv, Spindle):
                     before, _ = srv.checkpoints()
                     extra = ["--at", str(at), "--at-cmd", f"kill -USR1 {srv.proc.pid}"]
@@ -732,6 +763,11 @@ def render(results, args):
                         else f"{e['seconds']:.2f} s ({fmt_rate(e['rps'])}/s)")
                 lines.append(f"| {mode} | {cell(by.get('spindle'))} | {cell(by.get('tarantool'))} |")
         lines.append("")
+    if results.get("restarts"):
+        lines += ["## Servers restarted (killed from outside during the run)", ""]
+        lines += ["- " + f"{r['server']} ({r['wal_mode']}) before {r['before']}: "
+                  + r["death"].split(";")[0] for r in results["restarts"]]
+        lines += ["", "(their log tails are in results.json)", ""]
     if results["failures"]:
         lines += ["## Failed runs", ""]
         lines += ["- " + f.replace("\n", "\n      ") for f in results["failures"]] + [""]
