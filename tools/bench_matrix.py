@@ -457,6 +457,9 @@ class Driver:
             out, err = proc.communicate()
             return None, f"spindle-bench timed out after {timeout} s: {err[-2000:]}"
         finally:
+            if proc.poll() is None:  # interrupted: the driver goes with us
+                proc.kill()
+                proc.wait()
             _children.remove(proc)
         if proc.returncode != 0:
             return None, f"spindle-bench exited with {proc.returncode}: {err.strip()[-2000:]}"
