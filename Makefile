@@ -6,6 +6,10 @@
 #                (Debian package: tarantool + tarantoolctl) and tests/requirements.txt
 #   make test    deps + release build + cargo tests + the Python integration suite
 #   make lint    rustfmt --check + clippy -D warnings
+#   make bench   release build, then spindle vs Tarantool 2.6 side by side (tools/bench_matrix.py):
+#                one table of ratios; BENCH_QUICK=1 for a smoke run, BENCH_ROUNDS=N,
+#                BENCH_DURATION=S, BENCH_WARMUP=S, BENCH_KEYS=N, BENCH_IDLE=N to change it;
+#                writes $(CARGO_TARGET_DIR or target)/bench/{table.md,results.json}
 #   make test-integration         only the Python suite (against spindle and Tarantool)
 #   make validate-tests           the Python suite against real Tarantool only
 #                                 (DIFF_AGAINST=tarantool, TEST_SERVERS=tarantool)
@@ -24,7 +28,15 @@ PY_DEPS_OK := import tarantool, asynctnt, msgpack, pytest, pytest_timeout; \
 	assert tarantool.__version__ == "1.3.0", tarantool.__version__; \
 	assert asynctnt.__version__ == "2.4.0", asynctnt.__version__
 
-.PHONY: build run deps deps-tarantool deps-python test test-rust test-integration validate-tests lint fmt
+BENCH_QUICK ?=
+BENCH_ROUNDS ?=
+BENCH_DURATION ?=
+BENCH_WARMUP ?=
+BENCH_KEYS ?=
+BENCH_IDLE ?=
+BENCH_ARGS ?=
+
+.PHONY: build run deps deps-tarantool deps-python test test-rust test-integration validate-tests lint fmt bench
 
 build:
 	$(CARGO) build --release
@@ -74,6 +86,12 @@ test-integration:
 validate-tests: deps
 	DIFF_AGAINST=tarantool TEST_SERVERS=tarantool $(PYTHON) -m pytest -q tests \
 		-m "not spindle_only" $(PYTEST_ARGS)
+
+bench: deps-tarantool
+	$(CARGO) build --release -p spindle -p spindle-bench
+	BENCH_QUICK='$(BENCH_QUICK)' BENCH_ROUNDS='$(BENCH_ROUNDS)' BENCH_DURATION='$(BENCH_DURATION)' \
+	BENCH_WARMUP='$(BENCH_WARMUP)' BENCH_KEYS='$(BENCH_KEYS)' BENCH_IDLE='$(BENCH_IDLE)' \
+		$(PYTHON) tools/bench_matrix.py --target-dir "$${CARGO_TARGET_DIR:-target}" $(BENCH_ARGS)
 
 lint:
 	$(CARGO) fmt --all --check

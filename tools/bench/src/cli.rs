@@ -27,6 +27,10 @@ Examples:
   # the same on Tarantool, timing box.snapshot()
   spindle-bench -p secret -w replace -k 1000000 -c 16 -d 16 --duration 20 \\
       --latency-log lat.txt --at 5 --at-eval 'box.snapshot()'
+
+  # 4 x 64 pings next to 10,000 idle connections; RSS of the server while they are open
+  spindle-bench -p secret -w ping -c 4 -d 64 --idle-connections 10000 --duration 5 \\
+      --at 1 --at-cmd 'grep VmRSS /proc/$(pidof spindle)/status'
 ";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -165,6 +169,12 @@ pub struct Args {
     #[arg(long, requires = "at", group = "at_action", value_name = "EXPR")]
     pub at_eval: Option<String>,
 
+    /// Also open this many idle connections before the run (greeting read, authenticated
+    /// like the others if --password is given) and hold them, sending nothing, until the end;
+    /// the report says how many the server closed meanwhile (`idle_lost`). Mind `ulimit -n`.
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub idle_connections: usize,
+
     /// Seconds to wait for replies still in flight at the end; the rest count as failures.
     #[arg(long, default_value_t = 10.0)]
     pub drain_timeout: f64,
@@ -238,6 +248,10 @@ mod tests {
             "true",
         ];
         assert!(Args::try_parse_from(both).is_err());
+        assert_eq!(args.idle_connections, 0, "no idle connections unless asked");
+        let idle = Args::try_parse_from(["spindle-bench", "--idle-connections", "10000"]).unwrap();
+        assert_eq!(idle.idle_connections, 10_000);
+        assert!(Args::try_parse_from(["spindle-bench", "--idle-connections", "-1"]).is_err());
         let zipf = Args::try_parse_from(["spindle-bench", "--distribution", "zipfian"]).unwrap();
         assert!(zipf.key_dist().unwrap().describe().starts_with("zipfian"));
     }

@@ -11,9 +11,11 @@
 //! Modules: `cli` (options), `keys` (PRNG, uniform/zipfian keys), `workload` (request kinds,
 //! mixes, encoding), `pipeline` (in-flight requests, reply checking), `stats` (counters,
 //! histograms), `worker` (connections and the event loop), `prepare` (the space, via
-//! `_space`/`_index`), `report` (table, JSON, latency log), `run` (one run end to end).
+//! `_space`/`_index`), `idle` (`--idle-connections`), `report` (table, JSON, latency log),
+//! `run` (one run end to end).
 
 pub mod cli;
+pub mod idle;
 pub mod keys;
 pub mod pipeline;
 pub mod prepare;

@@ -32,6 +32,11 @@ pub struct Meta {
     pub at_ran_s: Option<f64>,
     pub at_took_s: Option<f64>,
     pub at_error: Option<String>,
+    /// `--idle-connections`: how many were held open, how long opening them took, and how
+    /// many of them the server had closed by the end.
+    pub idle_connections: usize,
+    pub idle_open_s: Option<f64>,
+    pub idle_lost: Option<usize>,
 }
 
 /// Latency percentiles of successful requests, microseconds.
@@ -273,6 +278,15 @@ impl Report {
             m.connections, m.depth, m.threads, m.warmup_s, m.keys, m.distribution, m.value_size
         );
         let _ = writeln!(out, "  measured {:.3} s", self.elapsed_s);
+        if m.idle_connections > 0 {
+            let opened = m.idle_open_s.map_or("?".into(), |t| format!("{t:.3}"));
+            let lost = m.idle_lost.map_or("?".into(), |n| n.to_string());
+            let _ = writeln!(
+                out,
+                "  {} idle connections held (opened in {opened} s), {lost} closed by the server",
+                m.idle_connections
+            );
+        }
         if let (Some(action), Some(at)) = (&m.at_action, m.at_ran_s) {
             let took = m.at_took_s.map_or("?".into(), |t| format!("{t:.3}"));
             let _ = write!(out, "  ran {action} at {at:.3} s, took {took} s");

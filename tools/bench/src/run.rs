@@ -2,6 +2,7 @@
 //! progress, per-second rows, `--at-cmd`/`--at-eval`), collect and merge the counts into a report.
 
 use crate::cli::Args;
+use crate::idle::Idle;
 use crate::pipeline::MAX_DEPTH;
 use crate::prepare::{self, SpaceSpec};
 use crate::report::{Meta, Report, SecondRow};
@@ -310,7 +311,7 @@ pub fn run(args: &Args) -> Result<Report, String> {
             .duration_since(UNIX_EPOCH)
             .map_or(1, |d| d.as_nanos() as u64)
     });
-    let meta = Meta {
+    let mut meta = Meta {
         workload: args.workload.name(),
         mix: mix.describe(),
         addr: addr.to_string(),
@@ -339,6 +340,9 @@ pub fn run(args: &Args) -> Result<Report, String> {
         at_ran_s: None,
         at_took_s: None,
         at_error: None,
+        idle_connections: args.idle_connections,
+        idle_open_s: None,
+        idle_lost: None,
     };
     let cfg = Arc::new(RunConfig {
         addr,
@@ -366,7 +370,21 @@ pub fn run(args: &Args) -> Result<Report, String> {
     };
     let mut latency_log = open_latency_log(args)?;
     let progress_every = if args.quiet { 0 } else { args.progress };
-    drive(
+    let idle = if args.idle_connections > 0 {
+        if progress_every > 0 {
+            eprintln!(
+                "spindle-bench: opening {} idle connections",
+                args.idle_connections
+            );
+        }
+        Idle::open(&addr, &args.user, password, args.idle_connections)?
+    } else {
+        Idle::default()
+    };
+    if !idle.is_empty() {
+        meta.idle_open_s = Some(idle.opened_in.as_secs_f64());
+    }
+    let mut report = drive(
         &cfg,
         threads,
         args.connections,
@@ -376,7 +394,12 @@ pub fn run(args: &Args) -> Result<Report, String> {
         &mut latency_log,
         progress_every,
         meta,
-    )
+    )?;
+    if !idle.is_empty() {
+        report.meta.idle_lost = Some(idle.lost());
+    }
+    drop(idle);
+    Ok(report)
 }
 
 #[allow(clippy::too_many_arguments)]

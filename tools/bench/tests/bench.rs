@@ -1,7 +1,8 @@
 //! End to end: `spindle-bench` against a real spindle server and a real Tarantool 2.6, with
 //! short runs of every basic shape (load, ping, select, replace) whose JSON reports are
-//! checked, and a run that provokes errors (INSERT of existing keys) to check that failures
-//! are counted as failures and never as throughput.
+//! checked, runs next to idle connections (`--idle-connections`), and a run that provokes
+//! errors (INSERT of existing keys) to check that failures are counted as failures and never
+//! as throughput.
 //!
 //! The spindle binary: `$SPINDLE_BIN`, else `target/{release,debug}/spindle` of the target
 //! directory this test was built in (or of the workspace), else it is built with
@@ -346,6 +347,27 @@ fn exercise(server: &Server) {
     assert_eq!(select["errors"], 0, "{mixed:#}");
     assert_eq!(mixed["total"]["requests"], 400, "{mixed:#}");
     assert_eq!(mixed["total"]["ok"], select["ok"], "{mixed:#}");
+
+    // Idle connections: opened before the run, held (none lost), echoed in the report; the
+    // busy connection next to them works as usual.
+    let idle = bench(
+        server,
+        &["-w", "ping", "--duration", "1", "--idle-connections", "200"],
+    );
+    assert_clean(&idle, "ping next to idle connections");
+    assert_eq!(idle["idle_connections"], 200, "{idle:#}");
+    assert_eq!(idle["idle_lost"], 0, "{idle:#}");
+    assert!(idle["idle_open_s"].as_f64().unwrap() > 0.0, "{idle:#}");
+    let out = bench_raw(
+        server,
+        &["-w", "ping", "-n", "100", "--idle-connections", "10"],
+    );
+    assert!(out.status.success());
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        table.contains("10 idle connections held") && table.contains("0 closed by the server"),
+        "{table}"
+    );
 
     // The human-readable table.
     let out = bench_raw(server, &["-w", "ping", "-n", "100"]);

@@ -1,0 +1,156 @@
+"""The pure parts of tools/bench_matrix.py (`make bench`): medians, ratios, goals, RSS parsing,
+the per-second latency scan and the markdown tables. No server is started here; the script
+itself is exercised by `make bench BENCH_QUICK=1`."""
+
+import importlib.util
+import os
+
+import pytest
+
+_PATH = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                     "tools", "bench_matrix.py")
+_spec = importlib.util.spec_from_file_location("bench_matrix", _PATH)
+bm = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(bm)
+
+
+def test_median_ignores_missing_values():
+    assert bm.median([3, 1, 2]) == 2
+    assert bm.median([4, 1]) == 2.5
+    assert bm.median([None, 5, None]) == 5
+    assert bm.median([]) is None
+    assert bm.median([None]) is None
+
+
+def test_ratio():
+    assert bm.ratio(3, 2) == 1.5
+    assert bm.ratio(None, 2) is None
+    assert bm.ratio(2, None) is None
+    assert bm.ratio(2, 0) is None
+
+
+def test_formatting():
+    assert bm.fmt_rate(1_512_923) == "1.51M"
+    assert bm.fmt_rate(28_340) == "28.3k"
+    assert bm.fmt_rate(950) == "950"
+    assert bm.fmt_rate(None) == "FAILED"
+    assert bm.fmt_us(141.4) == "141 µs"
+    assert bm.fmt_us(37_104.2) == "37.1 ms"
+    assert bm.fmt_us(None) == "—"
+    assert bm.fmt_ratio(1.004) == "1.00"
+    assert bm.fmt_ratio(None) == "—"
+    assert bm.fmt_bytes(512) == "512 B"
+    assert bm.fmt_bytes(20 * 1024) == "20.0 KiB"
+    assert bm.fmt_bytes(3 * 2**20) == "3.0 MiB"
+    assert bm.shape(4, 64) == "4×64"
+
+
+def test_goals():
+    assert bm.goal_of("replace", 50, 1, "fsync") == 3.0
+    assert bm.goal_of("replace", 4, 64, "fsync") == 1.0
+    assert bm.goal_of("ping", 1, 1, "write") == 1.0
+    assert bm.goal_mark(1.0, 1.0) == "≥ 1 met"
+    assert bm.goal_mark(2.9, 3.0) == "≥ 3 NOT met"
+    assert bm.goal_mark(None, 1.0) == "FAILED"
+
+
+def test_vmrss_and_per_item():
+    status = "Name:\tspindle\nVmPeak:\t  999 kB\nVmRSS:\t  170180 kB\nRssAnon:\t 1 kB\n"
+    assert bm.parse_vmrss(status) == 170180 * 1024
+    assert bm.parse_vmrss("Name: x\n") is None
+    assert bm.per_item(1000, 3000, 100) == 20
+    assert bm.per_item(None, 3000, 100) is None
+    assert bm.per_item(1000, 3000, 0) is None
+
+
+def test_summarize_run_and_worst_latency():
+    report = {"total": {"throughput_rps": 1000.0, "errors": 0,
+                        "latency_us": {"p50": 50.0, "p99": 90.0}},
+              "idle_lost": 0,
+              "per_second": [{"t": 1, "ok": 10, "max_us": 300.0},
+                             {"t": 2, "ok": 10, "max_us": 200.0},
+                             {"t": 3, "ok": 10, "max_us": 9000.0},
+                             {"t": 4, "ok": 0, "max_us": 99999.0}]}
+    s = bm.summarize_run(report)
+    assert (s["rps"], s["p50_us"], s["p99_us"], s["errors"], s["idle_lost"]) == \
+        (1000.0, 50.0, 90.0, 0, 0)
+    # Seconds without a reply do not count; `through_s` keeps only the first seconds.
+    assert bm.worst_latency(report["per_second"]) == 9000.0
+    assert bm.worst_latency(report["per_second"], through_s=2) == 300.0
+    assert bm.worst_latency([]) is None
+
+
+def test_cell_summary_takes_medians_and_a_failed_round_fails_the_cell():
+    runs = [{"rps": 100.0, "p50_us": 10.0, "failed": False},
+            {"rps": 300.0, "p50_us": 30.0, "failed": False}]
+    assert bm.cell_summary(runs) == {"rps": 200.0, "p50_us": 20.0, "failed": False}
+    failed = runs + [{"rps": None, "failed": True}]
+    assert bm.cell_summary(failed) == {"rps": None, "p50_us": None, "failed": True}
+    assert bm.cell_summary([])["failed"]
+
+
+def _row(workload, conns, depth, mode, s_rps, t_rps, s_p50=10.0, t_p50=20.0, idle=0):
+    return {"workload": workload, "conns": conns, "depth": depth, "wal_mode": mode, "idle": idle,
+            "goal": bm.goal_of(workload, conns, depth, mode),
+            "spindle": {"rps": s_rps, "p50_us": s_p50},
+            "tarantool": {"rps": t_rps, "p50_us": t_p50}}
+
+
+def test_throughput_table():
+    rows = [_row("ping", 1, 1, "write", 30_000.0, 24_000.0),
+            _row("replace", 50, 1, "fsync", 60_000.0, 30_000.0),
+            _row("select", 4, 64, "write", None, 500_000.0, s_p50=None),
+            _row("ping", 50, 1, "write", 90_000.0, 100_000.0, idle=10000)]
+    lines = bm.throughput_table(rows).splitlines()
+    assert lines[0].startswith("| workload | conns×depth | wal_mode | spindle rps | Tarantool rps "
+                               "| ratio |")
+    assert len(lines) == 2 + len(rows)
+    assert lines[2] == ("| ping | 1×1 | write | 30.0k | 24.0k | 1.25 | ≥ 1 met | 10 µs | 20 µs "
+                        "| 0.50 |")
+    assert "| replace | 50×1 | fsync | 60.0k | 30.0k | 2.00 | ≥ 3 NOT met |" in lines[3]
+    assert "| select | 4×64 | write | FAILED | 500.0k | — | FAILED | — |" in lines[4]
+    assert lines[5].startswith("| ping +10000 idle | 50×1 |")
+
+
+def test_idle_table_shows_what_each_server_kept():
+    base = _row("ping", 4, 64, "write", 1_000_000.0, 2_000_000.0)
+    idle = _row("ping", 4, 64, "write", 900_000.0, 500_000.0, idle=10000)
+    lines = bm.idle_table([(base, idle)], 10000).splitlines()
+    assert "(+10000 idle)" in lines[0]
+    assert lines[2] == "| ping | 4×64 | 900.0k | 90% | 500.0k | 25% | 1.80 |"
+
+
+def test_memory_and_snapshot_tables():
+    side = {"rss_start": 5 * 2**20, "rss_loaded": 105 * 2**20, "per_tuple": 104.9,
+            "rss_idle": 200 * 2**20, "per_connection": 16000.0}
+    other = dict(side, per_tuple=209.8, per_connection=None)
+    text = bm.memory_table({"spindle": side, "tarantool": other, "tuples": 1_000_000,
+                            "idle": 10_000})
+    assert "| resident bytes per tuple | 104.9 B | 209.8 B | 0.50 |" in text
+    assert "| resident bytes per idle connection | 16,000 B | FAILED | — |" in text
+    assert "RSS with 1,000,000 tuples" in text
+    snap = {"shape": ["replace", 16, 16], "tuples": 1_000_000,
+            "spindle": {"worst_us": 20_000.0, "before_us": 5_000.0, "rps": 1e5, "snapshot_s": 0.2},
+            "tarantool": {"worst_us": 40_000.0, "before_us": 5_000.0, "rps": 2e5,
+                          "snapshot_s": None}}
+    text = bm.snapshot_table(snap)
+    assert "| worst per-second max latency, snapshot running | 20.0 ms | 40.0 ms | 0.50 |" in text
+    assert "| time to write the snapshot | 0.20 s | — | — |" in text
+
+
+def test_settings_from_environment(monkeypatch):
+    for name in ("BENCH_QUICK", "BENCH_ROUNDS", "BENCH_DURATION", "BENCH_WARMUP", "BENCH_KEYS",
+                 "BENCH_IDLE"):
+        monkeypatch.delenv(name, raising=False)
+    full = bm.parse_args(["--target-dir", "/t"])
+    assert (full.rounds, full.duration, full.warmup, full.keys, full.idle) == \
+        (2, 5.0, 1.0, 1_000_000, 10_000)
+    assert full.spindle_bin == "/t/release/spindle" and full.out == "/t/bench"
+    monkeypatch.setenv("BENCH_QUICK", "1")
+    monkeypatch.setenv("BENCH_ROUNDS", "3")
+    quick = bm.parse_args(["--target-dir", "/t"])
+    assert (quick.rounds, quick.duration, quick.keys, quick.idle) == (3, 1.0, 100_000, 1000)
+    monkeypatch.setenv("BENCH_QUICK", "0")
+    assert not bm.parse_args(["--target-dir", "/t"]).quick
+    with pytest.raises(SystemExit):
+        bm.parse_args(["--rounds", "0"])
