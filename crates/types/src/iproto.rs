@@ -90,6 +90,19 @@ pub mod error_key {
     pub const FIELDS: u8 = 0x06;
 }
 
+/// Keys of the VOTE answer's `BALLOT` map (xlog-and-replication.md §5.2, 2.6.0 order).
+pub mod ballot_key {
+    pub const IS_RO: u8 = 0x01;
+    pub const VCLOCK: u8 = 0x02;
+    pub const GC_VCLOCK: u8 = 0x03;
+    pub const IS_LOADING: u8 = 0x04;
+}
+
+/// Replica ids: 0 is "local" (never a real instance), valid ids are 1..=31.
+pub const REPLICA_ID_NIL: u32 = 0;
+/// `VCLOCK_MAX`: replica ids are below this.
+pub const REPLICA_ID_LIMIT: u32 = 32;
+
 /// Iterator types (`IPROTO_ITERATOR`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum IteratorType {
