@@ -15,7 +15,7 @@ use tracing::{debug, warn};
 use spindle_fiber::{spawn_cord, Bus};
 use spindle_proto::greeting::encode_greeting;
 use spindle_proto::iproto::{decode_frame, decode_request, encode_error, Frame, FrameError};
-use spindle_proto::route::{NetEvent, ReplyBatch, Route};
+use spindle_proto::route::{is_handoff, NetEvent, ReplyBatch, Route};
 use spindle_types::iproto::GREETING_VERSION;
 use spindle_types::limits::CONN_OUTPUT_MAX;
 
@@ -224,6 +224,8 @@ struct NetThread<M> {
     dirty: Vec<usize>,
     in_flight: usize,
     listening: bool,
+    /// For deregistering a connection handed off outside the poll loop.
+    registry: Option<mio::Registry>,
 }
 
 impl<M: From<NetEvent> + Send + 'static> NetThread<M> {
@@ -246,10 +248,12 @@ impl<M: From<NetEvent> + Send + 'static> NetThread<M> {
             dirty: Vec::new(),
             in_flight: 0,
             listening: true,
+            registry: None,
         }
     }
 
     fn run(mut self, mut poll: Poll, mut listener: Option<TcpListener>) {
+        self.registry = poll.registry().try_clone().ok();
         if let Some(l) = listener.as_mut() {
             if let Err(e) = poll.registry().register(l, LISTENER, Interest::READABLE) {
                 warn!("iproto-{}: cannot register listener: {e}", self.index);
@@ -511,6 +515,9 @@ impl<M: From<NetEvent> + Send + 'static> NetThread<M> {
             generation: conn.generation,
         };
         match decode_request(&packet) {
+            Ok((header, request)) if is_handoff(&request) => {
+                self.hand_off(slot, route, header, request, packet);
+            }
             Ok((header, request)) => {
                 conn.in_flight += 1;
                 self.in_flight += 1;
@@ -531,6 +538,45 @@ impl<M: From<NetEvent> + Send + 'static> NetThread<M> {
                 self.dirty.push(slot);
             }
         }
+    }
+
+    /// Gives the connection up to the TX thread with its replication request: the slot is
+    /// freed (late replies to it are dropped by the generation check) and the socket goes
+    /// back to blocking mode for the relay thread that will own it.
+    fn hand_off(
+        &mut self,
+        slot: usize,
+        route: Route,
+        header: spindle_proto::iproto::Header,
+        request: spindle_proto::iproto::Request,
+        packet: Vec<u8>,
+    ) {
+        let Some(mut conn) = self.conns.get_mut(slot).and_then(|c| c.take()) else {
+            return;
+        };
+        if let Some(g) = self.generations.get_mut(slot) {
+            *g = g.wrapping_add(1);
+        }
+        self.free.push(slot);
+        if let Some(registry) = &self.registry {
+            let _ = registry.deregister(&mut conn.stream);
+        }
+        let output = conn.output.split_off(conn.written);
+        let input = conn.pending_input().to_vec();
+        let stream = std::net::TcpStream::from(conn.stream);
+        if stream.set_nonblocking(false).is_err() {
+            self.bus.send(M::from(NetEvent::Disconnect { route }));
+            return;
+        }
+        self.bus.send(M::from(NetEvent::Handoff {
+            route,
+            header,
+            request,
+            packet,
+            stream,
+            output,
+            input,
+        }));
     }
 
     fn framing_error(&mut self, slot: usize, e: FrameError) {

@@ -22,6 +22,7 @@ use spindle_proto::route::{NetEvent, ReplyBatch, Route};
 use spindle_types::limits::{TX_DISPATCH_BATCH, TX_FIBER_POOL_MAX, TX_FIBER_STACK_WORDS};
 use spindle_types::{BoxError, BoxResult};
 use spindle_xlog::journal::{JournalReply, JournalRequest, JournalTxn};
+use spindle_xlog::Row;
 
 use crate::checkpoint::{CheckpointOutcome, ReadView};
 use crate::db::{Db, Undo, WriteOutcome};
@@ -105,6 +106,7 @@ pub struct Tx {
     in_turn: bool,
     shutting_down: bool,
     checkpoint: CheckpointState,
+    pub repl: crate::replication::Repl,
 }
 
 impl Tx {
@@ -132,6 +134,7 @@ impl Tx {
             in_turn: false,
             shutting_down: false,
             checkpoint: CheckpointState::Idle,
+            repl: Default::default(),
         }
     }
 
@@ -147,7 +150,11 @@ impl Tx {
         }
     }
 
-    fn flush_journal(&mut self) {
+    pub(crate) fn in_turn(&self) -> bool {
+        self.in_turn
+    }
+
+    pub(crate) fn flush_journal(&mut self) {
         if self.commit.pending.is_empty() {
             return;
         }
@@ -162,7 +169,7 @@ impl Tx {
         }
     }
 
-    fn publish_schema_version(&self) {
+    pub(crate) fn publish_schema_version(&self) {
         self.hooks
             .schema_version
             .store(self.db.schema_version(), Ordering::Relaxed);
@@ -174,13 +181,19 @@ impl Tx {
         if outcome.rows.is_empty() {
             return None;
         }
-        let last_lsn = self.db.assign_lsns(&mut outcome.rows);
+        self.db.assign_lsns(&mut outcome.rows);
         let rows = std::mem::take(&mut outcome.rows);
+        let undo = std::mem::take(&mut outcome.undo);
+        self.submit_logged(rows, undo)
+    }
+
+    /// Queues a transaction whose rows already carry their LSNs (its own, or an upstream's).
+    pub(crate) fn submit_logged(&mut self, rows: Vec<Row>, undo: Vec<Undo>) -> Option<u64> {
+        let last_lsn = rows.last()?.header.lsn;
         self.hooks.journal.as_ref()?;
         let txn_id = self.commit.next_txn_id;
         self.commit.next_txn_id += 1;
         self.commit.pending.push(JournalTxn { rows });
-        let undo = std::mem::take(&mut outcome.undo);
         self.commit.in_flight.push_back(InFlight {
             txn_id,
             last_lsn,
@@ -374,6 +387,32 @@ fn handle(tx: TxRef, msg: TxMsg) -> bool {
             tx.with(|t| t.sessions.disconnect(route));
             false
         }
+        TxMsg::Net(NetEvent::Handoff {
+            route,
+            header,
+            request,
+            packet,
+            stream,
+            output,
+            input,
+        }) => {
+            let user = tx.with(|t| {
+                let user = t.sessions.user(route);
+                t.sessions.disconnect(route);
+                user
+            });
+            let handoff = spindle_repl::Handoff {
+                header,
+                request,
+                packet,
+                stream,
+                output,
+                input,
+            };
+            crate::replication::handoff(tx, user, handoff);
+            false
+        }
+        TxMsg::Repl(event) => crate::replication::on_event(tx, event),
         TxMsg::Net(NetEvent::Request {
             route,
             header,
@@ -530,7 +569,7 @@ fn run_write(tx: TxRef, job: Job) {
 }
 
 /// Parks the calling fiber until the WAL has confirmed or failed `txn_id`.
-fn wait_commit(tx: TxRef, txn_id: u64) -> BoxResult<()> {
+pub(crate) fn wait_commit(tx: TxRef, txn_id: u64) -> BoxResult<()> {
     loop {
         let ready = tx.with(|t| match t.commit.results.remove(&txn_id) {
             Some(result) => Some(result),
