@@ -299,15 +299,16 @@ fn read_stream(
             );
             last_report = Instant::now();
         }
-        if h.lsn == 0 {
-            continue; // a heartbeat (the ACK writer answers on its own schedule)
+        // lsn 0: a heartbeat (the ACK writer answers on its own schedule).
+        if h.lsn != 0 {
+            check_row(&row, txn.first())?;
+            let commit = h.is_commit;
+            txn.push(row.to_row());
+            if commit {
+                batch.append(&mut txn);
+            }
         }
-        check_row(&row, txn.first())?;
-        let commit = h.is_commit;
-        txn.push(row.to_row());
-        if commit {
-            batch.append(&mut txn);
-        }
+        // Whatever packet came last, rows must not wait for the next data row.
         let more = reader.has_packet();
         if !batch.is_empty() && (!more || batch.len() >= APPLIER_BATCH_ROWS_MAX) {
             hand_over(cfg, link, std::mem::take(&mut batch))?;
@@ -338,9 +339,19 @@ fn check_row(row: &RowRef<'_>, txn_first: Option<&Row>) -> io::Result<()> {
 
 /// Sends a batch to TX, first waiting while too many rows are still on their way to disk.
 fn hand_over(cfg: &ApplierConfig, link: &Arc<ApplierLink>, rows: Vec<Row>) -> io::Result<()> {
+    let started = Instant::now();
+    let mut warned = false;
     while link.queued.load(Ordering::SeqCst) >= APPLIER_QUEUE_ROWS_MAX {
         if link.restart.load(Ordering::SeqCst) {
             return Err(io::Error::other("applying a transaction failed"));
+        }
+        if !warned && started.elapsed() > cfg.disconnect_timeout() {
+            warn!(
+                "applier {}: {} rows still on their way to the WAL; waiting",
+                cfg.uri.display(),
+                link.queued.load(Ordering::SeqCst)
+            );
+            warned = true;
         }
         let (gen, _) = cfg.wal.watch.current();
         cfg.wal.watch.wait_change(gen, Duration::from_millis(20));
@@ -507,6 +518,61 @@ mod tests {
             None
         )
         .is_ok());
+    }
+
+    /// A row followed at once by a heartbeat (both in one read) reaches TX without waiting
+    /// for another data row.
+    #[test]
+    fn rows_followed_by_a_heartbeat_are_handed_over() {
+        use std::sync::Mutex;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let mut master = TcpStream::connect(addr).expect("connect");
+        let (replica_side, _) = listener.accept().expect("accept");
+        let got = Arc::new(Mutex::new(Vec::new()));
+        let seen = got.clone();
+        let cfg = ApplierConfig {
+            uri: Uri::parse("127.0.0.1:1").expect("uri"),
+            timeout: Duration::from_secs(1),
+            instance_uuid: String::new(),
+            cluster_uuid: String::new(),
+            own_id: 2,
+            wal: Arc::new(WalStats::default()),
+            sink: Arc::new(move |e| {
+                if let ReplEvent::Apply { rows, .. } = e {
+                    seen.lock().expect("lock").extend(rows);
+                }
+                true
+            }),
+        };
+        let mut out = Vec::new();
+        let header = spindle_xlog::RowHeader {
+            req_type: request::REPLACE,
+            replica_id: 1,
+            lsn: 7,
+            tsn: 7,
+            timestamp: 1.0,
+            ..Default::default()
+        };
+        wire::encode_wal_row(
+            &mut out,
+            &RowRef {
+                header,
+                body: &[0x80],
+            },
+        );
+        wire::encode_heartbeat(&mut out, 0, 1);
+        master.write_all(&out).expect("write");
+        drop(master);
+        let link = Arc::new(ApplierLink::default());
+        let mut reader = PacketReader::new(replica_side, Vec::new());
+        assert!(
+            read_stream(&cfg, &link, &mut reader).is_err(),
+            "ends at EOF"
+        );
+        let rows = got.lock().expect("lock");
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].header.lsn, 7);
     }
 
     #[test]
