@@ -72,6 +72,9 @@ struct Job {
 /// A transaction sent to the WAL and not yet confirmed.
 struct InFlight {
     txn_id: u64,
+    /// Origin and LSNs of its rows (this instance's, or an upstream's for applied rows).
+    replica_id: u32,
+    first_lsn: u64,
     last_lsn: u64,
     undo: Vec<Undo>,
 }
@@ -189,26 +192,41 @@ impl Tx {
 
     /// Queues a transaction whose rows already carry their LSNs (its own, or an upstream's).
     pub(crate) fn submit_logged(&mut self, rows: Vec<Row>, undo: Vec<Undo>) -> Option<u64> {
-        let last_lsn = rows.last()?.header.lsn;
+        let last = rows.last()?.header;
+        let (replica_id, last_lsn) = (last.replica_id, last.lsn);
+        let first_lsn = rows.first().map_or(last_lsn, |r| r.header.lsn);
         self.hooks.journal.as_ref()?;
         let txn_id = self.commit.next_txn_id;
         self.commit.next_txn_id += 1;
         self.commit.pending.push(JournalTxn { rows });
         self.commit.in_flight.push_back(InFlight {
             txn_id,
+            replica_id,
+            first_lsn,
             last_lsn,
             undo,
         });
         Some(txn_id)
     }
 
-    fn on_wal_written(&mut self, lsn: u64) {
-        while self
+    /// Completes every transaction up to the one ending with row `{replica_id: lsn}`. The WAL
+    /// writes in submission order, so that is a prefix of `in_flight`.
+    fn on_wal_written(&mut self, replica_id: u32, lsn: u64) {
+        let end = self
             .commit
             .in_flight
-            .front()
-            .is_some_and(|f| f.last_lsn <= lsn)
-        {
+            .iter()
+            .position(|f| f.replica_id == replica_id && f.last_lsn == lsn);
+        let count = match end {
+            Some(i) => i + 1,
+            None => self
+                .commit
+                .in_flight
+                .iter()
+                .take_while(|f| f.last_lsn <= lsn)
+                .count(),
+        };
+        for _ in 0..count {
             if let Some(done) = self.commit.in_flight.pop_front() {
                 self.commit.results.insert(done.txn_id, Ok(()));
                 self.wake(done.txn_id);
@@ -224,14 +242,26 @@ impl Tx {
         }
         warn!("WAL write failed ({reason}); rolling back transactions from LSN {first_lsn}");
         self.commit.pending.clear();
+        let mut rolled_back = Vec::new();
         while let Some(txn) = self.commit.in_flight.pop_back() {
+            rolled_back.push((txn.replica_id, txn.first_lsn));
             self.db.rollback(txn.undo);
             self.commit
                 .results
                 .insert(txn.txn_id, Err(BoxError::wal_io()));
             self.wake(txn.txn_id);
         }
-        self.db.reset_lsn(first_lsn.saturating_sub(1));
+        let own = self.db.replica_id;
+        let own_first = rolled_back
+            .iter()
+            .filter(|(id, _)| *id == own)
+            .map(|(_, first)| *first)
+            .min();
+        // This instance's LSNs from the first rolled-back one on are reused; upstream rows
+        // are fetched again by their applier.
+        if let Some(first) = own_first {
+            self.db.reset_lsn(first.saturating_sub(1));
+        }
         self.commit.epoch += 1;
         self.publish_schema_version();
     }
@@ -366,7 +396,9 @@ fn close_journal(tx: TxRef, bus: &mut BusReceiver<TxMsg>) {
     loop {
         match bus.try_recv() {
             Ok(TxMsg::Wal(JournalReply::Closed)) => break,
-            Ok(TxMsg::Wal(JournalReply::Written { lsn })) => tx.with(|t| t.on_wal_written(lsn)),
+            Ok(TxMsg::Wal(JournalReply::Written { lsn, replica_id })) => {
+                tx.with(|t| t.on_wal_written(replica_id, lsn))
+            }
             Ok(_) => {}
             Err(crossbeam_channel::TryRecvError::Empty) => bus.wait(),
             Err(crossbeam_channel::TryRecvError::Disconnected) => break,
@@ -432,8 +464,8 @@ fn handle(tx: TxRef, msg: TxMsg) -> bool {
                 false
             }
         }
-        TxMsg::Wal(JournalReply::Written { lsn }) => {
-            tx.with(|t| t.on_wal_written(lsn));
+        TxMsg::Wal(JournalReply::Written { lsn, replica_id }) => {
+            tx.with(|t| t.on_wal_written(replica_id, lsn));
             true
         }
         TxMsg::Wal(JournalReply::Failed {

@@ -197,7 +197,14 @@ impl<Fs: LogFs + Clone> Wal<Fs> {
                 self.account(&txns);
                 self.stats.written_lsn.store(last_lsn, Ordering::Release);
                 self.stats.watch.publish(&self.vclock);
-                JournalReply::Written { lsn: last_lsn }
+                let replica_id = txns
+                    .last()
+                    .and_then(|t| t.rows.last())
+                    .map_or(0, |r| r.header.replica_id);
+                JournalReply::Written {
+                    lsn: last_lsn,
+                    replica_id,
+                }
             }
             Err(e) => {
                 error!("WAL write failed: {e}");
