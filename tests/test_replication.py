@@ -394,13 +394,22 @@ def test_spindle_replica_follows_tarantool(spindle_server, tarantool_server):
     wait_converged(tnt, [r])
     writers = Writers(tnt, threads=2).start()
     writers.wait_acked(1500)
-    # A multi-statement transaction arrives whole.
+    # A multi-statement transaction arrives whole; one ending with a row of a local space
+    # reaches the replica with a NOP carrying its end (the local row stays on the master).
     tc.eval("box.begin() for i = 1, 10 do box.space.test:replace{9000000 + i, 'txn'} end "
             "box.commit()")
+    tc.eval("local l = box.schema.space.create('loc', {is_local = true, id = 600}) "
+            "l:create_index('primary') "
+            "box.begin() box.space.test:replace{9100000, 'g'} l:replace{1} box.commit()")
     writers.stop()
     final = wait_converged(tnt, [r])
     assert sorted(t[0] for t in final[320]) == [1, 2]
     assert tarantool_replica_status(tnt) == "follow"
+    # The replica's own WAL (NOP included) replays on restart.
+    r.restart()
+    tc.replace(SPACE, [9200000, "after restart"])
+    wait_converged(tnt, [r])
+    assert not connect(r).select("loc", []).data
 
 
 def tarantool_replica_status(tnt):

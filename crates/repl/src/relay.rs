@@ -13,7 +13,10 @@ use spindle_fiber::spawn_cord;
 use spindle_memtx::tuple::Tuple;
 use spindle_proto::iproto::decode_request;
 use spindle_types::iproto::request;
-use spindle_types::limits::{RELAY_ACK_POLL_MS, RELAY_SEND_BUFFER, REPLICATION_DISCONNECT_FACTOR};
+use spindle_types::limits::{
+    RELAY_ACK_POLL_MS, RELAY_FINAL_JOIN_WAIT_SECS, RELAY_NEXT_REQUEST_WAIT_SECS,
+    RELAY_ROWS_PER_POLL as ROWS_PER_POLL, RELAY_SEND_BUFFER, REPLICATION_DISCONNECT_FACTOR,
+};
 use spindle_types::BoxError;
 use spindle_wal::{WalStats, WalWatch};
 use spindle_xlog::{RowHeader, RowRef, Vclock};
@@ -22,11 +25,6 @@ use crate::follow::{FollowError, Follower};
 use crate::status::{Direction, PeerState, PeerStatus};
 use crate::wire::{self, PacketReader};
 use crate::{EventSink, Handoff, ReplEvent};
-
-/// Rows read from the log per follower poll.
-const ROWS_PER_POLL: usize = 4096;
-/// How long the final JOIN stage waits for the WAL to write its last rows.
-const FINAL_JOIN_WAIT: Duration = Duration::from_secs(30);
 
 /// What every relay needs from the server.
 #[derive(Clone)]
@@ -161,7 +159,7 @@ fn final_stage(
     stop: Vclock,
 ) -> io::Result<()> {
     let mut follower = Follower::new(&env.wal_dir, start);
-    let deadline = Instant::now() + FINAL_JOIN_WAIT;
+    let deadline = Instant::now() + Duration::from_secs(RELAY_FINAL_JOIN_WAIT_SECS);
     loop {
         let (gen, _) = env.watch().current();
         let progress = follower
@@ -198,7 +196,8 @@ fn follow_error(e: FollowError) -> io::Error {
 /// Reads the replica's next request (SUBSCRIBE after JOIN) and hands the connection back
 /// to the TX thread, which checks it and starts the subscription.
 fn next_request(env: &RelayEnv, stream: TcpStream, input: Vec<u8>, user: u32) -> io::Result<()> {
-    stream.set_read_timeout(Some(env.disconnect_timeout()))?;
+    let wait = Duration::from_secs(RELAY_NEXT_REQUEST_WAIT_SECS).max(env.disconnect_timeout());
+    stream.set_read_timeout(Some(wait))?;
     let mut reader = PacketReader::new(stream, input);
     let packet = match reader.read_packet() {
         Ok(p) => p.to_vec(),

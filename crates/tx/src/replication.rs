@@ -491,15 +491,30 @@ fn apply_txn(t: &mut Tx, link: &Arc<ApplierLink>, rows: Vec<Row>) -> Pending {
     for row in &mut logged {
         row.header.group_id = 0;
         row.header.sync = 0;
+        if is_synchro(row.header.req_type) {
+            // Kept as a NOP: the LSN stays taken, and nothing here needs the limbo.
+            row.header.req_type = request::NOP;
+            row.body.clear();
+        }
     }
     t.db.vclock.follow(replica_id, last_lsn);
     pending.txn = t.submit_logged(logged, undo);
     pending
 }
 
+/// Synchronous-replication rows. spindle has no limbo: every transaction it applies is
+/// already committed locally, so CONFIRM/ROLLBACK/PROMOTE have nothing to act on.
+fn is_synchro(req_type: u32) -> bool {
+    matches!(
+        req_type,
+        request::CONFIRM | request::ROLLBACK | request::PROMOTE
+    )
+}
+
 fn apply_row(db: &mut Db, row: &Row, undo: &mut Vec<Undo>) -> BoxResult<()> {
     match row.header.req_type {
         request::NOP => Ok(()),
+        t if is_synchro(t) => Ok(()),
         request::INSERT
         | request::REPLACE
         | request::UPDATE

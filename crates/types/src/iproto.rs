@@ -17,6 +17,10 @@ pub mod request {
     pub const EXECUTE: u32 = 11;
     pub const NOP: u32 = 12;
     pub const PREPARE: u32 = 13;
+    /// Raft state (2.6.1+): a local row, and a push on the replication stream (lsn 0).
+    pub const RAFT: u32 = 30;
+    /// Limbo takeover (2.6.3): CONFIRM + ROLLBACK in one row.
+    pub const PROMOTE: u32 = 31;
     pub const CONFIRM: u32 = 40;
     pub const ROLLBACK: u32 = 41;
     pub const PING: u32 = 64;
