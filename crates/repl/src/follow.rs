@@ -377,3 +377,135 @@ fn decode_block(
     }
     Ok(rows)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use spindle_types::iproto::request;
+    use spindle_xlog::{Row, RowHeader, XlogWriter};
+
+    const UUID: &str = "11111111-2222-3333-4444-555555555555";
+
+    fn row(lsn: u64) -> Row {
+        Row {
+            header: RowHeader {
+                req_type: request::REPLACE,
+                replica_id: 1,
+                lsn,
+                tsn: lsn,
+                timestamp: 1.0,
+                ..Default::default()
+            },
+            body: vec![0x82, 0x10, 0xcd, 0x02, 0x00, 0x21, 0x91, lsn as u8 & 0x7f],
+        }
+    }
+
+    fn vclock(lsn: u64) -> Vclock {
+        let mut v = Vclock::new();
+        v.set(1, lsn);
+        v
+    }
+
+    /// Writes rows `from..=to` into a new xlog starting at vclock {1: from - 1}; the writer
+    /// stays open (the live file).
+    fn xlog(dir: &Path, from: u64, to: u64) -> XlogWriter<OsFs> {
+        let meta = Meta::new(FileType::Xlog, UUID, vclock(from - 1));
+        let mut w = XlogWriter::create(OsFs, dir, meta).expect("create");
+        for lsn in from..=to {
+            w.append_txn(&[row(lsn)]);
+        }
+        w.flush().expect("flush");
+        w
+    }
+
+    fn sealed(dir: &Path, from: u64, to: u64) {
+        xlog(dir, from, to).close().expect("close");
+    }
+
+    fn drain(f: &mut Follower) -> Result<Vec<u64>, FollowError> {
+        let mut lsns = Vec::new();
+        loop {
+            let p = f.poll(3, &mut |r| lsns.push(r.header.lsn))?;
+            if p.caught_up {
+                return Ok(lsns);
+            }
+        }
+    }
+
+    #[test]
+    fn follows_sealed_files_then_the_live_one() {
+        let dir = tempfile::tempdir().expect("dir");
+        sealed(dir.path(), 1, 10);
+        let mut live = xlog(dir.path(), 11, 15);
+        let mut f = Follower::new(dir.path(), vclock(4));
+        assert_eq!(drain(&mut f).expect("rows"), (5..=15).collect::<Vec<_>>());
+        for lsn in 16..=18 {
+            live.append_txn(&[row(lsn)]);
+        }
+        live.flush().expect("flush");
+        assert_eq!(drain(&mut f).expect("rows"), vec![16, 17, 18]);
+        assert_eq!(f.vclock.get(1), 18);
+    }
+
+    #[test]
+    fn moves_on_when_the_live_file_is_rotated() {
+        let dir = tempfile::tempdir().expect("dir");
+        let mut first = xlog(dir.path(), 1, 3);
+        let mut f = Follower::new(dir.path(), vclock(0));
+        assert_eq!(drain(&mut f).expect("rows"), vec![1, 2, 3]);
+        first.append_txn(&[row(4)]);
+        first.flush().expect("flush");
+        first.close().expect("close");
+        xlog(dir.path(), 5, 6);
+        assert_eq!(drain(&mut f).expect("rows"), vec![4, 5, 6]);
+    }
+
+    #[test]
+    fn a_block_still_being_written_is_left_for_later() {
+        let dir = tempfile::tempdir().expect("dir");
+        let w = xlog(dir.path(), 1, 2);
+        let path = w.path().to_path_buf();
+        let full = std::fs::read(&path).expect("read");
+        let mut f = Follower::new(dir.path(), vclock(0));
+        assert_eq!(drain(&mut f).expect("rows"), vec![1, 2]);
+        // Append a copy of the last block, cut short: not yet complete, so not read.
+        let meta_len = Meta::parse(&full).expect("meta").1;
+        let block = full.get(meta_len..).expect("blocks").to_vec();
+        let mut file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .expect("open");
+        std::io::Write::write_all(&mut file, &block[..block.len() - 1]).expect("write");
+        assert_eq!(drain(&mut f).expect("rows"), Vec::<u64>::new());
+    }
+
+    #[test]
+    fn rows_that_are_gone_are_a_gap() {
+        let dir = tempfile::tempdir().expect("dir");
+        sealed(dir.path(), 50, 60);
+        let mut f = Follower::new(dir.path(), vclock(10));
+        match drain(&mut f) {
+            Err(FollowError::Gap(e)) => {
+                assert!(
+                    e.message.starts_with("Missing .xlog file between LSN"),
+                    "{e}"
+                );
+                assert_eq!(e.kind, spindle_types::ErrorKind::XlogGapError);
+            }
+            other => panic!("expected a gap, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn garbage_in_a_file_is_an_error_not_a_panic() {
+        let dir = tempfile::tempdir().expect("dir");
+        let w = xlog(dir.path(), 1, 2);
+        let mut file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(w.path())
+            .expect("open");
+        std::io::Write::write_all(&mut file, b"not a block at all").expect("write");
+        let mut f = Follower::new(dir.path(), vclock(0));
+        assert!(matches!(drain(&mut f), Err(FollowError::Io(_))));
+    }
+}
