@@ -15,7 +15,7 @@ use tracing::{debug, warn};
 use spindle_fiber::{spawn_cord, Bus};
 use spindle_proto::greeting::encode_greeting;
 use spindle_proto::iproto::{decode_frame, decode_request, encode_error, Frame, FrameError};
-use spindle_proto::route::{BatchItem, NetEvent, ReplyBatch, RequestBatch, Route};
+use spindle_proto::route::{is_handoff, BatchItem, NetEvent, ReplyBatch, RequestBatch, Route};
 use spindle_types::iproto::GREETING_VERSION;
 use spindle_types::limits::{CONN_OUTPUT_MAX, NET_BATCH_BYTES_MAX, NET_BATCH_MAX};
 
@@ -227,6 +227,8 @@ struct NetThread<M> {
     /// Requests decoded this turn, not yet handed to TX.
     batch: RequestBatch,
     buffers: BufferPool,
+    /// For deregistering a connection handed off outside the poll loop.
+    registry: Option<mio::Registry>,
 }
 
 impl<M: From<NetEvent> + Send + 'static> NetThread<M> {
@@ -251,10 +253,12 @@ impl<M: From<NetEvent> + Send + 'static> NetThread<M> {
             listening: true,
             batch: RequestBatch::default(),
             buffers: BufferPool::default(),
+            registry: None,
         }
     }
 
     fn run(mut self, mut poll: Poll, mut listener: Option<TcpListener>) {
+        self.registry = poll.registry().try_clone().ok();
         if let Some(l) = listener.as_mut() {
             if let Err(e) = poll.registry().register(l, LISTENER, Interest::READABLE) {
                 warn!("iproto-{}: cannot register listener: {e}", self.index);
@@ -517,6 +521,10 @@ impl<M: From<NetEvent> + Send + 'static> NetThread<M> {
             generation: conn.generation,
         };
         match decode_request(packet) {
+            Ok((header, request)) if is_handoff(&request) => {
+                let packet = packet.to_vec();
+                self.hand_off(slot, route, header, request, packet);
+            }
             Ok((header, request)) => {
                 conn.in_flight += 1;
                 self.in_flight += 1;
@@ -560,6 +568,47 @@ impl<M: From<NetEvent> + Send + 'static> NetThread<M> {
             },
         );
         self.bus.send(M::from(NetEvent::Requests(batch)));
+    }
+
+    /// Gives the connection up to the TX thread with its replication request: the slot is
+    /// freed (late replies to it are dropped by the generation check) and the socket goes
+    /// back to blocking mode for the relay thread that will own it.
+    fn hand_off(
+        &mut self,
+        slot: usize,
+        route: Route,
+        header: spindle_proto::iproto::Header,
+        request: spindle_proto::iproto::Request,
+        packet: Vec<u8>,
+    ) {
+        // Everything this connection sent before must reach TX first.
+        self.send_batch();
+        let Some(mut conn) = self.conns.get_mut(slot).and_then(|c| c.take()) else {
+            return;
+        };
+        if let Some(g) = self.generations.get_mut(slot) {
+            *g = g.wrapping_add(1);
+        }
+        self.free.push(slot);
+        if let Some(registry) = &self.registry {
+            let _ = registry.deregister(&mut conn.stream);
+        }
+        let output = conn.output.split_off(conn.written);
+        let input = conn.pending_input().to_vec();
+        let stream = std::net::TcpStream::from(conn.stream);
+        if stream.set_nonblocking(false).is_err() {
+            self.bus.send(M::from(NetEvent::Disconnect { route }));
+            return;
+        }
+        self.bus.send(M::from(NetEvent::Handoff {
+            route,
+            header,
+            request,
+            packet,
+            stream,
+            output,
+            input,
+        }));
     }
 
     fn framing_error(&mut self, slot: usize, e: FrameError) {

@@ -29,6 +29,30 @@ pub enum NetEvent {
     Requests(RequestBatch),
     /// The connection is gone; TX forgets its session.
     Disconnect { route: Route },
+    /// A replication request (JOIN, SUBSCRIBE, REGISTER, FETCH_SNAPSHOT): the network thread
+    /// has let go of the connection, whose socket (blocking) now travels with the request —
+    /// a relay thread serves it from here on. `output` holds reply bytes not yet written and
+    /// `input` bytes received after the request. The session at `route` ends with this.
+    Handoff {
+        route: Route,
+        header: Header,
+        request: Request,
+        packet: Vec<u8>,
+        stream: std::net::TcpStream,
+        output: Vec<u8>,
+        input: Vec<u8>,
+    },
+}
+
+/// Whether a request takes the connection over (the replication stream requests).
+pub fn is_handoff(request: &Request) -> bool {
+    matches!(
+        request,
+        Request::Join { .. }
+            | Request::Subscribe { .. }
+            | Request::Register { .. }
+            | Request::FetchSnapshot
+    )
 }
 
 /// One request inside a batch: its packet is `buf[start..end]`, and the spans of `request`

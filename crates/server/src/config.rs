@@ -7,7 +7,9 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde::Deserialize;
 
-use spindle_types::limits::{NET_MSG_MAX_DEFAULT, PACKET_SIZE_MAX_DEFAULT, WAL_MAX_SIZE_DEFAULT};
+use spindle_types::limits::{
+    NET_MSG_MAX_DEFAULT, PACKET_SIZE_MAX_DEFAULT, REPLICATION_TIMEOUT_DEFAULT, WAL_MAX_SIZE_DEFAULT,
+};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -23,7 +25,7 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Run the server.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Print the rows of .xlog/.snap files, like `tarantoolctl cat`.
     Cat(crate::cat::CatArgs),
 }
@@ -83,6 +85,17 @@ pub struct ServeArgs {
     /// Checkpoints (snapshots and the xlogs they need) kept on disk [default: 2].
     #[arg(long)]
     pub checkpoint_count: Option<usize>,
+    /// Refuse client writes with ER_READONLY (replicas).
+    #[arg(long)]
+    pub read_only: bool,
+    /// Masters to replicate from: `[user:password@]host:port`, comma-separated. An empty
+    /// data directory is bootstrapped from the first one (JOIN).
+    #[arg(long)]
+    pub replication: Option<String>,
+    /// Seconds between relay heartbeats and between applier reconnects; peers silent for
+    /// four times this are dropped [default: 1].
+    #[arg(long)]
+    pub replication_timeout: Option<f64>,
 }
 
 /// The TOML file: the same keys, with underscores.
@@ -103,6 +116,9 @@ struct FileConfig {
     force_recovery: Option<bool>,
     checkpoint_interval: Option<f64>,
     checkpoint_count: Option<usize>,
+    read_only: Option<bool>,
+    replication: Option<String>,
+    replication_timeout: Option<f64>,
 }
 
 /// The effective configuration.
@@ -121,6 +137,10 @@ pub struct Config {
     pub force_recovery: bool,
     pub checkpoint_interval: f64,
     pub checkpoint_count: usize,
+    pub read_only: bool,
+    /// Upstream URIs, in the given order.
+    pub replication: Vec<spindle_repl::Uri>,
+    pub replication_timeout: f64,
 }
 
 impl Config {
@@ -179,6 +199,12 @@ impl Config {
                 .or(file.checkpoint_interval)
                 .unwrap_or(3600.0),
             checkpoint_count: args.checkpoint_count.or(file.checkpoint_count).unwrap_or(2),
+            read_only: args.read_only || file.read_only.unwrap_or(false),
+            replication: parse_replication(args.replication.or(file.replication))?,
+            replication_timeout: args
+                .replication_timeout
+                .or(file.replication_timeout)
+                .unwrap_or(REPLICATION_TIMEOUT_DEFAULT),
         };
         config.validate()?;
         Ok(config)
@@ -203,11 +229,23 @@ impl Config {
         if self.checkpoint_count < 1 {
             return Err("checkpoint_count must be at least 1".into());
         }
+        if !(self.replication_timeout > 0.0 && self.replication_timeout.is_finite()) {
+            return Err("replication_timeout must be a positive number of seconds".into());
+        }
         if self.max_packet_size < 1024 {
             return Err("max_packet_size must be at least 1024".into());
         }
         Ok(())
     }
+}
+
+/// Comma-separated replication URIs.
+fn parse_replication(text: Option<String>) -> Result<Vec<spindle_repl::Uri>, String> {
+    text.unwrap_or_default()
+        .split(',')
+        .filter(|s| !s.trim().is_empty())
+        .map(spindle_repl::Uri::parse)
+        .collect()
 }
 
 /// Accepts `HOST:PORT`, `:PORT` or a bare port, as box.cfg.listen does.

@@ -6,6 +6,7 @@
 
 mod cat;
 mod config;
+mod replication;
 
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
@@ -34,7 +35,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Serve(args) => serve(args),
+        Command::Serve(args) => serve(*args),
         Command::Cat(args) => cat::run(args),
     }
 }
@@ -78,8 +79,10 @@ fn run(cfg: Config) -> Result<(), String> {
         wal_dir: cfg.wal_dir.clone(),
         force_recovery: cfg.force_recovery,
     };
+    replication::bootstrap_if_needed(&cfg)?;
     let recovered = recover(&fs, &recovery_cfg).map_err(|e| format!("recovery failed: {e}"))?;
-    let db = recovered.db;
+    let mut db = recovered.db;
+    db.read_only = cfg.read_only;
     info!("instance {} at vclock {}", db.instance_uuid, db.vclock);
     let (bus, bus_receiver) = Bus::<TxMsg>::new().map_err(|e| format!("bus: {e}"))?;
 
@@ -129,17 +132,23 @@ fn run(cfg: Config) -> Result<(), String> {
         start_checkpoint_timer(cfg.checkpoint_interval, bus.clone(), stopping)?;
     }
 
+    let consumers = spindle_repl::gc::Consumers::default();
+    let wal_stats = wal.as_ref().map(|w| w.stats.clone());
+    let repl_setup = wal_stats
+        .clone()
+        .map(|stats| replication::setup(&cfg, stats, bus.clone(), consumers.clone()));
+    replication::start_appliers(&cfg, &mut db, wal_stats, bus.clone());
     let sink = net.reply_sink();
     let hooks = TxHooks {
         send_replies: Box::new(move |thread, batch| sink.send(thread, batch)),
         net_threads: cfg.iproto_threads,
         journal: wal.as_ref().map(|w| w.sender.clone()),
         schema_version,
-        start_snapshot: snapshot_starter(&cfg, bus.clone()),
+        start_snapshot: snapshot_starter(&cfg, bus.clone(), consumers),
     };
     let admin_password = cfg.admin_password.clone();
     let tx_result = spindle_fiber::run_tx(TX_FIBER_STACK_WORDS, 64, move || {
-        spindle_tx::run(db, hooks, bus_receiver, admin_password)
+        spindle_tx::run_with(db, hooks, bus_receiver, admin_password, repl_setup)
     });
     net.shutdown();
     if let Some(wal) = wal {
@@ -154,13 +163,19 @@ fn run(cfg: Config) -> Result<(), String> {
 
 /// Starts a snapshot thread per checkpoint: it writes the file, collects old files and
 /// reports back to the TX thread.
-fn snapshot_starter(cfg: &Config, bus: Bus<TxMsg>) -> Box<dyn Fn(ReadView) + Send> {
+fn snapshot_starter(
+    cfg: &Config,
+    bus: Bus<TxMsg>,
+    consumers: spindle_repl::gc::Consumers,
+) -> Box<dyn Fn(ReadView) + Send> {
     let (memtx_dir, wal_dir, keep) = (
         cfg.memtx_dir.clone(),
         cfg.wal_dir.clone(),
         cfg.checkpoint_count,
     );
-    Box::new(move |view| {
+    Box::new(move |mut view| {
+        // Xlogs a replica has not acknowledged yet stay (§6.3).
+        view.keep_vclock = consumers.min();
         let (memtx_dir, wal_dir, bus) = (memtx_dir.clone(), wal_dir.clone(), bus.clone());
         let spawned = spawn_cord("snapshot", move || {
             let outcome = run_checkpoint(&OsFs, &memtx_dir, &wal_dir, keep, view);

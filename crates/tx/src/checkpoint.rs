@@ -21,6 +21,8 @@ pub struct ReadView {
     pub instance_uuid: String,
     /// (space id, group id, tuples in primary-key order), ascending space id.
     pub spaces: Vec<(u32, u32, Vec<Tuple>)>,
+    /// Replicas still need the xlogs from here on (set by whoever starts the snapshot).
+    pub keep_vclock: Option<Vclock>,
 }
 
 impl ReadView {
@@ -44,6 +46,7 @@ impl ReadView {
             vclock: db.vclock,
             instance_uuid: db.instance_uuid.clone(),
             spaces,
+            keep_vclock: None,
         }
     }
 
@@ -186,9 +189,10 @@ pub fn run_checkpoint<Fs: LogFs + Clone>(
         Some((_, path)) => Ok(path),
         None => write_snapshot(fs, memtx_dir, &view).map_err(|e| e.to_string()),
     };
+    let keep_vclock = view.keep_vclock;
     drop(view);
     if result.is_ok() {
-        collect_garbage(fs, memtx_dir, wal_dir, keep, None);
+        collect_garbage(fs, memtx_dir, wal_dir, keep, keep_vclock.as_ref());
     }
     CheckpointOutcome {
         result,

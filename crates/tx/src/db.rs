@@ -94,6 +94,8 @@ pub struct Db {
     pub vclock: Vclock,
     pub replica_id: u32,
     pub instance_uuid: String,
+    /// `--read-only`: client writes to replicated spaces get ER_READONLY.
+    pub read_only: bool,
     schema_changed: bool,
 }
 
@@ -109,6 +111,7 @@ impl Db {
             vclock: Vclock::new(),
             replica_id: 1,
             instance_uuid,
+            read_only: false,
             schema_changed: false,
         }
     }
@@ -168,8 +171,8 @@ impl Db {
                 Err(BoxError::unsupported("spindle", "Lua EVAL"))
             }
             Request::Execute | Request::Prepare => Err(BoxError::unsupported("spindle", "SQL")),
-            Request::Vote
-            | Request::Join { .. }
+            Request::Vote => Ok(Reply::Raw(crate::replication::ballot(self))),
+            Request::Join { .. }
             | Request::Subscribe { .. }
             | Request::Register { .. }
             | Request::FetchSnapshot => Err(BoxError::unsupported("spindle", "replication yet")),
@@ -270,6 +273,7 @@ impl Db {
     ) -> BoxResult<WriteOutcome> {
         self.check_schema_version(header)?;
         let dml = request_to_dml(request, packet)?;
+        self.check_writable(dml.space_id())?;
         self.check_write_access(user, dml.space_id())?;
         let applied = self.apply_dml(dml)?;
         let reply = match dml {
@@ -284,7 +288,17 @@ impl Db {
         })
     }
 
-    fn check_write_access(&mut self, user: u32, space_id: u32) -> BoxResult<()> {
+    /// A read-only instance refuses writes to replicated spaces (temporary and local spaces
+    /// stay writable), after the space lookup, as Tarantool's `box_process1` does.
+    fn check_writable(&self, space_id: u32) -> BoxResult<()> {
+        let def = &self.catalog.space(space_id)?.def;
+        if self.read_only && !def.temporary && def.group_id == 0 {
+            return Err(BoxError::readonly());
+        }
+        Ok(())
+    }
+
+    pub(crate) fn check_write_access(&mut self, user: u32, space_id: u32) -> BoxResult<()> {
         self.users.check_universe(user, PRIV_U)?;
         let entry = self.catalog.space(space_id)?;
         let (name, owner, engine) = (entry.def.name.clone(), entry.def.owner, entry.def.engine);

@@ -12,6 +12,7 @@ pub mod checkpoint;
 pub mod db;
 pub mod msg;
 pub mod recovery;
+pub mod replication;
 pub mod reply;
 pub mod runtime;
 pub mod session;
@@ -26,7 +27,23 @@ use tracing::error;
 /// Runs the TX thread's main loop until a clean shutdown. Call from the first fiber of
 /// `spindle_fiber::run_tx`.
 pub fn run(db: db::Db, hooks: TxHooks, bus: BusReceiver<TxMsg>, admin_password: Option<String>) {
-    let tx = runtime::install(runtime::Tx::new(db, hooks));
+    run_with(db, hooks, bus, admin_password, None);
+}
+
+/// `run`, serving replicas with `replication` (None with `wal_mode = none`).
+pub fn run_with(
+    mut db: db::Db,
+    hooks: TxHooks,
+    bus: BusReceiver<TxMsg>,
+    admin_password: Option<String>,
+    replication: Option<replication::ReplSetup>,
+) {
+    replication::identify(&mut db);
+    let mut t = runtime::Tx::new(db, hooks);
+    if let Some(setup) = replication {
+        t.repl.configure(setup);
+    }
+    let tx = runtime::install(t);
     if let Some(password) = admin_password {
         if let Err(e) = runtime::set_admin_password(tx, &password) {
             error!("cannot set the admin password: {e}");

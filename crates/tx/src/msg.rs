@@ -13,6 +13,14 @@ pub enum TxMsg {
     CheckpointDone(crate::checkpoint::CheckpointOutcome),
     /// Finish in-flight commits, close the log, stop the dispatcher.
     Shutdown,
+    /// From relay and applier threads.
+    Repl(spindle_repl::ReplEvent),
+}
+
+impl From<spindle_repl::ReplEvent> for TxMsg {
+    fn from(e: spindle_repl::ReplEvent) -> Self {
+        TxMsg::Repl(e)
+    }
 }
 
 impl From<NetEvent> for TxMsg {

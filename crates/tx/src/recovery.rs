@@ -401,6 +401,10 @@ fn flush_bulk(
 }
 
 fn apply(db: &mut Db, row: &Row) -> spindle_types::BoxResult<()> {
+    // A NOP only moves the vclock (a master's rows can bring them).
+    if row.header.req_type == spindle_types::iproto::request::NOP {
+        return Ok(());
+    }
     db.replay_dml(row_to_dml(row)?)
 }
 

@@ -16,6 +16,8 @@ pub enum Reply {
     Tuples(Vec<Tuple>),
     /// `{DATA: [...]}` with `count` pre-encoded items (CALL results).
     Data { count: u32, data: Vec<u8> },
+    /// A pre-encoded body map (the VOTE ballot).
+    Raw(Vec<u8>),
 }
 
 /// Largest reply body a response can frame (the length prefix is a u32), with room for the
@@ -34,6 +36,11 @@ pub fn encode(out: &mut Vec<u8>, sync: u64, schema_version: u32, result: BoxResu
             }
             finish_response(out, start);
         }
+        Ok(Reply::Raw(body)) => {
+            let start = begin_response(out, request::OK, sync, schema_version);
+            out.extend_from_slice(&body);
+            finish_response(out, start);
+        }
         Ok(Reply::Data { count, data }) => {
             let start = begin_response(out, request::OK, sync, schema_version);
             encode_data_prefix(out, count);
@@ -50,7 +57,7 @@ fn refuse_oversized(reply: Reply) -> BoxResult<Reply> {
     let size = match &reply {
         Reply::Empty => 0,
         Reply::Tuples(tuples) => tuples.iter().map(|t| t.data().len()).sum(),
-        Reply::Data { data, .. } => data.len(),
+        Reply::Data { data, .. } | Reply::Raw(data) => data.len(),
     };
     if size > REPLY_BYTES_MAX {
         return Err(spindle_types::BoxError::new(

@@ -15,14 +15,16 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
 use crossbeam_channel::Sender;
+use hashbrown::HashMap;
 use tracing::{error, info, warn};
 
-use spindle_fiber::{BusReceiver, TxCell};
+use spindle_fiber::{current_fiber, park, yield_now, BusReceiver, Fiber, TxCell};
 use spindle_proto::iproto::{Header, Request};
 use spindle_proto::route::{NetEvent, ReplyBatch, Route};
 use spindle_types::limits::TX_DISPATCH_BATCH;
 use spindle_types::{BoxError, BoxResult};
 use spindle_xlog::journal::{JournalReply, JournalRequest, JournalTxn};
+use spindle_xlog::Row;
 
 use crate::checkpoint::{CheckpointOutcome, ReadView};
 use crate::db::{Db, Undo, WriteOutcome};
@@ -68,18 +70,34 @@ struct PendingReply {
     reply: Reply,
 }
 
+/// Who learns the outcome of a transaction once the WAL has written it (or failed).
+enum Waiter {
+    /// Nobody: the admin password at start-up.
+    Nobody,
+    /// A client request's reply: the commit continuation of a request that never yields.
+    Client(PendingReply),
+    /// A fiber parked in `wait_commit` on this transaction id (replication).
+    Fiber(u64),
+}
+
 /// A transaction sent to the WAL and not yet confirmed.
 struct InFlight {
+    /// Origin and LSNs of its rows (this instance's, or an upstream's for applied rows).
+    replica_id: u32,
+    first_lsn: u64,
     last_lsn: u64,
     undo: Vec<Undo>,
-    /// `None` for a transaction no client waits on (the admin password at start-up).
-    reply: Option<PendingReply>,
+    waiter: Waiter,
 }
 
 struct Commit {
     epoch: u64,
+    next_txn_id: u64,
     pending: Vec<JournalTxn>,
     in_flight: VecDeque<InFlight>,
+    /// Outcomes not yet collected by their parked fibers.
+    results: HashMap<u64, BoxResult<()>>,
+    waiters: HashMap<u64, Fiber>,
 }
 
 pub struct Tx {
@@ -88,8 +106,14 @@ pub struct Tx {
     hooks: TxHooks,
     outboxes: Vec<ReplyBatch>,
     commit: Commit,
+    /// True while the dispatcher handles messages: it flushes the journal and the outboxes
+    /// at the end of its turn. Fibers run between turns and flush for themselves.
+    in_turn: bool,
+    /// A fiber was made runnable during this turn: the dispatcher yields to it.
+    fibers_woken: bool,
     shutting_down: bool,
     checkpoint: CheckpointState,
+    pub repl: crate::replication::Repl,
 }
 
 impl Tx {
@@ -107,11 +131,17 @@ impl Tx {
             outboxes,
             commit: Commit {
                 epoch: 0,
+                next_txn_id: 1,
                 pending: Vec::new(),
                 in_flight: VecDeque::new(),
+                results: HashMap::new(),
+                waiters: HashMap::new(),
             },
+            in_turn: false,
+            fibers_woken: false,
             shutting_down: false,
             checkpoint: CheckpointState::Idle,
+            repl: Default::default(),
         }
     }
 
@@ -138,7 +168,11 @@ impl Tx {
         }
     }
 
-    fn flush_journal(&mut self) {
+    pub(crate) fn in_turn(&self) -> bool {
+        self.in_turn
+    }
+
+    pub(crate) fn flush_journal(&mut self) {
         if self.commit.pending.is_empty() {
             return;
         }
@@ -153,7 +187,7 @@ impl Tx {
         }
     }
 
-    fn publish_schema_version(&self) {
+    pub(crate) fn publish_schema_version(&self) {
         self.hooks
             .schema_version
             .store(self.db.schema_version(), Ordering::Relaxed);
@@ -164,38 +198,80 @@ impl Tx {
     /// `wal_mode = none`) is committed already: its reply goes out now.
     fn submit(&mut self, outcome: WriteOutcome, reply: Option<PendingReply>) {
         let WriteOutcome { mut rows, undo, .. } = outcome;
-        let logged = !rows.is_empty() && self.hooks.journal.is_some();
         if !rows.is_empty() {
-            let last_lsn = self.db.assign_lsns(&mut rows);
-            if logged {
-                self.commit.pending.push(JournalTxn { rows });
-                self.commit.in_flight.push_back(InFlight {
-                    last_lsn,
-                    undo,
-                    reply,
-                });
-                return;
-            }
+            self.db.assign_lsns(&mut rows);
         }
-        if let Some(r) = reply {
-            self.send_reply(r.route, r.sync, Ok(r.reply));
+        let waiter = reply.map_or(Waiter::Nobody, Waiter::Client);
+        if let Err(waiter) = self.queue_txn(rows, undo, waiter) {
+            self.complete(waiter, Ok(()));
         }
     }
 
-    fn on_wal_written(&mut self, lsn: u64) {
-        while self
+    /// Queues a transaction whose rows already carry their LSNs (its own, or an upstream's)
+    /// for a fiber that will `wait_commit` on the returned id; `None` if nothing is logged.
+    pub(crate) fn submit_logged(&mut self, rows: Vec<Row>, undo: Vec<Undo>) -> Option<u64> {
+        let txn_id = self.commit.next_txn_id;
+        self.commit.next_txn_id += 1;
+        self.queue_txn(rows, undo, Waiter::Fiber(txn_id))
+            .ok()
+            .map(|()| txn_id)
+    }
+
+    /// Queues rows for the WAL; gives the waiter back when there is nothing to wait for.
+    fn queue_txn(&mut self, rows: Vec<Row>, undo: Vec<Undo>, waiter: Waiter) -> Result<(), Waiter> {
+        let Some(last) = rows.last().map(|r| r.header) else {
+            return Err(waiter);
+        };
+        if self.hooks.journal.is_none() {
+            return Err(waiter);
+        }
+        let first_lsn = rows.first().map_or(last.lsn, |r| r.header.lsn);
+        self.commit.pending.push(JournalTxn { rows });
+        self.commit.in_flight.push_back(InFlight {
+            replica_id: last.replica_id,
+            first_lsn,
+            last_lsn: last.lsn,
+            undo,
+            waiter,
+        });
+        Ok(())
+    }
+
+    /// Hands a transaction's outcome to whoever waits for it.
+    fn complete(&mut self, waiter: Waiter, result: BoxResult<()>) {
+        match waiter {
+            Waiter::Nobody => {}
+            Waiter::Client(r) => self.send_reply(r.route, r.sync, result.map(|()| r.reply)),
+            Waiter::Fiber(txn_id) => {
+                self.commit.results.insert(txn_id, result);
+                if let Some(fiber) = self.commit.waiters.remove(&txn_id) {
+                    fiber.unpark();
+                    self.fibers_woken = true;
+                }
+            }
+        }
+    }
+
+    /// Completes every transaction up to the one ending with row `{replica_id: lsn}`. The WAL
+    /// writes in submission order, so that is a prefix of `in_flight`.
+    fn on_wal_written(&mut self, replica_id: u32, lsn: u64) {
+        let end = self
             .commit
             .in_flight
-            .front()
-            .is_some_and(|f| f.last_lsn <= lsn)
-        {
-            if let Some(PendingReply { route, sync, reply }) = self
+            .iter()
+            .position(|f| f.replica_id == replica_id && f.last_lsn == lsn);
+        let count = match end {
+            Some(i) => i + 1,
+            None => self
                 .commit
                 .in_flight
-                .pop_front()
-                .and_then(|done| done.reply)
-            {
-                self.send_reply(route, sync, Ok(reply));
+                .iter()
+                .take_while(|f| f.last_lsn <= lsn)
+                .count(),
+        };
+        for _ in 0..count {
+            if let Some(done) = self.commit.in_flight.pop_front() {
+                self.complete(done.waiter, Ok(()));
             }
         }
     }
@@ -208,13 +284,20 @@ impl Tx {
         }
         warn!("WAL write failed ({reason}); rolling back transactions from LSN {first_lsn}");
         self.commit.pending.clear();
+        let own = self.db.replica_id;
+        let mut own_first = None;
         while let Some(txn) = self.commit.in_flight.pop_back() {
-            self.db.rollback(txn.undo);
-            if let Some(r) = txn.reply {
-                self.send_reply(r.route, r.sync, Err(BoxError::wal_io()));
+            if txn.replica_id == own {
+                own_first = Some(own_first.map_or(txn.first_lsn, |f: u64| f.min(txn.first_lsn)));
             }
+            self.db.rollback(txn.undo);
+            self.complete(txn.waiter, Err(BoxError::wal_io()));
         }
-        self.db.reset_lsn(first_lsn.saturating_sub(1));
+        // This instance's LSNs from the first rolled-back one on are reused; upstream rows
+        // are fetched again by their applier.
+        if let Some(first) = own_first {
+            self.db.reset_lsn(first.saturating_sub(1));
+        }
         self.commit.epoch += 1;
         self.publish_schema_version();
     }
@@ -293,23 +376,43 @@ pub fn dispatch(tx: TxRef, mut bus: BusReceiver<TxMsg>) {
         return;
     }
     loop {
-        let (handled, done) = tx.with(|t| {
-            let mut handled = 0;
-            while handled < TX_DISPATCH_BATCH {
-                let Ok(msg) = bus.try_recv() else { break };
-                handled += match &msg {
-                    TxMsg::Net(NetEvent::Requests(batch)) => batch.len().max(1),
-                    _ => 1,
-                };
-                handle(t, msg);
+        let mut handled = 0;
+        while handled < TX_DISPATCH_BATCH {
+            // Messages run under one borrow of the TX state until one needs to start or
+            // wake fibers (replication), which runs outside it.
+            let outside = tx.with(|t| {
+                t.in_turn = true;
+                while handled < TX_DISPATCH_BATCH {
+                    let Ok(msg) = bus.try_recv() else { break };
+                    handled += match &msg {
+                        TxMsg::Net(NetEvent::Requests(batch)) => batch.len().max(1),
+                        _ => 1,
+                    };
+                    if let Some(msg) = handle(t, msg) {
+                        return Some(msg);
+                    }
+                }
+                None
+            });
+            match outside {
+                Some(msg) => handle_with_fibers(tx, msg),
+                None => break,
             }
+        }
+        let (done, woken) = tx.with(|t| {
             t.flush_journal();
             t.flush_replies();
-            (handled, t.shutting_down && shutdown_ready(t))
+            t.in_turn = false;
+            let woken = std::mem::take(&mut t.fibers_woken);
+            (t.shutting_down && shutdown_ready(t), woken)
         });
         if done {
             close_journal(tx, &mut bus);
             return;
+        }
+        if woken {
+            // Woken fibers run now, not when the bus happens to be empty.
+            yield_now();
         }
         if handled >= TX_DISPATCH_BATCH {
             bus.poll_point();
@@ -320,7 +423,45 @@ pub fn dispatch(tx: TxRef, mut bus: BusReceiver<TxMsg>) {
 }
 
 fn shutdown_ready(t: &Tx) -> bool {
-    t.commit.in_flight.is_empty() && matches!(t.checkpoint, CheckpointState::Idle)
+    t.commit.in_flight.is_empty()
+        && t.commit.waiters.is_empty()
+        && matches!(t.checkpoint, CheckpointState::Idle)
+}
+
+/// Messages that start or wake replication fibers: handled outside any borrow of the TX
+/// state (the fibers borrow it themselves).
+fn handle_with_fibers(tx: TxRef, msg: TxMsg) {
+    match msg {
+        TxMsg::Net(NetEvent::Handoff {
+            route,
+            header,
+            request,
+            packet,
+            stream,
+            output,
+            input,
+        }) => {
+            let user = tx.with(|t| {
+                let user = t.sessions.user(route);
+                t.sessions.disconnect(route);
+                user
+            });
+            let handoff = spindle_repl::Handoff {
+                header,
+                request,
+                packet,
+                stream,
+                output,
+                input,
+            };
+            crate::replication::handoff(tx, user, handoff);
+        }
+        TxMsg::Repl(event) => {
+            let woken = crate::replication::on_event(tx, event);
+            tx.with(|t| t.fibers_woken |= woken);
+        }
+        _ => {}
+    }
 }
 
 /// Asks the WAL to close the log and waits for its acknowledgement.
@@ -338,7 +479,9 @@ fn close_journal(tx: TxRef, bus: &mut BusReceiver<TxMsg>) {
     loop {
         match bus.try_recv() {
             Ok(TxMsg::Wal(JournalReply::Closed)) => break,
-            Ok(TxMsg::Wal(JournalReply::Written { lsn })) => tx.with(|t| t.on_wal_written(lsn)),
+            Ok(TxMsg::Wal(JournalReply::Written { lsn, replica_id })) => {
+                tx.with(|t| t.on_wal_written(replica_id, lsn))
+            }
             Ok(_) => {}
             Err(crossbeam_channel::TryRecvError::Empty) => bus.wait(),
             Err(crossbeam_channel::TryRecvError::Disconnected) => break,
@@ -348,9 +491,10 @@ fn close_journal(tx: TxRef, bus: &mut BusReceiver<TxMsg>) {
     info!("TX thread stopped");
 }
 
-/// Handles one message.
-fn handle(t: &mut Tx, msg: TxMsg) {
+/// Handles one message, or gives it back if it needs `handle_with_fibers`.
+fn handle(t: &mut Tx, msg: TxMsg) -> Option<TxMsg> {
     match msg {
+        msg @ (TxMsg::Net(NetEvent::Handoff { .. }) | TxMsg::Repl(_)) => return Some(msg),
         TxMsg::Net(NetEvent::Connect { route, salt }) => t.sessions.connect(route, salt),
         TxMsg::Net(NetEvent::Disconnect { route }) => t.sessions.disconnect(route),
         TxMsg::Net(NetEvent::Request {
@@ -370,7 +514,7 @@ fn handle(t: &mut Tx, msg: TxMsg) {
                 );
             }
         }
-        TxMsg::Wal(JournalReply::Written { lsn }) => t.on_wal_written(lsn),
+        TxMsg::Wal(JournalReply::Written { lsn, replica_id }) => t.on_wal_written(replica_id, lsn),
         TxMsg::Wal(JournalReply::Failed {
             epoch,
             first_lsn,
@@ -382,6 +526,7 @@ fn handle(t: &mut Tx, msg: TxMsg) {
         TxMsg::CheckpointDone(outcome) => t.on_checkpoint_done(outcome),
         TxMsg::Shutdown => t.shutting_down = true,
     }
+    None
 }
 
 fn run_request(t: &mut Tx, route: Route, header: &Header, request: &Request, packet: &[u8]) {
@@ -443,4 +588,22 @@ pub fn set_admin_password(tx: TxRef, password: &str) -> BoxResult<()> {
         t.publish_schema_version();
         Ok(())
     })
+}
+
+/// Parks the calling fiber until the WAL has confirmed or failed `txn_id` (a transaction
+/// queued with `submit_logged`).
+pub(crate) fn wait_commit(tx: TxRef, txn_id: u64) -> BoxResult<()> {
+    loop {
+        let ready = tx.with(|t| match t.commit.results.remove(&txn_id) {
+            Some(result) => Some(result),
+            None => {
+                t.commit.waiters.insert(txn_id, current_fiber());
+                None
+            }
+        });
+        match ready {
+            Some(result) => return result,
+            None => park(),
+        }
+    }
 }

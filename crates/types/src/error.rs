@@ -54,6 +54,10 @@ pub mod code {
     pub const ER_UNKNOWN_SCHEMA_OBJECT: u32 = 49;
     pub const ER_NO_SUCH_ENGINE: u32 = 57;
     pub const ER_CFG: u32 = 59;
+    pub const ER_UNKNOWN_REPLICA: u32 = 62;
+    pub const ER_REPLICASET_UUID_MISMATCH: u32 = 63;
+    pub const ER_INVALID_UUID: u32 = 64;
+    pub const ER_REPLICA_MAX: u32 = 73;
     pub const ER_MISSING_REQUEST_FIELD: u32 = 69;
     pub const ER_IDENTIFIER: u32 = 70;
     pub const ER_ITERATOR_TYPE: u32 = 72;
@@ -71,7 +75,11 @@ pub mod code {
     pub const ER_MEMTX_MAX_TUPLE_SIZE: u32 = 110;
     pub const ER_WRONG_SPACE_OPTIONS: u32 = 111;
     pub const ER_VIEW_IS_RO: u32 = 113;
+    pub const ER_PROTOCOL: u32 = 104;
     pub const ER_LOADING: u32 = 116;
+    pub const ER_CONNECTION_TO_SELF: u32 = 117;
+    /// What Tarantool 2.6 puts in the CODE of an `XlogGapError` on the wire (observed).
+    pub const ER_XLOG_GAP_WIRE: u32 = 32;
     pub const ER_PARTIAL_KEY: u32 = 136;
     pub const ER_NO_SUCH_INDEX_NAME: u32 = 148;
     pub const ER_SPACE_FIELD_IS_DUPLICATE: u32 = 149;
@@ -90,6 +98,8 @@ pub enum ErrorKind {
     AccessDeniedError,
     XlogError,
     SystemError,
+    /// A replica asked for rows the master no longer has; replicas match on this name.
+    XlogGapError,
 }
 
 impl ErrorKind {
@@ -99,6 +109,7 @@ impl ErrorKind {
             ErrorKind::AccessDeniedError => "AccessDeniedError",
             ErrorKind::XlogError => "XlogError",
             ErrorKind::SystemError => "SystemError",
+            ErrorKind::XlogGapError => "XlogGapError",
         }
     }
 }
@@ -482,6 +493,41 @@ impl BoxError {
     }
     pub fn view_is_ro(view: &str) -> Self {
         Self::new(ER_VIEW_IS_RO, format!("View '{view}' is read-only"))
+    }
+    pub fn unknown_replica(replica: &str, replicaset: &str) -> Self {
+        Self::new(
+            ER_UNKNOWN_REPLICA,
+            format!("Replica {replica} is not registered with replica set {replicaset}"),
+        )
+    }
+    pub fn replicaset_uuid_mismatch(expected: &str, got: &str) -> Self {
+        Self::new(
+            ER_REPLICASET_UUID_MISMATCH,
+            format!("Replica set UUID mismatch: expected {expected}, got {got}"),
+        )
+    }
+    pub fn invalid_uuid(value: &str) -> Self {
+        Self::new(ER_INVALID_UUID, format!("Invalid UUID: {value}"))
+    }
+    pub fn replica_max(max: u32) -> Self {
+        Self::new(
+            ER_REPLICA_MAX,
+            format!("Replica count limit reached: {max}"),
+        )
+    }
+    pub fn protocol(details: &str) -> Self {
+        Self::new(ER_PROTOCOL, format!("Communication error: {details}"))
+    }
+    pub fn connection_to_self() -> Self {
+        Self::new(ER_CONNECTION_TO_SELF, "Connection to self")
+    }
+    /// Rows between `from` and `to` (vclocks in text form) are gone from the WAL.
+    pub fn xlog_gap(from: &str, to: &str) -> Self {
+        Self::new(
+            ER_XLOG_GAP_WIRE,
+            format!("Missing .xlog file between LSN {from} and {to}"),
+        )
+        .with_kind(ErrorKind::XlogGapError)
     }
     pub fn loading() -> Self {
         Self::new(ER_LOADING, "Instance bootstrap hasn't finished yet")

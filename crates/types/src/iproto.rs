@@ -17,6 +17,10 @@ pub mod request {
     pub const EXECUTE: u32 = 11;
     pub const NOP: u32 = 12;
     pub const PREPARE: u32 = 13;
+    /// Raft state (2.6.1+): a local row, and a push on the replication stream (lsn 0).
+    pub const RAFT: u32 = 30;
+    /// Limbo takeover (2.6.3): CONFIRM + ROLLBACK in one row.
+    pub const PROMOTE: u32 = 31;
     pub const CONFIRM: u32 = 40;
     pub const ROLLBACK: u32 = 41;
     pub const PING: u32 = 64;
@@ -89,6 +93,19 @@ pub mod error_key {
     pub const CODE: u8 = 0x05;
     pub const FIELDS: u8 = 0x06;
 }
+
+/// Keys of the VOTE answer's `BALLOT` map (xlog-and-replication.md §5.2, 2.6.0 order).
+pub mod ballot_key {
+    pub const IS_RO: u8 = 0x01;
+    pub const VCLOCK: u8 = 0x02;
+    pub const GC_VCLOCK: u8 = 0x03;
+    pub const IS_LOADING: u8 = 0x04;
+}
+
+/// Replica ids: 0 is "local" (never a real instance), valid ids are 1..=31.
+pub const REPLICA_ID_NIL: u32 = 0;
+/// `VCLOCK_MAX`: replica ids are below this.
+pub const REPLICA_ID_LIMIT: u32 = 32;
 
 /// Iterator types (`IPROTO_ITERATOR`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -42,6 +42,33 @@ pub const USER_MAX: u32 = 32;
 /// Tarantool itself accepts any depth (a 1000-deep key gets a key type error, not a msgpack
 /// error), and so must we.
 pub const MP_DEPTH_MAX: usize = 1 << 20;
+/// Default `replication_timeout`, seconds: relay heartbeat interval, applier reconnect delay.
+pub const REPLICATION_TIMEOUT_DEFAULT: f64 = 1.0;
+/// A peer silent for this many replication timeouts is disconnected (Tarantool's
+/// `replication_disconnect_timeout`).
+pub const REPLICATION_DISCONNECT_FACTOR: f64 = 4.0;
+/// Longest delay between applier reconnect attempts (the backoff doubles up to this).
+pub const APPLIER_BACKOFF_MAX_SECS: f64 = 5.0;
+/// Rows an applier may have queued on the TX thread, not yet durable, before it stops
+/// reading from the master (backpressure).
+pub const APPLIER_QUEUE_ROWS_MAX: usize = 65_536;
+/// Rows an applier hands to the TX thread in one message at most.
+pub const APPLIER_BATCH_ROWS_MAX: usize = 4096;
+/// Bytes a relay (or the applier reader) buffers per socket read.
+pub const REPL_READ_BUFFER: usize = 256 * 1024;
+/// Bytes a relay accumulates before one socket write (rows go out in batches).
+pub const RELAY_SEND_BUFFER: usize = 256 * 1024;
+/// How often a relay waiting for new WAL rows checks its socket for ACKs, milliseconds.
+pub const RELAY_ACK_POLL_MS: u64 = 50;
+/// Rows a relay reads from the log per turn (between ACK checks).
+pub const RELAY_ROWS_PER_POLL: usize = 4096;
+/// How long a JOIN's final stage waits for the WAL to write the rows it must send, seconds.
+pub const RELAY_FINAL_JOIN_WAIT_SECS: u64 = 30;
+/// How long a relay waits for the SUBSCRIBE that follows a JOIN (a Tarantool replica writes
+/// its first snapshot in between), seconds.
+pub const RELAY_NEXT_REQUEST_WAIT_SECS: u64 = 300;
+/// Largest replication packet accepted from a peer (a row, an ACK, a JOIN marker).
+pub const REPL_PACKET_MAX: usize = 1 << 30;
 
 const _: () = assert!(PACKET_SIZE_MAX_DEFAULT as u64 <= PACKET_SIZE_HARD_MAX);
 const _: () = assert!(CONN_READ_CHUNK < PACKET_SIZE_MAX_DEFAULT);

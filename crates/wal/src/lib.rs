@@ -22,6 +22,9 @@ use spindle_xlog::format::INPROGRESS_SUFFIX;
 use spindle_xlog::journal::{JournalReply, JournalRequest, JournalTxn};
 use spindle_xlog::{file_name, FileType, LogFile, LogFs, Meta, Vclock, XlogWriter};
 
+pub mod watch;
+pub use watch::WalWatch;
+
 /// Whether each group commit is fdatasync'ed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SyncMode {
@@ -47,6 +50,8 @@ pub struct WalStats {
     pub bytes: AtomicU64,
     /// Highest LSN written; relays will follow it.
     pub written_lsn: AtomicU64,
+    /// The vclock written so far, published after every write (relays, appliers' ACKs).
+    pub watch: WalWatch,
 }
 
 impl WalStats {
@@ -89,6 +94,7 @@ where
 {
     let (sender, receiver) = crossbeam_channel::unbounded();
     let stats = Arc::new(WalStats::default());
+    stats.watch.publish(&vclock);
     let wal = Wal {
         fs,
         cfg,
@@ -190,7 +196,15 @@ impl<Fs: LogFs + Clone> Wal<Fs> {
             Ok(last_lsn) => {
                 self.account(&txns);
                 self.stats.written_lsn.store(last_lsn, Ordering::Release);
-                JournalReply::Written { lsn: last_lsn }
+                self.stats.watch.publish(&self.vclock);
+                let replica_id = txns
+                    .last()
+                    .and_then(|t| t.rows.last())
+                    .map_or(0, |r| r.header.replica_id);
+                JournalReply::Written {
+                    lsn: last_lsn,
+                    replica_id,
+                }
             }
             Err(e) => {
                 error!("WAL write failed: {e}");

@@ -27,8 +27,10 @@ pub enum JournalRequest {
 /// WAL → TX. One message per group commit.
 #[derive(Debug)]
 pub enum JournalReply {
-    /// Everything up to and including `lsn` is written (and synced, per the mode).
-    Written { lsn: u64 },
+    /// Everything up to and including the row `{replica_id: lsn}` is written (and synced, per
+    /// the mode). The id tells rows of different origins apart: a replica's WAL holds its own
+    /// rows and its masters' rows, whose LSNs are unrelated.
+    Written { lsn: u64, replica_id: u32 },
     /// The write of a batch of `epoch` failed; nothing of that epoch from `first_lsn` on was
     /// written. TX must roll those transactions back and start a new epoch.
     Failed {

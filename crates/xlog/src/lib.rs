@@ -36,7 +36,7 @@ pub use format::{crc32c_tarantool, file_name, FileType};
 pub use fs::{LogFile, LogFs, OsFile, OsFs};
 pub use meta::Meta;
 pub use reader::{decode_block, scan_blocks, Block, BlockSpan, ScanEnd, XlogReader};
-pub use row::{decode_row, decode_row_ref, encode_row, Row, RowHeader, RowRef};
+pub use row::{decode_row, decode_row_ref, encode_row, encode_row_parts, Row, RowHeader, RowRef};
 pub use vclock::{Vclock, VCLOCK_MAX};
 pub use writer::XlogWriter;
 

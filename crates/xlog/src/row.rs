@@ -69,7 +69,11 @@ impl RowHeader {
 /// Appends the row: header keys in Tarantool's order, zero values omitted, TSN/FLAGS per
 /// spec §3.2, then the body bytes verbatim.
 pub fn encode_row(row: &Row, out: &mut Vec<u8>) {
-    let h = &row.header;
+    encode_row_parts(&row.header, &row.body, out);
+}
+
+/// Like [`encode_row`], for a header and a borrowed body (the relay's path: no copy).
+pub fn encode_row_parts(h: &RowHeader, body: &[u8], out: &mut Vec<u8>) {
     let single = h.is_single_statement();
     let entries = 1
         + usize::from(h.replica_id != 0)
@@ -103,7 +107,7 @@ pub fn encode_row(row: &Row, out: &mut Vec<u8>) {
             write_key_uint(out, key::FLAGS, FLAG_COMMIT);
         }
     }
-    out.extend_from_slice(&row.body);
+    out.extend_from_slice(body);
 }
 
 fn write_key_uint(out: &mut Vec<u8>, k: u8, v: u64) {
