@@ -818,6 +818,8 @@ def parse_args(argv=None):
         ap.error("--rounds, --duration and --keys must be positive, --idle not negative")
     args.snapshot_at = 1.0 if quick else 3.0
     args.snapshot_duration = 3.0 if quick else 8.0
+    # Servers run in their own data directories: every path must be absolute.
+    args.target_dir = os.path.abspath(args.target_dir)
     args.out = args.out or os.path.join(args.target_dir, "bench")
     args.spindle_bin = os.path.join(args.target_dir, "release", "spindle")
     args.bench_bin = os.path.join(args.target_dir, "release", "spindle-bench")
