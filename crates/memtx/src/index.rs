@@ -291,6 +291,22 @@ impl Index {
         }
     }
 
+    /// The hint rule of a TREE index, to run on another thread; `None` for HASH.
+    pub fn hinter(&self) -> Option<tree::Hinter> {
+        match &self.imp {
+            Imp::Tree(t) => t.hinter(),
+            Imp::Hash(_) => None,
+        }
+    }
+
+    /// `insert_entry` with a hint from this index's `hinter`.
+    pub fn insert_entry_hinted(&mut self, tuple: Tuple, hint: u64, exact: bool) -> Option<Tuple> {
+        match &mut self.imp {
+            Imp::Tree(t) => t.insert_hinted(tuple, hint, exact),
+            Imp::Hash(h) => h.insert(tuple),
+        }
+    }
+
     /// Removes the entry equal to `tuple` in this index's order.
     pub fn remove_entry(&mut self, tuple: &Tuple) -> Option<Tuple> {
         match &mut self.imp {

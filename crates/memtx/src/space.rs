@@ -197,6 +197,45 @@ impl Space {
         })
     }
 
+    /// What a recovery decoder thread needs to check tuples for this space and compute their
+    /// primary-index hints, if the space has one TREE index (the common case worth it).
+    pub fn replay_prep(&self) -> Option<ReplayPrep> {
+        let [primary] = self.indexes.as_slice() else {
+            return None;
+        };
+        Some(ReplayPrep {
+            format: self.format.clone(),
+            header_size: self.header_size,
+            max_tuple_size: self.max_tuple_size,
+            hinter: primary.hinter()?,
+        })
+    }
+
+    /// INSERT (or REPLACE) of a tuple a `ReplayPrep` of this space checked, with its hint:
+    /// the same outcome as `insert`/`replace`, without touching the tuple's bytes again.
+    pub fn insert_prepared(
+        &mut self,
+        tuple: Tuple,
+        hint: (u64, bool),
+        replace: bool,
+    ) -> BoxResult<Change> {
+        let name = &self.name;
+        let [primary] = self.indexes.as_mut_slice() else {
+            return Err(BoxError::no_such_index_id(0, name));
+        };
+        let old = primary.insert_entry_hinted(tuple.clone(), hint.0, hint.1);
+        if let Some(old) = old.as_ref().filter(|_| !replace) {
+            primary.insert_entry(old.clone());
+            return Err(BoxError::tuple_found(primary.name(), name));
+        }
+        self.tuple_bytes -= old.as_ref().map_or(0, Tuple::bsize).min(self.tuple_bytes);
+        self.tuple_bytes += tuple.bsize();
+        Ok(Change {
+            old,
+            new: Some(tuple),
+        })
+    }
+
     /// REPLACE: replaces the tuple with the same primary key, if any; a different tuple with
     /// the same key in a unique secondary index is ER_TUPLE_FOUND.
     pub fn replace(&mut self, tuple: Tuple) -> BoxResult<Change> {
@@ -598,4 +637,26 @@ fn constraints_of(key_def: &KeyDef) -> impl Iterator<Item = PartConstraint> + '_
         field_type: p.field_type,
         is_nullable: p.is_nullable,
     })
+}
+
+/// A space's tuple checks and primary hint rule, sent to recovery decoder threads: valid
+/// while the schema does not change.
+#[derive(Clone)]
+pub struct ReplayPrep {
+    format: TupleFormat,
+    header_size: usize,
+    max_tuple_size: usize,
+    hinter: crate::index::tree::Hinter,
+}
+
+impl ReplayPrep {
+    /// Checks `tuple` as INSERT/REPLACE into the space would and returns its primary hint.
+    pub fn prepare(&self, tuple: &Tuple) -> BoxResult<(u64, bool)> {
+        let size = tuple.bsize() + self.header_size;
+        if size > self.max_tuple_size {
+            return Err(BoxError::memtx_max_tuple_size(size));
+        }
+        self.format.validate(tuple.data())?;
+        Ok(self.hinter.hint(tuple))
+    }
 }

@@ -347,6 +347,19 @@ impl Db {
         Ok(())
     }
 
+    /// Replays an INSERT or REPLACE whose tuple a decoder thread checked against the space's
+    /// `ReplayPrep` (taken under the current schema) and hinted.
+    pub fn replay_prepared(
+        &mut self,
+        insert: bool,
+        space_id: u32,
+        tuple: Tuple,
+        hint: (u64, bool),
+    ) -> BoxResult<()> {
+        let space = &mut self.catalog.space_mut(space_id)?.space;
+        space.insert_prepared(tuple, hint, !insert).map(|_| ())
+    }
+
     fn apply(&mut self, dml: Dml<'_>, log: bool) -> BoxResult<Applied> {
         let space_id = dml.space_id();
         let space = &mut self.catalog.space_mut(space_id)?.space;

@@ -15,6 +15,8 @@ use crate::bootstrap;
 use spindle_memtx::tuple::Tuple;
 
 use crate::db::{body_to_dml, row_to_dml, Db, Dml};
+use hashbrown::HashMap;
+use spindle_memtx::space::ReplayPrep;
 
 pub struct RecoveryConfig {
     pub memtx_dir: PathBuf,
@@ -467,13 +469,17 @@ fn replay_file(
     let start = db.vclock;
     let mut progress = Progress::new(format!("replaying {}", path.display()));
     let mut applied = 0u64;
+    // Decoder threads check tuples and compute hints with the schema as it is now; rows
+    // applied after a schema change in this file ignore that work.
+    let preps = replay_preps(db);
+    let schema = db.schema_version();
     stream_file(
         data,
         FileType::Xlog,
         force,
         // Rows the snapshot or an earlier file already has are dropped on the decoder
         // thread, before they are copied (the applier checks again as the vclock moves).
-        |row| (row.header.lsn > start.get(row.header.replica_id)).then(|| prepare(row)),
+        |row| (row.header.lsn > start.get(row.header.replica_id)).then(|| prepare(row, &preps)),
         |item| match item {
             Decoded::Batch(rows) => {
                 progress.add(rows.len());
@@ -481,7 +487,7 @@ fn replay_file(
                     if stop.is_some_and(|v| row.lsn > v.get(row.replica_id)) {
                         continue;
                     }
-                    applied += replay_row(db, row, path, force)?;
+                    applied += replay_row(db, row, path, force, schema)?;
                 }
                 Ok(())
             }
@@ -522,11 +528,13 @@ struct Prepared {
 }
 
 enum PreparedOp {
-    /// An INSERT or REPLACE whose tuple was built on the decoder thread.
+    /// An INSERT or REPLACE whose tuple was built on the decoder thread, checked and
+    /// hinted there too if the space has a `ReplayPrep`.
     Tuple {
         insert: bool,
         space_id: u32,
         tuple: Tuple,
+        hint: Option<(u64, bool)>,
     },
     /// Anything else, applied from the row itself.
     Row(Row),
@@ -535,7 +543,17 @@ enum PreparedOp {
 /// Builds the tuple of an INSERT or REPLACE on the decoder thread, so that the applier —
 /// the critical path of WAL recovery — only links it into the indexes. A body that does not
 /// parse stays a row: the applier reports it as it would any other.
-fn prepare(row: RowRef<'_>) -> Prepared {
+/// The user spaces whose rows decoder threads can check and hint.
+fn replay_preps(db: &Db) -> HashMap<u32, ReplayPrep> {
+    db.catalog
+        .ids()
+        .into_iter()
+        .filter(|id| *id > crate::catalog::sys::SYSTEM_ID_MAX)
+        .filter_map(|id| Some((id, db.catalog.get(id)?.space.replay_prep()?)))
+        .collect()
+}
+
+fn prepare(row: RowRef<'_>, preps: &HashMap<u32, ReplayPrep>) -> Prepared {
     let h = &row.header;
     let insert = h.req_type == spindle_types::iproto::request::INSERT;
     let tuple_op = insert || h.req_type == spindle_types::iproto::request::REPLACE;
@@ -545,6 +563,7 @@ fn prepare(row: RowRef<'_>) -> Prepared {
                 Ok(tuple) => PreparedOp::Tuple {
                     insert,
                     space_id,
+                    hint: preps.get(&space_id).and_then(|p| p.prepare(&tuple).ok()),
                     tuple,
                 },
                 Err(_) => PreparedOp::Row(row.to_row()),
@@ -560,7 +579,13 @@ fn prepare(row: RowRef<'_>) -> Prepared {
 }
 
 /// Applies one logged row unless the snapshot or an earlier file already has it.
-fn replay_row(db: &mut Db, row: Prepared, path: &Path, force: bool) -> Result<u64, RecoveryError> {
+fn replay_row(
+    db: &mut Db,
+    row: Prepared,
+    path: &Path,
+    force: bool,
+    schema: u32,
+) -> Result<u64, RecoveryError> {
     let (replica_id, lsn) = (row.replica_id, row.lsn);
     if lsn <= db.vclock.get(replica_id) {
         return Ok(0);
@@ -570,6 +595,13 @@ fn replay_row(db: &mut Db, row: Prepared, path: &Path, force: bool) -> Result<u6
             insert,
             space_id,
             tuple,
+            hint: Some(hint),
+        } if db.schema_version() == schema => db.replay_prepared(insert, space_id, tuple, hint),
+        PreparedOp::Tuple {
+            insert,
+            space_id,
+            tuple,
+            ..
         } => db.replay_tuple(insert, space_id, tuple),
         PreparedOp::Row(row) => apply(db, &row),
     };

@@ -256,11 +256,10 @@ impl<T: Clone> BPlusTree<T> {
 
     /// Inserts `value`, or replaces and returns the element equal to it. `cmp(x, value)`
     /// orders an element against `value` and must be the tree's order.
-    pub fn insert(&mut self, value: T, mut cmp: impl FnMut(&T, &T) -> Ordering) -> Option<T> {
-        let tail = self.leaf(self.last).items.last();
-        if tail.is_some_and(|x| cmp(x, &value) == Ordering::Less) {
-            self.append(value);
-            return None;
+    pub fn insert(&mut self, mut value: T, mut cmp: impl FnMut(&T, &T) -> Ordering) -> Option<T> {
+        match self.insert_at_end(value, &mut cmp) {
+            Ok(replaced) => return replaced,
+            Err(v) => value = v,
         }
         let mut path = Path::new();
         let mut right = |x: &T| cmp(x, &value) != Ordering::Greater;
@@ -290,6 +289,46 @@ impl<T: Clone> BPlusTree<T> {
             self.insert_separator(&path, path.len, sep, right_id);
         }
         None
+    }
+
+    /// The fast path for keys that arrive (nearly) in ascending order — an auto-increment id,
+    /// concurrent inserters of one, a log replay: a value past the first element of the last
+    /// leaf belongs to that leaf, so it goes there without a descent unless the leaf must
+    /// split. Gives the value back when the general path has to take it.
+    fn insert_at_end(
+        &mut self,
+        value: T,
+        cmp: &mut impl FnMut(&T, &T) -> Ordering,
+    ) -> Result<Option<T>, T> {
+        let last = self.leaf(self.last);
+        let (Some(first), Some(tail)) = (last.items.first(), last.items.last()) else {
+            return Err(value);
+        };
+        if cmp(tail, &value) == Ordering::Less {
+            self.append(value);
+            return Ok(None);
+        }
+        if self.height == 0 || cmp(first, &value) != Ordering::Less {
+            return Err(value);
+        }
+        let idx = last
+            .items
+            .partition_point(|x| cmp(x, &value) == Ordering::Less);
+        let equal = last
+            .items
+            .get(idx)
+            .is_some_and(|x| cmp(x, &value) == Ordering::Equal);
+        let full = last.items.len() >= LEAF_MAX;
+        let leaf = self.leaf_mut(self.last);
+        if let Some(slot) = leaf.items.get_mut(idx).filter(|_| equal) {
+            return Ok(Some(std::mem::replace(slot, value)));
+        }
+        if full {
+            return Err(value);
+        }
+        leaf.items.insert(idx, value);
+        self.len += 1;
+        Ok(None)
     }
 
     /// Appends an element greater than every other. Ascending keys (an auto-increment id, a

@@ -31,6 +31,29 @@ pub struct TreeIndex {
     integer_key: bool,
 }
 
+/// Computes an index's entry hints away from the index (a recovery decoder thread).
+#[derive(Clone, Debug)]
+pub struct Hinter {
+    fieldno: u32,
+    collation: Option<u32>,
+    integer_key: bool,
+}
+
+impl Hinter {
+    /// The hint of `tuple`'s entry, and whether it settles comparisons by itself.
+    pub fn hint(&self, tuple: &Tuple) -> (u64, bool) {
+        let raw = tuple.field(self.fieldno);
+        let exact = self.integer_key && hint_is_exact(raw);
+        (hint_field(raw, self.collation), exact)
+    }
+}
+
+fn hint_is_exact(raw: Option<&[u8]>) -> bool {
+    raw.is_some_and(|mut v| {
+        spindle_proto::mp::read_int(&mut v).is_ok_and(|n| n.unsigned_abs() < EXACT_HINT_LIMIT)
+    })
+}
+
 /// Integers of smaller magnitude convert to a double whose dropped low mantissa bits are zero.
 const EXACT_HINT_LIMIT: u64 = 1 << 48;
 
@@ -84,11 +107,17 @@ impl TreeIndex {
 
     /// Whether the hint of `raw` (a value of the first part) decides equality by itself.
     fn hint_is_exact(&self, raw: Option<&[u8]>) -> bool {
-        self.integer_key
-            && raw.is_some_and(|mut v| {
-                spindle_proto::mp::read_int(&mut v)
-                    .is_ok_and(|n| n.unsigned_abs() < EXACT_HINT_LIMIT)
-            })
+        self.integer_key && hint_is_exact(raw)
+    }
+
+    /// A copy of the hint rule, for computing hints on another thread.
+    pub fn hinter(&self) -> Option<Hinter> {
+        let first = self.cmp_def.parts.first()?;
+        Some(Hinter {
+            fieldno: first.fieldno,
+            collation: first.collation,
+            integer_key: self.integer_key,
+        })
     }
 
     /// Orders an entry against a key prefix: hints first, the tuple only on a tie that the
@@ -131,10 +160,14 @@ impl TreeIndex {
     /// definition (for a primary index: the tuple with the same key).
     pub fn insert(&mut self, tuple: Tuple) -> Option<Tuple> {
         let exact = self.tuple_hint_is_exact(&tuple);
-        let entry = Entry {
-            hint: self.tuple_hint(&tuple),
-            tuple,
-        };
+        let hint = self.tuple_hint(&tuple);
+        self.insert_hinted(tuple, hint, exact)
+    }
+
+    /// Like `insert`, with the hint (and its exactness) computed already by this index's
+    /// `Hinter`.
+    pub fn insert_hinted(&mut self, tuple: Tuple, hint: u64, exact: bool) -> Option<Tuple> {
+        let entry = Entry { hint, tuple };
         let cmp_def = &self.cmp_def;
         // The tree calls `order(element, new entry)`: the new entry's exact hint settles it.
         let order = |a: &Entry, b: &Entry| match a.hint.cmp(&b.hint) {
