@@ -84,8 +84,22 @@ const DECODE_BATCH: usize = 4096;
 const DECODE_AHEAD: usize = 16;
 /// A lower bound on an encoded row's size, to size a block's row vector.
 const ROW_BYTES_MIN: usize = 24;
-/// Threads decoding blocks in parallel (when no damage has to be skipped).
-const DECODERS: usize = 2;
+
+/// Threads that decode a file's blocks in parallel (when no damage has to be skipped).
+/// Loading a snapshot leaves the consuming thread nearly idle, so every CPU decodes;
+/// replaying a log keeps it busy applying, so one CPU is left to it — more decoders than
+/// that only compete with it for the same cores.
+fn decoders(filetype: FileType) -> usize {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    match filetype {
+        FileType::Snap => cpus,
+        _ => cpus.saturating_sub(1),
+    }
+    .clamp(1, DECODERS_MAX)
+}
+
+/// More decoder threads than this bring nothing: the consumer cannot keep up.
+const DECODERS_MAX: usize = 4;
 /// A progress line every this many rows.
 const PROGRESS_ROWS: u64 = 1_000_000;
 
@@ -128,8 +142,8 @@ where
 /// One decoded block: its rows, and the error that stopped it early.
 type BlockRows<T> = (Vec<T>, Option<XlogError>);
 
-/// Decodes the blocks of `data` on `DECODERS` threads. Blocks are independent (each has its
-/// own CRC and zstd frame), so block `i` goes to thread `i % DECODERS` and the caller takes
+/// Decodes the blocks of `data` on `decoders` threads. Blocks are independent (each has its
+/// own CRC and zstd frame), so block `i` goes to thread `i % decoders` and the caller takes
 /// them back in file order: the same items, errors and end as the sequential reader.
 fn stream_parallel<T, C, F>(
     data: Vec<u8>,
@@ -151,7 +165,7 @@ where
     };
     let bytes = reader.data();
     let (spans, end) = scan_blocks(bytes, reader.header_len() as usize);
-    let workers = DECODERS.clamp(1, spans.len().max(1));
+    let workers = decoders(filetype).clamp(1, spans.len().max(1));
     std::thread::scope(|scope| {
         let mut receivers = Vec::with_capacity(workers);
         for first in 0..workers {
