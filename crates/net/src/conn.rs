@@ -22,6 +22,8 @@ pub struct Conn {
     pub readable: bool,
     /// Close once `output` is flushed (framing error or peer EOF).
     pub closing: bool,
+    /// The peer shut its side: read on until EOF even after a short read.
+    pub peer_closed: bool,
     /// Requests of this connection currently in the TX thread.
     pub in_flight: usize,
 }
@@ -50,6 +52,7 @@ impl Conn {
             written: 0,
             readable: true,
             closing: false,
+            peer_closed: false,
             in_flight: 0,
         }
     }
@@ -65,11 +68,17 @@ impl Conn {
         if self.input.len() < want {
             self.input.resize(want, 0);
         }
+        let room = self.input.len() - self.filled;
         let result = self.stream.read(&mut self.input[self.filled..]);
         match result {
             Ok(0) => ReadOutcome::Closed,
             Ok(n) => {
                 self.filled += n;
+                // A short read of a stream socket drained it (epoll(7)): no EAGAIN read is
+                // needed to know, and new data raises a new edge.
+                if n < room && !self.peer_closed {
+                    self.readable = false;
+                }
                 ReadOutcome::Progress
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {

@@ -297,7 +297,7 @@ impl<M: From<NetEvent> + Send + 'static> NetThread<M> {
                     }
                     WAKER => {}
                     Token(slot) => {
-                        self.on_ready(slot, event.is_readable() || event.is_read_closed())
+                        self.on_ready(slot, event.is_readable(), event.is_read_closed())
                     }
                 }
             }
@@ -413,11 +413,12 @@ impl<M: From<NetEvent> + Send + 'static> NetThread<M> {
         self.work.push_back(slot);
     }
 
-    fn on_ready(&mut self, slot: usize, readable: bool) {
+    fn on_ready(&mut self, slot: usize, readable: bool, read_closed: bool) {
         let Some(conn) = self.conns.get_mut(slot).and_then(|c| c.as_mut()) else {
             return;
         };
-        if readable {
+        conn.peer_closed |= read_closed;
+        if readable || read_closed {
             conn.readable = true;
             self.work.push_back(slot);
         }
