@@ -23,6 +23,9 @@ master and of every replica, tuple by tuple, after waiting (bounded) for them to
   data and follows new writes; a spindle replica joins and follows a Tarantool master.
 * test_replica_keeps_up_with_bench: sustained spindle-bench replace load on the master; the
   replica's lag stays bounded and it converges; rows/s and lag are printed.
+* test_vote_ballot / test_replication_requests_are_checked (against spindle and Tarantool):
+  the VOTE ballot; SUBSCRIBE from an unregistered instance (62) and JOIN as guest (42) are
+  refused with Tarantool's exact messages.
 
 Waits are bounded loops that fail when something never happens; no sleep is an assertion.
 """
@@ -469,3 +472,41 @@ def test_replica_keeps_up_with_bench(spindle_server):
           f"median {sorted(lags)[len(lags) // 2] * 1000:.1f} ms over {len(lags)} markers; "
           f"catch-up after the load {catch_up:.2f} s; {rows} rows")
     assert max(lags) < 5.0, lags
+
+
+# -- protocol details, checked against Tarantool 2.6 too ---------------------------------------
+
+VOTE, JOIN, SUBSCRIBE = 0x44, 0x41, 0x42
+K_INSTANCE_UUID, K_CLUSTER_UUID, K_VCLOCK, K_BALLOT = 0x24, 0x25, 0x26, 0x29
+
+
+def test_vote_ballot(server_kind, server_factory):
+    from harness import iproto as ip
+    srv = server_factory(server_kind)()
+    with ip.connect(srv, "admin", srv.password) as c:
+        c.call(ip.INSERT, {ip.K_SPACE_ID: 280, ip.K_TUPLE: [600, 1, "v", "memtx", 0, {}, []]})
+        h, b = c.request(VOTE)
+    assert h[ip.K_TYPE] == ip.OK, (h, b)
+    ballot = b[K_BALLOT]
+    assert ballot[1] is False and ballot[4] is False, ballot      # IS_RO, IS_LOADING
+    assert isinstance(ballot[3], dict), ballot                      # GC_VCLOCK
+    assert ballot[2].get(1, 0) >= 1, ballot                         # VCLOCK {1: lsn}
+
+
+def test_replication_requests_are_checked(server_kind, server_factory):
+    """SUBSCRIBE from an instance not in `_cluster` and JOIN as guest are refused with
+    Tarantool's errors."""
+    from harness import iproto as ip
+    srv = server_factory(server_kind)()
+    stranger = "11111111-2222-3333-4444-555555555555"
+    with ip.connect(srv, "admin", srv.password) as c:
+        cluster = [t for t in c.select(272) if t[0] == "cluster"][0][1]
+        h, b = c.request(SUBSCRIBE, {K_CLUSTER_UUID: cluster, K_INSTANCE_UUID: stranger,
+                                     K_VCLOCK: {}})
+    assert h[ip.K_TYPE] == ip.TYPE_ERROR | 62, (h, b)
+    assert b[ip.K_ERROR_24] == (f"Replica {stranger} is not registered with replica set "
+                                f"{cluster}")
+    with ip.connect(srv) as c:
+        h, b = c.request(JOIN, {K_INSTANCE_UUID: stranger})
+    assert h[ip.K_TYPE] == ip.TYPE_ERROR | 42, (h, b)
+    assert b[ip.K_ERROR_24] == "Read access to universe '' is denied for user 'guest'", b
