@@ -1,5 +1,6 @@
 //! The master side: one relay thread per replica connection (§5.3, §5.6, §6).
 
+use std::collections::VecDeque;
 use std::io;
 use std::net::TcpStream;
 use std::path::PathBuf;
@@ -14,8 +15,9 @@ use spindle_memtx::tuple::Tuple;
 use spindle_proto::iproto::decode_request;
 use spindle_types::iproto::request;
 use spindle_types::limits::{
-    RELAY_ACK_POLL_MS, RELAY_FINAL_JOIN_WAIT_SECS, RELAY_NEXT_REQUEST_WAIT_SECS,
-    RELAY_ROWS_PER_POLL as ROWS_PER_POLL, RELAY_SEND_BUFFER, REPLICATION_DISCONNECT_FACTOR,
+    RELAY_ACK_POLL_MS, RELAY_FINAL_JOIN_WAIT_SECS, RELAY_LAG_SAMPLES_MAX,
+    RELAY_NEXT_REQUEST_WAIT_SECS, RELAY_ROWS_PER_POLL as ROWS_PER_POLL, RELAY_SEND_BUFFER,
+    REPLICATION_DISCONNECT_FACTOR,
 };
 use spindle_types::BoxError;
 use spindle_wal::{WalStats, WalWatch};
@@ -47,8 +49,20 @@ impl RelayEnv {
     }
 
     fn report(&self, uuid: &str, state: PeerState, vclock: Vclock, error: Option<String>) {
+        self.report_lag(uuid, state, vclock, 0.0, error);
+    }
+
+    fn report_lag(
+        &self,
+        uuid: &str,
+        state: PeerState,
+        vclock: Vclock,
+        lag: f64,
+        error: Option<String>,
+    ) {
         let mut status = PeerStatus::new(Direction::Downstream, uuid, state);
         status.vclock = vclock;
+        status.lag = lag;
         status.error = error;
         (self.sink)(ReplEvent::Status(status));
     }
@@ -274,15 +288,21 @@ fn serve_subscribe(env: &RelayEnv, job: SubscribeJob) -> io::Result<()> {
         last_sent: Instant::now(),
         last_heard: Instant::now(),
         acked: replica_vclock,
+        unacked: VecDeque::new(),
     };
     let mut follower = Follower::new(&env.wal_dir, replica_vclock);
     loop {
         let (gen, _) = env.watch().current();
+        let mut last_sent = None;
         let polled = follower.poll(ROWS_PER_POLL, &mut |row| {
             if !id_filter.contains(&row.header.replica_id) {
                 push_row(&mut out, row);
+                last_sent = Some(row.header);
             }
         });
+        if let Some(h) = last_sent {
+            link.sent(h.replica_id, h.lsn, h.timestamp);
+        }
         let progress = match polled {
             Ok(p) => p,
             Err(FollowError::Gap(e)) => {
@@ -315,6 +335,9 @@ struct RelayLink<'a> {
     last_sent: Instant,
     last_heard: Instant,
     acked: Vclock,
+    /// (replica id, LSN, WAL timestamp) of the last row of each batch sent and not yet
+    /// acknowledged: an ACK covering one gives the downstream lag (write → ACK).
+    unacked: VecDeque<(u32, u64, f64)>,
 }
 
 impl RelayLink<'_> {
@@ -335,7 +358,9 @@ impl RelayLink<'_> {
             if v != self.acked {
                 self.acked = v;
                 self.env.consumers.set(&self.uuid, v);
-                self.env.report(&self.uuid, PeerState::Following, v, None);
+                let lag = self.acked_lag(&v);
+                self.env
+                    .report_lag(&self.uuid, PeerState::Following, v, lag, None);
             }
         }
         if self.last_heard.elapsed() > self.env.disconnect_timeout() {
@@ -345,6 +370,26 @@ impl RelayLink<'_> {
             ));
         }
         Ok(())
+    }
+
+    fn sent(&mut self, replica_id: u32, lsn: u64, timestamp: f64) {
+        if self.unacked.len() >= RELAY_LAG_SAMPLES_MAX {
+            self.unacked.pop_front();
+        }
+        self.unacked.push_back((replica_id, lsn, timestamp));
+    }
+
+    /// Seconds from the WAL write of the newest row `acked` covers to now.
+    fn acked_lag(&mut self, acked: &Vclock) -> f64 {
+        let mut newest = None;
+        while let Some(&(id, lsn, ts)) = self.unacked.front() {
+            if acked.get(id) < lsn {
+                break;
+            }
+            newest = Some(ts);
+            self.unacked.pop_front();
+        }
+        newest.map_or(0.0, |ts| (wire::now() - ts).max(0.0))
     }
 
     fn heartbeat(&mut self, stream: &mut TcpStream, out: &mut Vec<u8>) -> io::Result<()> {

@@ -65,6 +65,8 @@ pub const RELAY_FINAL_JOIN_WAIT_SECS: u64 = 30;
 /// How long a relay waits for the SUBSCRIBE that follows a JOIN (a Tarantool replica writes
 /// its first snapshot in between), seconds.
 pub const RELAY_NEXT_REQUEST_WAIT_SECS: u64 = 300;
+/// Sent batches a relay remembers to measure the downstream lag (older ones are forgotten).
+pub const RELAY_LAG_SAMPLES_MAX: usize = 1024;
 /// Largest replication packet accepted from a peer (a row, an ACK, a JOIN marker).
 pub const REPL_PACKET_MAX: usize = 1 << 30;
 
