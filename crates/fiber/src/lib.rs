@@ -8,12 +8,14 @@
 
 mod bus;
 mod tx;
+mod watch;
 
 pub use bus::{Bus, BusReceiver, Doorbell};
 pub use tx::{
     assert_tx_thread, current_fiber, is_tx_thread, park, run_tx, spawn_fiber, yield_now, Fiber,
     TxCell,
 };
+pub use watch::Watch;
 
 /// Spawns a named OS thread ("cord"). All long-lived threads of the server start here.
 pub fn spawn_cord<F, T>(name: &str, f: F) -> std::io::Result<std::thread::JoinHandle<T>>

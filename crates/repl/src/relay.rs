@@ -15,18 +15,17 @@ use spindle_memtx::tuple::Tuple;
 use spindle_proto::iproto::decode_request;
 use spindle_types::iproto::request;
 use spindle_types::limits::{
-    RELAY_ACK_POLL_MS, RELAY_FINAL_JOIN_WAIT_SECS, RELAY_LAG_SAMPLES_MAX,
-    RELAY_NEXT_REQUEST_WAIT_SECS, RELAY_ROWS_PER_POLL as ROWS_PER_POLL, RELAY_SEND_BUFFER,
-    REPLICATION_DISCONNECT_FACTOR,
+    RELAY_ACK_POLL_MS, RELAY_ACK_READ_TIMEOUT_MS, RELAY_FINAL_JOIN_WAIT_SECS,
+    RELAY_LAG_SAMPLES_MAX, RELAY_NEXT_REQUEST_WAIT_SECS, RELAY_ROWS_PER_POLL as ROWS_PER_POLL,
+    RELAY_SEND_BUFFER, REPLICATION_DISCONNECT_FACTOR,
 };
 use spindle_types::BoxError;
-use spindle_wal::{WalStats, WalWatch};
 use spindle_xlog::{RowHeader, RowRef, Vclock};
 
 use crate::follow::{FollowError, Follower};
 use crate::status::{Direction, PeerState, PeerStatus};
 use crate::wire::{self, PacketReader};
-use crate::{EventSink, Handoff, ReplEvent};
+use crate::{EventSink, Handoff, ReplEvent, WalWatch};
 
 /// What every relay needs from the server.
 #[derive(Clone)]
@@ -34,7 +33,8 @@ pub struct RelayEnv {
     pub wal_dir: PathBuf,
     /// `replication_timeout`: heartbeat interval.
     pub timeout: Duration,
-    pub wal: Arc<WalStats>,
+    /// The WAL's written vclock.
+    pub wal: Arc<WalWatch>,
     pub consumers: crate::gc::Consumers,
     pub sink: EventSink,
 }
@@ -45,7 +45,7 @@ impl RelayEnv {
     }
 
     fn watch(&self) -> &WalWatch {
-        &self.wal.watch
+        &self.wal
     }
 
     fn report(&self, uuid: &str, state: PeerState, vclock: Vclock, error: Option<String>) {
@@ -284,7 +284,7 @@ fn serve_subscribe(env: &RelayEnv, job: SubscribeJob) -> io::Result<()> {
         uuid: replica_uuid,
         sync,
         master_id,
-        reader: PacketReader::new(stream.try_clone()?, handoff.input),
+        reader: ack_reader(&stream, handoff.input)?,
         last_sent: Instant::now(),
         last_heard: Instant::now(),
         acked: replica_vclock,
@@ -323,6 +323,13 @@ fn serve_subscribe(env: &RelayEnv, job: SubscribeJob) -> io::Result<()> {
             env.watch().wait_change(gen, wait);
         }
     }
+}
+
+/// The reading side of a replica's connection, polled for ACKs between batches.
+fn ack_reader(stream: &TcpStream, input: Vec<u8>) -> io::Result<PacketReader> {
+    let reading = stream.try_clone()?;
+    reading.set_read_timeout(Some(Duration::from_millis(RELAY_ACK_READ_TIMEOUT_MS)))?;
+    Ok(PacketReader::new(reading, input))
 }
 
 /// The relay's side of one replica connection: ACKs in, heartbeats out.
