@@ -91,6 +91,12 @@ def main():
     try:
         m.insert("_space", [512, 1, "test", "memtx", 0, {}, []])
         m.insert("_index", [512, 0, "primary", "tree", {"unique": True}, [[0, "unsigned"]]])
+        while True:  # the replica has the space and its index
+            try:
+                r.select(512, [0])
+                break
+            except tarantool.DatabaseError:
+                time.sleep(0.01)
         load = subprocess.Popen(
             [bench, "--addr", f"127.0.0.1:{mport}", "--password", PW, "--workload", "replace",
              "--space", "test", "--keys", "100000", "--connections", "16", "--depth", "16",

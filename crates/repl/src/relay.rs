@@ -289,7 +289,9 @@ fn serve_subscribe(env: &RelayEnv, job: SubscribeJob) -> io::Result<()> {
         last_heard: Instant::now(),
         acked: replica_vclock,
         unacked: VecDeque::new(),
+        last_polled: Instant::now(),
     };
+    let ack_poll = Duration::from_millis(RELAY_ACK_POLL_MS);
     let mut follower = Follower::new(&env.wal_dir, replica_vclock);
     loop {
         let (gen, _) = env.watch().current();
@@ -316,7 +318,10 @@ fn serve_subscribe(env: &RelayEnv, job: SubscribeJob) -> io::Result<()> {
             wire::send_all(&mut stream, &mut out)?;
             link.last_sent = Instant::now();
         }
-        link.read_acks()?;
+        // A poll may wait up to the read timeout: under load, only every ACK_POLL interval.
+        if progress.caught_up || link.last_polled.elapsed() >= ack_poll {
+            link.read_acks()?;
+        }
         if progress.caught_up {
             link.heartbeat(&mut stream, &mut out)?;
             let wait = Duration::from_millis(RELAY_ACK_POLL_MS).min(env.timeout);
@@ -345,11 +350,13 @@ struct RelayLink<'a> {
     /// (replica id, LSN, WAL timestamp) of the last row of each batch sent and not yet
     /// acknowledged: an ACK covering one gives the downstream lag (write → ACK).
     unacked: VecDeque<(u32, u64, f64)>,
+    last_polled: Instant,
 }
 
 impl RelayLink<'_> {
     /// Drains the ACKs that arrived; a replica silent for the disconnect timeout is dropped.
     fn read_acks(&mut self) -> io::Result<()> {
+        self.last_polled = Instant::now();
         let mut latest = None;
         while let Some(packet) = self.reader.try_read_packet()? {
             let row = wire::decode_packet(packet)?;
