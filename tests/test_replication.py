@@ -7,7 +7,8 @@ master and of every replica, tuple by tuple, after waiting (bounded) for them to
   from it, four writer threads (insert/replace/update/upsert/delete) running while the
   replicas join and follow; a write to a replica gets ER_READONLY (7) with Tarantool's text;
   both replicas are in the master's `_cluster` with ids 2 and 3.
-* test_kill9_replica_and_master: kill -9 of a replica under load and its restart; kill -9 of
+* test_kill9_replica_and_master: kill -9 of a replica under load and its restart; SIGTERM of
+  the other replica under load (it must exit cleanly) and its restart; kill -9 of
   the master under load and its restart on the same port: the replicas reconnect by
   themselves (backoff) and converge, with no duplicate and no gap (inserts of unique keys
   would fail on a duplicate and stop the applier).
@@ -224,6 +225,10 @@ def test_kill9_replica_and_master(spindle_server):
     writers.wait_acked(1000)
     r1.proc = None
     r1.start()
+    writers.wait_acked(1000)
+    assert r2.stop() == 0     # a clean shutdown while the master keeps streaming
+    r2.proc = None
+    r2.start()
     writers.wait_acked(1000)
 
     master.kill()
