@@ -17,6 +17,30 @@ pub use tx::{
 };
 pub use watch::Watch;
 
+/// Reads what a socket already holds without waiting (`recv` with `MSG_DONTWAIT`), on a
+/// blocking socket whose other operations must keep blocking (a relay polls for ACKs on the
+/// socket it writes rows to). `WouldBlock` when nothing is there. A read timeout cannot do
+/// this: the kernel rounds it up to a scheduler tick, which would delay the relay by
+/// milliseconds on every poll.
+pub fn recv_nowait(stream: &std::net::TcpStream, buf: &mut [u8]) -> std::io::Result<usize> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: `buf` is valid for writes of `buf.len()` bytes and the descriptor stays open
+    // while `stream` is borrowed.
+    let n = unsafe {
+        libc::recv(
+            stream.as_raw_fd(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            libc::MSG_DONTWAIT,
+        )
+    };
+    if n < 0 {
+        Err(std::io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
+}
+
 /// Spawns a named OS thread ("cord"). All long-lived threads of the server start here.
 pub fn spawn_cord<F, T>(name: &str, f: F) -> std::io::Result<std::thread::JoinHandle<T>>
 where

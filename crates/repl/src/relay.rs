@@ -15,9 +15,9 @@ use spindle_memtx::tuple::Tuple;
 use spindle_proto::iproto::decode_request;
 use spindle_types::iproto::request;
 use spindle_types::limits::{
-    RELAY_ACK_POLL_MS, RELAY_ACK_READ_TIMEOUT_MS, RELAY_FINAL_JOIN_WAIT_SECS,
-    RELAY_LAG_SAMPLES_MAX, RELAY_NEXT_REQUEST_WAIT_SECS, RELAY_ROWS_PER_POLL as ROWS_PER_POLL,
-    RELAY_SEND_BUFFER, REPLICATION_DISCONNECT_FACTOR,
+    RELAY_ACK_POLL_MS, RELAY_FINAL_JOIN_WAIT_SECS, RELAY_LAG_SAMPLES_MAX,
+    RELAY_NEXT_REQUEST_WAIT_SECS, RELAY_ROWS_PER_POLL as ROWS_PER_POLL, RELAY_SEND_BUFFER,
+    REPLICATION_DISCONNECT_FACTOR,
 };
 use spindle_types::BoxError;
 use spindle_xlog::{RowHeader, RowRef, Vclock};
@@ -284,7 +284,7 @@ fn serve_subscribe(env: &RelayEnv, job: SubscribeJob) -> io::Result<()> {
         uuid: replica_uuid,
         sync,
         master_id,
-        reader: ack_reader(&stream, handoff.input)?,
+        reader: PacketReader::new(stream.try_clone()?, handoff.input),
         last_sent: Instant::now(),
         last_heard: Instant::now(),
         acked: replica_vclock,
@@ -318,7 +318,7 @@ fn serve_subscribe(env: &RelayEnv, job: SubscribeJob) -> io::Result<()> {
             wire::send_all(&mut stream, &mut out)?;
             link.last_sent = Instant::now();
         }
-        // A poll may wait up to the read timeout: under load, only every ACK_POLL interval.
+        // Under load, ACKs are read once per poll interval: one syscall, not one per batch.
         if progress.caught_up || link.last_polled.elapsed() >= ack_poll {
             link.read_acks()?;
         }
@@ -328,13 +328,6 @@ fn serve_subscribe(env: &RelayEnv, job: SubscribeJob) -> io::Result<()> {
             env.watch().wait_change(gen, wait);
         }
     }
-}
-
-/// The reading side of a replica's connection, polled for ACKs between batches.
-fn ack_reader(stream: &TcpStream, input: Vec<u8>) -> io::Result<PacketReader> {
-    let reading = stream.try_clone()?;
-    reading.set_read_timeout(Some(Duration::from_millis(RELAY_ACK_READ_TIMEOUT_MS)))?;
-    Ok(PacketReader::new(reading, input))
 }
 
 /// The relay's side of one replica connection: ACKs in, heartbeats out.

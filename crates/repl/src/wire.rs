@@ -73,9 +73,8 @@ impl PacketReader {
         }
     }
 
-    /// A packet if one can be had without waiting longer than the socket's read timeout,
-    /// which the caller keeps short (the relay polls for ACKs between batches; its writes go
-    /// through the same socket and must stay blocking, so the socket is not non-blocking).
+    /// A packet if one can be had without waiting (the relay polls for ACKs between batches;
+    /// its writes go through the same socket and must keep blocking).
     pub fn try_read_packet(&mut self) -> io::Result<Option<&[u8]>> {
         if self.buffered_frame()?.is_none() && !self.fill(true)? {
             return Ok(None);
@@ -86,7 +85,7 @@ impl PacketReader {
         }
     }
 
-    /// Reads more bytes; false when `polling` and nothing came within the read timeout.
+    /// Reads more bytes; false when `polling` and nothing was there.
     fn fill(&mut self, polling: bool) -> io::Result<bool> {
         if self.start > 0 && self.start * 2 >= self.buf.len() {
             self.buf.drain(..self.start);
@@ -95,7 +94,11 @@ impl PacketReader {
         let old = self.buf.len();
         self.buf.resize(old + REPL_READ_BUFFER, 0);
         let target = self.buf.get_mut(old..).unwrap_or_default();
-        let result = self.stream.read(target);
+        let result = if polling {
+            spindle_fiber::recv_nowait(&self.stream, target)
+        } else {
+            self.stream.read(target)
+        };
         match result {
             Ok(0) => {
                 self.buf.truncate(old);
@@ -108,7 +111,7 @@ impl PacketReader {
             Err(e) => {
                 self.buf.truncate(old);
                 match e.kind() {
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut if polling => Ok(false),
+                    io::ErrorKind::WouldBlock if polling => Ok(false),
                     io::ErrorKind::Interrupted => Ok(true),
                     _ => Err(e),
                 }

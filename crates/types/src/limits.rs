@@ -58,9 +58,6 @@ pub const RELAY_SEND_BUFFER: usize = 256 * 1024;
 pub const RELAY_ACK_POLL_MS: u64 = 50;
 /// Bytes a relay reads from the live `.xlog` per turn (grows for a larger block).
 pub const RELAY_READ_WINDOW: usize = 4 * 1024 * 1024;
-/// How long a relay's poll for ACKs may wait on the socket, milliseconds (a read timeout:
-/// the socket stays blocking for the relay's writes).
-pub const RELAY_ACK_READ_TIMEOUT_MS: u64 = 1;
 /// Rows a relay reads from the log per turn (between ACK checks).
 pub const RELAY_ROWS_PER_POLL: usize = 4096;
 /// How long a JOIN's final stage waits for the WAL to write the rows it must send, seconds.
