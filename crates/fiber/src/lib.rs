@@ -49,3 +49,37 @@ where
 {
     std::thread::Builder::new().name(name.to_string()).spawn(f)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    #[test]
+    fn recv_nowait_returns_at_once() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let mut writer =
+            std::net::TcpStream::connect(listener.local_addr().expect("addr")).expect("connect");
+        let (reader, _) = listener.accept().expect("accept");
+        let mut buf = [0u8; 16];
+        let empty = super::recv_nowait(&reader, &mut buf).expect_err("nothing to read");
+        assert_eq!(empty.kind(), std::io::ErrorKind::WouldBlock);
+        writer.write_all(b"ack").expect("write");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            match super::recv_nowait(&reader, &mut buf) {
+                Ok(n) => {
+                    assert_eq!(&buf[..n], b"ack");
+                    break;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    assert!(
+                        std::time::Instant::now() < deadline,
+                        "the bytes never arrived"
+                    );
+                    std::thread::yield_now();
+                }
+                Err(e) => panic!("recv failed: {e}"),
+            }
+        }
+    }
+}
