@@ -21,7 +21,8 @@ master and of every replica, tuple by tuple, after waiting (bounded) for them to
   and again, under write load.
 * test_tarantool_replica_follows_spindle / test_spindle_replica_follows_tarantool: an
   unmodified Tarantool 2.6 joins a spindle master with box.cfg{replication=...}, receives all
-  data and follows new writes; a spindle replica joins and follows a Tarantool master.
+  data, follows new writes and a restart of the master; a spindle replica joins and follows a
+  Tarantool master.
 * test_replica_keeps_up_with_bench: sustained spindle-bench replace load on the master; the
   replica's lag stays bounded and it converges; rows/s and lag are printed.
 * test_vote_ballot / test_replication_requests_are_checked (against spindle and Tarantool):
@@ -399,6 +400,12 @@ def test_tarantool_replica_follows_spindle(spindle_server, tarantool_server):
     assert sorted(t[0] for t in final[320]) == [1, 2]
     info = connect(tnt).eval("return box.info.replication[1].upstream.status").data
     assert info == ["follow"], info
+    # The Tarantool replica reconnects to the restarted master by itself.
+    master.restart()
+    c = connect(master)
+    for i in range(500, 700):
+        c.replace(SPACE, [i, f"after-restart-{i}"])
+    wait_converged(master, [tnt])
 
 
 def test_spindle_replica_follows_tarantool(spindle_server, tarantool_server):
