@@ -430,7 +430,8 @@ fn apply_loop(tx: TxRef) {
                 );
                 tx.with(|t| {
                     let v = t.db.vclock.get(p.replica_id);
-                    t.db.vclock.set(p.replica_id, v.min(p.first_lsn - 1));
+                    t.db.vclock
+                        .set(p.replica_id, v.min(p.first_lsn.saturating_sub(1)));
                 });
                 p.link.restart.store(true, Ordering::SeqCst);
             }
