@@ -6,7 +6,8 @@ master and of every replica, tuple by tuple, after waiting (bounded) for them to
 * test_two_replicas_under_load: one spindle master, two `--read-only` spindle replicas joined
   from it, four writer threads (insert/replace/update/upsert/delete) running while the
   replicas join and follow; a write to a replica gets ER_READONLY (7) with Tarantool's text;
-  both replicas are in the master's `_cluster` with ids 2 and 3.
+  both replicas are in the master's `_cluster` with ids 2 and 3; `tarantoolctl cat` reads a
+  replica's own xlogs, whose rows keep the master's replica id.
 * test_kill9_replica_and_master: kill -9 of a replica under load and its restart; SIGTERM of
   the other replica under load (it must exit cleanly) and its restart; kill -9 of
   the master under load and its restart on the same port: the replicas reconnect by
@@ -212,6 +213,13 @@ def test_two_replicas_under_load(spindle_server):
     assert e.value.args[1] == "Can't modify data because this instance is in read-only mode."
     assert "following" in r1.log_text()
     assert "downstream" in master.log_text() and "following" in master.log_text()
+
+    # The replica's own WAL holds the master's rows with their origin, in Tarantool's format.
+    from harness.durability import tarantoolctl_cat
+    r1.stop()
+    rows = [row for f in xlogs(r1) for row in tarantoolctl_cat(os.path.join(r1.data_dir, f))]
+    user_rows = [row for row in rows if row["BODY"].get("space_id") == SPACE]
+    assert user_rows and all(row["HEADER"]["replica_id"] == 1 for row in user_rows)
 
 
 def test_kill9_replica_and_master(spindle_server):
