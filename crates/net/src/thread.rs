@@ -296,9 +296,7 @@ impl<M: From<NetEvent> + Send + 'static> NetThread<M> {
                         }
                     }
                     WAKER => {}
-                    Token(slot) => {
-                        self.on_ready(slot, event.is_readable(), event.is_read_closed())
-                    }
+                    Token(slot) => self.on_ready(slot, event.is_readable(), event.is_read_closed()),
                 }
             }
             self.take_incoming(&poll);

@@ -21,12 +21,11 @@ use spindle_types::limits::{
     REPLICATION_DISCONNECT_FACTOR,
 };
 use spindle_types::BoxError;
-use spindle_wal::WalStats;
 use spindle_xlog::{Row, RowRef, Vclock};
 
 use crate::status::{Direction, PeerState, PeerStatus};
 use crate::wire::{self, PacketReader};
-use crate::{EventSink, ReplEvent};
+use crate::{EventSink, ReplEvent, WalWatch};
 
 /// `[user[:password]@]host:port`, as `box.cfg.replication` takes it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -99,7 +98,8 @@ pub struct ApplierConfig {
     pub instance_uuid: String,
     pub cluster_uuid: String,
     pub own_id: u32,
-    pub wal: Arc<WalStats>,
+    /// The local WAL's written vclock.
+    pub wal: Arc<WalWatch>,
     pub sink: EventSink,
 }
 
@@ -110,7 +110,7 @@ impl ApplierConfig {
 
     fn report(&self, state: PeerState, lag: f64, error: Option<String>) {
         let mut status = PeerStatus::new(Direction::Upstream, &self.uri.display(), state);
-        status.vclock = self.wal.watch.current().1;
+        status.vclock = self.wal.current().1;
         status.lag = lag;
         status.error = error;
         (self.sink)(ReplEvent::Status(status));
@@ -154,8 +154,8 @@ fn run(cfg: ApplierConfig) {
 fn wait_drained(cfg: &ApplierConfig, link: &ApplierLink) {
     let deadline = Instant::now() + cfg.disconnect_timeout();
     while link.queued.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
-        let (gen, _) = cfg.wal.watch.current();
-        cfg.wal.watch.wait_change(gen, Duration::from_millis(50));
+        let (gen, _) = cfg.wal.current();
+        cfg.wal.wait_change(gen, Duration::from_millis(50));
     }
 }
 
@@ -220,7 +220,7 @@ fn box_error(e: BoxError) -> io::Error {
 /// One subscription, until it fails.
 fn follow(cfg: &ApplierConfig, link: &Arc<ApplierLink>) -> io::Result<()> {
     let mut session = connect(&cfg.uri, cfg.timeout, &cfg.instance_uuid)?;
-    let vclock = cfg.wal.watch.current().1;
+    let vclock = cfg.wal.current().1;
     let mut out = Vec::new();
     wire::encode_subscribe(
         &mut out,
@@ -353,8 +353,8 @@ fn hand_over(cfg: &ApplierConfig, link: &Arc<ApplierLink>, rows: Vec<Row>) -> io
             );
             warned = true;
         }
-        let (gen, _) = cfg.wal.watch.current();
-        cfg.wal.watch.wait_change(gen, Duration::from_millis(20));
+        let (gen, _) = cfg.wal.current();
+        cfg.wal.wait_change(gen, Duration::from_millis(20));
     }
     link.queued.fetch_add(rows.len(), Ordering::SeqCst);
     let event = ReplEvent::Apply {
@@ -379,14 +379,14 @@ fn start_ack_writer(
     stream.set_write_timeout(Some(cfg.disconnect_timeout()))?;
     spawn_cord("applier-ack", move || {
         let mut out = Vec::new();
-        let (mut gen, mut vclock) = cfg.wal.watch.current();
+        let (mut gen, mut vclock) = cfg.wal.current();
         while !stop.load(Ordering::SeqCst) {
             wire::encode_vclock_ok(&mut out, 0, &vclock);
             if stream.write_all(&out).is_err() {
                 return;
             }
             out.clear();
-            (gen, vclock) = cfg.wal.watch.wait_change(gen, cfg.timeout);
+            (gen, vclock) = cfg.wal.wait_change(gen, cfg.timeout);
         }
     })
 }
@@ -537,7 +537,7 @@ mod tests {
             instance_uuid: String::new(),
             cluster_uuid: String::new(),
             own_id: 2,
-            wal: Arc::new(WalStats::default()),
+            wal: Arc::new(WalWatch::default()),
             sink: Arc::new(move |e| {
                 if let ReplEvent::Apply { rows, .. } = e {
                     seen.lock().expect("lock").extend(rows);

@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 use memmap2::Mmap;
 use tracing::{info, warn};
 
+use spindle_types::limits::RELAY_READ_WINDOW;
 use spindle_types::BoxError;
 use spindle_xlog::block::{check_crc, decode_fixheader, BlockDecompressor};
 use spindle_xlog::format::{EOF_MARKER, FIXHEADER_SIZE, META_LEN_MAX, ROW_MAGIC, ZROW_MAGIC};
@@ -46,8 +47,15 @@ fn io_err(path: &Path, e: impl std::fmt::Display) -> FollowError {
 enum Source {
     /// A sealed file, mapped whole.
     Mapped(Mmap),
-    /// The live file: bytes from `base` to the file's end as of the last read.
-    Tail { file: File, base: u64, buf: Vec<u8> },
+    /// The live file: up to `window` bytes from `base`, as of the last read. The window
+    /// bounds each read (a relay far behind in a large live file must not copy the rest of
+    /// the file for every batch); it doubles when one block does not fit.
+    Tail {
+        file: File,
+        base: u64,
+        buf: Vec<u8>,
+        window: usize,
+    },
 }
 
 struct OpenFile {
@@ -66,16 +74,40 @@ impl OpenFile {
     fn available(&mut self) -> io::Result<&[u8]> {
         match &mut self.source {
             Source::Mapped(map) => Ok(map.get(self.pos as usize..).unwrap_or_default()),
-            Source::Tail { file, base, buf } => {
+            Source::Tail {
+                file,
+                base,
+                buf,
+                window,
+            } => {
                 let len = file.metadata()?.len();
-                if *base != self.pos || len > self.pos + buf.len() as u64 {
-                    buf.resize(len.saturating_sub(self.pos) as usize, 0);
+                let want = len.saturating_sub(self.pos).min(*window as u64) as usize;
+                if *base != self.pos || want > buf.len() {
+                    buf.resize(want, 0);
                     let n = read_full_at(file, buf, self.pos)?;
                     buf.truncate(n);
                     *base = self.pos;
                 }
                 Ok(buf.as_slice())
             }
+        }
+    }
+}
+
+impl OpenFile {
+    /// The read window of a live file.
+    fn window(&self) -> Option<usize> {
+        match &self.source {
+            Source::Tail { window, .. } => Some(*window),
+            Source::Mapped(_) => None,
+        }
+    }
+
+    /// A block larger than the window: read twice as much next time.
+    fn grow_window(&mut self) {
+        if let Source::Tail { window, base, .. } = &mut self.source {
+            *window = window.saturating_mul(2);
+            *base = u64::MAX;
         }
     }
 }
@@ -162,7 +194,9 @@ impl Follower {
             return Ok(Some(0));
         };
         let path = file.path.clone();
+        let window = file.window();
         let data = file.available().map_err(|e| io_err(&path, e))?;
+        let window_full = window.is_some_and(|w| data.len() >= w);
         let mut offset = 0usize;
         let mut rows = 0usize;
         let mut ended = false;
@@ -188,6 +222,10 @@ impl Follower {
             offset += len;
         }
         file.pos += offset as u64;
+        if offset == 0 && window_full {
+            file.grow_window();
+            return Ok(Some(rows));
+        }
         if ended || (offset == 0 && self.newer_file_exists(&path)?) {
             return self.finish_file(ended).map(|()| Some(rows));
         }
@@ -317,6 +355,7 @@ fn open_source(path: &Path, sealed: bool) -> Result<(Source, u64), FollowError> 
         file,
         base: u64::MAX,
         buf: Vec::new(),
+        window: RELAY_READ_WINDOW,
     };
     Ok((source, header_len as u64))
 }
@@ -445,6 +484,29 @@ mod tests {
         live.flush().expect("flush");
         assert_eq!(drain(&mut f).expect("rows"), vec![16, 17, 18]);
         assert_eq!(f.vclock.get(1), 18);
+    }
+
+    #[test]
+    fn a_live_file_larger_than_the_read_window_is_read_in_steps() {
+        let dir = tempfile::tempdir().expect("dir");
+        let mut live = xlog(dir.path(), 1, 1);
+        let mut lsn = 1;
+        while live.offset() < 3 * RELAY_READ_WINDOW as u64 / 2 {
+            let rows: Vec<Row> = (1..=1000).map(|i| row(lsn + i)).collect();
+            live.append_txn(&rows);
+            live.flush().expect("flush");
+            lsn += 1000;
+        }
+        let mut f = Follower::new(dir.path(), vclock(0));
+        let mut seen = 0u64;
+        loop {
+            let p = f.poll(100_000, &mut |_| seen += 1).expect("rows");
+            if p.caught_up {
+                break;
+            }
+        }
+        assert_eq!(seen, lsn);
+        assert_eq!(f.vclock.get(1), lsn);
     }
 
     #[test]

@@ -56,5 +56,8 @@ pub enum ReplEvent {
     },
 }
 
+/// The WAL thread's "new rows" notification: the vclock written so far.
+pub type WalWatch = spindle_fiber::Watch<spindle_xlog::Vclock>;
+
 /// Delivers events to the TX thread; false when it is gone.
 pub type EventSink = Arc<dyn Fn(ReplEvent) -> bool + Send + Sync>;

@@ -1,5 +1,6 @@
 //! The master side: one relay thread per replica connection (§5.3, §5.6, §6).
 
+use std::collections::VecDeque;
 use std::io;
 use std::net::TcpStream;
 use std::path::PathBuf;
@@ -14,17 +15,17 @@ use spindle_memtx::tuple::Tuple;
 use spindle_proto::iproto::decode_request;
 use spindle_types::iproto::request;
 use spindle_types::limits::{
-    RELAY_ACK_POLL_MS, RELAY_FINAL_JOIN_WAIT_SECS, RELAY_NEXT_REQUEST_WAIT_SECS,
-    RELAY_ROWS_PER_POLL as ROWS_PER_POLL, RELAY_SEND_BUFFER, REPLICATION_DISCONNECT_FACTOR,
+    RELAY_ACK_POLL_MS, RELAY_FINAL_JOIN_WAIT_SECS, RELAY_LAG_SAMPLES_MAX,
+    RELAY_NEXT_REQUEST_WAIT_SECS, RELAY_ROWS_PER_POLL as ROWS_PER_POLL, RELAY_SEND_BUFFER,
+    REPLICATION_DISCONNECT_FACTOR,
 };
 use spindle_types::BoxError;
-use spindle_wal::{WalStats, WalWatch};
 use spindle_xlog::{RowHeader, RowRef, Vclock};
 
 use crate::follow::{FollowError, Follower};
 use crate::status::{Direction, PeerState, PeerStatus};
 use crate::wire::{self, PacketReader};
-use crate::{EventSink, Handoff, ReplEvent};
+use crate::{EventSink, Handoff, ReplEvent, WalWatch};
 
 /// What every relay needs from the server.
 #[derive(Clone)]
@@ -32,7 +33,8 @@ pub struct RelayEnv {
     pub wal_dir: PathBuf,
     /// `replication_timeout`: heartbeat interval.
     pub timeout: Duration,
-    pub wal: Arc<WalStats>,
+    /// The WAL's written vclock.
+    pub wal: Arc<WalWatch>,
     pub consumers: crate::gc::Consumers,
     pub sink: EventSink,
 }
@@ -43,12 +45,24 @@ impl RelayEnv {
     }
 
     fn watch(&self) -> &WalWatch {
-        &self.wal.watch
+        &self.wal
     }
 
     fn report(&self, uuid: &str, state: PeerState, vclock: Vclock, error: Option<String>) {
+        self.report_lag(uuid, state, vclock, 0.0, error);
+    }
+
+    fn report_lag(
+        &self,
+        uuid: &str,
+        state: PeerState,
+        vclock: Vclock,
+        lag: f64,
+        error: Option<String>,
+    ) {
         let mut status = PeerStatus::new(Direction::Downstream, uuid, state);
         status.vclock = vclock;
+        status.lag = lag;
         status.error = error;
         (self.sink)(ReplEvent::Status(status));
     }
@@ -274,15 +288,23 @@ fn serve_subscribe(env: &RelayEnv, job: SubscribeJob) -> io::Result<()> {
         last_sent: Instant::now(),
         last_heard: Instant::now(),
         acked: replica_vclock,
+        unacked: VecDeque::new(),
+        last_polled: Instant::now(),
     };
+    let ack_poll = Duration::from_millis(RELAY_ACK_POLL_MS);
     let mut follower = Follower::new(&env.wal_dir, replica_vclock);
     loop {
         let (gen, _) = env.watch().current();
+        let mut last_sent = None;
         let polled = follower.poll(ROWS_PER_POLL, &mut |row| {
             if !id_filter.contains(&row.header.replica_id) {
                 push_row(&mut out, row);
+                last_sent = Some(row.header);
             }
         });
+        if let Some(h) = last_sent {
+            link.sent(h.replica_id, h.lsn, h.timestamp);
+        }
         let progress = match polled {
             Ok(p) => p,
             Err(FollowError::Gap(e)) => {
@@ -296,7 +318,10 @@ fn serve_subscribe(env: &RelayEnv, job: SubscribeJob) -> io::Result<()> {
             wire::send_all(&mut stream, &mut out)?;
             link.last_sent = Instant::now();
         }
-        link.read_acks()?;
+        // Under load, ACKs are read once per poll interval: one syscall, not one per batch.
+        if progress.caught_up || link.last_polled.elapsed() >= ack_poll {
+            link.read_acks()?;
+        }
         if progress.caught_up {
             link.heartbeat(&mut stream, &mut out)?;
             let wait = Duration::from_millis(RELAY_ACK_POLL_MS).min(env.timeout);
@@ -315,11 +340,16 @@ struct RelayLink<'a> {
     last_sent: Instant,
     last_heard: Instant,
     acked: Vclock,
+    /// (replica id, LSN, WAL timestamp) of the last row of each batch sent and not yet
+    /// acknowledged: an ACK covering one gives the downstream lag (write → ACK).
+    unacked: VecDeque<(u32, u64, f64)>,
+    last_polled: Instant,
 }
 
 impl RelayLink<'_> {
     /// Drains the ACKs that arrived; a replica silent for the disconnect timeout is dropped.
     fn read_acks(&mut self) -> io::Result<()> {
+        self.last_polled = Instant::now();
         let mut latest = None;
         while let Some(packet) = self.reader.try_read_packet()? {
             let row = wire::decode_packet(packet)?;
@@ -335,7 +365,9 @@ impl RelayLink<'_> {
             if v != self.acked {
                 self.acked = v;
                 self.env.consumers.set(&self.uuid, v);
-                self.env.report(&self.uuid, PeerState::Following, v, None);
+                let lag = self.acked_lag(&v);
+                self.env
+                    .report_lag(&self.uuid, PeerState::Following, v, lag, None);
             }
         }
         if self.last_heard.elapsed() > self.env.disconnect_timeout() {
@@ -345,6 +377,26 @@ impl RelayLink<'_> {
             ));
         }
         Ok(())
+    }
+
+    fn sent(&mut self, replica_id: u32, lsn: u64, timestamp: f64) {
+        if self.unacked.len() >= RELAY_LAG_SAMPLES_MAX {
+            self.unacked.pop_front();
+        }
+        self.unacked.push_back((replica_id, lsn, timestamp));
+    }
+
+    /// Seconds from the WAL write of the newest row `acked` covers to now.
+    fn acked_lag(&mut self, acked: &Vclock) -> f64 {
+        let mut newest = None;
+        while let Some(&(id, lsn, ts)) = self.unacked.front() {
+            if acked.get(id) < lsn {
+                break;
+            }
+            newest = Some(ts);
+            self.unacked.pop_front();
+        }
+        newest.map_or(0.0, |ts| (wire::now() - ts).max(0.0))
     }
 
     fn heartbeat(&mut self, stream: &mut TcpStream, out: &mut Vec<u8>) -> io::Result<()> {

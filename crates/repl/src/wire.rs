@@ -4,7 +4,6 @@
 
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
-use std::os::fd::AsRawFd;
 
 use spindle_proto::iproto::{decode_frame, Frame};
 use spindle_proto::mp;
@@ -74,7 +73,8 @@ impl PacketReader {
         }
     }
 
-    /// A packet if one can be had without blocking.
+    /// A packet if one can be had without waiting (the relay polls for ACKs between batches;
+    /// its writes go through the same socket and must keep blocking).
     pub fn try_read_packet(&mut self) -> io::Result<Option<&[u8]>> {
         if self.buffered_frame()?.is_none() && !self.fill(true)? {
             return Ok(None);
@@ -85,8 +85,8 @@ impl PacketReader {
         }
     }
 
-    /// Reads more bytes; false when `nonblocking` and nothing was there.
-    fn fill(&mut self, nonblocking: bool) -> io::Result<bool> {
+    /// Reads more bytes; false when `polling` and nothing was there.
+    fn fill(&mut self, polling: bool) -> io::Result<bool> {
         if self.start > 0 && self.start * 2 >= self.buf.len() {
             self.buf.drain(..self.start);
             self.start = 0;
@@ -94,8 +94,8 @@ impl PacketReader {
         let old = self.buf.len();
         self.buf.resize(old + REPL_READ_BUFFER, 0);
         let target = self.buf.get_mut(old..).unwrap_or_default();
-        let result = if nonblocking {
-            recv_dontwait(&self.stream, target)
+        let result = if polling {
+            spindle_fiber::recv_nowait(&self.stream, target)
         } else {
             self.stream.read(target)
         };
@@ -111,32 +111,12 @@ impl PacketReader {
             Err(e) => {
                 self.buf.truncate(old);
                 match e.kind() {
-                    io::ErrorKind::WouldBlock if nonblocking => Ok(false),
+                    io::ErrorKind::WouldBlock if polling => Ok(false),
                     io::ErrorKind::Interrupted => Ok(true),
                     _ => Err(e),
                 }
             }
         }
-    }
-}
-
-/// recv(2) with MSG_DONTWAIT: the relay polls for ACKs on a socket that stays blocking for
-/// its writes.
-fn recv_dontwait(stream: &TcpStream, buf: &mut [u8]) -> io::Result<usize> {
-    // SAFETY: `buf` is a valid writable buffer of `buf.len()` bytes and the fd is open for
-    // the lifetime of `stream`.
-    let n = unsafe {
-        libc::recv(
-            stream.as_raw_fd(),
-            buf.as_mut_ptr().cast(),
-            buf.len(),
-            libc::MSG_DONTWAIT,
-        )
-    };
-    if n < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(n as usize)
     }
 }
 

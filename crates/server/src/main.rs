@@ -133,11 +133,11 @@ fn run(cfg: Config) -> Result<(), String> {
     }
 
     let consumers = spindle_repl::gc::Consumers::default();
-    let wal_stats = wal.as_ref().map(|w| w.stats.clone());
-    let repl_setup = wal_stats
+    let wal_watch = wal.as_ref().map(|w| w.stats.watch.clone());
+    let repl_setup = wal_watch
         .clone()
         .map(|stats| replication::setup(&cfg, stats, bus.clone(), consumers.clone()));
-    replication::start_appliers(&cfg, &mut db, wal_stats, bus.clone());
+    replication::start_appliers(&cfg, &mut db, wal_watch, bus.clone());
     let sink = net.reply_sink();
     let hooks = TxHooks {
         send_replies: Box::new(move |thread, batch| sink.send(thread, batch)),

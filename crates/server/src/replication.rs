@@ -11,10 +11,10 @@ use spindle_fiber::Bus;
 use spindle_repl::applier::ApplierConfig;
 use spindle_repl::gc::Consumers;
 use spindle_repl::relay::RelayEnv;
+use spindle_repl::WalWatch;
 use spindle_tx::db::Db;
 use spindle_tx::replication::{bootstrap_replica, cluster_uuid, identify, sink, ReplSetup};
 use spindle_tx::TxMsg;
-use spindle_wal::WalStats;
 use spindle_xlog::{scan_dir, FileType, OsFs};
 
 use crate::config::Config;
@@ -39,7 +39,7 @@ pub fn bootstrap_if_needed(cfg: &Config) -> Result<(), String> {
 }
 
 /// What the TX thread needs to serve replicas.
-pub fn setup(cfg: &Config, wal: Arc<WalStats>, bus: Bus<TxMsg>, consumers: Consumers) -> ReplSetup {
+pub fn setup(cfg: &Config, wal: Arc<WalWatch>, bus: Bus<TxMsg>, consumers: Consumers) -> ReplSetup {
     ReplSetup {
         relay: RelayEnv {
             wal_dir: cfg.wal_dir.clone(),
@@ -52,7 +52,7 @@ pub fn setup(cfg: &Config, wal: Arc<WalStats>, bus: Bus<TxMsg>, consumers: Consu
 }
 
 /// Starts an applier thread per upstream.
-pub fn start_appliers(cfg: &Config, db: &mut Db, wal: Option<Arc<WalStats>>, bus: Bus<TxMsg>) {
+pub fn start_appliers(cfg: &Config, db: &mut Db, wal: Option<Arc<WalWatch>>, bus: Bus<TxMsg>) {
     if cfg.replication.is_empty() {
         return;
     }

@@ -368,6 +368,12 @@ fn update_status(repl: &mut Repl, status: PeerStatus) {
 }
 
 fn queue_apply(tx: TxRef, link: Arc<ApplierLink>, rows: Vec<Row>) -> bool {
+    // A shutdown waits for the WAL to confirm what is in flight; a master streaming on must
+    // not keep it busy forever. Dropped rows are not durable, so they are fetched again.
+    if tx.with(|t| t.shutting_down()) {
+        link.queued.fetch_sub(rows.len(), Ordering::SeqCst);
+        return false;
+    }
     let (wake, spawn) = tx.with(|t| {
         t.repl.queue.push_back((link, rows));
         match (&t.repl.applier_fiber, t.repl.applier_idle) {
@@ -424,7 +430,8 @@ fn apply_loop(tx: TxRef) {
                 );
                 tx.with(|t| {
                     let v = t.db.vclock.get(p.replica_id);
-                    t.db.vclock.set(p.replica_id, v.min(p.first_lsn - 1));
+                    t.db.vclock
+                        .set(p.replica_id, v.min(p.first_lsn.saturating_sub(1)));
                 });
                 p.link.restart.store(true, Ordering::SeqCst);
             }

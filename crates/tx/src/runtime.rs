@@ -172,6 +172,10 @@ impl Tx {
         self.in_turn
     }
 
+    pub(crate) fn shutting_down(&self) -> bool {
+        self.shutting_down
+    }
+
     pub(crate) fn flush_journal(&mut self) {
         if self.commit.pending.is_empty() {
             return;

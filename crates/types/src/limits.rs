@@ -60,6 +60,8 @@ pub const REPL_READ_BUFFER: usize = 256 * 1024;
 pub const RELAY_SEND_BUFFER: usize = 256 * 1024;
 /// How often a relay waiting for new WAL rows checks its socket for ACKs, milliseconds.
 pub const RELAY_ACK_POLL_MS: u64 = 50;
+/// Bytes a relay reads from the live `.xlog` per turn (grows for a larger block).
+pub const RELAY_READ_WINDOW: usize = 4 * 1024 * 1024;
 /// Rows a relay reads from the log per turn (between ACK checks).
 pub const RELAY_ROWS_PER_POLL: usize = 4096;
 /// How long a JOIN's final stage waits for the WAL to write the rows it must send, seconds.
@@ -67,6 +69,8 @@ pub const RELAY_FINAL_JOIN_WAIT_SECS: u64 = 30;
 /// How long a relay waits for the SUBSCRIBE that follows a JOIN (a Tarantool replica writes
 /// its first snapshot in between), seconds.
 pub const RELAY_NEXT_REQUEST_WAIT_SECS: u64 = 300;
+/// Sent batches a relay remembers to measure the downstream lag (older ones are forgotten).
+pub const RELAY_LAG_SAMPLES_MAX: usize = 1024;
 /// Largest replication packet accepted from a peer (a row, an ACK, a JOIN marker).
 pub const REPL_PACKET_MAX: usize = 1 << 30;
 

@@ -22,8 +22,8 @@ use spindle_xlog::format::INPROGRESS_SUFFIX;
 use spindle_xlog::journal::{JournalReply, JournalRequest, JournalTxn};
 use spindle_xlog::{file_name, FileType, LogFile, LogFs, Meta, Vclock, XlogWriter};
 
-pub mod watch;
-pub use watch::WalWatch;
+/// The WAL's "new rows" notification: the vclock written so far.
+pub type WalWatch = spindle_fiber::Watch<Vclock>;
 
 /// Whether each group commit is fdatasync'ed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -51,7 +51,7 @@ pub struct WalStats {
     /// Highest LSN written; relays will follow it.
     pub written_lsn: AtomicU64,
     /// The vclock written so far, published after every write (relays, appliers' ACKs).
-    pub watch: WalWatch,
+    pub watch: Arc<WalWatch>,
 }
 
 impl WalStats {
@@ -94,7 +94,7 @@ where
 {
     let (sender, receiver) = crossbeam_channel::unbounded();
     let stats = Arc::new(WalStats::default());
-    stats.watch.publish(&vclock);
+    stats.watch.publish(vclock);
     let wal = Wal {
         fs,
         cfg,
@@ -196,7 +196,7 @@ impl<Fs: LogFs + Clone> Wal<Fs> {
             Ok(last_lsn) => {
                 self.account(&txns);
                 self.stats.written_lsn.store(last_lsn, Ordering::Release);
-                self.stats.watch.publish(&self.vclock);
+                self.stats.watch.publish(self.vclock);
                 let replica_id = txns
                     .last()
                     .and_then(|t| t.rows.last())
