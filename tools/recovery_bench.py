@@ -119,7 +119,13 @@ class Tarantool:
             self.proc.send_signal(signal.SIGTERM); self.proc.wait(120)
         self.log.close()
 
-    def load(self, n):
+    def load(self, n, loader="client"):
+        if loader == "client":
+            # The same clients, requests and transactions as spindle's load: the same log.
+            self.start(f"box.schema.user.passwd('admin', '{PW}')")
+            wait_ping(self.port, self.proc)
+            asyncio.run(load_async(self.port, n)); self.stop()
+            return
         body = ("local s = box.schema.space.create('big', {id = 600}) s:create_index('pk')\n"
                 "box.schema.user.grant('guest', 'read', 'space', 'big')\n"
                 f"for i = 0, {n - 1}, 1000 do box.begin() for j = i, math.min(i + 999, {n - 1}) do "
@@ -163,12 +169,16 @@ def main():
     ap.add_argument("--tuples", type=int, default=1_000_000)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--tarantool-loader", choices=["client", "lua"], default="client",
+                    help="client: Tarantool is loaded by the same asynctnt clients as spindle "
+                         "(single-row transactions from 8 connections: the same log); lua: a Lua "
+                         "loop in 1000-row transactions (fewer, larger transactions to replay)")
     args = ap.parse_args()
     work = tempfile.mkdtemp(prefix="recovery-bench-")
     try:
         servers = [Spindle(work), Tarantool(work)]
-        for s in servers:
-            s.load(args.tuples)
+        servers[0].load(args.tuples)
+        servers[1].load(args.tuples, args.tarantool_loader)
         results = {}
         for phase in ("wal", "snapshot"):
             if phase == "snapshot":
