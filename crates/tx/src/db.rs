@@ -236,17 +236,11 @@ impl Db {
     ) -> BoxResult<Vec<Tuple>> {
         self.users.check_universe(user, PRIV_U)?;
         let entry = self.catalog.space(space_id)?;
-        let (name, owner, engine) = (entry.def.name.clone(), entry.def.owner, entry.def.engine);
-        self.users.check(
-            user,
-            PRIV_R,
-            ObjectType::Space,
-            space_id,
-            &name,
-            Some(owner),
-        )?;
+        let (name, owner, engine) = (entry.def.name.as_str(), entry.def.owner, entry.def.engine);
+        self.users
+            .check(user, PRIV_R, ObjectType::Space, space_id, name, Some(owner))?;
         if entry.space.index(index_id).is_none() {
-            return Err(BoxError::no_such_index_id(index_id, &name));
+            return Err(BoxError::no_such_index_id(index_id, name));
         }
         let it = IteratorType::from_code(iterator as u64)
             .ok_or_else(|| BoxError::illegal_params("Invalid iterator type"))?;
@@ -301,18 +295,12 @@ impl Db {
     pub(crate) fn check_write_access(&mut self, user: u32, space_id: u32) -> BoxResult<()> {
         self.users.check_universe(user, PRIV_U)?;
         let entry = self.catalog.space(space_id)?;
-        let (name, owner, engine) = (entry.def.name.clone(), entry.def.owner, entry.def.engine);
+        let (name, owner, engine) = (entry.def.name.as_str(), entry.def.owner, entry.def.engine);
         if engine == Engine::Sysview {
-            return Err(BoxError::view_is_ro(&name));
+            return Err(BoxError::view_is_ro(name));
         }
-        self.users.check(
-            user,
-            PRIV_W,
-            ObjectType::Space,
-            space_id,
-            &name,
-            Some(owner),
-        )
+        self.users
+            .check(user, PRIV_W, ObjectType::Space, space_id, name, Some(owner))
     }
 
     /// Applies one change to memory (and, for system spaces, to the schema). Errors leave
