@@ -558,7 +558,9 @@ impl<M: From<NetEvent> + Send + 'static> NetThread<M> {
         if self.batch.is_empty() {
             return;
         }
-        let capacity = self.batch.buf.len();
+        // The next batch starts at this one's size (bounded: one huge packet must not make
+        // every later batch huge).
+        let capacity = self.batch.buf.len().min(NET_BATCH_BYTES_MAX);
         let batch = std::mem::replace(
             &mut self.batch,
             RequestBatch {

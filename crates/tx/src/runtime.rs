@@ -21,7 +21,7 @@ use tracing::{error, info, warn};
 use spindle_fiber::{current_fiber, park, yield_now, BusReceiver, Fiber, TxCell};
 use spindle_proto::iproto::{Header, Request};
 use spindle_proto::route::{NetEvent, ReplyBatch, Route};
-use spindle_types::limits::TX_DISPATCH_BATCH;
+use spindle_types::limits::{REPLY_BATCH_RESERVE_MAX, TX_DISPATCH_BATCH};
 use spindle_types::{BoxError, BoxResult};
 use spindle_xlog::journal::{JournalReply, JournalRequest, JournalTxn};
 use spindle_xlog::Row;
@@ -158,9 +158,10 @@ impl Tx {
     fn flush_replies(&mut self) {
         for (thread, outbox) in self.outboxes.iter_mut().enumerate() {
             if !outbox.is_empty() {
-                // The next turn's batch starts at this one's size instead of regrowing.
+                // The next turn's batch starts at this one's size instead of regrowing (one
+                // huge reply does not make every later batch huge).
                 let next = ReplyBatch {
-                    buf: Vec::with_capacity(outbox.buf.len()),
+                    buf: Vec::with_capacity(outbox.buf.len().min(REPLY_BATCH_RESERVE_MAX)),
                     items: Vec::with_capacity(outbox.items.len()),
                 };
                 (self.hooks.send_replies)(thread as u16, std::mem::replace(outbox, next));

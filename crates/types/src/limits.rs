@@ -17,6 +17,8 @@ pub const NET_BUFFER_POOL_MAX: usize = 256;
 pub const NET_BATCH_MAX: usize = 256;
 /// Packet bytes a network thread gathers into one bus message before handing it over.
 pub const NET_BATCH_BYTES_MAX: usize = 256 * 1024;
+/// Reply bytes the TX thread reserves up front for a network thread's next reply batch.
+pub const REPLY_BATCH_RESERVE_MAX: usize = 256 * 1024;
 /// Messages the TX dispatcher handles before it yields to epoll and other fibers.
 pub const TX_DISPATCH_BATCH: usize = 256;
 /// Stack size of a TX fiber, in machine words (may's unit).

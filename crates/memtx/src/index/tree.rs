@@ -139,15 +139,10 @@ impl TreeIndex {
         }
     }
 
-    /// Whether `tuple`'s hint settles its order against any entry.
-    fn tuple_hint_is_exact(&self, tuple: &Tuple) -> bool {
-        self.integer_key
-            && self.hint_is_exact(
-                self.cmp_def
-                    .parts
-                    .first()
-                    .and_then(|p| tuple.field(p.fieldno)),
-            )
+    /// `tuple`'s entry hint and whether it settles its order against any entry, from one
+    /// read of the first key part.
+    fn entry_hint(&self, tuple: &Tuple) -> (u64, bool) {
+        self.hinter().map_or((0, false), |h| h.hint(tuple))
     }
 
     fn entry_order(&self, a: &Entry, b: &Entry) -> Ordering {
@@ -159,8 +154,7 @@ impl TreeIndex {
     /// Inserts `tuple`, replacing and returning the entry equal to it under the comparison
     /// definition (for a primary index: the tuple with the same key).
     pub fn insert(&mut self, tuple: Tuple) -> Option<Tuple> {
-        let exact = self.tuple_hint_is_exact(&tuple);
-        let hint = self.tuple_hint(&tuple);
+        let (hint, exact) = self.entry_hint(&tuple);
         self.insert_hinted(tuple, hint, exact)
     }
 
@@ -179,8 +173,7 @@ impl TreeIndex {
 
     /// Removes the entry equal to `tuple` under the comparison definition.
     pub fn remove(&mut self, tuple: &Tuple) -> Option<Tuple> {
-        let hint = self.tuple_hint(tuple);
-        let exact = self.tuple_hint_is_exact(tuple);
+        let (hint, exact) = self.entry_hint(tuple);
         let cmp_def = &self.cmp_def;
         let order = |e: &Entry| match e.hint.cmp(&hint) {
             Ordering::Equal if !exact => cmp_def.compare(&e.tuple, tuple),
