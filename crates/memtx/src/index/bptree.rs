@@ -265,13 +265,7 @@ impl<T: Clone> BPlusTree<T> {
         let mut right = |x: &T| cmp(x, &value) != Ordering::Greater;
         let leaf_id = self.descend(&mut right, Some(&mut path));
         let leaf = self.leaf_mut(leaf_id);
-        let idx = leaf
-            .items
-            .partition_point(|x| cmp(x, &value) == Ordering::Less);
-        let equal = leaf
-            .items
-            .get(idx)
-            .is_some_and(|x| cmp(x, &value) == Ordering::Equal);
+        let (idx, equal) = slot_in(&leaf.items, &value, &mut cmp);
         if let Some(slot) = leaf.items.get_mut(idx).filter(|_| equal) {
             return Some(std::mem::replace(slot, value));
         }
@@ -311,13 +305,7 @@ impl<T: Clone> BPlusTree<T> {
         if self.height == 0 || cmp(first, &value) != Ordering::Less {
             return Err(value);
         }
-        let idx = last
-            .items
-            .partition_point(|x| cmp(x, &value) == Ordering::Less);
-        let equal = last
-            .items
-            .get(idx)
-            .is_some_and(|x| cmp(x, &value) == Ordering::Equal);
+        let (idx, equal) = slot_in(&last.items, &value, cmp);
         let full = last.items.len() >= LEAF_MAX;
         let leaf = self.leaf_mut(self.last);
         if let Some(slot) = leaf.items.get_mut(idx).filter(|_| equal) {
@@ -826,6 +814,16 @@ impl<T: Clone> BPlusTree<T> {
 
 /// Leaves are allocated once at their final capacity (one over the maximum, since a leaf
 /// splits after the insert that overfills it), so they never reallocate.
+/// Where `value` belongs among a leaf's `items`: the index of the first element not below it,
+/// and whether that element equals it.
+fn slot_in<T>(items: &[T], value: &T, cmp: &mut impl FnMut(&T, &T) -> Ordering) -> (usize, bool) {
+    let idx = items.partition_point(|x| cmp(x, value) == Ordering::Less);
+    let equal = items
+        .get(idx)
+        .is_some_and(|x| cmp(x, value) == Ordering::Equal);
+    (idx, equal)
+}
+
 fn new_leaf_vec<T>() -> Vec<T> {
     Vec::with_capacity(LEAF_MAX + 1)
 }
