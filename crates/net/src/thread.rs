@@ -17,7 +17,7 @@ use spindle_proto::greeting::encode_greeting;
 use spindle_proto::iproto::{decode_frame, decode_request, encode_error, Frame, FrameError};
 use spindle_proto::route::{is_handoff, BatchItem, NetEvent, ReplyBatch, RequestBatch, Route};
 use spindle_types::iproto::GREETING_VERSION;
-use spindle_types::limits::{CONN_OUTPUT_MAX, NET_BATCH_BYTES_MAX, NET_BATCH_MAX};
+use spindle_types::limits::{CONN_OUTPUT_MAX, NET_BATCH_BYTES_MAX, NET_BATCH_MAX, PIPELINE_CHUNK};
 
 use crate::conn::{BufferPool, Conn, ReadOutcome};
 
@@ -455,6 +455,9 @@ impl<M: From<NetEvent> + Send + 'static> NetThread<M> {
             };
             if self.process_conn(slot) {
                 self.work.push_back(slot);
+            }
+            if self.batch.len() >= PIPELINE_CHUNK {
+                self.send_batch();
             }
         }
     }

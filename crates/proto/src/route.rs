@@ -118,6 +118,10 @@ impl ReplyBatch {
         self.items.is_empty()
     }
 
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
     /// Iterates (route, bytes) pairs.
     pub fn iter(&self) -> impl Iterator<Item = (Route, &[u8])> {
         let mut start = 0usize;

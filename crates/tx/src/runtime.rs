@@ -21,7 +21,7 @@ use tracing::{error, info, warn};
 use spindle_fiber::{current_fiber, park, yield_now, BusReceiver, Fiber, TxCell};
 use spindle_proto::iproto::{Header, Request};
 use spindle_proto::route::{NetEvent, ReplyBatch, Route};
-use spindle_types::limits::{REPLY_BATCH_RESERVE_MAX, TX_DISPATCH_BATCH};
+use spindle_types::limits::{PIPELINE_CHUNK, REPLY_BATCH_RESERVE_MAX, TX_DISPATCH_BATCH};
 use spindle_types::{BoxError, BoxResult};
 use spindle_xlog::journal::{JournalReply, JournalRequest, JournalTxn};
 use spindle_xlog::Row;
@@ -166,6 +166,13 @@ impl Tx {
                 };
                 (self.hooks.send_replies)(thread as u16, std::mem::replace(outbox, next));
             }
+        }
+    }
+
+    /// Sends the replies early once enough have gathered (see `PIPELINE_CHUNK`).
+    fn flush_replies_if(&mut self, at_least: usize) {
+        if self.outboxes.iter().any(|o| o.len() >= at_least) {
+            self.flush_replies();
         }
     }
 
@@ -396,6 +403,7 @@ pub fn dispatch(tx: TxRef, mut bus: BusReceiver<TxMsg>) {
                     if let Some(msg) = handle(t, msg) {
                         return Some(msg);
                     }
+                    t.flush_replies_if(PIPELINE_CHUNK);
                 }
                 None
             });

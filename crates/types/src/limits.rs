@@ -15,6 +15,10 @@ pub const CONN_READ_CHUNK: usize = 16 * 1024;
 pub const NET_BUFFER_POOL_MAX: usize = 256;
 /// Requests a network thread gathers into one bus message before handing it over.
 pub const NET_BATCH_MAX: usize = 256;
+/// Requests after which a network thread hands its batch over at once instead of at the end
+/// of its loop turn, and the TX thread sends its replies at once: with deep pipelines, the
+/// threads work on one part of the turn while the next part is still being read or run.
+pub const PIPELINE_CHUNK: usize = 64;
 /// Packet bytes a network thread gathers into one bus message before handing it over.
 pub const NET_BATCH_BYTES_MAX: usize = 256 * 1024;
 /// Reply bytes the TX thread reserves up front for a network thread's next reply batch.
