@@ -169,6 +169,13 @@ impl Tx {
         }
     }
 
+    /// Hands the pending transactions to the WAL early once enough have gathered.
+    fn flush_journal_if(&mut self, at_least: usize) {
+        if self.commit.pending.len() >= at_least {
+            self.flush_journal();
+        }
+    }
+
     /// Sends the replies early once enough have gathered (see `PIPELINE_CHUNK`).
     fn flush_replies_if(&mut self, at_least: usize) {
         if self.outboxes.iter().any(|o| o.len() >= at_least) {
@@ -403,6 +410,7 @@ pub fn dispatch(tx: TxRef, mut bus: BusReceiver<TxMsg>) {
                     if let Some(msg) = handle(t, msg) {
                         return Some(msg);
                     }
+                    t.flush_journal_if(PIPELINE_CHUNK);
                     t.flush_replies_if(PIPELINE_CHUNK);
                 }
                 None
