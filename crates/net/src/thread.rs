@@ -300,12 +300,16 @@ impl<M: From<NetEvent> + Send + 'static> NetThread<M> {
                 }
             }
             self.take_incoming(&poll);
+            // Replies go out before new requests are read, and those that came back while
+            // they were read go out before the thread polls again.
             self.take_replies();
+            self.flush_dirty(&poll);
             if let Some(l) = listener.as_mut() {
                 self.maybe_stop_listening(&poll, l);
             }
             self.process_work();
             self.send_batch();
+            self.take_replies();
             self.flush_dirty(&poll);
             if self.exiting() {
                 self.flush_all(&poll);
