@@ -217,7 +217,9 @@ impl<T: Clone> BPlusTree<T> {
     /// `|x| x <= k` the upper bound.
     pub fn partition_point(&self, mut before: impl FnMut(&T) -> bool) -> Pos {
         let leaf_id = self.descend(&mut before, None);
-        let idx = self.leaf(leaf_id).items.partition_point(&mut before);
+        let items = &self.leaf(leaf_id).items;
+        prefetch(items);
+        let idx = items.partition_point(&mut before);
         self.normalize(Pos { leaf: leaf_id, idx })
     }
 
@@ -237,6 +239,7 @@ impl<T: Clone> BPlusTree<T> {
         loop {
             match self.node(id) {
                 Node::Inner(inner) => {
+                    prefetch(&inner.seps);
                     let child = inner.seps.partition_point(&mut *right);
                     if let Some(path) = path.as_deref_mut() {
                         path.push(id, child);
@@ -822,6 +825,26 @@ fn slot_in<T>(items: &[T], value: &T, cmp: &mut impl FnMut(&T, &T) -> Ordering) 
         .get(idx)
         .is_some_and(|x| cmp(x, value) == Ordering::Equal);
     (idx, equal)
+}
+
+/// Starts loading every cache line of a node's elements at once. A binary search over a
+/// node that is not in cache would otherwise wait for its lines one after another; issued
+/// together, they arrive in about the time of one miss.
+#[inline(always)]
+fn prefetch<T>(items: &[T]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        let base = items.as_ptr().cast::<i8>();
+        let bytes = std::mem::size_of_val(items);
+        let mut offset = 0;
+        while offset < bytes {
+            // SAFETY: a prefetch is only a hint, it never faults or reads into the program,
+            // and SSE (its target feature) is part of the x86_64 baseline.
+            unsafe { _mm_prefetch::<_MM_HINT_T0>(base.wrapping_add(offset)) };
+            offset += 64;
+        }
+    }
 }
 
 fn new_leaf_vec<T>() -> Vec<T> {
