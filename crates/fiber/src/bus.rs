@@ -92,6 +92,17 @@ impl<M> Bus<M> {
         self.bell.ring_if_sleeping();
         ok
     }
+
+    /// Queues a message without waking a sleeping receiver: the sender rings later (with
+    /// `send` or `ring`), once for several messages.
+    pub fn send_quiet(&self, msg: M) -> bool {
+        self.sender.send(msg).is_ok()
+    }
+
+    /// Wakes the receiver if it sleeps.
+    pub fn ring(&self) {
+        self.bell.ring_if_sleeping();
+    }
 }
 
 /// The TX side. `wait` parks the dispatcher fiber in may's epoll until the doorbell rings.

@@ -461,7 +461,7 @@ impl<M: From<NetEvent> + Send + 'static> NetThread<M> {
                 self.work.push_back(slot);
             }
             if self.batch.len() >= PIPELINE_CHUNK {
-                self.send_batch();
+                self.queue_batch();
             }
         }
     }
@@ -560,8 +560,16 @@ impl<M: From<NetEvent> + Send + 'static> NetThread<M> {
         }
     }
 
-    /// Hands the requests decoded so far to TX in one message.
+    /// Hands the requests decoded so far to TX in one message, and wakes TX if it sleeps.
     fn send_batch(&mut self) {
+        self.queue_batch();
+        self.bus.ring();
+    }
+
+    /// Queues the requests decoded so far for TX without waking it: a TX thread that is
+    /// awake takes them at once, a sleeping one is woken once at the end of the loop turn
+    /// rather than once per chunk.
+    fn queue_batch(&mut self) {
         if self.batch.is_empty() {
             return;
         }
@@ -575,7 +583,7 @@ impl<M: From<NetEvent> + Send + 'static> NetThread<M> {
                 items: Vec::new(),
             },
         );
-        self.bus.send(M::from(NetEvent::Requests(batch)));
+        self.bus.send_quiet(M::from(NetEvent::Requests(batch)));
     }
 
     /// Gives the connection up to the TX thread with its replication request: the slot is
