@@ -244,12 +244,14 @@ impl<Fs: LogFs + Clone> Wal<Fs> {
             }
             writer.append_txn(&txn.rows);
         }
-        let bytes = writer.flush()?;
-        stats.bytes.fetch_add(bytes, Ordering::Relaxed);
-        if fsync {
-            writer.sync()?;
+        let bytes = if fsync {
+            let bytes = writer.flush_durable()?;
             stats.syncs.fetch_add(1, Ordering::Relaxed);
-        }
+            bytes
+        } else {
+            writer.flush()?
+        };
+        stats.bytes.fetch_add(bytes, Ordering::Relaxed);
         for txn in txns.iter() {
             for row in &txn.rows {
                 self.vclock.follow(row.header.replica_id, row.header.lsn);

@@ -144,13 +144,29 @@ impl<Fs: LogFs> XlogWriter<Fs> {
     /// last good offset and the buffered transactions are dropped: the caller must roll
     /// them back. If even the truncation fails the writer is broken for good.
     pub fn flush(&mut self) -> io::Result<u64> {
+        self.write_blocks(false)
+    }
+
+    /// `flush` and `sync` in one step (`wal_mode = fsync`). Everything before the blocks is
+    /// durable already (the header is synced when the file is created, and every earlier
+    /// write of this writer went through here), so syncing just the new range suffices. A
+    /// failure breaks the writer, as a failed sync does.
+    pub fn flush_durable(&mut self) -> io::Result<u64> {
+        self.write_blocks(true)
+    }
+
+    fn write_blocks(&mut self, durable: bool) -> io::Result<u64> {
         self.check_usable()?;
         self.seal_block();
         if self.blocks.is_empty() {
             return Ok(0);
         }
         let written = self.blocks.len() as u64;
-        let result = self.file.write_all(&self.blocks);
+        let result = if durable {
+            self.file.write_all_durable(&self.blocks)
+        } else {
+            self.file.write_all(&self.blocks)
+        };
         self.blocks.clear();
         match result {
             Ok(()) => {
@@ -159,6 +175,7 @@ impl<Fs: LogFs> XlogWriter<Fs> {
             }
             Err(e) => {
                 self.truncate_to_offset();
+                self.broken |= durable;
                 Err(e)
             }
         }

@@ -183,11 +183,13 @@ fn sample_txns(first_lsn: u64) -> (Vec<Vec<Row>>, Vec<(u64, String)>) {
     (txns, expected)
 }
 
+/// Writes each transaction as `wal_mode = fsync` does (`flush_durable`: one `pwritev2` with
+/// `RWF_DSYNC`), so the tools below check that path's bytes.
 fn write_xlog(dir: &Path, meta: Meta, txns: &[Vec<Row>]) -> PathBuf {
     let mut w = XlogWriter::create(OsFs, dir, meta).expect("create xlog");
     for txn in txns {
         w.append_txn(txn);
-        w.flush().expect("flush");
+        w.flush_durable().expect("durable flush");
     }
     w.close().expect("close")
 }
