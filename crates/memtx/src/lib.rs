@@ -8,6 +8,7 @@ pub mod field_type;
 pub mod format;
 pub mod index;
 pub mod key_def;
+mod prefetch;
 pub mod space;
 pub mod tuple;
 pub mod update;

@@ -90,6 +90,12 @@ impl Tuple {
         }
     }
 
+    /// Starts loading the tuple's header line (see `crate::prefetch`).
+    #[inline(always)]
+    pub fn prefetch(&self) {
+        crate::prefetch::line(self.ptr.as_ptr().cast::<u8>());
+    }
+
     fn header(&self) -> &Header {
         // SAFETY: `ptr` points at a live block while any handle exists (we hold one).
         unsafe { self.ptr.as_ref() }

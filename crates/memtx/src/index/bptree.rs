@@ -832,18 +832,12 @@ fn slot_in<T>(items: &[T], value: &T, cmp: &mut impl FnMut(&T, &T) -> Ordering) 
 /// together, they arrive in about the time of one miss.
 #[inline(always)]
 fn prefetch<T>(items: &[T]) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-        let base = items.as_ptr().cast::<i8>();
-        let bytes = std::mem::size_of_val(items);
-        let mut offset = 0;
-        while offset < bytes {
-            // SAFETY: a prefetch is only a hint, it never faults or reads into the program,
-            // and SSE (its target feature) is part of the x86_64 baseline.
-            unsafe { _mm_prefetch::<_MM_HINT_T0>(base.wrapping_add(offset)) };
-            offset += 64;
-        }
+    let base = items.as_ptr().cast::<u8>();
+    let bytes = std::mem::size_of_val(items);
+    let mut offset = 0;
+    while offset < bytes {
+        crate::prefetch::line(base.wrapping_add(offset));
+        offset += 64;
     }
 }
 
