@@ -5,6 +5,7 @@ pub mod bptree;
 pub mod hash;
 pub mod tree;
 
+use crate::frozen::FrozenTuples;
 use crate::key_def::{Key, KeyDef};
 use crate::tuple::Tuple;
 use hash::HashIndex;
@@ -158,14 +159,13 @@ impl Index {
         }
     }
 
-    /// References to every tuple, in index order for TREE (a read view for checkpoints).
-    pub fn read_view(&self) -> Vec<Tuple> {
-        let mut out = Vec::with_capacity(self.len());
-        match &self.imp {
-            Imp::Tree(t) => t.collect_into(&mut out),
-            Imp::Hash(h) => out.extend(h.iter().cloned()),
-        }
-        out
+    /// Every tuple as of now, in index order for TREE, without a reference per tuple (a read
+    /// view for checkpoints and replica joins; see `crate::frozen`).
+    pub fn read_view(&self) -> FrozenTuples {
+        FrozenTuples::take(self.len(), |out| match &self.imp {
+            Imp::Tree(t) => t.collect_blocks(out),
+            Imp::Hash(h) => out.extend(h.iter().map(Tuple::block)),
+        })
     }
 
     // ---- reads ----

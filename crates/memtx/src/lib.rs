@@ -6,6 +6,7 @@
 pub mod compare;
 pub mod field_type;
 pub mod format;
+pub mod frozen;
 pub mod index;
 pub mod key_def;
 mod prefetch;

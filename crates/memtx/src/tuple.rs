@@ -18,7 +18,7 @@ use std::sync::atomic::{fence, AtomicU32, Ordering};
 
 /// The start of a tuple's heap block; the bytes follow it.
 #[repr(C)]
-struct Header {
+pub(crate) struct Header {
     refs: AtomicU32,
     len: u32,
 }
@@ -90,12 +90,6 @@ impl Tuple {
         }
     }
 
-    /// Starts loading the tuple's header line (see `crate::prefetch`).
-    #[inline(always)]
-    pub fn prefetch(&self) {
-        crate::prefetch::line(self.ptr.as_ptr().cast::<u8>());
-    }
-
     fn header(&self) -> &Header {
         // SAFETY: `ptr` points at a live block while any handle exists (we hold one).
         unsafe { self.ptr.as_ref() }
@@ -133,6 +127,39 @@ impl Tuple {
         Fields::new(self.data())
     }
 
+    /// The heap block, for a frozen read view (`crate::frozen`).
+    pub(crate) fn block(&self) -> NonNull<Header> {
+        self.ptr
+    }
+
+    /// The bytes of a block that a frozen view keeps alive.
+    ///
+    /// # Safety
+    /// `block` must come from [`Tuple::block`] of a tuple that is not freed for `'a`.
+    pub(crate) unsafe fn block_data<'a>(block: NonNull<Header>) -> &'a [u8] {
+        // SAFETY: the caller guarantees the block is live for 'a; it holds `len` initialised,
+        // never-mutated bytes after the header.
+        unsafe {
+            let len = block.as_ref().len as usize;
+            std::slice::from_raw_parts(block.as_ptr().cast::<u8>().add(HEADER_SIZE), len)
+        }
+    }
+
+    /// Frees a block.
+    ///
+    /// # Safety
+    /// No handle or view may refer to `block` any more.
+    pub(crate) unsafe fn free_block(block: NonNull<Header>) {
+        // SAFETY: the caller guarantees the block is live and unreachable; it was allocated
+        // with the layout of its own length in `copy_of`.
+        unsafe {
+            let len = block.as_ref().len as usize;
+            if let Some(layout) = Tuple::layout(len) {
+                dealloc(block.as_ptr().cast::<u8>(), layout);
+            }
+        }
+    }
+
     /// Whether both handles share one allocation (the same stored tuple).
     pub fn ptr_eq(a: &Tuple, b: &Tuple) -> bool {
         a.ptr == b.ptr
@@ -161,12 +188,12 @@ impl Drop for Tuple {
         }
         // Every other handle's last use happens before the block is freed.
         fence(Ordering::Acquire);
-        let len = self.bsize();
-        if let Some(layout) = Tuple::layout(len) {
-            // SAFETY: this was the last handle; the block was allocated with this very
-            // layout (same length) in `copy_of`.
-            unsafe { dealloc(self.ptr.as_ptr().cast::<u8>(), layout) }
+        // A frozen read view taken while the tuple was stored may still read it.
+        if crate::frozen::bury(self.ptr) {
+            return;
         }
+        // SAFETY: this was the last handle and no view can read the block.
+        unsafe { Tuple::free_block(self.ptr) }
     }
 }
 

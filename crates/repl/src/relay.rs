@@ -11,7 +11,7 @@ use crossbeam_channel::Receiver;
 use tracing::{info, warn};
 
 use spindle_fiber::spawn_cord;
-use spindle_memtx::tuple::Tuple;
+use spindle_memtx::frozen::FrozenTuples;
 use spindle_proto::iproto::decode_request;
 use spindle_types::iproto::request;
 use spindle_types::limits::{
@@ -74,7 +74,7 @@ pub struct JoinJob {
     pub handoff: Handoff,
     pub user: u32,
     pub replica_uuid: String,
-    pub spaces: Vec<(u32, Vec<Tuple>)>,
+    pub spaces: Vec<(u32, FrozenTuples)>,
     pub start: Vclock,
     pub stop: Receiver<Result<Vclock, BoxError>>,
 }
@@ -137,7 +137,7 @@ fn serve_join(env: &RelayEnv, job: JoinJob) -> io::Result<()> {
     wire::encode_vclock_ok(&mut out, sync, &start);
     let mut rows = 0usize;
     for (space_id, tuples) in spaces {
-        for tuple in tuples {
+        for tuple in tuples.iter() {
             wire::encode_join_row(&mut out, sync, space_id, tuple.data());
             rows += 1;
             if out.len() >= RELAY_SEND_BUFFER {

@@ -193,7 +193,7 @@ fn start_join(tx: TxRef, user: u32, h: Handoff) -> Result<(), Refused> {
 
 type JoinStart = (
     RelayEnv,
-    Vec<(u32, Vec<spindle_memtx::tuple::Tuple>)>,
+    Vec<(u32, spindle_memtx::frozen::FrozenTuples)>,
     Vclock,
     Option<Vclock>,
 );

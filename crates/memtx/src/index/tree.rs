@@ -10,9 +10,10 @@ use super::bptree::{BPlusTree, Pos};
 use crate::compare::hint_field;
 use crate::field_type::FieldType;
 use crate::key_def::KeyDef;
-use crate::tuple::Tuple;
+use crate::tuple::{Header, Tuple};
 use spindle_types::iproto::IteratorType;
 use std::cmp::Ordering;
+use std::ptr::NonNull;
 
 #[derive(Clone)]
 struct Entry {
@@ -328,21 +329,10 @@ impl TreeIndex {
         n
     }
 
-    /// Appends a reference to every tuple, in order (a read view).
-    pub fn collect_into(&self, out: &mut Vec<Tuple>) {
-        // Each reference is an atomic increment on a tuple that is rarely in cache: loads
-        // started a few entries ahead overlap those misses (about 3x faster on 1M tuples).
-        const AHEAD: usize = 8;
+    /// Appends every tuple's block, in order (a frozen read view).
+    pub(crate) fn collect_blocks(&self, out: &mut Vec<NonNull<Header>>) {
         for leaf in self.tree.leaf_slices() {
-            for e in leaf.iter().take(AHEAD) {
-                e.tuple.prefetch();
-            }
-            for (i, e) in leaf.iter().enumerate() {
-                if let Some(ahead) = leaf.get(i + AHEAD) {
-                    ahead.tuple.prefetch();
-                }
-                out.push(e.tuple.clone());
-            }
+            out.extend(leaf.iter().map(|e| e.tuple.block()));
         }
     }
 
