@@ -29,6 +29,10 @@ pub const TX_DISPATCH_BATCH: usize = 256;
 pub const TX_FIBER_STACK_WORDS: usize = 0x4000;
 /// Rows the WAL thread writes in one block before it starts another (at a txn boundary).
 pub const WAL_BLOCK_BYTES_MAX: usize = 128 * 1024;
+/// Bytes a log writer lets accumulate unsynced before it asks the kernel to start writing
+/// them back (`sync_file_range`, without waiting). Keeps the sync at the end of a file short:
+/// in `wal_mode = write` closing a file used to wait for everything since its start.
+pub const LOG_WRITEBACK_BYTES: u64 = 1024 * 1024;
 /// Default size at which the WAL rotates to a new `.xlog` file.
 pub const WAL_MAX_SIZE_DEFAULT: u64 = 256 * 1024 * 1024;
 /// Maximum number of fields in a tuple accepted from a client.

@@ -24,6 +24,9 @@ pub trait LogFile {
     }
     /// Truncates (or extends) the file to `len` bytes.
     fn set_len(&mut self, len: u64) -> io::Result<()>;
+    /// Asks the system to start writing `len` bytes from `offset` to the device, without
+    /// waiting and without any durability promise (a hint; may do nothing).
+    fn start_writeback(&mut self, _offset: u64, _len: u64) {}
 }
 
 /// The directory operations around log files. Implementations are cheap handles (`OsFs` is
@@ -93,6 +96,18 @@ impl LogFile for OsFile {
 
     fn set_len(&mut self, len: u64) -> io::Result<()> {
         self.0.set_len(len)
+    }
+
+    fn start_writeback(&mut self, offset: u64, len: u64) {
+        use std::os::fd::AsRawFd;
+        let (Ok(offset), Ok(len)) = (i64::try_from(offset), i64::try_from(len)) else {
+            return;
+        };
+        // SAFETY: a plain syscall on a descriptor we own; no memory is passed. Its result is
+        // ignored: this is only a hint, and the final sync reports real errors.
+        unsafe {
+            libc::sync_file_range(self.0.as_raw_fd(), offset, len, libc::SYNC_FILE_RANGE_WRITE)
+        };
     }
 }
 

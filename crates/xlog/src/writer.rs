@@ -7,7 +7,7 @@
 use std::io;
 use std::path::{Path, PathBuf};
 
-use spindle_types::limits::WAL_BLOCK_BYTES_MAX;
+use spindle_types::limits::{LOG_WRITEBACK_BYTES, WAL_BLOCK_BYTES_MAX};
 
 use crate::block::BlockEncoder;
 use crate::error::{XlogError, XlogResult};
@@ -32,6 +32,8 @@ pub struct XlogWriter<Fs: LogFs> {
     payload: Vec<u8>,
     /// Sealed blocks waiting for `flush`.
     blocks: Vec<u8>,
+    /// Where the bytes not yet handed to `start_writeback` begin.
+    writeback_from: u64,
     encoder: BlockEncoder,
     /// Set when a failed write or sync left the file in an unknown state; every later
     /// operation fails, because the caller can no longer know what is durable.
@@ -79,6 +81,7 @@ impl<Fs: LogFs> XlogWriter<Fs> {
             offset: header.len() as u64,
             payload: Vec::new(),
             blocks: Vec::new(),
+            writeback_from: 0,
             encoder: BlockEncoder::new(),
             broken: false,
         })
@@ -112,6 +115,7 @@ impl<Fs: LogFs> XlogWriter<Fs> {
             offset: header_len as u64,
             payload: Vec::new(),
             blocks: Vec::new(),
+            writeback_from: 0,
             encoder: BlockEncoder::new(),
             broken: false,
         })
@@ -171,6 +175,9 @@ impl<Fs: LogFs> XlogWriter<Fs> {
         match result {
             Ok(()) => {
                 self.offset += written;
+                if !durable {
+                    self.maybe_start_writeback();
+                }
                 Ok(written)
             }
             Err(e) => {
@@ -188,6 +195,16 @@ impl<Fs: LogFs> XlogWriter<Fs> {
         let result = self.file.sync_data();
         self.broken |= result.is_err();
         result
+    }
+
+    /// Starts the kernel writing back what accumulated since the last call, once there is
+    /// `LOG_WRITEBACK_BYTES` of it, so that the final sync has little left to wait for.
+    fn maybe_start_writeback(&mut self) {
+        let pending = self.offset - self.writeback_from;
+        if pending >= LOG_WRITEBACK_BYTES {
+            self.file.start_writeback(self.writeback_from, pending);
+            self.writeback_from = self.offset;
+        }
     }
 
     /// Drops buffered transactions that were not flushed yet (a rollback before the write).
