@@ -184,6 +184,44 @@ def test_schema_refetch_after_ddl(server):
     run(main())
 
 
+def test_pipelined_selects_around_writes(server):
+    """Runs of pipelined primary-key SELECTs (the server looks their keys up in one batched
+    walk of the tree) see every write pipelined before them and none after, including
+    writes to the very key they read; a bad key inside a run fails alone."""
+    async def main():
+        conn = conn_for(server)
+        await conn.connect()
+        try:
+            await make_users(conn, sid=515)
+            await asyncio.gather(*(conn.insert("users", [i, f"n{i}", i]) for i in range(200)))
+            calls = []
+            for k in (5, 150, 199):
+                calls += [conn.select("users", [k]) for _ in range(12)]
+                calls.append(conn.replace("users", [k, f"new{k}", -k]))
+                calls += [conn.select("users", [k]) for _ in range(12)]
+                calls.append(conn.delete("users", [k + 1]))
+                calls += [conn.select("users", [j]) for j in range(k - 3, k + 3)]
+            calls += [conn.select("users", [i]) for i in range(190, 210)]
+            calls.insert(5, conn.select("users", ["not a number"]))
+            results = await asyncio.gather(*calls, return_exceptions=True)
+            bad = results.pop(5)
+            assert isinstance(bad, TarantoolDatabaseError) and bad.code == 18  # ER_KEY_PART_TYPE
+
+            expected, model, i = [], {j: [j, f"n{j}", j] for j in range(200)}, 0
+            for k in (5, 150, 199):
+                expected += [[model[k]]] * 12
+                model[k] = [k, f"new{k}", -k]
+                expected.append([model[k]])
+                expected += [[model[k]]] * 12
+                expected.append([model.pop(k + 1)] if k + 1 in model else [])
+                expected += [[model[j]] if j in model else [] for j in range(k - 3, k + 3)]
+            expected += [[model[j]] if j in model else [] for j in range(190, 210)]
+            assert [rows(r) for r in results] == expected
+        finally:
+            await conn.disconnect()
+    run(main())
+
+
 def test_pipelined_requests(server):
     """Many requests in flight on one connection; replies are matched by SYNC."""
     async def main():

@@ -8,7 +8,7 @@
 //! write failed is reverted (newest change first).
 
 use crate::format::{PartConstraint, TupleFormat};
-use crate::index::{Index, IndexDef};
+use crate::index::{Index, IndexDef, Lookup};
 use crate::key_def::KeyDef;
 use crate::tuple::Tuple;
 use crate::update;
@@ -146,8 +146,21 @@ impl Space {
         offset: u32,
         limit: u32,
     ) -> BoxResult<Vec<Tuple>> {
+        self.select_from(index_id, iterator, key, offset, limit, None)
+    }
+
+    /// SELECT with a lower bound found already (see [`Index::select_from`]).
+    pub fn select_from(
+        &self,
+        index_id: u32,
+        iterator: IteratorType,
+        key: &[u8],
+        offset: u32,
+        limit: u32,
+        lookup: Option<Lookup>,
+    ) -> BoxResult<Vec<Tuple>> {
         self.index_or_err(index_id)?
-            .select(iterator, key, offset, limit, &self.name)
+            .select_from(iterator, key, offset, limit, &self.name, lookup)
     }
 
     /// The tuple with exactly this key in a unique index (`index:get`).

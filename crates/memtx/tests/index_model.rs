@@ -247,7 +247,18 @@ fn run_select(space: &Space, model: &Model, op: &Op) -> Result<(), TestCaseError
     };
     let (index, iterator, offset, limit) = (*index, *iterator, *offset, *limit);
     let id = model.defs[index].id;
-    let result = space.select(id, iterator, &enc(&arr(key.clone())), offset, limit);
+    let key_bytes = enc(&arr(key.clone()));
+    let result = space.select(id, iterator, &key_bytes, offset, limit);
+    // The batched lower-bound path (a run of EQ selects) gives the same answer.
+    let lookup = space.indexes()[index]
+        .lower_bounds(std::iter::once(key_bytes.as_slice()))
+        .pop()
+        .flatten();
+    let planned = space.select_from(id, iterator, &key_bytes, offset, limit, lookup);
+    prop_assert_eq!(
+        planned.as_ref().map(|t| vals(t)).map_err(|e| e.code),
+        result.as_ref().map(|t| vals(t)).map_err(|e| e.code)
+    );
     if let Some(code) = model.select_error(index, iterator, key.len()) {
         prop_assert_eq!(result.map_err(|e| e.code).err(), Some(code));
         return Ok(());

@@ -4,10 +4,11 @@
 //! records that roll the change back if the WAL write fails. Recovery replays logged rows
 //! through the same `apply_dml` path, without access checks.
 
+use spindle_memtx::index::Lookup;
 use spindle_memtx::tuple::Tuple;
 use spindle_proto::iproto::{Header, Request, Span};
 use spindle_proto::mp;
-use spindle_proto::route::Route;
+use spindle_proto::route::{BatchItem, RequestBatch, Route};
 use spindle_types::iproto::{key, request, IteratorType};
 use spindle_types::{BoxError, BoxResult};
 use spindle_xlog::{Row, RowHeader, Vclock};
@@ -127,6 +128,7 @@ impl Db {
 
     // ---- reads ----
 
+    #[allow(clippy::too_many_arguments)]
     pub fn execute_read(
         &mut self,
         sessions: &mut Sessions,
@@ -135,6 +137,7 @@ impl Db {
         header: &Header,
         request: &Request,
         packet: &[u8],
+        lookup: Option<Lookup>,
     ) -> BoxResult<Reply> {
         if !matches!(request, Request::Unknown(_) | Request::Id { .. }) {
             self.check_schema_version(header)?;
@@ -157,8 +160,9 @@ impl Db {
                 key,
             } => {
                 let key = span(packet, key);
+                let window = (*offset, *limit);
                 let tuples =
-                    self.select(user, *space_id, *index_id, *iterator, key, *offset, *limit)?;
+                    self.select(user, *space_id, *index_id, *iterator, key, window, lookup)?;
                 Ok(Reply::Tuples(tuples))
             }
             Request::Call { name, args, is_16 } => {
@@ -231,8 +235,8 @@ impl Db {
         index_id: u32,
         iterator: u32,
         key: &[u8],
-        offset: u32,
-        limit: u32,
+        (offset, limit): (u32, u32),
+        lookup: Option<Lookup>,
     ) -> BoxResult<Vec<Tuple>> {
         self.users.check_universe(user, PRIV_U)?;
         let entry = self.catalog.space(space_id)?;
@@ -252,7 +256,34 @@ impl Db {
                 .catalog
                 .space(space_id)?
                 .space
-                .select(index_id, it, key, offset, limit),
+                .select_from(index_id, it, key, offset, limit, lookup),
+        }
+    }
+
+    /// Lower bounds for the run of EQ selects on one memtx index that starts at item `from`
+    /// of `batch`, found in one batched walk (see `Index::lower_bounds`); one entry per
+    /// select of the run, empty if item `from` is no such select. Valid only while nothing
+    /// changes the index: the run holds selects alone, and it runs right after.
+    pub fn plan_selects(&self, batch: &RequestBatch, from: usize) -> Vec<Option<Lookup>> {
+        let items = batch.items.get(from..).unwrap_or_default();
+        let Some((space_id, index_id)) = items.first().and_then(|i| eq_select_target(&i.request))
+        else {
+            return Vec::new();
+        };
+        let run: Vec<&BatchItem> = items
+            .iter()
+            .take_while(|i| eq_select_target(&i.request) == Some((space_id, index_id)))
+            .collect();
+        let index = self
+            .catalog
+            .get(space_id)
+            .filter(|e| e.def.engine == Engine::Memtx)
+            .and_then(|e| e.space.index(index_id));
+        match index {
+            Some(index) if run.len() >= SELECT_PLAN_MIN => {
+                index.lower_bounds(run.iter().map(|i| select_key(batch, i)))
+            }
+            _ => vec![None; run.len()],
         }
     }
 
@@ -653,4 +684,49 @@ fn body_update(space_id: u32, index_base: u32, key_bytes: &[u8], ops: &[u8]) -> 
 fn body_upsert(space_id: u32, index_base: u32, tuple: &[u8], ops: &[u8]) -> Vec<u8> {
     let values = [(key::OPS, ops), (key::TUPLE, tuple)];
     body(space_id, &[(key::INDEX_BASE, index_base)], &values)
+}
+
+/// Runs of fewer EQ selects than this are not batched: too few cache misses to overlap.
+const SELECT_PLAN_MIN: usize = 4;
+
+/// (space, index) of an EQ select.
+fn eq_select_target(request: &Request) -> Option<(u32, u32)> {
+    match *request {
+        Request::Select {
+            space_id,
+            index_id,
+            iterator,
+            ..
+        } if IteratorType::from_code(iterator as u64) == Some(IteratorType::Eq) => {
+            Some((space_id, index_id))
+        }
+        _ => None,
+    }
+}
+
+fn select_key<'a>(batch: &'a RequestBatch, item: &BatchItem) -> &'a [u8] {
+    match &item.request {
+        Request::Select { key, .. } => span(batch.packet(item), key),
+        _ => &[],
+    }
+}
+
+/// The lower bounds planned for a run of selects, handed out as the run executes.
+#[derive(Default)]
+pub struct SelectPlan {
+    start: usize,
+    lookups: Vec<Option<Lookup>>,
+}
+
+impl SelectPlan {
+    /// The lookup for item `i` of `batch`, planning the run of selects that starts there
+    /// when `i` is past the current plan. Items must be asked for in order, each right
+    /// before it runs.
+    pub fn lookup(&mut self, db: &Db, batch: &RequestBatch, i: usize) -> Option<Lookup> {
+        if i < self.start || i >= self.start + self.lookups.len() {
+            self.start = i;
+            self.lookups = db.plan_selects(batch, i);
+        }
+        self.lookups.get_mut(i - self.start).and_then(Option::take)
+    }
 }

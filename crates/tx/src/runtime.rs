@@ -27,10 +27,11 @@ use spindle_xlog::journal::{JournalReply, JournalRequest, JournalTxn};
 use spindle_xlog::Row;
 
 use crate::checkpoint::{CheckpointOutcome, ReadView};
-use crate::db::{Db, Undo, WriteOutcome};
+use crate::db::{Db, SelectPlan, Undo, WriteOutcome};
 use crate::msg::TxMsg;
 use crate::reply::{self, Reply};
 use crate::session::Sessions;
+use spindle_memtx::index::Lookup;
 
 /// How commits reach disk.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -523,15 +524,18 @@ fn handle(t: &mut Tx, msg: TxMsg) -> Option<TxMsg> {
             header,
             request,
             packet,
-        }) => run_request(t, route, &header, &request, &packet),
+        }) => run_request(t, route, &header, &request, &packet, None),
         TxMsg::Net(NetEvent::Requests(batch)) => {
-            for item in &batch.items {
+            let mut plan = SelectPlan::default();
+            for (i, item) in batch.items.iter().enumerate() {
+                let lookup = plan.lookup(&t.db, &batch, i);
                 run_request(
                     t,
                     item.route,
                     &item.header,
                     &item.request,
                     batch.packet(item),
+                    lookup,
                 );
             }
         }
@@ -550,18 +554,40 @@ fn handle(t: &mut Tx, msg: TxMsg) -> Option<TxMsg> {
     None
 }
 
-fn run_request(t: &mut Tx, route: Route, header: &Header, request: &Request, packet: &[u8]) {
+/// Runs one request; `lookup` is its select's lower bound if a batched walk found it.
+fn run_request(
+    t: &mut Tx,
+    route: Route,
+    header: &Header,
+    request: &Request,
+    packet: &[u8],
+    lookup: Option<Lookup>,
+) {
     if crate::db::is_write(request) {
         run_write(t, route, header, request, packet);
     } else {
-        run_read(t, route, header, request, packet);
+        run_read(t, route, header, request, packet, lookup);
     }
 }
 
-fn run_read(t: &mut Tx, route: Route, header: &Header, request: &Request, packet: &[u8]) {
+fn run_read(
+    t: &mut Tx,
+    route: Route,
+    header: &Header,
+    request: &Request,
+    packet: &[u8],
+    lookup: Option<Lookup>,
+) {
     let user = t.sessions.user(route);
-    let result =
-        t.db.execute_read(&mut t.sessions, route, user, header, request, packet);
+    let result = t.db.execute_read(
+        &mut t.sessions,
+        route,
+        user,
+        header,
+        request,
+        packet,
+        lookup,
+    );
     t.send_reply(route, header.sync, result);
 }
 

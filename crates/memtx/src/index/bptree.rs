@@ -232,6 +232,61 @@ impl<T: Clone> BPlusTree<T> {
         items.get(idx).filter(|x| cmp(x) == Ordering::Equal)
     }
 
+    /// `partition_point` for many predicates at once, walking the tree level by level: every
+    /// search takes one level before any goes deeper, and each level's nodes are prefetched
+    /// for all of them first, so the cache misses of different searches overlap instead of
+    /// following one another. `found` sees the element at each result, if the leaf has one
+    /// (to prefetch what it points to).
+    pub fn partition_points<F: FnMut(&T) -> bool>(
+        &self,
+        searches: &mut [F],
+        mut found: impl FnMut(&T),
+    ) -> Vec<Pos> {
+        let mut ids = vec![self.root; searches.len()];
+        for _ in 0..self.height {
+            for &id in &ids {
+                self.prefetch_contents(id);
+            }
+            for (id, before) in ids.iter_mut().zip(searches.iter_mut()) {
+                let inner = self.inner(*id);
+                let child = inner.seps.partition_point(&mut *before);
+                *id = *inner
+                    .children
+                    .get(child)
+                    .expect("invariant: children = seps + 1");
+                if let Some(node) = self.nodes.get(*id as usize) {
+                    crate::prefetch::line((node as *const Node<T>).cast());
+                }
+            }
+        }
+        for &id in &ids {
+            self.prefetch_contents(id);
+        }
+        ids.iter()
+            .zip(searches.iter_mut())
+            .map(|(&leaf_id, before)| {
+                let items = &self.leaf(leaf_id).items;
+                let idx = items.partition_point(&mut *before);
+                if let Some(item) = items.get(idx) {
+                    found(item);
+                }
+                self.normalize(Pos { leaf: leaf_id, idx })
+            })
+            .collect()
+    }
+
+    /// Prefetches the elements (and child ids) of a node whose arena slot is in cache.
+    fn prefetch_contents(&self, id: u32) {
+        match self.nodes.get(id as usize) {
+            Some(Node::Inner(inner)) => {
+                prefetch(&inner.seps);
+                prefetch(&inner.children);
+            }
+            Some(Node::Leaf(leaf)) => prefetch(&leaf.items),
+            Some(Node::Free) | None => {}
+        }
+    }
+
     /// Walks from the root to a leaf, taking at each inner node the child after the last
     /// separator for which `right` holds.
     fn descend(&self, right: &mut impl FnMut(&T) -> bool, mut path: Option<&mut Path>) -> u32 {
@@ -966,6 +1021,26 @@ mod tests {
         let got: Vec<u32> = tree.iter().copied().collect();
         let want: Vec<u32> = model.iter().copied().collect();
         assert_eq!(got, want);
+    }
+
+    proptest! {
+        #[test]
+        fn batched_searches_match_single_ones(
+            keys in proptest::collection::btree_set(0u32..5000, 0..3000),
+            probes in proptest::collection::vec(0u32..5100, 1..100),
+        ) {
+            let mut tree = BPlusTree::new();
+            for &k in &keys {
+                tree.insert(k, u32::cmp);
+            }
+            let mut searches: Vec<_> = probes.iter().map(|&p| move |x: &u32| *x < p).collect();
+            let mut seen = 0;
+            let batched = tree.partition_points(&mut searches, |_| seen += 1);
+            for (&p, pos) in probes.iter().zip(&batched) {
+                prop_assert_eq!(*pos, tree.partition_point(|x| *x < p));
+            }
+            prop_assert!(seen <= probes.len());
+        }
     }
 
     #[test]
