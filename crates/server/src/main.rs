@@ -140,7 +140,7 @@ fn run(cfg: Config) -> Result<(), String> {
     replication::start_appliers(&cfg, &mut db, wal_watch, bus.clone());
     let sink = net.reply_sink();
     let hooks = TxHooks {
-        send_replies: Box::new(move |thread, batch| sink.send(thread, batch)),
+        send_replies: Arc::new(move |thread, batch| sink.send(thread, batch)),
         net_threads: cfg.iproto_threads,
         journal: wal.as_ref().map(|w| w.sender.clone()),
         schema_version,

@@ -963,7 +963,7 @@ fn run_life(
     // this life ends.
     let snapshot_fs = Arc::new(Mutex::new(Some(fs.clone())));
     let hooks = TxHooks {
-        send_replies: Box::new(move |_thread, batch| {
+        send_replies: Arc::new(move |_thread, batch| {
             let _ = reply_tx.send(batch);
         }),
         net_threads: 1,

@@ -89,7 +89,11 @@ impl Wal {
     fn write(&self, epoch: u64, txns: Vec<JournalTxn>) -> JournalReply {
         self.handle
             .sender
-            .send(JournalRequest::Write { epoch, txns })
+            .send(JournalRequest::Write {
+                epoch,
+                txns,
+                acks: None,
+            })
             .expect("WAL queue");
         self.reply()
     }

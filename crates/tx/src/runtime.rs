@@ -23,7 +23,7 @@ use spindle_proto::iproto::{Header, Request};
 use spindle_proto::route::{NetEvent, ReplyBatch, Route};
 use spindle_types::limits::{PIPELINE_CHUNK, REPLY_BATCH_RESERVE_MAX, TX_DISPATCH_BATCH};
 use spindle_types::{BoxError, BoxResult};
-use spindle_xlog::journal::{JournalReply, JournalRequest, JournalTxn};
+use spindle_xlog::journal::{Acks, JournalReply, JournalRequest, JournalTxn};
 use spindle_xlog::Row;
 
 use crate::checkpoint::{CheckpointOutcome, ReadView};
@@ -44,7 +44,7 @@ pub enum WalMode {
 /// What the TX thread needs from the rest of the server.
 pub struct TxHooks {
     /// Delivers a batch of replies to a network thread.
-    pub send_replies: Box<dyn Fn(u16, ReplyBatch) + Send>,
+    pub send_replies: Arc<dyn Fn(u16, ReplyBatch) + Send + Sync>,
     pub net_threads: usize,
     /// The WAL thread's queue; `None` with `wal_mode = none`.
     pub journal: Option<Sender<JournalRequest>>,
@@ -77,6 +77,9 @@ enum Waiter {
     Nobody,
     /// A client request's reply: the commit continuation of a request that never yields.
     Client(PendingReply),
+    /// A client whose success reply travels with the WAL write (`JournalRequest::Write`'s
+    /// acks); only a failure is still TX's to answer.
+    Acked { route: Route, sync: u64 },
     /// A fiber parked in `wait_commit` on this transaction id (replication).
     Fiber(u64),
 }
@@ -198,13 +201,58 @@ impl Tx {
         }
         let txns = std::mem::take(&mut self.commit.pending);
         let epoch = self.commit.epoch;
+        let acks = self.success_replies(txns.len());
         if let Some(journal) = &self.hooks.journal {
-            if journal.send(JournalRequest::Write { epoch, txns }).is_err() {
+            if journal
+                .send(JournalRequest::Write { epoch, txns, acks })
+                .is_err()
+            {
                 error!("WAL thread is gone; failing the pending commits");
                 let first = self.commit.in_flight.front().map_or(0, |f| f.last_lsn);
                 self.on_wal_failed(epoch, first, "WAL thread exited");
             }
         }
+    }
+
+    /// Encodes now the success replies of the last `count` in-flight transactions (the ones
+    /// about to go to the WAL) and returns them as the write's acks: the WAL thread hands
+    /// them to the network threads as soon as the write is durable, without a hop through
+    /// TX. Their waiters keep the route, for an error reply if the write fails.
+    fn success_replies(&mut self, count: usize) -> Option<Acks> {
+        let schema_version = self.db.schema_version();
+        let mut batches: Vec<ReplyBatch> = Vec::new();
+        let skip = self.commit.in_flight.len().saturating_sub(count);
+        for txn in self.commit.in_flight.iter_mut().skip(skip) {
+            let Waiter::Client(pending) = &mut txn.waiter else {
+                continue;
+            };
+            let (route, sync) = (pending.route, pending.sync);
+            let Waiter::Client(pending) =
+                std::mem::replace(&mut txn.waiter, Waiter::Acked { route, sync })
+            else {
+                continue;
+            };
+            let thread = route.thread as usize;
+            if batches.len() <= thread {
+                batches.resize_with(thread + 1, ReplyBatch::default);
+            }
+            if let Some(batch) = batches.get_mut(thread) {
+                batch.push(route, |out| {
+                    reply::encode(out, sync, schema_version, Ok(pending.reply))
+                });
+            }
+        }
+        if batches.iter().all(ReplyBatch::is_empty) {
+            return None;
+        }
+        let send = self.hooks.send_replies.clone();
+        Some(Acks(Box::new(move || {
+            for (thread, batch) in batches.into_iter().enumerate() {
+                if !batch.is_empty() {
+                    send(thread as u16, batch);
+                }
+            }
+        })))
     }
 
     pub(crate) fn publish_schema_version(&self) {
@@ -262,6 +310,11 @@ impl Tx {
         match waiter {
             Waiter::Nobody => {}
             Waiter::Client(r) => self.send_reply(r.route, r.sync, result.map(|()| r.reply)),
+            Waiter::Acked { route, sync } => {
+                if let Err(e) = result {
+                    self.send_reply(route, sync, Err(e));
+                }
+            }
             Waiter::Fiber(txn_id) => {
                 self.commit.results.insert(txn_id, result);
                 if let Some(fiber) = self.commit.waiters.remove(&txn_id) {

@@ -19,7 +19,7 @@ use tracing::{error, info, warn};
 
 use spindle_fiber::{spawn_cord, Bus};
 use spindle_xlog::format::INPROGRESS_SUFFIX;
-use spindle_xlog::journal::{JournalReply, JournalRequest, JournalTxn};
+use spindle_xlog::journal::{Acks, JournalReply, JournalRequest, JournalTxn};
 use spindle_xlog::{file_name, FileType, LogFile, LogFs, Meta, Vclock, XlogWriter};
 
 /// The WAL's "new rows" notification: the vclock written so far.
@@ -130,19 +130,35 @@ struct Wal<Fs: LogFs + Clone> {
     stats: Arc<WalStats>,
 }
 
+/// The writes of one epoch taken in one go, with the acks to run once they are durable.
+struct Batch {
+    epoch: u64,
+    txns: Vec<JournalTxn>,
+    acks: Vec<Acks>,
+}
+
 impl<Fs: LogFs + Clone> Wal<Fs> {
     fn run<M: From<JournalReply>>(mut self, receiver: Receiver<JournalRequest>, bus: Bus<M>) {
         while let Ok(first) = receiver.recv() {
             let mut shutdown = false;
             // Everything queued since the last write is one group: one write, one sync. A
             // checkpoint marker ends a group: it must see every write queued before it.
-            let mut group: Vec<(u64, Vec<JournalTxn>)> = Vec::new();
+            let mut group: Vec<Batch> = Vec::new();
             for request in std::iter::once(first).chain(receiver.try_iter()) {
                 match request {
-                    JournalRequest::Write { epoch, txns } if self.failed_epoch != Some(epoch) => {
+                    JournalRequest::Write { epoch, txns, acks }
+                        if self.failed_epoch != Some(epoch) =>
+                    {
                         match group.last_mut() {
-                            Some((e, all)) if *e == epoch => all.extend(txns),
-                            _ => group.push((epoch, txns)),
+                            Some(b) if b.epoch == epoch => b.txns.extend(txns),
+                            _ => group.push(Batch {
+                                epoch,
+                                txns,
+                                acks: Vec::new(),
+                            }),
+                        }
+                        if let (Some(acks), Some(b)) = (acks, group.last_mut()) {
+                            b.acks.push(acks);
                         }
                     }
                     JournalRequest::Write { .. } => {}
@@ -173,16 +189,17 @@ impl<Fs: LogFs + Clone> Wal<Fs> {
         self.close();
     }
 
-    fn write_all<M: From<JournalReply>>(
-        &mut self,
-        group: Vec<(u64, Vec<JournalTxn>)>,
-        bus: &Bus<M>,
-    ) {
-        for (epoch, txns) in group {
+    fn write_all<M: From<JournalReply>>(&mut self, group: Vec<Batch>, bus: &Bus<M>) {
+        for Batch { epoch, txns, acks } in group {
             if self.failed_epoch == Some(epoch) {
                 continue;
             }
             let reply = self.write_group(epoch, txns);
+            if matches!(reply, JournalReply::Written { .. }) {
+                for Acks(ack) in acks {
+                    ack();
+                }
+            }
             bus.send(M::from(reply));
         }
     }

@@ -9,13 +9,29 @@ pub struct JournalTxn {
     pub rows: Vec<Row>,
 }
 
+/// Work the WAL runs once a write is durable (see `JournalRequest::Write`).
+pub struct Acks(pub Box<dyn FnOnce() + Send>);
+
+impl std::fmt::Debug for Acks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Acks")
+    }
+}
+
 /// TX → WAL.
 #[derive(Debug)]
 pub enum JournalRequest {
     /// Write these transactions (group commit: one message per TX loop turn). `epoch`
     /// identifies the rollback generation: after a failure the WAL drops every request of
-    /// the failed epoch until TX starts a new one.
-    Write { epoch: u64, txns: Vec<JournalTxn> },
+    /// the failed epoch until TX starts a new one. `acks`, if any, runs on the WAL thread
+    /// right after the write (and sync, per the mode) succeeded, before `Written` is sent:
+    /// the clients' replies leave without a hop through TX. It is dropped unrun if the write
+    /// fails (TX then answers with the error).
+    Write {
+        epoch: u64,
+        txns: Vec<JournalTxn>,
+        acks: Option<Acks>,
+    },
     /// A checkpoint's marker, queued behind every write its read view contains: close the
     /// current file (the next one starts at the checkpoint vclock) and confirm, unless a
     /// write of `epoch` failed — then the read view holds rolled-back data and is useless.
