@@ -33,6 +33,12 @@ use crate::reply::{self, Reply};
 use crate::session::Sessions;
 use spindle_memtx::index::Lookup;
 
+/// Writes of fewer transactions keep their replies on TX. Measured on 2 CPUs, a lone
+/// commit's reply reached the client ~40 µs later from the WAL thread than through TX (p50
+/// 110 against 68 µs at one request in flight; not pinned down further), while groups gain
+/// from skipping the hop (replace 4×64: +30–50%).
+const ACKS_MIN_TXNS: usize = 2;
+
 /// How commits reach disk.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum WalMode {
@@ -219,6 +225,9 @@ impl Tx {
     /// them to the network threads as soon as the write is durable, without a hop through
     /// TX. Their waiters keep the route, for an error reply if the write fails.
     fn success_replies(&mut self, count: usize) -> Option<Acks> {
+        if count < ACKS_MIN_TXNS {
+            return None;
+        }
         let schema_version = self.db.schema_version();
         let mut batches: Vec<ReplyBatch> = Vec::new();
         let skip = self.commit.in_flight.len().saturating_sub(count);
