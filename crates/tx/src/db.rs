@@ -261,30 +261,29 @@ impl Db {
     }
 
     /// Lower bounds for the run of EQ selects on one memtx index that starts at item `from`
-    /// of `batch`, found in one batched walk (see `Index::lower_bounds`); one entry per
-    /// select of the run, empty if item `from` is no such select. Valid only while nothing
-    /// changes the index: the run holds selects alone, and it runs right after.
-    pub fn plan_selects(&self, batch: &RequestBatch, from: usize) -> Vec<Option<Lookup>> {
+    /// of `batch`, found in one batched walk (see `Index::lower_bounds`): the run's length,
+    /// and one entry per select of it (none at all for a run too short to batch). Valid only
+    /// while nothing changes the index: the run holds selects alone, and it runs right after.
+    pub fn plan_selects(&self, batch: &RequestBatch, from: usize) -> (usize, Vec<Option<Lookup>>) {
         let items = batch.items.get(from..).unwrap_or_default();
-        let Some((space_id, index_id)) = items.first().and_then(|i| eq_select_target(&i.request))
-        else {
-            return Vec::new();
+        let Some(target) = items.first().and_then(|i| eq_select_target(&i.request)) else {
+            return (0, Vec::new());
         };
-        let run: Vec<&BatchItem> = items
-            .iter()
-            .take_while(|i| eq_select_target(&i.request) == Some((space_id, index_id)))
-            .collect();
+        let in_run = |i: &&BatchItem| eq_select_target(&i.request) == Some(target);
+        let len = items.iter().take_while(in_run).count();
+        if len < SELECT_PLAN_MIN {
+            return (len, Vec::new());
+        }
+        let (space_id, index_id) = target;
         let index = self
             .catalog
             .get(space_id)
             .filter(|e| e.def.engine == Engine::Memtx)
             .and_then(|e| e.space.index(index_id));
-        match index {
-            Some(index) if run.len() >= SELECT_PLAN_MIN => {
-                index.lower_bounds(run.iter().map(|i| select_key(batch, i)))
-            }
-            _ => vec![None; run.len()],
-        }
+        let lookups = index.map_or_else(Vec::new, |index| {
+            index.lower_bounds(items.iter().take(len).map(|i| select_key(batch, i)))
+        });
+        (len, lookups)
     }
 
     // ---- writes ----
@@ -715,6 +714,8 @@ fn select_key<'a>(batch: &'a RequestBatch, item: &BatchItem) -> &'a [u8] {
 #[derive(Default)]
 pub struct SelectPlan {
     start: usize,
+    /// Items `start..end` are the planned run.
+    end: usize,
     lookups: Vec<Option<Lookup>>,
 }
 
@@ -723,9 +724,9 @@ impl SelectPlan {
     /// when `i` is past the current plan. Items must be asked for in order, each right
     /// before it runs.
     pub fn lookup(&mut self, db: &Db, batch: &RequestBatch, i: usize) -> Option<Lookup> {
-        if i < self.start || i >= self.start + self.lookups.len() {
-            self.start = i;
-            self.lookups = db.plan_selects(batch, i);
+        if i < self.start || i >= self.end {
+            let (len, lookups) = db.plan_selects(batch, i);
+            (self.start, self.end, self.lookups) = (i, i + len, lookups);
         }
         self.lookups.get_mut(i - self.start).and_then(Option::take)
     }
