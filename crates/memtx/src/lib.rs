@@ -1,7 +1,8 @@
 //! The in-memory engine (memtx). Single-threaded data structures owned by the TX thread:
 //! tuples (immutable, reference-counted MessagePack arrays), key definitions and Tarantool's
 //! comparison rules, TREE and HASH indexes, spaces that keep their indexes consistent, space
-//! format validation and the UPDATE/UPSERT operation engine. Pure: no I/O, no threads.
+//! format validation and the UPDATE/UPSERT operation engine, plus frozen read views that
+//! snapshot and relay threads read while TX goes on (`frozen`). Pure: no I/O, no threads.
 
 pub mod compare;
 pub mod field_type;
