@@ -90,6 +90,24 @@ enum Waiter {
     Fiber(u64),
 }
 
+impl Waiter {
+    /// A client's pending reply, taken out to travel with the WAL write; the waiter becomes
+    /// `Acked`, keeping the route for an error reply.
+    fn take_reply(&mut self) -> Option<PendingReply> {
+        let Waiter::Client(p) = self else {
+            return None;
+        };
+        let acked = Waiter::Acked {
+            route: p.route,
+            sync: p.sync,
+        };
+        match std::mem::replace(self, acked) {
+            Waiter::Client(p) => Some(p),
+            _ => None,
+        }
+    }
+}
+
 /// A transaction sent to the WAL and not yet confirmed.
 struct InFlight {
     /// Origin and LSNs of its rows (this instance's, or an upstream's for applied rows).
@@ -232,15 +250,10 @@ impl Tx {
         let mut batches: Vec<ReplyBatch> = Vec::new();
         let skip = self.commit.in_flight.len().saturating_sub(count);
         for txn in self.commit.in_flight.iter_mut().skip(skip) {
-            let Waiter::Client(pending) = &mut txn.waiter else {
+            let Some(pending) = txn.waiter.take_reply() else {
                 continue;
             };
             let (route, sync) = (pending.route, pending.sync);
-            let Waiter::Client(pending) =
-                std::mem::replace(&mut txn.waiter, Waiter::Acked { route, sync })
-            else {
-                continue;
-            };
             let thread = route.thread as usize;
             if batches.len() <= thread {
                 batches.resize_with(thread + 1, ReplyBatch::default);

@@ -1016,6 +1016,13 @@ mod tests {
         move |x: &u32| x.cmp(&v)
     }
 
+    fn leaf_count(tree: &BPlusTree<u32>) -> usize {
+        tree.nodes
+            .iter()
+            .filter(|n| matches!(n, Node::Leaf(_)))
+            .count()
+    }
+
     fn check(tree: &BPlusTree<u32>, model: &BTreeSet<u32>) {
         tree.check_invariants(&|a: &u32, b: &u32| a.cmp(b));
         let got: Vec<u32> = tree.iter().copied().collect();
@@ -1086,11 +1093,7 @@ mod tests {
         }
         check(&tree, &model);
         // Every leaf but the last is full: appends do not leave half-empty leaves behind.
-        let leaves = tree
-            .nodes
-            .iter()
-            .filter(|n| matches!(n, Node::Leaf(_)))
-            .count();
+        let leaves = leaf_count(&tree);
         assert_eq!(leaves, (n as usize).div_ceil(LEAF_MAX));
         // The short last leaf borrows and merges like any other when keys leave.
         for k in (0..n).rev().step_by(3) {
@@ -1119,11 +1122,7 @@ mod tests {
             model.insert(k);
         }
         check(&tree, &model);
-        let leaves = tree
-            .nodes
-            .iter()
-            .filter(|n| matches!(n, Node::Leaf(_)))
-            .count();
+        let leaves = leaf_count(&tree);
         assert!(
             leaves <= (n as usize).div_ceil(LEAF_MAX - LAST_LEAF_SPARE) + 1,
             "{leaves} leaves for {n} keys"
