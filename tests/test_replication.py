@@ -68,14 +68,16 @@ def uri(srv, port=None):
     return f"admin:{srv.password}@{srv.host}:{port or srv.port}"
 
 
-def spindle(factory, *args, start=True):
-    return factory(extra_args=["--replication-timeout", str(TIMEOUT), *args], start=start)
+def spindle(factory, *args, start=True, wal_mode="write"):
+    return factory(extra_args=["--replication-timeout", str(TIMEOUT), *args], start=start,
+                   wal_mode=wal_mode)
 
 
-def replica(factory, master_port_or_srv, *args, start=True):
+def replica(factory, master_port_or_srv, *args, start=True, wal_mode="write"):
     master = master_port_or_srv
     target = uri(master) if not isinstance(master, str) else master
-    return spindle(factory, "--replication", target, "--read-only", *args, start=start)
+    return spindle(factory, "--replication", target, "--read-only", *args, start=start,
+                   wal_mode=wal_mode)
 
 
 def create_space(c, space_id=SPACE, name="test"):
@@ -222,11 +224,15 @@ def test_two_replicas_under_load(spindle_server):
     assert user_rows and all(row["HEADER"]["replica_id"] == 1 for row in user_rows)
 
 
-def test_kill9_replica_and_master(spindle_server):
-    master = spindle(spindle_server)
+@pytest.mark.parametrize("wal_mode", ["write", "fsync"])
+def test_kill9_replica_and_master(spindle_server, wal_mode):
+    # In fsync mode the files are written durably and zero-filled ahead of their data: the
+    # relays read the live file up to the end the WAL published, and after the master's
+    # kill -9 they read the zero-filled file it left (cut at restart) before the next one.
+    master = spindle(spindle_server, wal_mode=wal_mode)
     create_space(connect(master))
-    r1 = replica(spindle_server, master)
-    r2 = replica(spindle_server, master)
+    r1 = replica(spindle_server, master, wal_mode=wal_mode)
+    r2 = replica(spindle_server, master, wal_mode=wal_mode)
     writers = Writers(master).start()
     writers.wait_acked(1000)
 
@@ -248,6 +254,8 @@ def test_kill9_replica_and_master(spindle_server):
     wait_converged(master, [r1, r2])
     for r in (r1, r2):
         assert "reconnecting" in r.log_text()
+    if wal_mode == "fsync":
+        assert "preallocated bytes off" in master.log_text()
 
 
 def xlogs(srv):

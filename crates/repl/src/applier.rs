@@ -110,7 +110,7 @@ impl ApplierConfig {
 
     fn report(&self, state: PeerState, lag: f64, error: Option<String>) {
         let mut status = PeerStatus::new(Direction::Upstream, &self.uri.display(), state);
-        status.vclock = self.wal.current().1;
+        status.vclock = self.wal.current().1.vclock;
         status.lag = lag;
         status.error = error;
         (self.sink)(ReplEvent::Status(status));
@@ -220,7 +220,7 @@ fn box_error(e: BoxError) -> io::Error {
 /// One subscription, until it fails.
 fn follow(cfg: &ApplierConfig, link: &Arc<ApplierLink>) -> io::Result<()> {
     let mut session = connect(&cfg.uri, cfg.timeout, &cfg.instance_uuid)?;
-    let vclock = cfg.wal.current().1;
+    let vclock = cfg.wal.current().1.vclock;
     let mut out = Vec::new();
     wire::encode_subscribe(
         &mut out,
@@ -379,14 +379,14 @@ fn start_ack_writer(
     stream.set_write_timeout(Some(cfg.disconnect_timeout()))?;
     spawn_cord("applier-ack", move || {
         let mut out = Vec::new();
-        let (mut gen, mut vclock) = cfg.wal.current();
+        let (mut gen, mut tip) = cfg.wal.current();
         while !stop.load(Ordering::SeqCst) {
-            wire::encode_vclock_ok(&mut out, 0, &vclock);
+            wire::encode_vclock_ok(&mut out, 0, &tip.vclock);
             if stream.write_all(&out).is_err() {
                 return;
             }
             out.clear();
-            (gen, vclock) = cfg.wal.wait_change(gen, cfg.timeout);
+            (gen, tip) = cfg.wal.wait_change(gen, cfg.timeout);
         }
     })
 }

@@ -6,7 +6,9 @@
 //! Files that are no longer the newest are sealed — the WAL never writes or cuts a file once
 //! it has created the next one — and are memory-mapped. The newest file is still growing (and
 //! a failed write may cut it back), so it is read with `pread` from the current offset: a
-//! mapping of it could fault (SIGBUS) if the WAL truncated it underneath.
+//! mapping of it could fault (SIGBUS) if the WAL truncated it underneath. A durably written
+//! file is zero-filled ahead of its data, so the live file is read only up to the end the
+//! WAL last published, and zeros where a block would start mean "not written (yet)".
 
 use std::fs::File;
 use std::io::{self, Read};
@@ -20,6 +22,7 @@ use spindle_types::limits::RELAY_READ_WINDOW;
 use spindle_types::BoxError;
 use spindle_xlog::block::{check_crc, decode_fixheader, BlockDecompressor};
 use spindle_xlog::format::{EOF_MARKER, FIXHEADER_SIZE, META_LEN_MAX, ROW_MAGIC, ZROW_MAGIC};
+use spindle_xlog::journal::LiveEnd;
 use spindle_xlog::{decode_row_ref, scan_dir, FileType, Meta, OsFs, RowRef, Vclock};
 
 /// Why following stopped for good.
@@ -70,8 +73,9 @@ struct OpenFile {
 }
 
 impl OpenFile {
-    /// The bytes from `pos` on.
-    fn available(&mut self) -> io::Result<&[u8]> {
+    /// The bytes from `pos` on, up to `live.end` if that is this file's published end.
+    fn available(&mut self, live: Option<LiveEnd>) -> io::Result<&[u8]> {
+        let signature = self.signature;
         match &mut self.source {
             Source::Mapped(map) => Ok(map.get(self.pos as usize..).unwrap_or_default()),
             Source::Tail {
@@ -80,7 +84,10 @@ impl OpenFile {
                 buf,
                 window,
             } => {
-                let len = file.metadata()?.len();
+                let mut len = file.metadata()?.len();
+                if let Some(live) = live.filter(|l| l.signature == signature) {
+                    len = len.min(live.end);
+                }
                 let want = len.saturating_sub(self.pos).min(*window as u64) as usize;
                 if *base != self.pos || want > buf.len() {
                     buf.resize(want, 0);
@@ -100,6 +107,13 @@ impl OpenFile {
         match &self.source {
             Source::Tail { window, .. } => Some(*window),
             Source::Mapped(_) => None,
+        }
+    }
+
+    /// The bytes read last may change: read again next time.
+    fn forget_read(&mut self) {
+        if let Source::Tail { base, .. } = &mut self.source {
+            *base = u64::MAX;
         }
     }
 
@@ -144,6 +158,8 @@ pub struct Follower {
     last_signature: Option<u64>,
     decompressor: BlockDecompressor,
     payload: Vec<u8>,
+    /// Where the WAL last said the data of the file it writes ends.
+    live: Option<LiveEnd>,
 }
 
 impl Follower {
@@ -155,7 +171,13 @@ impl Follower {
             last_signature: None,
             decompressor: BlockDecompressor::default(),
             payload: Vec::new(),
+            live: None,
         }
+    }
+
+    /// What the WAL published last (read together with the watch generation waited on).
+    pub fn set_live_end(&mut self, live: Option<LiveEnd>) {
+        self.live = live;
     }
 
     /// Hands out rows after `vclock` to `visit`, up to about `max_rows` rows read. Rows of
@@ -195,15 +217,22 @@ impl Follower {
         };
         let path = file.path.clone();
         let window = file.window();
-        let data = file.available().map_err(|e| io_err(&path, e))?;
+        let data = file.available(self.live).map_err(|e| io_err(&path, e))?;
         let window_full = window.is_some_and(|w| data.len() >= w);
         let mut offset = 0usize;
         let mut rows = 0usize;
         let mut ended = false;
+        let mut unwritten = false;
         while rows < budget {
             let rest = data.get(offset..).unwrap_or_default();
             if rest.len() >= 4 && rest.get(..4) == Some(&EOF_MARKER[..]) {
                 ended = true;
+                break;
+            }
+            if rest.get(..4) == Some(&[0; 4][..]) {
+                // Preallocated space: not written yet, or never (a crash left it open). The
+                // zeros read may turn into data, so the read cannot be reused.
+                unwritten = true;
                 break;
             }
             let Some((len, stored_at)) = complete_block(rest).map_err(|e| io_err(&path, e))? else {
@@ -222,6 +251,9 @@ impl Follower {
             offset += len;
         }
         file.pos += offset as u64;
+        if unwritten {
+            file.forget_read();
+        }
         if offset == 0 && window_full {
             file.grow_window();
             return Ok(Some(rows));
@@ -569,5 +601,41 @@ mod tests {
         std::io::Write::write_all(&mut file, b"not a block at all").expect("write");
         let mut f = Follower::new(dir.path(), vclock(0));
         assert!(matches!(drain(&mut f), Err(FollowError::Io(_))));
+    }
+
+    /// A durably written live file is zero-filled ahead of its data: the follower reads up
+    /// to the end the WAL published and takes zeros for "not written yet"; once the file is
+    /// sealed with its zeros still there (a crash), it moves on to the next file.
+    #[test]
+    fn preallocated_zeros_are_unwritten_space() {
+        let dir = tempfile::tempdir().expect("dir");
+        let meta = Meta::new(FileType::Xlog, UUID, vclock(0));
+        let mut w = XlogWriter::create(OsFs, dir.path(), meta).expect("create");
+        let signature = w.meta().vclock.signature();
+        for lsn in 1..=3 {
+            w.append_txn(&[row(lsn)]);
+            w.flush_durable().expect("write");
+        }
+        let mut f = Follower::new(dir.path(), vclock(0));
+        // Without the published end the zeros are read, and recognised.
+        assert_eq!(drain(&mut f).expect("rows"), vec![1, 2, 3]);
+        w.append_txn(&[row(4)]);
+        w.flush_durable().expect("write");
+        // A stale published end holds the new row back until the next publication.
+        let stale = w.offset() - 1;
+        f.set_live_end(Some(LiveEnd {
+            signature,
+            end: stale,
+        }));
+        assert_eq!(drain(&mut f).expect("rows"), Vec::<u64>::new());
+        f.set_live_end(Some(LiveEnd {
+            signature,
+            end: w.offset(),
+        }));
+        assert_eq!(drain(&mut f).expect("rows"), vec![4]);
+        // The crash: the file stays zero-filled, and the next one starts.
+        drop(w);
+        sealed(dir.path(), 5, 6);
+        assert_eq!(drain(&mut f).expect("rows"), vec![5, 6]);
     }
 }

@@ -56,8 +56,9 @@ pub enum ReplEvent {
     },
 }
 
-/// The WAL thread's "new rows" notification: the vclock written so far.
-pub type WalWatch = spindle_fiber::Watch<spindle_xlog::Vclock>;
+/// The WAL thread's "new rows" notification: the vclock written so far, and where the data
+/// of the file being written ends.
+pub type WalWatch = spindle_fiber::Watch<spindle_xlog::journal::WalTip>;
 
 /// Delivers events to the TX thread; false when it is gone.
 pub type EventSink = Arc<dyn Fn(ReplEvent) -> bool + Send + Sync>;

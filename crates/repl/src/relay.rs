@@ -175,7 +175,8 @@ fn final_stage(
     let mut follower = Follower::new(&env.wal_dir, start);
     let deadline = Instant::now() + Duration::from_secs(RELAY_FINAL_JOIN_WAIT_SECS);
     loop {
-        let (gen, _) = env.watch().current();
+        let (gen, tip) = env.watch().current();
+        follower.set_live_end(tip.live);
         let progress = follower
             .poll(ROWS_PER_POLL, &mut |row| {
                 if row.header.lsn <= stop.get(row.header.replica_id) {
@@ -294,7 +295,8 @@ fn serve_subscribe(env: &RelayEnv, job: SubscribeJob) -> io::Result<()> {
     let ack_poll = Duration::from_millis(RELAY_ACK_POLL_MS);
     let mut follower = Follower::new(&env.wal_dir, replica_vclock);
     loop {
-        let (gen, _) = env.watch().current();
+        let (gen, tip) = env.watch().current();
+        follower.set_live_end(tip.live);
         let mut last_sent = None;
         let polled = follower.poll(ROWS_PER_POLL, &mut |row| {
             if !id_filter.contains(&row.header.replica_id) {

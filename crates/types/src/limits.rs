@@ -33,6 +33,9 @@ pub const WAL_BLOCK_BYTES_MAX: usize = 128 * 1024;
 /// them back (`sync_file_range`, without waiting). Keeps the sync at the end of a file short:
 /// in `wal_mode = write` closing a file used to wait for everything since its start.
 pub const LOG_WRITEBACK_BYTES: u64 = 1024 * 1024;
+/// How far ahead of its data a durably written log file is zero-filled (`wal_mode = fsync`):
+/// one extension (about 0.5 ms on our disk) per this many bytes of log.
+pub const LOG_PREALLOC_BYTES: u64 = 1024 * 1024;
 /// Default size at which the WAL rotates to a new `.xlog` file.
 pub const WAL_MAX_SIZE_DEFAULT: u64 = 256 * 1024 * 1024;
 /// Maximum number of fields in a tuple accepted from a client.

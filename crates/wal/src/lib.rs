@@ -8,7 +8,7 @@
 //! the shutdown request closes the current file with its EOF marker.
 
 use std::io;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -19,11 +19,14 @@ use tracing::{error, info, warn};
 
 use spindle_fiber::{spawn_cord, Bus};
 use spindle_xlog::format::INPROGRESS_SUFFIX;
-use spindle_xlog::journal::{Acks, JournalReply, JournalRequest, JournalTxn};
-use spindle_xlog::{file_name, FileType, LogFile, LogFs, Meta, Vclock, XlogWriter};
+use spindle_xlog::journal::{Acks, JournalReply, JournalRequest, JournalTxn, LiveEnd, WalTip};
+use spindle_xlog::{
+    cut_unwritten_tail, file_name, scan_dir, FileType, LogFile, LogFs, Meta, Vclock, XlogWriter,
+};
 
-/// The WAL's "new rows" notification: the vclock written so far.
-pub type WalWatch = spindle_fiber::Watch<Vclock>;
+/// The WAL's "new rows" notification: the vclock written so far, and where the data of the
+/// file being written ends.
+pub type WalWatch = spindle_fiber::Watch<WalTip>;
 
 /// Whether each group commit is fdatasync'ed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -92,9 +95,12 @@ where
     M: From<JournalReply> + Send + 'static,
     Fs: LogFs + Clone + 'static,
 {
+    if let Err(e) = cut_newest_tail(&fs, &cfg.dir) {
+        warn!("could not cut the preallocated tail of the newest xlog: {e}");
+    }
     let (sender, receiver) = crossbeam_channel::unbounded();
     let stats = Arc::new(WalStats::default());
-    stats.watch.publish(vclock);
+    stats.watch.publish(WalTip { vclock, live: None });
     let wal = Wal {
         fs,
         cfg,
@@ -112,6 +118,19 @@ where
         stats,
         thread,
     })
+}
+
+/// Cuts the preallocated zeros a crash left at the end of the newest xlog (see
+/// `spindle_xlog::cut_unwritten_tail`).
+fn cut_newest_tail<Fs: LogFs>(fs: &Fs, dir: &Path) -> io::Result<()> {
+    let Some((_, path)) = scan_dir(fs, dir, FileType::Xlog)?.pop() else {
+        return Ok(());
+    };
+    let cut = cut_unwritten_tail(fs, &path)?;
+    if cut > 0 {
+        info!("cut {cut} preallocated bytes off {}", path.display());
+    }
+    Ok(())
 }
 
 struct Wal<Fs: LogFs + Clone> {
@@ -213,7 +232,7 @@ impl<Fs: LogFs + Clone> Wal<Fs> {
             Ok(last_lsn) => {
                 self.account(&txns);
                 self.stats.written_lsn.store(last_lsn, Ordering::Release);
-                self.stats.watch.publish(self.vclock);
+                self.stats.watch.publish(self.tip());
                 let replica_id = txns
                     .last()
                     .and_then(|t| t.rows.last())
@@ -275,6 +294,16 @@ impl<Fs: LogFs + Clone> Wal<Fs> {
             }
         }
         Ok(last_lsn)
+    }
+
+    fn tip(&self) -> WalTip {
+        WalTip {
+            vclock: self.vclock,
+            live: self.writer.as_ref().map(|w| LiveEnd {
+                signature: w.meta().vclock.signature(),
+                end: w.offset(),
+            }),
+        }
     }
 
     fn account(&self, txns: &[JournalTxn]) {

@@ -331,9 +331,42 @@ fn an_undecodable_row_in_a_good_block_skips_the_rest_of_that_block() {
 fn data_after_the_eof_marker_is_an_error() {
     let mut data = write_file(&sample_txns(), 5);
     let marker_at = data.len() as u64 - 4;
-    data.push(0);
+    data.extend_from_slice(&[0, 0, 1]);
     let (_, end) = read_rows(data);
     assert!(matches!(end, Err(XlogError::DataAfterEof { offset }) if offset == marker_at));
+}
+
+#[test]
+fn zeros_after_the_data_are_unwritten_space_not_damage() {
+    let closed = write_file(&sample_txns(), 2);
+    let expected: Vec<Row> = sample_txns().concat();
+    // A crash between the EOF marker and the cut of the preallocated space.
+    let mut data = closed.clone();
+    data.extend_from_slice(&[0; 5000]);
+    let (rows, end) = read_rows(data);
+    assert_eq!((rows, end.unwrap()), (expected.clone(), true));
+    // A crash before the EOF marker: the zeros are where the next block would have gone.
+    let mut data = closed[..closed.len() - EOF_MARKER.len()].to_vec();
+    let data_end = data.len() as u64;
+    data.extend_from_slice(&[0; 5000]);
+    let (rows, end) = read_rows(data.clone());
+    assert_eq!((rows, end.unwrap()), (expected.clone(), false));
+    let (meta_len, spans_end) = {
+        let (_, header_len) = Meta::parse(&data).unwrap();
+        let (spans, end) = crate::reader::scan_blocks(&data, header_len);
+        assert!(matches!(
+            end,
+            crate::reader::ScanEnd::Clean { eof_marker: false }
+        ));
+        (header_len, spans.last().map(|s| s.offset + s.len))
+    };
+    assert!(meta_len > 0);
+    assert_eq!(spans_end, Some(data_end as usize));
+    // Zeros and then bytes: a multi-page write the crash tore, which is a torn tail.
+    data.push(7);
+    let (rows, end) = read_rows(data);
+    assert_eq!(rows, expected);
+    assert!(matches!(end, Err(XlogError::TornTail { offset }) if offset == data_end));
 }
 
 #[test]
@@ -410,6 +443,28 @@ fn reopen_accepts_only_a_header_only_file() {
         XlogWriter::reopen(fs, &path),
         Err(XlogError::NotEmpty { .. })
     ));
+}
+
+#[test]
+fn reopen_cuts_preallocated_zeros_of_a_header_only_file() {
+    for tail in [
+        &[0u8; 4096][..],
+        &[EOF_MARKER.as_slice(), &[0; 100]].concat(),
+    ] {
+        let fs = MemFs::default();
+        let path = XlogWriter::create(fs.clone(), &dir(), xlog_meta(4))
+            .unwrap()
+            .path()
+            .to_path_buf();
+        let header = fs.contents(&path).unwrap();
+        fs.set_contents(&path, [header.as_slice(), tail].concat());
+        let mut w = XlogWriter::reopen(fs.clone(), &path).unwrap();
+        w.append_txn(&txn(5, 1, 1));
+        w.flush().unwrap();
+        w.close().unwrap();
+        let (rows, end) = read_rows(fs.contents(&path).unwrap());
+        assert_eq!((rows, end.unwrap()), (txn(5, 1, 1), true));
+    }
 }
 
 #[test]
@@ -527,4 +582,115 @@ proptest! {
         let (rows, _) = read_rows(data);
         prop_assert!(rows.len() <= txns.concat().len());
     }
+}
+
+/// Whether `dir` is on tmpfs, which refuses `O_DIRECT` (durable writes then append).
+fn on_tmpfs(dir: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(c) = std::ffi::CString::new(dir.as_os_str().as_bytes()) else {
+        return false;
+    };
+    // SAFETY: `c` is a valid C string and `st` a properly sized out-parameter.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    (unsafe { libc::statfs(c.as_ptr(), &mut st) }) == 0 && st.f_type == libc::TMPFS_MAGIC
+}
+
+/// Durable writes on a real disk overwrite preallocated zeros; whatever the sizes, a reader
+/// of the open file sees every row, and the closed file is byte-for-byte what the appending
+/// writer leaves for the same groups.
+#[test]
+fn durable_writes_leave_the_same_file_as_appends() {
+    use spindle_types::limits::LOG_PREALLOC_BYTES;
+    let tmp = tempfile::tempdir().unwrap();
+    let direct = !on_tmpfs(tmp.path());
+    // Groups from a few bytes to many pages (the large ones compress), ~1.4 MiB in all,
+    // past one preallocation step.
+    let groups: Vec<Vec<Vec<Row>>> = (0..2000u64)
+        .map(|i| {
+            let filler = [5, 400, 90, 700, 5, 40_000][(i % 6) as usize];
+            (0..1 + i % 3)
+                .map(|j| txn(1 + i * 10 + j * 3, 1 + (i % 3) as usize, filler))
+                .collect()
+        })
+        .collect();
+    let mut w = XlogWriter::create(crate::fs::OsFs, tmp.path(), xlog_meta(0)).unwrap();
+    let path = w.path().to_path_buf();
+    let mut expected = Vec::new();
+    for (i, group) in groups.iter().enumerate() {
+        for t in group {
+            w.append_txn(t);
+            expected.extend_from_slice(t);
+        }
+        w.flush_durable().unwrap();
+        let len = std::fs::metadata(&path).unwrap().len();
+        if direct {
+            assert_eq!(
+                len % LOG_PREALLOC_BYTES,
+                0,
+                "group {i}: preallocated in steps"
+            );
+            assert!(len >= w.offset());
+        } else {
+            assert_eq!(len, w.offset());
+        }
+        if i % 100 == 99 {
+            let (rows, end) = read_rows(std::fs::read(&path).unwrap());
+            assert_eq!(rows, expected);
+            assert!(!end.unwrap());
+        }
+    }
+    assert!(w.offset() > LOG_PREALLOC_BYTES, "{}", w.offset());
+    w.close().unwrap();
+    let on_disk = std::fs::read(&path).unwrap();
+
+    let fs = MemFs::default();
+    let mut a = XlogWriter::create(fs.clone(), &dir(), xlog_meta(0)).unwrap();
+    for group in &groups {
+        for t in group {
+            a.append_txn(t);
+        }
+        a.flush().unwrap();
+    }
+    let appended = fs.contents(&a.close().unwrap()).unwrap();
+    assert!(on_disk == appended, "the closed files differ");
+}
+
+/// A crash leaves the preallocated zeros behind: the rows are all there, and a failed write
+/// cut back with `set_len` is overwritten by the next one.
+#[test]
+fn durable_files_survive_a_crash_and_a_cut() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut w = XlogWriter::create(crate::fs::OsFs, tmp.path(), xlog_meta(0)).unwrap();
+    let path = w.path().to_path_buf();
+    w.append_txn(&txn(1, 2, 100));
+    w.flush_durable().unwrap();
+    let keep = w.offset();
+    w.append_txn(&txn(3, 1, 5000));
+    w.flush_durable().unwrap();
+    drop(w);
+    let (rows, end) = read_rows(std::fs::read(&path).unwrap());
+    assert_eq!(rows, [txn(1, 2, 100), txn(3, 1, 5000)].concat());
+    assert!(!end.unwrap());
+
+    // As the WAL does after a failed write: reopen, cut back, write on (first appending,
+    // then cut again while writing directly).
+    use crate::fs::{LogFile, LogFs};
+    let mut f = crate::fs::OsFs.open_append(&path).unwrap();
+    f.set_len(keep).unwrap();
+    let mut next = Vec::new();
+    let mut enc = BlockEncoder::new();
+    let mut payload = Vec::new();
+    for row in txn(3, 1, 7) {
+        encode_row(&row, &mut payload);
+    }
+    enc.encode(&payload, &mut next);
+    f.write_all_durable(&next).unwrap();
+    f.set_len(keep).unwrap();
+    f.write_all_durable(&next).unwrap();
+    f.trim().unwrap();
+    let data = std::fs::read(&path).unwrap();
+    assert_eq!(data.len() as u64, keep + next.len() as u64);
+    let (rows, end) = read_rows(data);
+    assert_eq!(rows, [txn(1, 2, 100), txn(3, 1, 7)].concat());
+    assert!(!end.unwrap());
 }

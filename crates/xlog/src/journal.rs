@@ -2,6 +2,7 @@
 //! answers. TX depends on these types only, never on the WAL thread itself.
 
 use crate::row::Row;
+use crate::vclock::Vclock;
 
 /// One transaction's rows, LSNs already assigned by TX (consecutive, in commit order).
 #[derive(Debug)]
@@ -58,4 +59,24 @@ pub enum JournalReply {
     CheckpointReady { ok: bool },
     /// Acknowledges `Shutdown`: the log is closed.
     Closed,
+}
+
+/// What the WAL thread publishes after every write, for the threads that read its files
+/// (relays, appliers waiting for their rows to be written).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WalTip {
+    /// Every row written so far.
+    pub vclock: Vclock,
+    /// The file being written, once something was written to it.
+    pub live: Option<LiveEnd>,
+}
+
+/// How far the file being written holds data. A durably written file is zero-filled past
+/// that point (see `fs`), so a reader must not take its length for the end of the data.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LiveEnd {
+    /// The file's signature (its name).
+    pub signature: u64,
+    /// Bytes of header and blocks written.
+    pub end: u64,
 }

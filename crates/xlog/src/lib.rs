@@ -9,6 +9,7 @@
 //! - `writer`/`reader`: appending whole transactions to a file and reading it back with
 //!   precise errors (torn tail vs. corruption vs. data after the EOF marker);
 //! - `fs`: the `LogFs`/`LogFile` seam all file I/O goes through, so tests can inject faults;
+//! - `direct`: durable writes that overwrite preallocated zeros through `O_DIRECT`;
 //! - `dir`: finding `<signature>.xlog`/`.snap` files;
 //! - `journal`: the TX → WAL request and WAL → TX reply types, kept here so TX depends on
 //!   the row format only, never on the WAL thread.
@@ -18,6 +19,7 @@
 
 pub mod block;
 pub mod dir;
+mod direct;
 pub mod error;
 pub mod faultfs;
 pub mod format;
@@ -38,7 +40,7 @@ pub use meta::Meta;
 pub use reader::{decode_block, scan_blocks, Block, BlockSpan, ScanEnd, XlogReader};
 pub use row::{decode_row, decode_row_ref, encode_row, encode_row_parts, Row, RowHeader, RowRef};
 pub use vclock::{Vclock, VCLOCK_MAX};
-pub use writer::XlogWriter;
+pub use writer::{cut_unwritten_tail, XlogWriter};
 
 #[cfg(test)]
 mod file_tests;

@@ -3,7 +3,9 @@
 //! The reader tells apart the three ways a file can end badly: a torn tail (`TornTail`: the
 //! file stops inside a block, which a crash mid-write leaves behind), damage (`Corrupt`: bad
 //! magic, broken fixed header, CRC mismatch, undecodable row) and bytes after the EOF marker
-//! (`DataAfterEof`). Errors are sticky: calling again returns the same error until the
+//! (`DataAfterEof`). Zeros where a block would start are the preallocated, never written
+//! part of a file a crash left open (see `direct`): the end of the data if nothing but zeros
+//! follows, a torn tail otherwise. Errors are sticky: calling again returns the same error until the
 //! caller `resync`s past the damage (force-recovery mode).
 
 use std::ops::Range;
@@ -275,9 +277,9 @@ impl XlogReader {
         let rest = self.data.get(self.pos..).unwrap_or_default();
         match classify_magic(rest) {
             Magic::End => return Ok(false),
-            Magic::Partial => return Err(XlogError::TornTail { offset }),
+            Magic::Partial | Magic::Zeros => return Err(XlogError::TornTail { offset }),
             Magic::Unknown => return Err(XlogError::corrupt(offset, bad_magic(rest))),
-            Magic::Eof if rest.len() > EOF_MARKER.len() => {
+            Magic::Eof if !after_eof_is_unwritten(rest) => {
                 return Err(XlogError::DataAfterEof { offset })
             }
             Magic::Eof => {
@@ -346,9 +348,9 @@ pub fn scan_blocks(data: &[u8], from: usize) -> (Vec<BlockSpan>, ScanEnd) {
         let rest = data.get(pos..).unwrap_or_default();
         let end = match classify_magic(rest) {
             Magic::End => ScanEnd::Clean { eof_marker: false },
-            Magic::Partial => ScanEnd::Damage(XlogError::TornTail { offset }),
+            Magic::Partial | Magic::Zeros => ScanEnd::Damage(XlogError::TornTail { offset }),
             Magic::Unknown => ScanEnd::Damage(XlogError::corrupt(offset, bad_magic(rest))),
-            Magic::Eof if rest.len() > EOF_MARKER.len() => {
+            Magic::Eof if !after_eof_is_unwritten(rest) => {
                 ScanEnd::Damage(XlogError::DataAfterEof { offset })
             }
             Magic::Eof => ScanEnd::Clean { eof_marker: true },
@@ -420,8 +422,10 @@ fn split_block(rest: &[u8], offset: u64) -> XlogResult<(FixHeader, &[u8])> {
 
 /// What the bytes at a block boundary start with.
 enum Magic {
-    /// No bytes at all.
+    /// No bytes at all, or only zeros: preallocated space nothing was written to.
     End,
+    /// Zeros, then something else: a write a crash cut short (see `direct`).
+    Zeros,
     /// Fewer than 4 bytes, all a prefix of some magic: a cut-off block or EOF marker.
     Partial,
     Eof,
@@ -432,13 +436,25 @@ enum Magic {
 fn classify_magic(rest: &[u8]) -> Magic {
     let magics = [ROW_MAGIC, ZROW_MAGIC, EOF_MARKER];
     match rest.get(..4) {
-        None if rest.is_empty() => Magic::End,
+        _ if is_unwritten(rest) => Magic::End,
+        Some([0, 0, 0, 0]) => Magic::Zeros,
         None if magics.iter().any(|m| m.starts_with(rest)) => Magic::Partial,
         None => Magic::Unknown,
         Some(m) if m == EOF_MARKER => Magic::Eof,
         Some(m) if m == ROW_MAGIC || m == ZROW_MAGIC => Magic::Block,
         Some(_) => Magic::Unknown,
     }
+}
+
+/// Whether `bytes` hold nothing written: empty, or the zeros of preallocated space.
+pub fn is_unwritten(bytes: &[u8]) -> bool {
+    bytes.iter().all(|&b| b == 0)
+}
+
+/// Whether what follows an EOF marker at the start of `rest` is nothing, or preallocated
+/// zeros a crash kept from being cut off.
+fn after_eof_is_unwritten(rest: &[u8]) -> bool {
+    is_unwritten(rest.get(EOF_MARKER.len()..).unwrap_or_default())
 }
 
 fn bad_magic(rest: &[u8]) -> String {

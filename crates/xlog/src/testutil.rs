@@ -40,6 +40,14 @@ impl MemFs {
             .cloned()
     }
 
+    /// Replaces the bytes of an existing file (a crash's leftovers, say).
+    pub fn set_contents(&self, path: &Path, data: Vec<u8>) {
+        let mut st = self.state();
+        if let Some(ino) = st.names.get(path).copied() {
+            st.inodes.insert(ino, data);
+        }
+    }
+
     pub fn fail_next_write(&self, written_prefix: usize) {
         self.state().fail_next_write = Some(written_prefix);
     }

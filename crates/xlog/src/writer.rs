@@ -14,6 +14,7 @@ use crate::error::{XlogError, XlogResult};
 use crate::format::{file_name, FileType, EOF_MARKER, INPROGRESS_SUFFIX};
 use crate::fs::{LogFile, LogFs};
 use crate::meta::Meta;
+use crate::reader::{is_unwritten, scan_blocks, ScanEnd};
 use crate::row::{encode_row, Row};
 
 /// An open log file being appended to.
@@ -88,8 +89,8 @@ impl<Fs: LogFs> XlogWriter<Fs> {
     }
 
     /// Reopens an xlog for appending. Only a file with nothing but its header (and maybe
-    /// the EOF marker of a clean shutdown, which is cut off) can be reopened: anything else
-    /// is `NotEmpty`, and the caller starts a new file instead.
+    /// the EOF marker of a clean shutdown, or preallocated zeros, which are cut off) can be
+    /// reopened: anything else is `NotEmpty`, and the caller starts a new file instead.
     pub fn reopen(fs: Fs, path: &Path) -> XlogResult<Self> {
         let data = fs.read(path)?;
         let (meta, header_len) = Meta::parse(&data)?;
@@ -97,7 +98,7 @@ impl<Fs: LogFs> XlogWriter<Fs> {
             return Err(XlogError::bad_meta("only an xlog can be reopened"));
         }
         let rest = data.get(header_len..).unwrap_or_default();
-        if !rest.is_empty() && rest != EOF_MARKER {
+        if !is_unwritten(rest.strip_prefix(&EOF_MARKER).unwrap_or(rest)) {
             return Err(XlogError::NotEmpty {
                 offset: header_len as u64,
             });
@@ -222,6 +223,7 @@ impl<Fs: LogFs> XlogWriter<Fs> {
             return Err(e);
         }
         self.offset += EOF_MARKER.len() as u64;
+        self.file.trim()?;
         self.sync()?;
         if self.path != self.final_path {
             self.fs.rename(&self.path, &self.final_path)?;
@@ -282,6 +284,35 @@ impl<Fs: LogFs> XlogWriter<Fs> {
         }
         Ok(())
     }
+}
+
+/// Cuts the zeros a crash left preallocated after the data of the xlog at `path` (durable
+/// writes keep a file zero-filled ahead of its data, see `direct`), durably; returns the bytes
+/// cut. Our readers take such zeros for the end of the data, Tarantool's for damage: once
+/// cut, the file reads the same to both. A tail with anything but zeros after the data (a
+/// torn write) is left alone, to recovery's rules.
+pub fn cut_unwritten_tail<Fs: LogFs>(fs: &Fs, path: &Path) -> io::Result<u64> {
+    let data = fs.read(path)?;
+    if data.last() != Some(&0) {
+        return Ok(0);
+    }
+    let Ok((_, header_len)) = Meta::parse(&data) else {
+        return Ok(0);
+    };
+    let (spans, end) = scan_blocks(&data, header_len);
+    let mut data_end = spans.last().map_or(header_len, |s| s.offset + s.len);
+    match end {
+        ScanEnd::Clean { eof_marker: true } => data_end += EOF_MARKER.len(),
+        ScanEnd::Clean { eof_marker: false } => {}
+        ScanEnd::Damage(_) => return Ok(0),
+    }
+    if data_end >= data.len() {
+        return Ok(0);
+    }
+    let mut file = fs.open_append(path)?;
+    file.set_len(data_end as u64)?;
+    file.sync_data()?;
+    Ok((data.len() - data_end) as u64)
 }
 
 /// Writes the header and, for an xlog, makes the file durable under its final name.

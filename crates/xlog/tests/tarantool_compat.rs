@@ -8,7 +8,8 @@ use std::process::Command;
 
 use spindle_proto::mp::{self, Value};
 use spindle_xlog::{
-    scan_dir, FileType, Meta, OsFs, Row, RowHeader, Vclock, XlogError, XlogReader, XlogWriter,
+    cut_unwritten_tail, scan_dir, FileType, Meta, OsFs, Row, RowHeader, Vclock, XlogError,
+    XlogReader, XlogWriter,
 };
 
 const TARANTOOL: &str = "/usr/bin/tarantool";
@@ -461,6 +462,50 @@ fn tarantool_recovers_from_our_xlog() {
         Some(&second)
     );
 
+    let out = run_tarantool(
+        tmp.path(),
+        "for _, t in box.space.test:pairs() do print(t[1] .. ' ' .. t[2]) end \
+         print('lsn ' .. box.info.lsn)",
+    );
+    let mut want: Vec<String> = expected.iter().map(|(id, s)| format!("{id} {s}")).collect();
+    want.push(format!("lsn {}", end.get(1) + 7));
+    assert_eq!(out.lines().collect::<Vec<_>>(), want);
+}
+
+/// A crash in `wal_mode = fsync` leaves the file being written zero-filled past its data
+/// (durable writes overwrite preallocated space). Tarantool takes those zeros for damage;
+/// once our WAL's startup step has cut them, Tarantool recovers every row.
+#[test]
+fn tarantool_recovers_from_our_crashed_xlog_once_cut() {
+    require_tools();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    run_tarantool(
+        tmp.path(),
+        "box.schema.space.create('test'):create_index('pk')",
+    );
+    let xlogs = scan_dir(&OsFs, tmp.path(), FileType::Xlog).expect("scan");
+    let (_, last) = xlogs.last().expect("tarantool wrote an xlog");
+    let (_, end) = end_vclock(last);
+    let (txns, expected) = sample_txns(end.get(1) + 1);
+    let mut writer = XlogWriter::reopen(OsFs, last).expect("reopen the header-only xlog");
+    for txn in &txns {
+        writer.append_txn(txn);
+        writer.flush_durable().expect("durable flush");
+    }
+    let data_end = writer.offset();
+    drop(writer);
+    let len = std::fs::metadata(last).expect("stat").len();
+    assert!(
+        len > data_end,
+        "zero-filled ahead: {len} bytes for {data_end}"
+    );
+
+    assert_eq!(
+        cut_unwritten_tail(&OsFs, last).expect("cut"),
+        len - data_end
+    );
+    assert_eq!(std::fs::metadata(last).expect("stat").len(), data_end);
+    assert_eq!(cut_unwritten_tail(&OsFs, last).expect("cut again"), 0);
     let out = run_tarantool(
         tmp.path(),
         "for _, t in box.space.test:pairs() do print(t[1] .. ' ' .. t[2]) end \
