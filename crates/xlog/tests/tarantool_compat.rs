@@ -420,20 +420,36 @@ fn end_vclock(path: &Path) -> (Vclock, Vclock) {
     (start, end)
 }
 
+/// A Tarantool data directory with a space `test`; returns the header-only xlog Tarantool
+/// left at shutdown.
+fn tarantool_dir_with_a_space(dir: &Path) -> PathBuf {
+    run_tarantool(dir, "box.schema.space.create('test'):create_index('pk')");
+    let xlogs = scan_dir(&OsFs, dir, FileType::Xlog).expect("scan");
+    let (_, last) = xlogs.last().expect("tarantool wrote an xlog");
+    last.clone()
+}
+
+/// Starts Tarantool on `dir` and checks it recovered exactly `expected` in space `test`, at
+/// `lsn`.
+fn assert_tarantool_recovers(dir: &Path, expected: &[(u64, String)], lsn: u64) {
+    let out = run_tarantool(
+        dir,
+        "for _, t in box.space.test:pairs() do print(t[1] .. ' ' .. t[2]) end \
+         print('lsn ' .. box.info.lsn)",
+    );
+    let mut want: Vec<String> = expected.iter().map(|(id, s)| format!("{id} {s}")).collect();
+    want.push(format!("lsn {lsn}"));
+    assert_eq!(out.lines().collect::<Vec<_>>(), want);
+}
+
 #[test]
 fn tarantool_recovers_from_our_xlog() {
     require_tools();
     let tmp = tempfile::tempdir().expect("tempdir");
-    run_tarantool(
-        tmp.path(),
-        "box.schema.space.create('test'):create_index('pk')",
-    );
-
     // Append after what Tarantool wrote, as our WAL will: first into the header-only file
     // Tarantool leaves at shutdown (reopened), then into a new file chained to it by
     // PrevVClock.
-    let xlogs = scan_dir(&OsFs, tmp.path(), FileType::Xlog).expect("scan");
-    let (_, last) = xlogs.last().expect("tarantool wrote an xlog");
+    let last = &tarantool_dir_with_a_space(tmp.path());
     let (start, end) = end_vclock(last);
     assert_eq!(start, end, "tarantool's last xlog is header-only");
     let (txns, expected) = sample_txns(end.get(1) + 1);
@@ -461,15 +477,7 @@ fn tarantool_recovers_from_our_xlog() {
             .map(|f| &f.1),
         Some(&second)
     );
-
-    let out = run_tarantool(
-        tmp.path(),
-        "for _, t in box.space.test:pairs() do print(t[1] .. ' ' .. t[2]) end \
-         print('lsn ' .. box.info.lsn)",
-    );
-    let mut want: Vec<String> = expected.iter().map(|(id, s)| format!("{id} {s}")).collect();
-    want.push(format!("lsn {}", end.get(1) + 7));
-    assert_eq!(out.lines().collect::<Vec<_>>(), want);
+    assert_tarantool_recovers(tmp.path(), &expected, end.get(1) + 7);
 }
 
 /// A crash in `wal_mode = fsync` leaves the file being written zero-filled past its data
@@ -479,12 +487,7 @@ fn tarantool_recovers_from_our_xlog() {
 fn tarantool_recovers_from_our_crashed_xlog_once_cut() {
     require_tools();
     let tmp = tempfile::tempdir().expect("tempdir");
-    run_tarantool(
-        tmp.path(),
-        "box.schema.space.create('test'):create_index('pk')",
-    );
-    let xlogs = scan_dir(&OsFs, tmp.path(), FileType::Xlog).expect("scan");
-    let (_, last) = xlogs.last().expect("tarantool wrote an xlog");
+    let last = &tarantool_dir_with_a_space(tmp.path());
     let (_, end) = end_vclock(last);
     let (txns, expected) = sample_txns(end.get(1) + 1);
     let mut writer = XlogWriter::reopen(OsFs, last).expect("reopen the header-only xlog");
@@ -506,12 +509,5 @@ fn tarantool_recovers_from_our_crashed_xlog_once_cut() {
     );
     assert_eq!(std::fs::metadata(last).expect("stat").len(), data_end);
     assert_eq!(cut_unwritten_tail(&OsFs, last).expect("cut again"), 0);
-    let out = run_tarantool(
-        tmp.path(),
-        "for _, t in box.space.test:pairs() do print(t[1] .. ' ' .. t[2]) end \
-         print('lsn ' .. box.info.lsn)",
-    );
-    let mut want: Vec<String> = expected.iter().map(|(id, s)| format!("{id} {s}")).collect();
-    want.push(format!("lsn {}", end.get(1) + 7));
-    assert_eq!(out.lines().collect::<Vec<_>>(), want);
+    assert_tarantool_recovers(tmp.path(), &expected, end.get(1) + 7);
 }
