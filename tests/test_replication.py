@@ -424,6 +424,46 @@ def test_tarantool_replica_follows_spindle(spindle_server, tarantool_server):
     wait_converged(master, [tnt])
 
 
+LOCAL_SPACE, TEMP_SPACE = 601, 602
+
+
+def test_local_and_temporary_spaces_stay_home(spindle_server, tarantool_server):
+    """Tarantool 2.6's rules, checked against a Tarantool replica: rows of an is_local space
+    are logged with replica id 0 and LSNs of vclock component 0 and never replicated; a
+    temporary space is not logged at all (empty after a restart) and not replicated."""
+    master = spindle(spindle_server)
+    c = connect(master)
+    create_space(c)
+    c.insert("_space", [LOCAL_SPACE, 1, "loc", "memtx", 0, {"group_id": 1}, []])
+    c.insert("_space", [TEMP_SPACE, 1, "tmp", "memtx", 0, {"temporary": True}, []])
+    for sid in (LOCAL_SPACE, TEMP_SPACE):
+        c.insert("_index", [sid, 0, "primary", "tree", {"unique": True}, [[0, "unsigned"]]])
+    tnt = tarantool_server(extra_cfg=f"replication = '{uri(master)}', "
+                                     f"replication_timeout = {TIMEOUT},")
+    r = replica(spindle_server, master)
+    for i in range(50):
+        c.replace(SPACE, [i, "global"])
+        c.replace(LOCAL_SPACE, [i, "local"])
+        c.replace(TEMP_SPACE, [i, "temporary"])
+    wait_converged(master, [tnt, r])
+    for other in (tnt, r):
+        oc = connect(other)
+        assert oc.select(LOCAL_SPACE, []).data == [], other.kind
+        assert oc.select(TEMP_SPACE, []).data == [], other.kind
+
+    master.restart()
+    c = connect(master)
+    assert len(c.select(LOCAL_SPACE, []).data) == 50
+    assert c.select(TEMP_SPACE, []).data == []
+    master.stop()
+    from harness.durability import tarantoolctl_cat
+    rows = [row for f in xlogs(master) for row in tarantoolctl_cat(os.path.join(master.data_dir, f))]
+    local = [row["HEADER"] for row in rows if row.get("BODY", {}).get("space_id") == LOCAL_SPACE]
+    assert [h["lsn"] for h in local] == list(range(1, 51))
+    assert all(h.get("group_id") == 1 and "replica_id" not in h for h in local), local[:3]
+    assert not [row for row in rows if row.get("BODY", {}).get("space_id") == TEMP_SPACE]
+
+
 def test_spindle_replica_follows_tarantool(spindle_server, tarantool_server):
     tnt = tarantool_server()
     tc = connect(tnt)

@@ -380,7 +380,11 @@ impl Db {
 
     fn apply(&mut self, dml: Dml<'_>, log: bool) -> BoxResult<Applied> {
         let space_id = dml.space_id();
-        let space = &mut self.catalog.space_mut(space_id)?.space;
+        let entry = self.catalog.space_mut(space_id)?;
+        // Temporary spaces are never logged; local ones are, in their own group (and LSN
+        // sequence, see `assign_lsns`), and stay off the replication stream.
+        let (temporary, group_id) = (entry.def.temporary, entry.def.group_id);
+        let space = &mut entry.space;
         // A replayed row's body was validated when it was decoded from the log; a request's
         // tuple is validated here.
         let make_tuple = |t: &[u8]| {
@@ -455,9 +459,10 @@ impl Db {
         };
         let changed = old.is_some() || new.is_some();
         let undo = changed.then_some(Undo { space_id, old, new });
-        let log = log.then(|| Row {
+        let log = (log && !temporary).then(|| Row {
             header: RowHeader {
                 req_type: dml_type(&dml),
+                group_id,
                 ..Default::default()
             },
             body: log_body,
@@ -502,26 +507,49 @@ impl Db {
         }
     }
 
-    /// Assigns LSNs (this instance's vclock component) and transaction ids to new rows.
-    pub fn assign_lsns(&mut self, rows: &mut [Row]) -> u64 {
+    /// Assigns LSNs and the transaction id to new rows, as Tarantool 2.6 does: rows of local
+    /// spaces (`group_id` 1) count in vclock component 0 with replica id 0, the others in this
+    /// instance's component; the transaction id is the LSN of the first replicated row (of
+    /// the first row if there is none). A transaction with replicated rows that ends with a
+    /// local one gets a NOP as its last row, so that replicas, which never see local rows,
+    /// still see where it ends.
+    pub fn assign_lsns(&mut self, rows: &mut Vec<Row>) {
+        let local = |r: &Row| r.header.group_id != 0;
+        if rows.last().is_some_and(local) && !rows.iter().all(local) {
+            let timestamp = rows.last().map_or(0.0, |r| r.header.timestamp);
+            rows.push(Row {
+                header: RowHeader {
+                    req_type: request::NOP,
+                    timestamp,
+                    ..Default::default()
+                },
+                body: Vec::new(),
+            });
+        }
         let id = self.replica_id;
-        let mut lsn = self.vclock.get(id);
-        let first = lsn + 1;
+        for row in rows.iter_mut() {
+            let origin = if local(row) { 0 } else { id };
+            let lsn = self.vclock.get(origin) + 1;
+            self.vclock.follow(origin, lsn);
+            row.header.replica_id = origin;
+            row.header.lsn = lsn;
+        }
+        let tsn = rows
+            .iter()
+            .find(|r| !local(r))
+            .or(rows.first())
+            .map_or(0, |r| r.header.lsn);
         let count = rows.len();
         for (i, row) in rows.iter_mut().enumerate() {
-            lsn += 1;
-            row.header.replica_id = id;
-            row.header.lsn = lsn;
-            row.header.tsn = first;
+            row.header.tsn = tsn;
             row.header.is_commit = i + 1 == count;
         }
-        self.vclock.follow(id, lsn);
-        lsn
     }
 
-    /// After a failed WAL write: LSNs after `lsn` were never written and are reused.
-    pub fn reset_lsn(&mut self, lsn: u64) {
-        self.vclock.set(self.replica_id, lsn);
+    /// After a failed WAL write: LSNs of component `id` after `lsn` were never written and
+    /// are reused.
+    pub fn reset_lsn(&mut self, id: u32, lsn: u64) {
+        self.vclock.set(id, lsn);
     }
 }
 
@@ -729,5 +757,62 @@ impl SelectPlan {
             (self.start, self.end, self.lookups) = (i, i + len, lookups);
         }
         self.lookups.get_mut(i - self.start).and_then(Option::take)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// (replica id, lsn, tsn, commit, type) of each row, after `assign_lsns` on rows whose
+    /// `group_id` says which are local.
+    fn assigned(db: &mut Db, groups: &[u32]) -> Vec<(u32, u64, u64, bool, u32)> {
+        let mut rows: Vec<Row> = groups
+            .iter()
+            .map(|&group_id| Row {
+                header: RowHeader {
+                    req_type: request::REPLACE,
+                    group_id,
+                    ..Default::default()
+                },
+                body: Vec::new(),
+            })
+            .collect();
+        db.assign_lsns(&mut rows);
+        rows.iter()
+            .map(|r| {
+                let h = &r.header;
+                (h.replica_id, h.lsn, h.tsn, h.is_commit, h.req_type)
+            })
+            .collect()
+    }
+
+    /// The layouts Tarantool 2.6 writes for the same transactions (`tarantoolctl cat` of
+    /// its WAL: one global row, one local, global + local, local + global, local + local).
+    #[test]
+    fn local_rows_count_in_component_zero_and_never_end_a_replicated_transaction() {
+        const R: u32 = request::REPLACE;
+        const NOP: u32 = request::NOP;
+        let mut db = Db::new("u".into());
+        db.vclock.set(1, 4);
+        assert_eq!(assigned(&mut db, &[0]), [(1, 5, 5, true, R)]);
+        assert_eq!(assigned(&mut db, &[1]), [(0, 1, 1, true, R)]);
+        assert_eq!(
+            assigned(&mut db, &[0, 1]),
+            [
+                (1, 6, 6, false, R),
+                (0, 2, 6, false, R),
+                (1, 7, 6, true, NOP)
+            ]
+        );
+        assert_eq!(
+            assigned(&mut db, &[1, 0]),
+            [(0, 3, 8, false, R), (1, 8, 8, true, R)]
+        );
+        assert_eq!(
+            assigned(&mut db, &[1, 1]),
+            [(0, 4, 4, false, R), (0, 5, 4, true, R)]
+        );
+        assert_eq!((db.vclock.get(0), db.vclock.get(1)), (5, 8));
     }
 }

@@ -110,10 +110,13 @@ impl Waiter {
 
 /// A transaction sent to the WAL and not yet confirmed.
 struct InFlight {
-    /// Origin and LSNs of its rows (this instance's, or an upstream's for applied rows).
+    /// Origin and LSN of its last row (this instance's, 0 for a local row, or an upstream's
+    /// for applied rows), and the first LSN of that origin in it.
     replica_id: u32,
     first_lsn: u64,
     last_lsn: u64,
+    /// The first local (component 0) LSN in it, if it ends with a replicated row.
+    first_local: Option<u64>,
     undo: Vec<Undo>,
     waiter: Waiter,
 }
@@ -315,12 +318,17 @@ impl Tx {
         if self.hooks.journal.is_none() {
             return Err(waiter);
         }
-        let first_lsn = rows.first().map_or(last.lsn, |r| r.header.lsn);
+        let first_of = |id: u32| rows.iter().find(|r| r.header.replica_id == id);
+        let first_lsn = first_of(last.replica_id).map_or(last.lsn, |r| r.header.lsn);
+        let first_local = (last.replica_id != 0)
+            .then(|| first_of(0).map(|r| r.header.lsn))
+            .flatten();
         self.commit.pending.push(JournalTxn { rows });
         self.commit.in_flight.push_back(InFlight {
             replica_id: last.replica_id,
             first_lsn,
             last_lsn: last.lsn,
+            first_local,
             undo,
             waiter,
         });
@@ -380,18 +388,27 @@ impl Tx {
         warn!("WAL write failed ({reason}); rolling back transactions from LSN {first_lsn}");
         self.commit.pending.clear();
         let own = self.db.replica_id;
-        let mut own_first = None;
+        let (mut own_first, mut local_first) = (None, None);
+        let earliest = |at: &mut Option<u64>, lsn: u64| *at = Some(at.map_or(lsn, |f| f.min(lsn)));
         while let Some(txn) = self.commit.in_flight.pop_back() {
-            if txn.replica_id == own {
-                own_first = Some(own_first.map_or(txn.first_lsn, |f: u64| f.min(txn.first_lsn)));
+            match txn.replica_id {
+                0 => earliest(&mut local_first, txn.first_lsn),
+                id if id == own => earliest(&mut own_first, txn.first_lsn),
+                _ => {}
+            }
+            if let Some(lsn) = txn.first_local {
+                earliest(&mut local_first, lsn);
             }
             self.db.rollback(txn.undo);
             self.complete(txn.waiter, Err(BoxError::wal_io()));
         }
-        // This instance's LSNs from the first rolled-back one on are reused; upstream rows
-        // are fetched again by their applier.
+        // This instance's LSNs (and local ones) from the first rolled-back one on are reused;
+        // upstream rows are fetched again by their applier.
         if let Some(first) = own_first {
-            self.db.reset_lsn(first.saturating_sub(1));
+            self.db.reset_lsn(own, first.saturating_sub(1));
+        }
+        if let Some(first) = local_first {
+            self.db.reset_lsn(0, first.saturating_sub(1));
         }
         self.commit.epoch += 1;
         self.publish_schema_version();
