@@ -578,3 +578,33 @@ def test_replication_requests_are_checked(server_kind, server_factory):
         h, b = c.request(JOIN, {K_INSTANCE_UUID: stranger})
     assert h[ip.K_TYPE] == ip.TYPE_ERROR | 42, (h, b)
     assert b[ip.K_ERROR_24] == "Read access to universe '' is denied for user 'guest'", b
+
+
+def test_a_second_subscribe_of_one_replica_is_refused(server_kind, server_factory):
+    """While a relay serves a replica, another SUBSCRIBE with its UUID gets ER_CFG; once the
+    first connection is gone, the replica may subscribe again."""
+    from harness import iproto as ip
+    srv = server_factory(server_kind)()
+    replica_uuid = "11111111-2222-3333-4444-555555555555"
+    with ip.connect(srv, "admin", srv.password) as c:
+        c.call(ip.INSERT, {ip.K_SPACE_ID: 320, ip.K_TUPLE: [2, replica_uuid]})
+        cluster = [t for t in c.select(272) if t[0] == "cluster"][0][1]
+    body = {K_CLUSTER_UUID: cluster, K_INSTANCE_UUID: replica_uuid, K_VCLOCK: {}}
+    first = ip.connect(srv, "admin", srv.password)
+    h, b = first.request(SUBSCRIBE, body)
+    assert h[ip.K_TYPE] == ip.OK, (h, b)
+    with ip.connect(srv, "admin", srv.password) as c:
+        h, b = c.request(SUBSCRIBE, body)
+    assert h[ip.K_TYPE] == ip.TYPE_ERROR | 59, (h, b)
+    assert b[ip.K_ERROR_24] == ("Incorrect value for option 'replication': duplicate "
+                                "connection with the same replica UUID"), b
+    first.close()
+    deadline = time.monotonic() + 15
+    while True:
+        with ip.connect(srv, "admin", srv.password) as c:
+            h, b = c.request(SUBSCRIBE, body)
+        if h[ip.K_TYPE] == ip.OK:
+            break
+        assert h[ip.K_TYPE] == ip.TYPE_ERROR | 59, (h, b)
+        assert time.monotonic() < deadline, "the first relay never ended"
+        time.sleep(0.1)

@@ -19,7 +19,7 @@ use spindle_proto::iproto::Request;
 use spindle_proto::mp;
 use spindle_repl::applier::{ApplierLink, JoinRow, Uri};
 use spindle_repl::relay::{JoinJob, RelayEnv, SubscribeJob};
-use spindle_repl::{wire, EventSink, Handoff, PeerStatus, ReplEvent};
+use spindle_repl::{wire, Direction, EventSink, Handoff, PeerState, PeerStatus, ReplEvent};
 use spindle_types::iproto::{key, request, IteratorType, REPLICA_ID_LIMIT};
 use spindle_types::limits::{APPLIER_BACKOFF_MAX_SECS, TX_FIBER_STACK_WORDS};
 use spindle_types::{BoxError, BoxResult};
@@ -267,6 +267,14 @@ fn start_subscribe(tx: TxRef, user: u32, h: Handoff) -> Result<(), Refused> {
         Err(e) => return Err(Box::new((e, h))),
     };
     env.consumers.set(&request.instance_uuid, request.vclock);
+    // Marked at once, so that a second SUBSCRIBE racing this relay's start is refused too.
+    let mut following = PeerStatus::new(
+        Direction::Downstream,
+        &request.instance_uuid,
+        PeerState::Following,
+    );
+    following.vclock = request.vclock;
+    tx.with(|t| update_status(&mut t.repl, following));
     let job = SubscribeJob {
         handoff: h,
         replica_uuid: request.instance_uuid,
@@ -298,6 +306,14 @@ fn check_subscribe(
         .any(|(_, u)| *u == r.instance_uuid)
     {
         return Err(BoxError::unknown_replica(&r.instance_uuid, &cluster));
+    }
+    // One relay per replica, as in Tarantool: the replica retries once the old one ended.
+    let key = (false, r.instance_uuid.clone());
+    if t.repl.peers.get(&key).map(|s| s.state) == Some(PeerState::Following) {
+        return Err(BoxError::cfg(
+            "replication",
+            "duplicate connection with the same replica UUID",
+        ));
     }
     Ok((env, t.db.replica_id, t.db.vclock, cluster))
 }

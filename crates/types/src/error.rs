@@ -518,6 +518,13 @@ impl BoxError {
     pub fn protocol(details: &str) -> Self {
         Self::new(ER_PROTOCOL, format!("Communication error: {details}"))
     }
+    /// ER_CFG: a configuration value (or a replication peer) is not acceptable.
+    pub fn cfg(option: &str, reason: &str) -> Self {
+        Self::new(
+            ER_CFG,
+            format!("Incorrect value for option '{option}': {reason}"),
+        )
+    }
     pub fn connection_to_self() -> Self {
         Self::new(ER_CONNECTION_TO_SELF, "Connection to self")
     }
