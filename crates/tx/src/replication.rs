@@ -274,7 +274,7 @@ fn start_subscribe(tx: TxRef, user: u32, h: Handoff) -> Result<(), Refused> {
         PeerState::Following,
     );
     following.vclock = request.vclock;
-    tx.with(|t| update_status(&mut t.repl, following));
+    tx.with(|t| update_status(&mut t.repl, following.clone()));
     let job = SubscribeJob {
         handoff: h,
         replica_uuid: request.instance_uuid,
@@ -286,6 +286,9 @@ fn start_subscribe(tx: TxRef, user: u32, h: Handoff) -> Result<(), Refused> {
     };
     if let Err(e) = spindle_repl::relay::spawn_subscribe(env, job) {
         error!("cannot start a relay thread: {e}");
+        following.state = PeerState::Stopped;
+        following.error = Some(e.to_string());
+        tx.with(|t| update_status(&mut t.repl, following));
     }
     Ok(())
 }
