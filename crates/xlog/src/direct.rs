@@ -62,6 +62,8 @@ pub(crate) struct DirectLog {
     staging: Staging,
     /// Bytes of the partial last page (`end % PAGE`), kept at the start of the staging window.
     head: usize,
+    /// A direct write succeeded.
+    wrote: bool,
 }
 
 impl DirectLog {
@@ -75,6 +77,7 @@ impl DirectLog {
             len: end,
             staging: Staging::default(),
             head: 0,
+            wrote: false,
         };
         log.load_head(file)?;
         let fd = file.as_raw_fd();
@@ -94,6 +97,34 @@ impl DirectLog {
             };
         }
         Ok(Some(log))
+    }
+
+    /// Goes back to appending: cuts the zeros and restores `O_APPEND` without `O_DIRECT`. For
+    /// a file system that took the flag but refuses the writes (EINVAL).
+    pub(crate) fn disable(self, file: &File) -> io::Result<()> {
+        file.set_len(self.end)?;
+        let fd = file.as_raw_fd();
+        // SAFETY: fcntl on a descriptor we own, with integer arguments only.
+        let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+        // SAFETY: as above.
+        if flags < 0
+            || unsafe {
+                libc::fcntl(
+                    fd,
+                    libc::F_SETFL,
+                    (flags | libc::O_APPEND) & !libc::O_DIRECT,
+                )
+            } < 0
+        {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    /// Whether nothing was written since the switch (a refusal now means the file system
+    /// does not do direct writes at all, not that one write failed).
+    pub(crate) fn untried(&self) -> bool {
+        !self.wrote
     }
 
     /// Reads the partial last page into the staging window (after a switch or a cut).
@@ -136,6 +167,7 @@ impl DirectLog {
             pad.fill(0);
         }
         write_at(file, window, start, dsync)?;
+        self.wrote = true;
         self.end += data.len() as u64;
         let last_page = total / PAGE * PAGE;
         window.copy_within(last_page..total, 0);
@@ -222,6 +254,35 @@ fn write_at(file: &File, mut buf: &[u8], mut offset: u64, dsync: bool) -> io::Re
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Giving up on direct writes (a file system refusing them) leaves an appending file
+    /// that ends at the data, zeros cut.
+    #[test]
+    fn disabling_goes_back_to_appending_at_the_data_end() {
+        use std::io::Write;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        let open = || {
+            std::fs::OpenOptions::new()
+                .read(true)
+                .append(true)
+                .create(true)
+                .open(&path)
+                .unwrap()
+        };
+        let mut file = open();
+        file.write_all(b"header").unwrap();
+        let mut log = DirectLog::enable(&file)
+            .unwrap()
+            .expect("the temp dir's file system does direct I/O (tmpfs does not)");
+        log.extend(&file, 10).unwrap();
+        assert!(file.metadata().unwrap().len() > 10);
+        assert!(log.untried());
+        log.disable(&file).unwrap();
+        file.write_all(b" and more").unwrap();
+        drop(file);
+        assert_eq!(std::fs::read(&path).unwrap(), b"header and more");
+    }
 
     #[test]
     fn staging_windows_are_aligned_and_keep_their_head() {

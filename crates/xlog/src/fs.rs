@@ -114,6 +114,23 @@ impl OsFile {
     }
 }
 
+impl OsFile {
+    /// The file system accepted `O_DIRECT` but refuses the writes: append instead, if no
+    /// direct write went through yet (otherwise the error stands).
+    fn give_up_direct(&mut self, err: io::Error, buf: &[u8]) -> io::Result<()> {
+        let WriteMode::Direct(log) = std::mem::replace(&mut self.mode, WriteMode::AppendOnly)
+        else {
+            return Err(err);
+        };
+        if !log.untried() {
+            self.mode = WriteMode::Direct(log);
+            return Err(err);
+        }
+        log.disable(&self.file)?;
+        self.append_durable(buf)
+    }
+}
+
 impl LogFile for OsFile {
     fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
         match &mut self.mode {
@@ -135,9 +152,13 @@ impl LogFile for OsFile {
                 None => WriteMode::AppendOnly,
             };
         }
-        match &mut self.mode {
+        let result = match &mut self.mode {
             WriteMode::Direct(log) => log.write(&self.file, buf, true),
-            WriteMode::Append | WriteMode::AppendOnly => self.append_durable(buf),
+            WriteMode::Append | WriteMode::AppendOnly => return self.append_durable(buf),
+        };
+        match result {
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => self.give_up_direct(e, buf),
+            other => other,
         }
     }
 
