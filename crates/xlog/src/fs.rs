@@ -112,9 +112,7 @@ impl OsFile {
         }
         Ok(())
     }
-}
 
-impl OsFile {
     /// The file system accepted `O_DIRECT` but refuses the writes: append instead, if no
     /// direct write went through yet (otherwise the error stands).
     fn give_up_direct(&mut self, err: io::Error, buf: &[u8]) -> io::Result<()> {
