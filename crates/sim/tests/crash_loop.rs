@@ -112,6 +112,8 @@ struct LifePlan {
     /// `checkpoint_count`: snapshots kept by the garbage collection (1 leaves no spare).
     checkpoint_count: usize,
     salt: [u8; 32],
+    /// The space is `is_local` (rows in vclock component 0, its own LSN sequence).
+    local_space: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -140,8 +142,14 @@ impl Scenario {
         } else {
             rng.range(100, 600)
         };
+        // Half the scenarios write to a local space; derived from the seed without a draw,
+        // so the rest of each scenario stays what it was.
+        let local_space = (seed / 2) % 2 == 1;
         let lives = (0..rng.range(1, 3))
-            .map(|life| LifePlan::new(&mut rng, life, keys, sync))
+            .map(|life| LifePlan {
+                local_space,
+                ..LifePlan::new(&mut rng, life, keys, sync)
+            })
             .collect();
         Scenario {
             seed,
@@ -202,6 +210,7 @@ impl LifePlan {
             max_size,
             checkpoints,
             salt,
+            local_space: false,
         }
     }
 }
@@ -299,7 +308,7 @@ fn encode_op(out: &mut Vec<u8>, sync: u64, op: &OpSpec) {
     }
 }
 
-fn space_row() -> Vec<u8> {
+fn space_row(local: bool) -> Vec<u8> {
     let mut t = Vec::new();
     mp::write_array_len(&mut t, 7);
     mp::write_uint(&mut t, SPACE.into());
@@ -307,7 +316,13 @@ fn space_row() -> Vec<u8> {
     mp::write_str(&mut t, "sim");
     mp::write_str(&mut t, "memtx");
     mp::write_uint(&mut t, 0);
-    mp::write_map_len(&mut t, 0);
+    if local {
+        mp::write_map_len(&mut t, 1);
+        mp::write_str(&mut t, "group_id");
+        mp::write_uint(&mut t, 1);
+    } else {
+        mp::write_map_len(&mut t, 0);
+    }
     mp::write_array_len(&mut t, 0);
     t
 }
@@ -808,7 +823,8 @@ fn drive(
     driver.send(|out| iproto::encode_auth(out, SYNC_AUTH, "admin", Some(&scramble)));
     driver.wait_ok(SYNC_AUTH, "AUTH")?;
     if first_life {
-        driver.send(|out| iproto::encode_insert(out, SYNC_SPACE, 280, &space_row()));
+        let space = space_row(plan.local_space);
+        driver.send(|out| iproto::encode_insert(out, SYNC_SPACE, 280, &space));
         driver.wait_ok(SYNC_SPACE, "create space")?;
         driver.send(|out| iproto::encode_insert(out, SYNC_INDEX, 288, &index_row()));
         driver.wait_ok(SYNC_INDEX, "create index")?;
@@ -1326,12 +1342,13 @@ impl Report {
 
 fn print_scenario(sc: &Scenario) {
     eprintln!(
-        "seed {}: {}, {} lives, keys {}, corrupt {}",
+        "seed {}: {}, {} lives, keys {}, corrupt {}, local space {}",
         sc.seed,
         sc.mode(),
         sc.lives.len(),
         sc.keys,
-        sc.corrupt
+        sc.corrupt,
+        sc.lives.first().is_some_and(|l| l.local_space)
     );
     for (i, l) in sc.lives.iter().enumerate() {
         eprintln!(
