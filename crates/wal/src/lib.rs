@@ -394,6 +394,8 @@ impl<Fs: LogFs + Clone> Wal<Fs> {
                     0
                 }
             };
+            // Readers of the file drop the published end now (its EOF marker lies past it).
+            self.stats.watch.publish(self.tip());
         }
     }
 }
