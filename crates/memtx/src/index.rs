@@ -185,12 +185,7 @@ impl Index {
         limit: u32,
         space_name: &str,
     ) -> BoxResult<Vec<Tuple>> {
-        let key = self.validate_select_key(iterator, key, space_name)?;
-        let window = Window { offset, limit };
-        Ok(match &self.imp {
-            Imp::Tree(t) => t.select(iterator, key.parts(), window),
-            Imp::Hash(h) => h.select(iterator, key.parts(), window),
-        })
+        self.select_from(iterator, key, offset, limit, space_name, None)
     }
 
     /// For a run of EQ selects on this index with no change in between: every key's lower
@@ -221,7 +216,7 @@ impl Index {
     }
 
     /// `select`, with the lower bound of an EQ select found already by `lower_bounds` on this
-    /// index in its current state.
+    /// index in its current state (if `lookup` is set). The key is validated once either way.
     pub fn select_from(
         &self,
         iterator: IteratorType,
@@ -231,16 +226,18 @@ impl Index {
         space_name: &str,
         lookup: Option<Lookup>,
     ) -> BoxResult<Vec<Tuple>> {
-        let (Some(Lookup(from)), IteratorType::Eq, Imp::Tree(t)) = (lookup, iterator, &self.imp)
-        else {
-            return self.select(iterator, key, offset, limit, space_name);
-        };
-        let parsed = self.validate_select_key(iterator, key, space_name)?;
-        if parsed.is_empty() {
+        let key = self.validate_select_key(iterator, key, space_name)?;
+        let window = Window { offset, limit };
+        Ok(match (&self.imp, lookup) {
             // `lower_bounds` gives no lookup for an empty key; no lookup is needed for one.
-            return self.select(iterator, key, offset, limit, space_name);
-        }
-        Ok(t.select_eq_from(from, parsed.parts(), Window { offset, limit }))
+            (Imp::Tree(t), Some(Lookup(from)))
+                if matches!(iterator, IteratorType::Eq) && !key.is_empty() =>
+            {
+                t.select_eq_from(from, key.parts(), window)
+            }
+            (Imp::Tree(t), _) => t.select(iterator, key.parts(), window),
+            (Imp::Hash(h), _) => h.select(iterator, key.parts(), window),
+        })
     }
 
     /// The checks of a select in Tarantool's order: part count (ER_KEY_PART_COUNT), HASH
