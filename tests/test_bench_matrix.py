@@ -144,12 +144,12 @@ def test_settings_from_environment(monkeypatch):
         monkeypatch.delenv(name, raising=False)
     full = bm.parse_args(["--target-dir", "/t"])
     assert (full.rounds, full.duration, full.warmup, full.keys, full.idle) == \
-        (2, 5.0, 1.0, 1_000_000, 10_000)
+        (3, 5.0, 1.0, 1_000_000, 10_000)
     assert full.spindle_bin == "/t/release/spindle" and full.out == "/t/bench"
     monkeypatch.setenv("BENCH_QUICK", "1")
-    monkeypatch.setenv("BENCH_ROUNDS", "3")
+    monkeypatch.setenv("BENCH_ROUNDS", "4")
     quick = bm.parse_args(["--target-dir", "/t"])
-    assert (quick.rounds, quick.duration, quick.keys, quick.idle) == (3, 1.0, 100_000, 1000)
+    assert (quick.rounds, quick.duration, quick.keys, quick.idle) == (4, 1.0, 100_000, 1000)
     monkeypatch.setenv("BENCH_QUICK", "0")
     assert not bm.parse_args(["--target-dir", "/t"]).quick
     with pytest.raises(SystemExit):

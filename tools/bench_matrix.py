@@ -795,7 +795,7 @@ def parse_args(argv=None):
                     not in ("", "0", "no", "false"),
                     help="smoke run: 1 round, 1 s runs, 100k tuples, 1000 idle connections "
                          "($BENCH_QUICK)")
-    ap.add_argument("--rounds", type=int, help="A B rounds per cell [2; $BENCH_ROUNDS]")
+    ap.add_argument("--rounds", type=int, help="A B rounds per cell [3; $BENCH_ROUNDS]")
     ap.add_argument("--duration", type=float, help="measured seconds per run [5; $BENCH_DURATION]")
     ap.add_argument("--warmup", type=float, help="warm-up seconds per run [1; $BENCH_WARMUP]")
     ap.add_argument("--keys", type=int, help="tuples in the data set [1000000; $BENCH_KEYS]")
@@ -805,7 +805,7 @@ def parse_args(argv=None):
     args = ap.parse_args(argv)
     quick = args.quick
     if args.rounds is None:
-        args.rounds = env_default("BENCH_ROUNDS", int, 1 if quick else 2)
+        args.rounds = env_default("BENCH_ROUNDS", int, 1 if quick else 3)
     if args.duration is None:
         args.duration = env_default("BENCH_DURATION", float, 1.0 if quick else 5.0)
     if args.warmup is None:
