@@ -142,6 +142,19 @@ impl<M> BusReceiver<M> {
         self.bell.sleeping.store(false, Ordering::SeqCst);
     }
 
+    /// Waits awake, for at most `limit`, until a message is queued; true if one was. Nothing
+    /// else on the TX thread runs meanwhile, so `limit` must stay in microseconds.
+    pub fn spin(&self, limit: std::time::Duration) -> bool {
+        let start = std::time::Instant::now();
+        while self.receiver.is_empty() {
+            if start.elapsed() >= limit {
+                return false;
+            }
+            std::hint::spin_loop();
+        }
+        true
+    }
+
     /// A poll point while busy: lets epoll and cross-thread wakeups run (may.md P3), then
     /// returns without waiting for new messages.
     pub fn poll_point(&mut self) {

@@ -10,6 +10,7 @@ pub mod call;
 pub mod catalog;
 pub mod checkpoint;
 pub mod db;
+mod lone;
 pub mod msg;
 pub mod recovery;
 pub mod replication;

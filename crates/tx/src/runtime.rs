@@ -21,13 +21,16 @@ use tracing::{error, info, warn};
 use spindle_fiber::{current_fiber, park, yield_now, BusReceiver, Fiber, TxCell};
 use spindle_proto::iproto::{Header, Request};
 use spindle_proto::route::{NetEvent, ReplyBatch, Route};
-use spindle_types::limits::{PIPELINE_CHUNK, REPLY_BATCH_RESERVE_MAX, TX_DISPATCH_BATCH};
+use spindle_types::limits::{
+    PIPELINE_CHUNK, REPLY_BATCH_RESERVE_MAX, TX_DISPATCH_BATCH, TX_LONE_SPIN,
+};
 use spindle_types::{BoxError, BoxResult};
 use spindle_xlog::journal::{Acks, JournalReply, JournalRequest, JournalTxn};
 use spindle_xlog::Row;
 
 use crate::checkpoint::{CheckpointOutcome, ReadView};
 use crate::db::{Db, SelectPlan, Undo, WriteOutcome};
+use crate::lone::LoneClient;
 use crate::msg::TxMsg;
 use crate::reply::{self, Reply};
 use crate::session::Sessions;
@@ -145,6 +148,7 @@ pub struct Tx {
     shutting_down: bool,
     checkpoint: CheckpointState,
     pub repl: crate::replication::Repl,
+    lone: LoneClient,
 }
 
 impl Tx {
@@ -173,6 +177,7 @@ impl Tx {
             shutting_down: false,
             checkpoint: CheckpointState::Idle,
             repl: Default::default(),
+            lone: LoneClient::default(),
         }
     }
 
@@ -530,7 +535,16 @@ pub fn dispatch(tx: TxRef, mut bus: BusReceiver<TxMsg>) {
         }
         if handled >= TX_DISPATCH_BATCH {
             bus.poll_point();
+        } else if !tx.with(|t| t.lone.active()) {
+            bus.wait();
+        } else if bus.spin(TX_LONE_SPIN) {
+            // Spinning never passes through may's epoll: other fibers and cross-thread
+            // wakeups still get a turn now and then (may.md P3).
+            if tx.with(|t| t.lone.spun()) {
+                bus.poll_point();
+            }
         } else {
+            tx.with(|t| t.lone.forget());
             bus.wait();
         }
     }
@@ -618,6 +632,14 @@ fn handle(t: &mut Tx, msg: TxMsg) -> Option<TxMsg> {
             packet,
         }) => run_request(t, route, &header, &request, &packet, None),
         TxMsg::Net(NetEvent::Requests(batch)) => {
+            // A write waits for the WAL thread, which needs the CPU a spinning TX would hold.
+            let only = match batch.items.as_slice() {
+                [item] if matches!(item.request, Request::Ping | Request::Select { .. }) => {
+                    Some(item.route)
+                }
+                _ => None,
+            };
+            t.lone.observe(only);
             let mut plan = SelectPlan::default();
             for (i, item) in batch.items.iter().enumerate() {
                 let lookup = plan.lookup(&t.db, &batch, i);

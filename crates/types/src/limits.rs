@@ -25,6 +25,13 @@ pub const NET_BATCH_BYTES_MAX: usize = 256 * 1024;
 pub const REPLY_BATCH_RESERVE_MAX: usize = 256 * 1024;
 /// Messages the TX dispatcher handles before it yields to epoll and other fibers.
 pub const TX_DISPATCH_BATCH: usize = 256;
+/// How long the TX thread, serving a lone synchronous client, waits awake for its next message
+/// before it sleeps; and how many requests in a row, each alone in its batch and all from one
+/// connection, make a client lone (see `LoneClient` in the TX runtime).
+pub const TX_LONE_SPIN: std::time::Duration = std::time::Duration::from_micros(50);
+pub const TX_LONE_REQUESTS: u32 = 8;
+/// Spins in a row after which the spinning TX thread lets the fiber scheduler poll once.
+pub const TX_LONE_POLL_EVERY: u32 = 32;
 /// Stack size of a TX fiber, in machine words (may's unit).
 pub const TX_FIBER_STACK_WORDS: usize = 0x4000;
 /// Rows the WAL thread writes in one block before it starts another (at a txn boundary).
