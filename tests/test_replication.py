@@ -190,6 +190,45 @@ class Writers:
             t.join(timeout=30)
 
 
+class LoneReader:
+    """One connection selecting in a tight loop, one request at a time: the TX thread serving
+    it waits awake between requests (tx::lone), which must not keep the other fibers on that
+    thread (the applier) from running."""
+
+    def __init__(self, srv):
+        self.srv = srv
+        self.stop_flag = threading.Event()
+        self.reads = 0
+        self.errors = []
+        self.thread = threading.Thread(target=self.run, daemon=True)
+
+    def start(self):
+        self.thread.start()
+        return self
+
+    def run(self):
+        c = connect(self.srv)
+        while not self.stop_flag.is_set():
+            try:
+                c.select(SPACE, [1])
+                c.ping()
+                self.reads += 2
+            except Exception as e:      # recorded, and the test fails on it
+                self.errors.append(repr(e))
+                return
+
+    def wait_reads(self, count, timeout=30.0):
+        deadline = time.monotonic() + timeout
+        while self.reads < count:
+            assert not self.errors, self.errors
+            assert time.monotonic() < deadline, f"reader stalled at {self.reads}"
+            time.sleep(0.02)
+
+    def stop(self):
+        self.stop_flag.set()
+        self.thread.join(timeout=30)
+
+
 # -- scenarios -------------------------------------------------------------------------------
 
 def test_two_replicas_under_load(spindle_server):
@@ -222,6 +261,26 @@ def test_two_replicas_under_load(spindle_server):
     rows = [row for f in xlogs(r1) for row in tarantoolctl_cat(os.path.join(r1.data_dir, f))]
     user_rows = [row for row in rows if row["BODY"].get("space_id") == SPACE]
     assert user_rows and all(row["HEADER"]["replica_id"] == 1 for row in user_rows)
+
+
+def test_a_lone_reader_on_the_replica_does_not_hold_up_replication(spindle_server):
+    master = spindle(spindle_server)
+    create_space(connect(master))
+    r = replica(spindle_server, master)
+    wait_converged(master, [r])
+    readers = [LoneReader(r).start(), LoneReader(master).start()]
+    for reader in readers:
+        reader.wait_reads(2000)
+    writers = Writers(master, threads=1).start()
+    writers.wait_acked(1000)
+    writers.stop()
+    final = wait_converged(master, [r])
+    assert len(final[SPACE]) >= 1000 - 300  # inserts less the deletes (at most 30%)
+    before = [reader.reads for reader in readers]
+    for reader, n in zip(readers, before):
+        reader.wait_reads(n + 2000)
+        reader.stop()
+        assert not reader.errors, reader.errors
 
 
 @pytest.mark.parametrize("wal_mode", ["write", "fsync"])

@@ -142,15 +142,18 @@ impl<M> BusReceiver<M> {
         self.bell.sleeping.store(false, Ordering::SeqCst);
     }
 
-    /// Waits awake, for at most `limit`, until a message is queued; true if one was. Nothing
-    /// else on the TX thread runs meanwhile, so `limit` must stay in microseconds.
+    /// Waits awake, for at most `limit`, until a message is queued; true if one was. The CPU is
+    /// offered to any other runnable thread on every turn: the thread that will send the
+    /// message may be waiting for this very CPU. No other fiber runs meanwhile, so `limit`
+    /// must stay in microseconds.
     pub fn spin(&self, limit: std::time::Duration) -> bool {
         let start = std::time::Instant::now();
         while self.receiver.is_empty() {
             if start.elapsed() >= limit {
                 return false;
             }
-            std::hint::spin_loop();
+            // sched_yield(2): the OS thread, not a fiber (may's yield_now would switch fibers).
+            std::thread::yield_now();
         }
         true
     }

@@ -1,8 +1,10 @@
-//! Recognises a lone synchronous reader: one connection sending one read (select or ping) at a
-//! time, each the only request in its batch. For it the TX thread waits awake for the next message
-//! instead of sleeping: on a virtual CPU, waking a sleeping thread costs tens of µs, more than
-//! the request itself, and with no other client there is no one the spinning CPU is taken from.
-//! Any batch of several requests, a second connection or a spin that ended without a message
+//! Recognises a lone synchronous client: one connection sending one request at a time, each
+//! the only request in its batch. For it the TX thread waits awake for its next message (the
+//! request, or the WAL's answer to its write) instead of sleeping: on a virtual CPU, waking a
+//! sleeping thread costs tens of µs, more than the request itself, and with no other client
+//! there is no one the CPU is taken from. The waiting thread yields its CPU on every turn of
+//! the wait (`BusReceiver::spin`), so the network and WAL threads still run on it at once.
+//! Any batch of several requests, a second connection or a wait that ended without a message
 //! puts the TX thread back to sleeping between messages.
 
 use spindle_proto::route::Route;
@@ -16,8 +18,7 @@ pub struct LoneClient {
 }
 
 impl LoneClient {
-    /// Notes a batch of requests from the network: `only` is its route if it held exactly one
-    /// request and that one a read.
+    /// Notes a batch of requests from the network: `only` is its route if it held exactly one.
     pub fn observe(&mut self, only: Option<Route>) {
         match only {
             Some(route) if self.route == Some(route) => {

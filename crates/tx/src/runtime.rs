@@ -632,11 +632,8 @@ fn handle(t: &mut Tx, msg: TxMsg) -> Option<TxMsg> {
             packet,
         }) => run_request(t, route, &header, &request, &packet, None),
         TxMsg::Net(NetEvent::Requests(batch)) => {
-            // A write waits for the WAL thread, which needs the CPU a spinning TX would hold.
             let only = match batch.items.as_slice() {
-                [item] if matches!(item.request, Request::Ping | Request::Select { .. }) => {
-                    Some(item.route)
-                }
+                [item] => Some(item.route),
                 _ => None,
             };
             t.lone.observe(only);

@@ -27,7 +27,7 @@ pub const REPLY_BATCH_RESERVE_MAX: usize = 256 * 1024;
 pub const TX_DISPATCH_BATCH: usize = 256;
 /// How long the TX thread, serving a lone synchronous client, waits awake for its next message
 /// before it sleeps; and how many requests in a row, each alone in its batch and all from one
-/// connection, make a client lone (see `LoneClient` in the TX runtime).
+/// connection, make a client lone (see `tx::lone`).
 pub const TX_LONE_SPIN: std::time::Duration = std::time::Duration::from_micros(50);
 pub const TX_LONE_REQUESTS: u32 = 8;
 /// Spins in a row after which the spinning TX thread lets the fiber scheduler poll once.
