@@ -27,7 +27,7 @@ pub enum Command {
     /// Run the server.
     Serve(Box<ServeArgs>),
     /// Print the rows of .xlog/.snap files, like `tarantoolctl cat`.
-    Cat(crate::cat::CatArgs),
+    Cat(spindle_cat::CatArgs),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Deserialize)]

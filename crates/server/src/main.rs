@@ -2,9 +2,8 @@
 //! configuration, recovers the database, starts the WAL thread and the network threads, runs
 //! the TX thread, and orders the shutdown on SIGTERM/SIGINT: stop accepting and reading,
 //! let in-flight commits finish, close the log, flush replies, exit. SIGUSR1 and the
-//! checkpoint timer ask the TX thread for a checkpoint.
+//! checkpoint timer ask the TX thread for a checkpoint. `spindle cat` is `spindle_cat::run`.
 
-mod cat;
 mod config;
 mod replication;
 
@@ -36,7 +35,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => serve(*args),
-        Command::Cat(args) => cat::run(args),
+        Command::Cat(args) => spindle_cat::run(args),
     }
 }
 

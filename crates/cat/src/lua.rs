@@ -5,261 +5,9 @@
 //! output is therefore LuaJIT's hash-table order, which depends on the string hashes, the
 //! table's preallocated size and the insertion sequence. [`TableBuilder`] replays LuaJIT
 //! 2.1's `lj_tab_newkey`/`rehashtab`/`lj_tab_resize` (Tarantool's fork, as shipped with 2.6)
-//! to get the same order. Number formatting (`%.14g`) and the "does this string look like a
-//! number" test (`lj_strscan`) are reproduced here too.
+//! to get the same order. The values and the serializers themselves are `spindle_emit`'s.
 
-/// A Lua value as tarantoolctl's serializers see it.
-#[derive(Clone, Debug, PartialEq)]
-pub enum LVal {
-    /// A real `nil`: a hole in a sparse array.
-    Nil,
-    /// `msgpack.NULL` (a `cdata<void *>` NULL), what MessagePack nil decodes to.
-    Null,
-    Bool(bool),
-    /// A Lua number (double).
-    Num(f64),
-    /// A `uint64_t` cdata (integers above 1e14 decode to it).
-    U64(u64),
-    /// An `int64_t` cdata.
-    I64(i64),
-    /// A Lua string: arbitrary bytes.
-    Str(Vec<u8>),
-    /// A decimal cdata, already in `decNumberToString` form.
-    Decimal(String),
-    /// A UUID cdata, in its canonical text form.
-    Uuid(String),
-    /// A MessagePack extension Tarantool 2.6 cannot decode (tarantoolctl aborts on it).
-    Ext(i8, Vec<u8>),
-    Table(Box<LTable>),
-}
-
-/// A Lua table and the serializer hint of its metatable.
-#[derive(Clone, Debug, PartialEq)]
-pub enum LTable {
-    /// `__serialize = 'seq'`: decoded arrays and tuples. Items `1..=n`, flow style in YAML.
-    Seq(Vec<LVal>),
-    /// `__serialize = 'map'`: decoded maps, in `lua_next` order. Flow style in YAML.
-    Map(Vec<(LVal, LVal)>),
-    /// No metatable (the record, HEADER, BODY), in `lua_next` order. Block style in YAML;
-    /// encoded as an array when its keys are `1..n`.
-    Plain(Vec<(LVal, LVal)>),
-}
-
-impl LVal {
-    pub fn str(s: &str) -> LVal {
-        LVal::Str(s.as_bytes().to_vec())
-    }
-}
-
-/// `DBL_INT_MAX` of Tarantool's Lua glue: integers beyond ±(1e14 - 1) become 64-bit cdata.
-pub const DBL_INT_MAX: u64 = 100_000_000_000_000 - 1;
-
-/// What `luaL_tofield` makes of a Lua number.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub enum NumField {
-    Uint(u64),
-    Int(i64),
-    Double(f64),
-}
-
-/// `luaL_tofield` for LUA_TNUMBER: integral values in the 64-bit ranges are integers.
-pub fn num_field(num: f64) -> NumField {
-    const TWO_64: f64 = 18_446_744_073_709_551_616.0;
-    const TWO_63: f64 = 9_223_372_036_854_775_808.0;
-    if num.is_finite() && num.fract() != 0.0 {
-        NumField::Double(num)
-    } else if (0.0..TWO_64).contains(&num) {
-        NumField::Uint(num as u64)
-    } else if (-TWO_63..TWO_63).contains(&num) {
-        NumField::Int(num as i64)
-    } else {
-        NumField::Double(num)
-    }
-}
-
-/// C's `printf("%.<prec>g", x)` as glibc prints it (`-nan` for a NaN with the sign bit).
-pub fn fmt_g(x: f64, prec: usize) -> String {
-    if x.is_nan() {
-        return if x.is_sign_negative() { "-nan" } else { "nan" }.to_string();
-    }
-    if x.is_infinite() {
-        return if x > 0.0 { "inf" } else { "-inf" }.to_string();
-    }
-    let p = prec.max(1);
-    if x == 0.0 {
-        return if x.is_sign_negative() { "-0" } else { "0" }.to_string();
-    }
-    let sci = format!("{:.*e}", p - 1, x);
-    let (mantissa, exp) = match sci.split_once('e') {
-        Some((m, e)) => (m.to_string(), e.parse::<i32>().unwrap_or(0)),
-        None => (sci.clone(), 0),
-    };
-    if exp < -4 || exp >= p as i32 {
-        let sign = if exp < 0 { '-' } else { '+' };
-        format!(
-            "{}e{}{:02}",
-            strip_fraction_zeros(&mantissa),
-            sign,
-            exp.unsigned_abs()
-        )
-    } else {
-        let decimals = (p as i32 - 1 - exp).max(0) as usize;
-        strip_fraction_zeros(&format!("{:.*}", decimals, x))
-    }
-}
-
-fn strip_fraction_zeros(s: &str) -> String {
-    if s.contains('.') {
-        s.trim_end_matches('0').trim_end_matches('.').to_string()
-    } else {
-        s.to_string()
-    }
-}
-
-/// `%.14g`, the serializers' `encode_number_precision`.
-pub fn fmt_g14(x: f64) -> String {
-    fmt_g(x, 14)
-}
-
-// ---------------------------------------------------------------------------------------
-// lua_isnumber() on strings: LuaJIT's lj_strscan with STRSCAN_OPT_TONUM, validity only.
-
-fn lj_isspace(c: u8) -> bool {
-    matches!(c, b'\t' | b'\n' | 0x0b | 0x0c | b'\r' | b' ')
-}
-
-fn casecmp(c: u8, k: u8) -> bool {
-    (c | 0x20) == k
-}
-
-/// Whether Lua would convert the string to a number (`lua_isnumber`), e.g. `"1"`, `" 0x1F "`,
-/// `"1e5"`, `"-inf"`, `"nan"`, `"0b101"`.
-pub fn lua_isnumber(s: &[u8]) -> bool {
-    // The string is NUL-terminated in Lua: reading past the end yields 0.
-    let at = |i: usize| -> u8 { s.get(i).copied().unwrap_or(0) };
-    let pe = s.len();
-    let mut p = 0usize;
-    if !at(p).is_ascii_digit() {
-        while lj_isspace(at(p)) {
-            p += 1;
-        }
-        if at(p) == b'+' || at(p) == b'-' {
-            p += 1;
-        }
-        if at(p) >= b'A' {
-            if casecmp(at(p), b'i') && casecmp(at(p + 1), b'n') && casecmp(at(p + 2), b'f') {
-                p += 3;
-                if casecmp(at(p), b'i')
-                    && casecmp(at(p + 1), b'n')
-                    && casecmp(at(p + 2), b'i')
-                    && casecmp(at(p + 3), b't')
-                    && casecmp(at(p + 4), b'y')
-                {
-                    p += 5;
-                }
-            } else if casecmp(at(p), b'n') && casecmp(at(p + 1), b'a') && casecmp(at(p + 2), b'n') {
-                p += 3;
-            }
-            while lj_isspace(at(p)) {
-                p += 1;
-            }
-            return at(p) == 0 && p >= pe;
-        }
-    }
-    let mut base = 10;
-    let mut hasdig = false;
-    let mut dp: Option<usize> = None;
-    if at(p) <= b'0' {
-        if at(p) == b'0' {
-            if casecmp(at(p + 1), b'x') {
-                base = 16;
-                p += 2;
-            } else if casecmp(at(p + 1), b'b') {
-                base = 2;
-                p += 2;
-            }
-        }
-        loop {
-            match at(p) {
-                b'0' => hasdig = true,
-                b'.' => {
-                    if dp.is_some() {
-                        return false;
-                    }
-                    dp = Some(p);
-                }
-                _ => break,
-            }
-            p += 1;
-        }
-    }
-    let sp = p;
-    let mut dig: u32 = 0;
-    loop {
-        let c = at(p);
-        let is_digit = if base == 16 {
-            c.is_ascii_hexdigit()
-        } else {
-            c.is_ascii_digit()
-        };
-        if is_digit {
-            dig += 1;
-        } else if c == b'.' {
-            if dp.is_some() {
-                return false;
-            }
-            dp = Some(p);
-        } else {
-            break;
-        }
-        p += 1;
-    }
-    if !hasdig && dig == 0 {
-        return false;
-    }
-    let mut ex: i64 = 0;
-    if let Some(d) = dp {
-        if dig > 0 {
-            ex = d as i64 - (p as i64 - 1);
-            let mut q = p as i64 - 1;
-            while ex < 0 {
-                let c = if q >= 0 { at(q as usize) } else { 0 };
-                q -= 1;
-                if c != b'0' {
-                    break;
-                }
-                ex += 1;
-                dig -= 1;
-            }
-        }
-    }
-    if base >= 10 && casecmp(at(p), if base == 16 { b'p' } else { b'e' }) {
-        p += 1;
-        if at(p) == b'+' || at(p) == b'-' {
-            p += 1;
-        }
-        if !at(p).is_ascii_digit() {
-            return false;
-        }
-        while at(p).is_ascii_digit() {
-            p += 1;
-        }
-    }
-    // Any suffix (i, u, l, ll, ull) needs options tonumber() does not pass.
-    while lj_isspace(at(p)) {
-        p += 1;
-    }
-    if at(p) != 0 || p < pe {
-        return false;
-    }
-    if base == 2 {
-        if ex != 0 || dig > 64 {
-            return false;
-        }
-        return (0..dig as usize).all(|i| (at(sp + i) & !1) == b'0');
-    }
-    true
-}
+use spindle_emit::Value;
 
 // ---------------------------------------------------------------------------------------
 // LuaJIT table simulation.
@@ -339,13 +87,13 @@ enum SimKey {
 }
 
 impl SimKey {
-    fn of(key: &LVal, serial: u32) -> Option<SimKey> {
+    fn of(key: &Value, serial: u32) -> Option<SimKey> {
         Some(match key {
-            LVal::Str(bytes) => SimKey::Str {
+            Value::Str(bytes) => SimKey::Str {
                 hash: lua_hash(bytes),
                 bytes: bytes.clone(),
             },
-            LVal::Num(n) => {
+            Value::Num(n) => {
                 if n.is_nan() {
                     return None;
                 }
@@ -356,8 +104,8 @@ impl SimKey {
                     SimKey::Num(*n)
                 }
             }
-            LVal::Bool(b) => SimKey::Bool(*b),
-            LVal::Nil => return None,
+            Value::Bool(b) => SimKey::Bool(*b),
+            Value::Nil => return None,
             _ => SimKey::Opaque(serial),
         })
     }
@@ -436,11 +184,11 @@ pub struct TableBuilder {
     /// `freetop`: free nodes are searched downwards from here.
     freetop: usize,
     keys: Vec<SimKey>,
-    entries: Vec<(LVal, LVal)>,
+    entries: Vec<(Value, Value)>,
     /// Entries the simulation could not place (never expected): listed last.
     overflow: Vec<usize>,
     /// Entries with keys Lua rejects (nil, NaN): listed last.
-    unkeyed: Vec<(LVal, LVal)>,
+    unkeyed: Vec<(Value, Value)>,
 }
 
 impl TableBuilder {
@@ -468,7 +216,7 @@ impl TableBuilder {
 
     /// `t[key] = val` (`lua_settable`/`lua_rawset`): a new key is placed as LuaJIT places
     /// it; an existing key keeps its place and takes the new value.
-    pub fn set(&mut self, key: LVal, val: LVal) {
+    pub fn set(&mut self, key: Value, val: Value) {
         let Some(sim) = SimKey::of(&key, self.keys.len() as u32) else {
             self.unkeyed.push((key, val));
             return;
@@ -495,7 +243,7 @@ impl TableBuilder {
     }
 
     /// The entries in `lua_next` order: the array part, then the hash nodes.
-    pub fn finish(self) -> Vec<(LVal, LVal)> {
+    pub fn finish(self) -> Vec<(Value, Value)> {
         let TableBuilder {
             array,
             nodes,
@@ -507,8 +255,8 @@ impl TableBuilder {
         let mut order: Vec<usize> = array.iter().flatten().copied().collect();
         order.extend(nodes.iter().filter_map(|n| n.entry));
         order.extend(overflow);
-        let mut slots: Vec<Option<(LVal, LVal)>> = entries.into_iter().map(Some).collect();
-        let mut out: Vec<(LVal, LVal)> = order
+        let mut slots: Vec<Option<(Value, Value)>> = entries.into_iter().map(Some).collect();
+        let mut out: Vec<(Value, Value)> = order
             .into_iter()
             .filter_map(|i| slots.get_mut(i).and_then(Option::take))
             .collect();
@@ -802,6 +550,8 @@ impl TableBuilder {
 
 #[cfg(test)]
 mod tests {
+    use spindle_emit::fmt_g14;
+
     use super::*;
 
     fn keys_order(build: TableBuilder) -> Vec<String> {
@@ -809,8 +559,8 @@ mod tests {
             .finish()
             .into_iter()
             .map(|(k, _)| match k {
-                LVal::Str(s) => String::from_utf8_lossy(&s).into_owned(),
-                LVal::Num(n) => fmt_g14(n),
+                Value::Str(s) => String::from_utf8_lossy(&s).into_owned(),
+                Value::Num(n) => fmt_g14(n),
                 other => format!("{other:?}"),
             })
             .collect()
@@ -821,12 +571,12 @@ mod tests {
         // Observed with Tarantool 2.6.0's tarantoolctl cat.
         let mut t = TableBuilder::new(0, 8);
         for k in ["type", "lsn", "replica_id", "timestamp"] {
-            t.set(LVal::str(k), LVal::Num(1.0));
+            t.set(Value::str(k), Value::Num(1.0));
         }
         assert_eq!(keys_order(t), ["lsn", "replica_id", "type", "timestamp"]);
         let mut t = TableBuilder::new(0, 8);
         for k in ["type", "lsn", "replica_id", "timestamp", "tsn", "commit"] {
-            t.set(LVal::str(k), LVal::Num(1.0));
+            t.set(Value::str(k), Value::Num(1.0));
         }
         assert_eq!(
             keys_order(t),
@@ -834,7 +584,7 @@ mod tests {
         );
         let mut t = TableBuilder::new(0, 8);
         for k in ["type", "timestamp"] {
-            t.set(LVal::str(k), LVal::Num(1.0));
+            t.set(Value::str(k), Value::Num(1.0));
         }
         assert_eq!(keys_order(t), ["timestamp", "type"]);
     }
@@ -843,7 +593,7 @@ mod tests {
     fn body_order_matches_tarantoolctl() {
         let mut t = TableBuilder::new(0, 0);
         for k in ["space_id", "index_base", "operations", "tuple"] {
-            t.set(LVal::str(k), LVal::Num(1.0));
+            t.set(Value::str(k), Value::Num(1.0));
         }
         assert_eq!(
             keys_order(t),
@@ -851,7 +601,7 @@ mod tests {
         );
         let mut t = TableBuilder::new(0, 0);
         for k in ["space_id", "index_base", "key", "tuple"] {
-            t.set(LVal::str(k), LVal::Num(1.0));
+            t.set(Value::str(k), Value::Num(1.0));
         }
         assert_eq!(keys_order(t), ["space_id", "index_base", "key", "tuple"]);
     }
@@ -860,7 +610,7 @@ mod tests {
     fn integer_keys_go_to_the_array_part() {
         let mut t = TableBuilder::new(0, 0);
         for k in [3.0, 1.0, 2.0] {
-            t.set(LVal::Num(k), LVal::Bool(true));
+            t.set(Value::Num(k), Value::Bool(true));
         }
         assert_eq!(keys_order(t), ["1", "2", "3"]);
     }
@@ -868,41 +618,11 @@ mod tests {
     #[test]
     fn duplicate_key_keeps_its_place() {
         let mut t = TableBuilder::new(0, 0);
-        t.set(LVal::str("a"), LVal::Num(1.0));
-        t.set(LVal::str("b"), LVal::Num(2.0));
-        t.set(LVal::str("a"), LVal::Num(3.0));
+        t.set(Value::str("a"), Value::Num(1.0));
+        t.set(Value::str("b"), Value::Num(2.0));
+        t.set(Value::str("a"), Value::Num(3.0));
         let out = t.finish();
         assert_eq!(out.len(), 2);
-        assert!(out.contains(&(LVal::str("a"), LVal::Num(3.0))));
-    }
-
-    #[test]
-    fn g14_formatting() {
-        assert_eq!(fmt_g14(1795242743.7442), "1795242743.7442");
-        assert_eq!(fmt_g14(1e100), "1e+100");
-        assert_eq!(fmt_g14(0.1), "0.1");
-        assert_eq!(fmt_g14(123.456), "123.456");
-        assert_eq!(fmt_g14(1.5), "1.5");
-        assert_eq!(fmt_g14(0.0001), "0.0001");
-        assert_eq!(fmt_g14(0.00001), "1e-05");
-        assert_eq!(fmt_g14(1e15 + 0.5), "1e+15");
-        assert_eq!(fmt_g14(f64::NAN), "nan");
-        assert_eq!(fmt_g14(-f64::NAN), "-nan");
-        assert_eq!(fmt_g14(f64::NEG_INFINITY), "-inf");
-        assert_eq!(fmt_g14(0.1f32 as f64), "0.10000000149012");
-    }
-
-    #[test]
-    fn strings_that_look_like_numbers() {
-        for s in [
-            "1", "1.5", " 12 ", "0x1F", "1e5", "-inf", "nan", "0b101", ".5", "5.", "+3", "Infinity",
-        ] {
-            assert!(lua_isnumber(s.as_bytes()), "{s}");
-        }
-        for s in [
-            "", "a", "1a", "0x", "1e", "0b102", "0b1.1", "1u", "1ll", "infin", "1..2", "1\0",
-        ] {
-            assert!(!lua_isnumber(s.as_bytes()), "{s:?}");
-        }
+        assert!(out.contains(&(Value::str("a"), Value::Num(3.0))));
     }
 }

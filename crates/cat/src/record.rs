@@ -7,10 +7,11 @@
 //! - KEY and TUPLE arrays become box tuples, serialized through `tuple:totable()`, which
 //!   decodes each field with `msgpackffi`: maps are `{}` filled key by key.
 
-use spindle_proto::mp::{self, Value};
+use spindle_emit::Value;
+use spindle_proto::mp::{self, Value as Mp};
 use spindle_xlog::Row;
 
-use super::lua::{LTable, LVal, TableBuilder, DBL_INT_MAX};
+use crate::lua::TableBuilder;
 
 /// Deeper MessagePack nesting is refused (Tarantool would overflow the Lua stack).
 const MAX_DEPTH: usize = 512;
@@ -110,39 +111,27 @@ fn decode_err(what: &str) -> String {
 }
 
 /// Decodes one value into a Lua value.
-fn decode(cur: &mut &[u8], dec: Decoder, depth: usize) -> Result<LVal, String> {
+fn decode(cur: &mut &[u8], dec: Decoder, depth: usize) -> Result<Value, String> {
     if depth > MAX_DEPTH {
         return Err(format!("value nested deeper than {MAX_DEPTH} levels"));
     }
     let head = mp::read_value(cur).map_err(|e| decode_err(&format!("{e:?}")))?;
     Ok(match head {
-        Value::Nil => LVal::Null,
-        Value::Bool(b) => LVal::Bool(b),
-        Value::Uint(u) => {
-            if u <= DBL_INT_MAX {
-                LVal::Num(u as f64)
-            } else {
-                LVal::U64(u)
-            }
-        }
-        Value::Int(i) => {
-            if i >= -(DBL_INT_MAX as i64) {
-                LVal::Num(i as f64)
-            } else {
-                LVal::I64(i)
-            }
-        }
-        Value::F32(f) => lua_number(f64::from(f), dec),
-        Value::F64(f) => lua_number(f, dec),
-        Value::Str(s) | Value::Bin(s) => LVal::Str(s.to_vec()),
-        Value::Array(n) => {
+        Mp::Nil => Value::Null,
+        Mp::Bool(b) => Value::Bool(b),
+        Mp::Uint(u) => Value::uint(u),
+        Mp::Int(i) => Value::int(i),
+        Mp::F32(f) => lua_number(f64::from(f), dec),
+        Mp::F64(f) => lua_number(f, dec),
+        Mp::Str(s) | Mp::Bin(s) => Value::Str(s.to_vec()),
+        Mp::Array(n) => {
             let mut items = Vec::with_capacity((n as usize).min(cur.len()));
             for _ in 0..n {
                 items.push(decode(cur, dec, depth + 1)?);
             }
-            LVal::Table(Box::new(LTable::Seq(items)))
+            Value::seq(items)
         }
-        Value::Map(n) => {
+        Mp::Map(n) => {
             let mut t = match dec {
                 Decoder::LuampC => TableBuilder::new(0, n),
                 Decoder::Ffi => TableBuilder::new(0, 0),
@@ -152,31 +141,31 @@ fn decode(cur: &mut &[u8], dec: Decoder, depth: usize) -> Result<LVal, String> {
                 let v = decode(cur, dec, depth + 1)?;
                 t.set(k, v);
             }
-            LVal::Table(Box::new(LTable::Map(t.finish())))
+            Value::map(t.finish())
         }
-        Value::Ext(t, data) => decode_ext(t, data),
+        Mp::Ext(t, data) => decode_ext(t, data),
     })
 }
 
 /// A double as a Lua number. `lua_pushnumber` (the C decoder, the header) canonicalizes
 /// every NaN to the one with the sign bit set, which glibc prints as `-nan`; the FFI decoder
 /// of tuple fields keeps the stored bits.
-fn lua_number(f: f64, dec: Decoder) -> LVal {
+fn lua_number(f: f64, dec: Decoder) -> Value {
     if f.is_nan() && dec == Decoder::LuampC {
-        LVal::Num(f64::from_bits(0xfff8_0000_0000_0000))
+        Value::Num(f64::from_bits(0xfff8_0000_0000_0000))
     } else {
-        LVal::Num(f)
+        Value::Num(f)
     }
 }
 
-fn decode_ext(t: i8, data: &[u8]) -> LVal {
+fn decode_ext(t: i8, data: &[u8]) -> Value {
     match t {
-        1 => decimal_to_string(data).map_or_else(|| LVal::Ext(t, data.to_vec()), LVal::Decimal),
+        1 => decimal_to_string(data).map_or_else(|| Value::Ext(t, data.to_vec()), Value::Decimal),
         // `tt_uuid_validate`: the variant bits 111x are reserved.
         2 if data.len() == 16 && data.get(8).is_some_and(|b| b & 0xe0 != 0xe0) => {
-            LVal::Uuid(uuid_to_string(data))
+            Value::Uuid(uuid_to_string(data))
         }
-        _ => LVal::Ext(t, data.to_vec()),
+        _ => Value::Ext(t, data.to_vec()),
     }
 }
 
@@ -199,8 +188,8 @@ fn uuid_to_string(b: &[u8]) -> String {
 fn decimal_to_string(data: &[u8]) -> Option<String> {
     let mut cur = data;
     let scale: i64 = match mp::read_value(&mut cur).ok()? {
-        Value::Uint(u) => i64::try_from(u).ok()?,
-        Value::Int(i) => i,
+        Mp::Uint(u) => i64::try_from(u).ok()?,
+        Mp::Int(i) => i,
         _ => return None,
     };
     if scale > 38 || scale <= -38 || cur.is_empty() {
@@ -277,55 +266,55 @@ fn decimal_to_string(data: &[u8]) -> Option<String> {
 ///
 /// `struct xrow_header` keeps lsn and tsn as `int64_t` (pushed as Lua numbers, so a wrapped
 /// tsn prints negative) and sync as `uint64_t` pushed through `lua_pushinteger`.
-pub fn build(row: &Row) -> Result<LVal, String> {
+pub fn build(row: &Row) -> Result<Value, String> {
     let h = &row.header;
     let mut header = TableBuilder::new(0, 8);
     let typ = match type_name(h.req_type) {
-        Some(name) => LVal::str(name),
-        None => LVal::Num(f64::from(h.req_type)),
+        Some(name) => Value::str(name),
+        None => Value::Num(f64::from(h.req_type)),
     };
-    header.set(LVal::str("type"), typ);
+    header.set(Value::str("type"), typ);
     if h.sync != 0 {
-        header.set(LVal::str("sync"), LVal::Num(h.sync as i64 as f64));
+        header.set(Value::str("sync"), Value::Num(h.sync as i64 as f64));
     }
     if h.lsn != 0 {
-        header.set(LVal::str("lsn"), LVal::Num(h.lsn as i64 as f64));
+        header.set(Value::str("lsn"), Value::Num(h.lsn as i64 as f64));
     }
     if h.replica_id != 0 {
-        header.set(LVal::str("replica_id"), LVal::Num(f64::from(h.replica_id)));
+        header.set(
+            Value::str("replica_id"),
+            Value::Num(f64::from(h.replica_id)),
+        );
     }
     if h.group_id != 0 {
-        header.set(LVal::str("group_id"), LVal::Num(f64::from(h.group_id)));
+        header.set(Value::str("group_id"), Value::Num(f64::from(h.group_id)));
     }
     if h.timestamp != 0.0 {
         header.set(
-            LVal::str("timestamp"),
+            Value::str("timestamp"),
             lua_number(h.timestamp, Decoder::LuampC),
         );
     }
     if h.tsn != h.lsn || !h.is_commit {
-        header.set(LVal::str("tsn"), LVal::Num(h.tsn as i64 as f64));
+        header.set(Value::str("tsn"), Value::Num(h.tsn as i64 as f64));
     }
     if h.is_commit && h.tsn != h.lsn {
-        header.set(LVal::str("commit"), LVal::Bool(true));
+        header.set(Value::str("commit"), Value::Bool(true));
     }
     let mut record = TableBuilder::new(0, 8);
-    record.set(
-        LVal::str("HEADER"),
-        LVal::Table(Box::new(LTable::Plain(header.finish()))),
-    );
+    record.set(Value::str("HEADER"), Value::plain(header.finish()));
     if !row.body.is_empty() {
         let body = build_body(h.req_type, &row.body)?;
-        record.set(LVal::str("BODY"), body);
+        record.set(Value::str("BODY"), body);
     }
-    Ok(LVal::Table(Box::new(LTable::Plain(record.finish()))))
+    Ok(Value::plain(record.finish()))
 }
 
 /// `lbox_xlog_parse_body`.
-fn build_body(req_type: u32, bytes: &[u8]) -> Result<LVal, String> {
+fn build_body(req_type: u32, bytes: &[u8]) -> Result<Value, String> {
     let mut body = TableBuilder::new(0, 0);
     let mut cur = bytes;
-    if let Ok(Value::Map(n)) = mp::read_value(&mut cur) {
+    if let Ok(Mp::Map(n)) = mp::read_value(&mut cur) {
         for _ in 0..n {
             if cur.is_empty() {
                 break;
@@ -343,8 +332,8 @@ fn build_body(req_type: u32, bytes: &[u8]) -> Result<LVal, String> {
                         None
                     };
                     match name {
-                        Some(name) => (LVal::str(name), Some(v)),
-                        None => (LVal::Num(f64::from(v)), Some(v)),
+                        Some(name) => (Value::str(name), Some(v)),
+                        None => (Value::Num(f64::from(v)), Some(v)),
                     }
                 }
                 // tarantoolctl stops with "Broken type of body key"; show the key instead.
@@ -357,37 +346,24 @@ fn build_body(req_type: u32, bytes: &[u8]) -> Result<LVal, String> {
                 decode(&mut cur, Decoder::Ffi, 1)?
             } else if mp::check(cur).is_err() {
                 let _ = mp::skip(&mut cur);
-                LVal::str("<invalid msgpack>")
+                Value::str("<invalid msgpack>")
             } else {
                 decode(&mut cur, Decoder::LuampC, 1)?
             };
             body.set(key, value);
         }
     }
-    Ok(LVal::Table(Box::new(LTable::Plain(body.finish()))))
+    Ok(Value::plain(body.finish()))
 }
 
 /// `record.BODY.space_id` for the filters.
-pub fn space_id(record: &LVal) -> Option<&LVal> {
-    field(field(record, "BODY")?, "space_id")
+pub fn space_id(record: &Value) -> Option<&Value> {
+    record.get("BODY")?.get("space_id")
 }
 
 /// `record.HEADER.replica_id`.
-pub fn replica_id(record: &LVal) -> Option<&LVal> {
-    field(field(record, "HEADER")?, "replica_id")
-}
-
-/// `t[name]` for a string key.
-pub fn field<'a>(t: &'a LVal, name: &str) -> Option<&'a LVal> {
-    let LVal::Table(t) = t else { return None };
-    let entries = match t.as_ref() {
-        LTable::Plain(e) | LTable::Map(e) => e,
-        LTable::Seq(_) => return None,
-    };
-    entries.iter().find_map(|(k, v)| match k {
-        LVal::Str(s) if s == name.as_bytes() => Some(v),
-        _ => None,
-    })
+pub fn replica_id(record: &Value) -> Option<&Value> {
+    record.get("HEADER")?.get("replica_id")
 }
 
 #[cfg(test)]

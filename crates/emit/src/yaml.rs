@@ -1,4 +1,4 @@
-//! `yaml.encode(record)` of Tarantool 2.6: the `lyaml` dumper (`third_party/lua-yaml`) on
+//! `yaml.encode(value)` of Tarantool 2.6: the `lyaml` dumper (`third_party/lua-yaml`) on
 //! top of a port of libyaml 0.2.5's emitter (`src/emitter.c`, the version Tarantool 2.6 is
 //! linked with on Debian). Only what lyaml uses is ported: no anchors, no `%` directives,
 //! no canonical mode; indent 2, width 80, unicode output, `\n` breaks.
@@ -9,8 +9,9 @@
 
 use std::collections::VecDeque;
 
-use super::lua::{fmt_g14, lua_isnumber, LVal};
-use super::output::{to_field, Field};
+use crate::field::{to_field, Field};
+use crate::number::{fmt_g14, lua_isnumber};
+use crate::value::Value;
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Style {
@@ -1182,7 +1183,7 @@ fn hex_digit(v: u8) -> u8 {
 
 /// Tarantool's `utf8_check_printable`: valid UTF-8 whose non-ASCII characters libyaml can
 /// print unescaped (or ICU calls printable). Anything else is dumped as `!!binary`.
-pub fn utf8_check_printable(s: &[u8]) -> bool {
+fn utf8_check_printable(s: &[u8]) -> bool {
     let mut i = 0;
     while i < s.len() {
         let c = at(s, i);
@@ -1303,7 +1304,7 @@ impl Dumper {
         })
     }
 
-    fn dump_node(&mut self, v: &LVal) -> EResult {
+    fn dump_node(&mut self, v: &Value) -> EResult {
         match to_field(v) {
             Field::Uint(u) => self.scalar(u.to_string().into_bytes(), Style::Plain),
             Field::Int(i) => self.scalar(i.to_string().into_bytes(), Style::Plain),
@@ -1363,8 +1364,21 @@ impl Dumper {
     }
 }
 
-/// `yaml.encode(value)`: a whole stream with one explicit document (`--- ... \n...\n`).
-pub fn encode(value: &LVal) -> Result<Vec<u8>, String> {
+/// The emitter refused an event sequence (libyaml's `emitter->problem`). The dumper only
+/// produces well-formed sequences, so this means a bug, not bad input.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct YamlError(&'static str);
+
+impl std::fmt::Display for YamlError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "YAML emitter error: {}", self.0)
+    }
+}
+
+impl std::error::Error for YamlError {}
+
+/// `yaml.encode(value)`: a whole stream with one explicit document (`--- ...\n...\n`).
+pub fn to_yaml_document(value: &Value) -> Result<Vec<u8>, YamlError> {
     let mut d = Dumper { em: Emitter::new() };
     let run = |d: &mut Dumper| -> EResult {
         d.em.emit(Event::StreamStart)?;
@@ -1373,50 +1387,44 @@ pub fn encode(value: &LVal) -> Result<Vec<u8>, String> {
         d.em.emit(Event::DocEnd)?;
         d.em.emit(Event::StreamEnd)
     };
-    run(&mut d).map_err(|e| format!("YAML emitter error: {e}"))?;
+    run(&mut d).map_err(YamlError)?;
     Ok(d.em.out)
-}
-
-/// What tarantoolctl prints for one record: `print(yaml.encode(record):sub(1, -6))`, i.e.
-/// the document without its closing `...` line.
-pub fn record_text(record: &LVal) -> Result<Vec<u8>, String> {
-    let mut text = encode(record)?;
-    text.truncate(text.len().saturating_sub(5));
-    text.push(b'\n');
-    Ok(text)
 }
 
 #[cfg(test)]
 mod tests {
-    use super::super::lua::LTable;
     use super::*;
 
-    fn seq(items: Vec<LVal>) -> LVal {
-        LVal::Table(Box::new(LTable::Seq(items)))
+    fn seq(items: Vec<Value>) -> Value {
+        Value::seq(items)
     }
 
-    fn plain(entries: Vec<(&str, LVal)>) -> LVal {
-        LVal::Table(Box::new(LTable::Plain(
+    fn plain(entries: Vec<(&str, Value)>) -> Value {
+        Value::plain(
             entries
                 .into_iter()
-                .map(|(k, v)| (LVal::str(k), v))
+                .map(|(k, v)| (Value::str(k), v))
                 .collect(),
-        )))
+        )
     }
 
-    fn text(v: &LVal) -> String {
-        String::from_utf8_lossy(&encode(v).unwrap_or_default()).into_owned()
+    fn text(v: &Value) -> String {
+        String::from_utf8_lossy(&to_yaml_document(v).unwrap_or_default()).into_owned()
     }
 
     #[test]
     fn block_map_with_flow_tuple() {
         let v = plain(vec![
-            ("space_id", LVal::Num(512.0)),
+            ("space_id", Value::Num(512.0)),
             (
                 "tuple",
-                seq(vec![LVal::Num(3.0), LVal::str("three"), LVal::str("yes")]),
+                seq(vec![
+                    Value::Num(3.0),
+                    Value::str("three"),
+                    Value::str("yes"),
+                ]),
             ),
-            ("type", LVal::str("INSERT")),
+            ("type", Value::str("INSERT")),
         ]);
         assert_eq!(
             text(&v),
@@ -1426,19 +1434,19 @@ mod tests {
 
     #[test]
     fn multiline_string_in_flow() {
-        let v = plain(vec![("tuple", seq(vec![LVal::str("b\nc'd\"e")]))]);
+        let v = plain(vec![("tuple", seq(vec![Value::str("b\nc'd\"e")]))]);
         assert_eq!(text(&v), "---\ntuple: ['b\n\n    c''d\"e']\n...\n");
     }
 
     #[test]
     fn binary_and_special() {
-        let v = seq(vec![LVal::Str(vec![0xff, 0x00, 0x61]), LVal::str("a\tb")]);
+        let v = seq(vec![Value::Str(vec![0xff, 0x00, 0x61]), Value::str("a\tb")]);
         assert_eq!(text(&v), "--- [!!binary /wBh, \"a\\tb\"]\n...\n");
     }
 
     #[test]
     fn long_flow_sequences_wrap_at_80_columns() {
-        let items: Vec<LVal> = (0..30).map(|i| LVal::Num(f64::from(1000 + i))).collect();
+        let items: Vec<Value> = (0..30).map(|i| Value::Num(f64::from(1000 + i))).collect();
         let v = plain(vec![("tuple", seq(items))]);
         let out = text(&v);
         assert!(out.contains(", 1012,\n  1013, "), "{out}");

@@ -2,9 +2,14 @@
 //! `tarantoolctl cat` does (YAML by default, `--format json` or `--format lua`), with the
 //! same filters (`--space`, `--show-system`, `--from`, `--to`, `--replica`).
 //!
-//! tarantoolctl builds a Lua table per row and serializes it; the output depends on Lua's
-//! table order, libyaml's emitter and `%.14g` number formatting. The `cat` submodules
-//! reproduce each of those pieces (see `cat/lua.rs`, `cat/record.rs`, `cat/yaml.rs`).
+//! This crate owns `spindle cat`: its arguments ([`CatArgs`], [`CatFormat`]), reading the
+//! files, the filters, and [`run`], which the `spindle` binary calls. tarantoolctl builds a
+//! Lua table per row and serializes it, so the output depends on Lua's table order,
+//! libyaml's emitter and `%.14g` number formatting:
+//! - `record`: one row as tarantoolctl's Lua record (`src/box/lua/xlog.c`), MessagePack
+//!   decoded as Tarantool's two decoders do;
+//! - `lua`: LuaJIT's table order, replayed so keys print in `lua_next` order;
+//! - `output`: the three formats; YAML and JSON come from `spindle_emit`.
 //!
 //! Where tarantoolctl is silent, spindle says what happened: a torn tail is a warning (exit
 //! 0), damage is an error naming the file and offset (exit 1) unless `--skip-corrupt`.
@@ -12,16 +17,14 @@
 mod lua;
 mod output;
 mod record;
-mod yaml;
 
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Args, ValueEnum};
+use spindle_emit::Value;
 use spindle_xlog::{Row, XlogError, XlogReader};
-
-use lua::LVal;
 
 /// Output formats of `tarantoolctl cat`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -31,6 +34,8 @@ pub enum CatFormat {
     Lua,
 }
 
+// The arguments of `spindle cat`. (No doc comment: clap would make it the command's help
+// text, which the `Cat` variant of the binary's command enum already gives.)
 #[derive(Args, Debug)]
 pub struct CatArgs {
     /// `.xlog` / `.snap` files, printed in the given order.
@@ -68,6 +73,9 @@ enum Stop {
     Failed,
 }
 
+/// `spindle cat`: prints every file in order to stdout, progress and problems to stderr.
+/// Success also when stdout is closed early (`| head`); failure after the first file that
+/// cannot be read or printed.
 pub fn run(args: CatArgs) -> ExitCode {
     let stdout = io::stdout();
     let mut out = io::BufWriter::new(stdout.lock());
@@ -180,15 +188,6 @@ fn is_damage(e: &XlogError) -> bool {
     )
 }
 
-fn as_number(v: &LVal) -> Option<f64> {
-    match v {
-        LVal::Num(n) => Some(*n),
-        LVal::U64(u) => Some(*u as f64),
-        LVal::I64(i) => Some(*i as f64),
-        _ => None,
-    }
-}
-
 /// Filters and prints one row. `Ok(false)` ends the file (the `--replica` early stop).
 fn print_row(
     row: &Row,
@@ -204,9 +203,9 @@ fn print_row(
     // tarantoolctl compares Lua numbers: the int64_t lsn is pushed as a double.
     let lsn = row.header.lsn as i64 as f64;
     let to = args.to.map_or(f64::INFINITY, |t| t as f64);
-    let rid = record::replica_id(&record).and_then(as_number);
+    let rid = record::replica_id(&record).and_then(Value::as_number);
     let sid = record::space_id(&record);
-    let sid_num = sid.and_then(as_number);
+    let sid_num = sid.and_then(Value::as_number);
     if let [only] = args.replicas.as_slice() {
         if rid == Some(*only as f64) && lsn >= to {
             return Ok(false);
@@ -223,7 +222,7 @@ fn print_row(
         return Ok(true);
     }
     let text = match args.format {
-        CatFormat::Yaml => yaml::record_text(&record).map_err(|e| {
+        CatFormat::Yaml => output::yaml_record(&record).map_err(|e| {
             let _ = out.flush();
             eprintln!("spindle cat: {e}");
             Stop::Failed
