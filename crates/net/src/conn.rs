@@ -26,6 +26,15 @@ pub struct Conn {
     pub peer_closed: bool,
     /// Requests of this connection currently in the TX thread.
     pub in_flight: usize,
+    /// In the thread's work queue (a connection is queued at most once, so each gets one
+    /// turn per round).
+    pub queued: bool,
+    /// In the thread's list of connections waiting for its in-flight count to drop.
+    pub paused: bool,
+    /// Not read because of its unsent output; the next flush that ends that queues it again.
+    pub stalled: bool,
+    /// Unsent bytes counted in the thread's total at the last flush.
+    pub counted: usize,
 }
 
 /// Output capacity a connection keeps between bursts.
@@ -54,6 +63,10 @@ impl Conn {
             closing: false,
             peer_closed: false,
             in_flight: 0,
+            queued: false,
+            paused: false,
+            stalled: false,
+            counted: 0,
         }
     }
 

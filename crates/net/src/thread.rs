@@ -17,7 +17,10 @@ use spindle_proto::greeting::encode_greeting;
 use spindle_proto::iproto::{decode_frame, decode_request, encode_error, Frame, FrameError};
 use spindle_proto::route::{is_handoff, BatchItem, NetEvent, ReplyBatch, RequestBatch, Route};
 use spindle_types::iproto::GREETING_VERSION;
-use spindle_types::limits::{CONN_OUTPUT_MAX, NET_BATCH_BYTES_MAX, NET_BATCH_MAX, PIPELINE_CHUNK};
+use spindle_types::limits::{
+    CONN_MSG_MAX, CONN_OUTPUT_MAX, CONN_TURN_REQUESTS, NET_BATCH_BYTES_MAX, NET_BATCH_MAX,
+    NET_OUTPUT_MAX, PIPELINE_CHUNK,
+};
 
 use crate::conn::{BufferPool, Conn, ReadOutcome};
 
@@ -202,6 +205,14 @@ fn bind_listener(addr: SocketAddr) -> io::Result<TcpListener> {
     Ok(TcpListener::from_std(socket.into()))
 }
 
+/// Requests each of `queued` connections may hand over in one round of the work queue: one
+/// round stays within about `net_msg_max` requests however many connections are busy, so a
+/// request arriving on any connection waits behind at most that much work in this thread (and
+/// at most `net_msg_max` more in TX), whatever the other connections have pipelined.
+fn turn_share(net_msg_max: usize, queued: usize) -> usize {
+    (net_msg_max / queued.max(1)).clamp(1, CONN_TURN_REQUESTS)
+}
+
 struct NetThread<M> {
     index: u16,
     cfg: NetConfig,
@@ -217,12 +228,17 @@ struct NetThread<M> {
     conns: Vec<Option<Conn>>,
     generations: Vec<u32>,
     free: Vec<usize>,
-    /// Connections with input to process (readable socket or buffered packets).
+    /// Connections with input to process (readable socket or buffered packets), each at
+    /// most once (`Conn::queued`).
     work: VecDeque<usize>,
     /// Connections waiting for the thread's in-flight count to drop.
     paused: Vec<usize>,
     dirty: Vec<usize>,
     in_flight: usize,
+    /// Requests one connection may have in TX at once.
+    conn_msg_max: usize,
+    /// Unsent reply bytes of all connections, as of their last flush.
+    backlog: usize,
     listening: bool,
     /// Requests decoded this turn, not yet handed to TX.
     batch: RequestBatch,
@@ -235,7 +251,6 @@ impl<M: From<NetEvent> + Send + 'static> NetThread<M> {
     fn new(index: u16, cfg: NetConfig, shared: Arc<NetShared>, bus: Bus<M>) -> Self {
         NetThread {
             index,
-            cfg,
             shared,
             bus,
             receiver: None,
@@ -250,11 +265,31 @@ impl<M: From<NetEvent> + Send + 'static> NetThread<M> {
             paused: Vec::new(),
             dirty: Vec::new(),
             in_flight: 0,
+            conn_msg_max: CONN_MSG_MAX.min(cfg.net_msg_max).max(1),
+            backlog: 0,
             listening: true,
             batch: RequestBatch::default(),
             buffers: BufferPool::default(),
             registry: None,
+            cfg,
         }
+    }
+
+    /// Queues the connection for a turn of `process_work`, unless it is queued already.
+    fn schedule(&mut self, slot: usize) {
+        if let Some(conn) = self.conns.get_mut(slot).and_then(|c| c.as_mut()) {
+            if !conn.queued {
+                conn.queued = true;
+                self.work.push_back(slot);
+            }
+        }
+    }
+
+    /// Whether the connection's unsent output forbids reading more of its requests: its own
+    /// bound, or the thread's once that is passed and the connection's peer is behind.
+    fn output_blocked(&self, conn: &Conn) -> bool {
+        let unsent = conn.unsent();
+        unsent >= CONN_OUTPUT_MAX || (unsent > 0 && self.backlog >= NET_OUTPUT_MAX)
     }
 
     fn run(mut self, mut poll: Poll, mut listener: Option<TcpListener>) {
@@ -412,7 +447,7 @@ impl<M: From<NetEvent> + Send + 'static> NetThread<M> {
         self.send_batch();
         self.bus.send(M::from(NetEvent::Connect { route, salt }));
         self.dirty.push(slot);
-        self.work.push_back(slot);
+        self.schedule(slot);
     }
 
     fn on_ready(&mut self, slot: usize, readable: bool, read_closed: bool) {
@@ -420,11 +455,14 @@ impl<M: From<NetEvent> + Send + 'static> NetThread<M> {
             return;
         };
         conn.peer_closed |= read_closed;
-        if readable || read_closed {
+        let wake = readable || read_closed;
+        if wake {
             conn.readable = true;
-            self.work.push_back(slot);
         }
         self.dirty.push(slot);
+        if wake {
+            self.schedule(slot);
+        }
     }
 
     fn take_replies(&mut self) {
@@ -441,24 +479,33 @@ impl<M: From<NetEvent> + Send + 'static> NetThread<M> {
                         conn.output.extend_from_slice(bytes);
                         conn.in_flight = conn.in_flight.saturating_sub(1);
                         self.dirty.push(slot);
-                        self.work.push_back(slot);
+                        self.schedule(slot);
                     }
                 }
             }
         }
         if before >= self.cfg.net_msg_max && self.in_flight < self.cfg.net_msg_max {
-            self.work.extend(self.paused.drain(..));
+            for slot in std::mem::take(&mut self.paused) {
+                if let Some(conn) = self.conns.get_mut(slot).and_then(|c| c.as_mut()) {
+                    conn.paused = false;
+                }
+                self.schedule(slot);
+            }
         }
     }
 
     fn process_work(&mut self) {
         let rounds = self.work.len();
+        let share = turn_share(self.cfg.net_msg_max, rounds);
         for _ in 0..rounds {
             let Some(slot) = self.work.pop_front() else {
                 break;
             };
-            if self.process_conn(slot) {
-                self.work.push_back(slot);
+            if let Some(conn) = self.conns.get_mut(slot).and_then(|c| c.as_mut()) {
+                conn.queued = false;
+            }
+            if self.process_conn(slot, share) {
+                self.schedule(slot);
             }
             if self.batch.len() >= PIPELINE_CHUNK {
                 self.queue_batch();
@@ -467,26 +514,47 @@ impl<M: From<NetEvent> + Send + 'static> NetThread<M> {
     }
 
     /// Frames and dispatches what the connection has; returns true if it should get another
-    /// turn (it still has readable data and capacity).
-    fn process_conn(&mut self, slot: usize) -> bool {
-        let stop = self.shared.stop_reading.load(Ordering::Relaxed);
+    /// turn (it still has input and capacity, but used up this turn's `share` of requests).
+    fn process_conn(&mut self, slot: usize, share: usize) -> bool {
+        if self.shared.stop_reading.load(Ordering::Relaxed) {
+            return false;
+        }
         let mut reads = 0;
+        let mut requests = 0;
         loop {
-            if stop {
-                return false;
-            }
             if self.in_flight >= self.cfg.net_msg_max {
-                self.paused.push(slot);
+                if let Some(conn) = self.conns.get_mut(slot).and_then(|c| c.as_mut()) {
+                    if !conn.paused {
+                        conn.paused = true;
+                        self.paused.push(slot);
+                    }
+                }
                 return false;
             }
+            let blocked = match self.conns.get(slot).and_then(|c| c.as_ref()) {
+                Some(conn) => self.output_blocked(conn),
+                None => return false,
+            };
+            let conn_msg_max = self.conn_msg_max;
             let Some(conn) = self.conns.get_mut(slot).and_then(|c| c.as_mut()) else {
                 return false;
             };
-            if conn.closing || conn.unsent() >= CONN_OUTPUT_MAX {
+            if blocked {
+                conn.stalled = true;
                 return false;
             }
+            // A reply coming back schedules the connection again.
+            if conn.closing || conn.in_flight >= conn_msg_max {
+                return false;
+            }
+            if requests == share {
+                return true;
+            }
             match decode_frame(conn.pending_input(), self.cfg.packet_max) {
-                Ok(Frame::Packet { prefix_len, len }) => self.dispatch(slot, prefix_len, len),
+                Ok(Frame::Packet { prefix_len, len }) => {
+                    requests += 1;
+                    self.dispatch(slot, prefix_len, len);
+                }
                 Ok(Frame::Need(_)) => {
                     if !conn.readable {
                         conn.release_input(&mut self.buffers);
@@ -602,6 +670,7 @@ impl<M: From<NetEvent> + Send + 'static> NetThread<M> {
         let Some(mut conn) = self.conns.get_mut(slot).and_then(|c| c.take()) else {
             return;
         };
+        self.backlog -= conn.counted;
         if let Some(g) = self.generations.get_mut(slot) {
             *g = g.wrapping_add(1);
         }
@@ -662,12 +731,21 @@ impl<M: From<NetEvent> + Send + 'static> NetThread<M> {
         let Some(conn) = self.conns.get_mut(slot).and_then(|c| c.as_mut()) else {
             return;
         };
-        let was_blocked = conn.unsent() >= CONN_OUTPUT_MAX;
         let alive = conn.flush().is_ok();
+        self.backlog = self.backlog - conn.counted + conn.unsent();
+        conn.counted = conn.unsent();
         if !alive || (conn.closing && conn.unsent() == 0) {
             self.close_conn(poll, slot);
-        } else if was_blocked && conn.unsent() < CONN_OUTPUT_MAX {
-            self.work.push_back(slot);
+            return;
+        }
+        let Some(conn) = self.conns.get(slot).and_then(|c| c.as_ref()) else {
+            return;
+        };
+        if conn.stalled && !self.output_blocked(conn) {
+            if let Some(conn) = self.conns.get_mut(slot).and_then(|c| c.as_mut()) {
+                conn.stalled = false;
+            }
+            self.schedule(slot);
         }
     }
 
@@ -676,6 +754,7 @@ impl<M: From<NetEvent> + Send + 'static> NetThread<M> {
             return;
         };
         let Some(mut conn) = entry.take() else { return };
+        self.backlog -= conn.counted;
         let _ = poll.registry().deregister(&mut conn.stream);
         if let Some(g) = self.generations.get_mut(slot) {
             *g = g.wrapping_add(1);
@@ -688,5 +767,24 @@ impl<M: From<NetEvent> + Send + 'static> NetThread<M> {
         };
         self.send_batch();
         self.bus.send(M::from(NetEvent::Disconnect { route }));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::turn_share;
+    use spindle_types::limits::CONN_TURN_REQUESTS;
+
+    #[test]
+    fn a_round_of_the_work_queue_stays_near_net_msg_max() {
+        assert_eq!(turn_share(768, 0), CONN_TURN_REQUESTS);
+        assert_eq!(turn_share(768, 4), CONN_TURN_REQUESTS);
+        assert_eq!(turn_share(768, 200), 3);
+        assert_eq!(turn_share(768, 10_000), 1);
+        for queued in 1..2000 {
+            let share = turn_share(768, queued);
+            assert!((1..=CONN_TURN_REQUESTS).contains(&share));
+            assert!(share == 1 || share * queued <= 768, "{queued}: {share}");
+        }
     }
 }

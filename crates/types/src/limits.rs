@@ -8,7 +8,20 @@ pub const PACKET_SIZE_HARD_MAX: u64 = 1 << 31;
 /// Default number of requests one network thread keeps in flight before it stops reading.
 pub const NET_MSG_MAX_DEFAULT: usize = 768;
 /// Bytes of unsent replies a connection may hold before the net thread stops reading from it.
-pub const CONN_OUTPUT_MAX: usize = 4 * 1024 * 1024;
+/// Replies are only "unsent" once the kernel's socket buffer is full, so a client that reads
+/// its replies never comes near this; one that does not stops being read here (TCP's own
+/// backpressure then reaches it).
+pub const CONN_OUTPUT_MAX: usize = 1024 * 1024;
+/// Unsent reply bytes of all of one network thread's connections above which the thread reads
+/// only from connections that have nothing unsent: the connections whose peers do not read
+/// stop first, everyone else goes on being served.
+pub const NET_OUTPUT_MAX: usize = 64 * 1024 * 1024;
+/// Requests of one connection in the TX thread at once; the connection is not read further
+/// until replies come back. Never more than the thread's `net_msg_max`.
+pub const CONN_MSG_MAX: usize = 128;
+/// Requests decoded from one connection in one loop turn before the next connection's turn
+/// (round-robin): a deep pipeline cannot delay other connections by more than this.
+pub const CONN_TURN_REQUESTS: usize = 128;
 /// Read buffer growth step for a connection.
 pub const CONN_READ_CHUNK: usize = 16 * 1024;
 /// Idle read buffers a network thread keeps for reuse.
