@@ -10,80 +10,8 @@
 
 use std::marker::PhantomData;
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
 
-use crate::tuple::{Header, Tuple};
-
-/// Views alive; read without the lock on every free, so that freeing costs nothing extra
-/// when no view exists. Changed only under `GRAVEYARD`'s lock.
-static VIEWS: AtomicUsize = AtomicUsize::new(0);
-
-static GRAVEYARD: Mutex<Graveyard> = Mutex::new(Graveyard {
-    views: 0,
-    dead: Vec::new(),
-});
-
-struct Graveyard {
-    views: usize,
-    dead: Vec<Dead>,
-}
-
-/// A tuple block no handle refers to any more, waiting for the last view to end.
-struct Dead(NonNull<Header>);
-
-// SAFETY: a dead block is owned by the graveyard alone (no handle refers to it); whichever
-// thread ends the last view frees it.
-unsafe impl Send for Dead {}
-
-fn graveyard() -> std::sync::MutexGuard<'static, Graveyard> {
-    // The graveyard's state stays consistent even if a holder panicked (push and take only).
-    GRAVEYARD.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// Called by `Tuple::drop` for a block whose last handle went: keeps it if a view may
-/// still read it. Returns whether it was kept.
-pub(crate) fn bury(block: NonNull<Header>) -> bool {
-    if VIEWS.load(Ordering::SeqCst) == 0 {
-        return false;
-    }
-    let mut g = graveyard();
-    if g.views == 0 {
-        return false;
-    }
-    g.dead.push(Dead(block));
-    true
-}
-
-/// Holds delayed free on while it lives.
-struct Freeze(());
-
-impl Freeze {
-    fn new() -> Freeze {
-        let mut g = graveyard();
-        g.views += 1;
-        VIEWS.store(g.views, Ordering::SeqCst);
-        Freeze(())
-    }
-}
-
-impl Drop for Freeze {
-    fn drop(&mut self) {
-        let dead = {
-            let mut g = graveyard();
-            g.views -= 1;
-            VIEWS.store(g.views, Ordering::SeqCst);
-            if g.views > 0 {
-                return;
-            }
-            std::mem::take(&mut g.dead)
-        };
-        for Dead(block) in dead {
-            // SAFETY: buried blocks have no handles, and no view is left that could read them.
-            unsafe { Tuple::free_block(block) };
-        }
-    }
-}
+use crate::tuple::{Freeze, Header, Tuple};
 
 /// The tuples of one index as they were when the view was taken, in index order. May move
 /// to another thread (a snapshot or relay thread) and outlive any change to the index.
@@ -174,7 +102,6 @@ mod tests {
         assert_eq!(second.iter().count(), 200);
         assert!(second.iter().all(|t| t.data().ends_with(b"OVERWRITTEN!")));
         drop(second);
-        assert_eq!(VIEWS.load(Ordering::SeqCst), 0);
-        assert!(graveyard().dead.is_empty());
+        assert!(crate::tuple::no_views_and_no_dead());
     }
 }

@@ -14,7 +14,8 @@ use std::alloc::{alloc, dealloc, handle_alloc_error, Layout};
 use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::ptr::NonNull;
-use std::sync::atomic::{fence, AtomicU32, Ordering};
+use std::sync::atomic::{fence, AtomicU32, AtomicUsize, Ordering};
+use std::sync::Mutex;
 
 /// The start of a tuple's heap block; the bytes follow it.
 #[repr(C)]
@@ -189,7 +190,7 @@ impl Drop for Tuple {
         // Every other handle's last use happens before the block is freed.
         fence(Ordering::Acquire);
         // A frozen read view taken while the tuple was stored may still read it.
-        if crate::frozen::bury(self.ptr) {
+        if bury(self.ptr) {
             return;
         }
         // SAFETY: this was the last handle and no view can read the block.
@@ -289,6 +290,84 @@ impl<'a> Iterator for Fields<'a> {
         }
         self.next()
     }
+}
+
+// ---- delayed free, for frozen read views (`crate::frozen`) ----
+
+/// Views alive; read without the lock on every free, so that freeing costs nothing extra
+/// when no view exists. Changed only under `GRAVEYARD`'s lock.
+static VIEWS: AtomicUsize = AtomicUsize::new(0);
+
+static GRAVEYARD: Mutex<Graveyard> = Mutex::new(Graveyard {
+    views: 0,
+    dead: Vec::new(),
+});
+
+struct Graveyard {
+    views: usize,
+    dead: Vec<Dead>,
+}
+
+/// A tuple block no handle refers to any more, waiting for the last view to end.
+struct Dead(NonNull<Header>);
+
+// SAFETY: a dead block is owned by the graveyard alone (no handle refers to it); whichever
+// thread ends the last view frees it.
+unsafe impl Send for Dead {}
+
+fn graveyard() -> std::sync::MutexGuard<'static, Graveyard> {
+    // The graveyard's state stays consistent even if a holder panicked (push and take only).
+    GRAVEYARD.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Called by `Tuple::drop` for a block whose last handle went: keeps it if a view may
+/// still read it. Returns whether it was kept.
+pub(crate) fn bury(block: NonNull<Header>) -> bool {
+    if VIEWS.load(Ordering::SeqCst) == 0 {
+        return false;
+    }
+    let mut g = graveyard();
+    if g.views == 0 {
+        return false;
+    }
+    g.dead.push(Dead(block));
+    true
+}
+
+/// Holds delayed free on while it lives.
+pub(crate) struct Freeze(());
+
+impl Freeze {
+    pub(crate) fn new() -> Freeze {
+        let mut g = graveyard();
+        g.views += 1;
+        VIEWS.store(g.views, Ordering::SeqCst);
+        Freeze(())
+    }
+}
+
+impl Drop for Freeze {
+    fn drop(&mut self) {
+        let dead = {
+            let mut g = graveyard();
+            g.views -= 1;
+            VIEWS.store(g.views, Ordering::SeqCst);
+            if g.views > 0 {
+                return;
+            }
+            std::mem::take(&mut g.dead)
+        };
+        for Dead(block) in dead {
+            // SAFETY: buried blocks have no handles, and no view is left that could read them.
+            unsafe { Tuple::free_block(block) };
+        }
+    }
+}
+
+/// True when no view lives and nothing waits in the graveyard (for tests).
+#[cfg(test)]
+pub(crate) fn no_views_and_no_dead() -> bool {
+    VIEWS.load(Ordering::SeqCst) == 0 && graveyard().dead.is_empty()
 }
 
 #[cfg(test)]
