@@ -130,6 +130,7 @@ impl<M> BusReceiver<M> {
     /// Sleeps until a message may be available. Announces sleep first and re-checks the queue
     /// so a message sent in between is never missed.
     pub fn wait(&mut self) {
+        crate::tx::assert_may_yield();
         self.reset();
         self.bell.sleeping.store(true, Ordering::SeqCst);
         if !self.receiver.is_empty() {
@@ -161,6 +162,7 @@ impl<M> BusReceiver<M> {
     /// A poll point while busy: lets epoll and cross-thread wakeups run (may.md P3), then
     /// returns without waiting for new messages.
     pub fn poll_point(&mut self) {
+        crate::tx::assert_may_yield();
         self.bell.ring();
         if let Some(io) = self.io.as_mut() {
             let _ = io.wait_io();

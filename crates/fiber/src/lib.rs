@@ -12,8 +12,8 @@ mod watch;
 
 pub use bus::{Bus, BusReceiver, Doorbell};
 pub use tx::{
-    assert_tx_thread, current_fiber, is_tx_thread, park, run_tx, spawn_fiber, yield_now, Fiber,
-    TxCell,
+    assert_may_yield, assert_tx_thread, current_fiber, is_tx_thread, park, run_tx, spawn_fiber,
+    yield_now, Fiber, NoYield, TxCell,
 };
 pub use watch::Watch;
 
