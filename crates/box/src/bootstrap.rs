@@ -6,7 +6,8 @@ use spindle_proto::mp;
 use spindle_types::{BoxError, BoxResult};
 
 use crate::catalog::sys;
-use crate::db::{Db, Dml};
+use crate::db::Db;
+use crate::dml::Dml;
 
 const ROWS: &str = include_str!("bootstrap_rows.tsv");
 
@@ -83,7 +84,7 @@ pub fn preload_catalog(db: &mut Db) -> BoxResult<()> {
 
 /// Loads the full catalogue of a new instance.
 pub fn load_system_rows(db: &mut Db, cluster_uuid: &str) -> BoxResult<()> {
-    let instance_uuid = db.instance_uuid.clone();
+    let instance_uuid = db.instance_uuid().to_string();
     for (space_id, tuple) in system_rows(cluster_uuid, &instance_uuid)? {
         db.apply_dml(Dml::Insert {
             space_id,

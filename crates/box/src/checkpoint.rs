@@ -44,8 +44,8 @@ impl ReadView {
             spaces.push((id, entry.def.group_id, tuples));
         }
         ReadView {
-            vclock: db.vclock,
-            instance_uuid: db.instance_uuid.clone(),
+            vclock: db.vclock(),
+            instance_uuid: db.instance_uuid().to_string(),
             spaces,
             keep_vclock: None,
         }

@@ -1,23 +1,16 @@
-//! Executes requests against the catalog: authentication, SELECT (including the privilege
-//! filtered system views), and the five DML requests. DML returns the rows to log — bodies
-//! rewritten the way Tarantool logs them (DELETE/UPDATE by primary key) — and the undo
-//! records that roll the change back if the WAL write fails. Recovery replays logged rows
-//! through the same `apply_dml` path, without access checks.
+//! One data change (`Dml`) applied to memory: the tuple it returns, the undo record that
+//! rolls it back and the row to log — its body rewritten the way Tarantool logs it (DELETE
+//! and UPDATE by primary key). Requests, recovery and appliers all apply through here;
+//! replayed rows skip validation and logging. Also the codec of logged DML bodies.
 
-use spindle_memtx::index::Lookup;
 use spindle_memtx::tuple::Tuple;
-use spindle_proto::iproto::{Header, Request, Span};
 use spindle_proto::mp;
-use spindle_proto::route::{BatchItem, RequestBatch, Route};
-use spindle_types::iproto::{key, request, IteratorType};
+use spindle_types::iproto::{key, request};
 use spindle_types::{BoxError, BoxResult};
-use spindle_xlog::{Row, RowHeader, Vclock};
+use spindle_xlog::{Row, RowHeader};
 
-use crate::access::{ObjectType, Users, PRIV_R, PRIV_S, PRIV_U, PRIV_W};
-use crate::catalog::{sys, Catalog, Engine};
-use crate::reply::Reply;
-use crate::session::Sessions;
-use crate::views;
+use crate::catalog::sys;
+use crate::db::Db;
 
 /// One data change, decoded from a request or a logged row.
 #[derive(Clone, Copy, Debug)]
@@ -70,279 +63,17 @@ pub struct Undo {
     new: Option<Tuple>,
 }
 
-/// A successfully applied write, before it is durable.
-#[derive(Debug)]
-pub struct WriteOutcome {
-    pub reply: Reply,
-    pub rows: Vec<Row>,
-    pub undo: Vec<Undo>,
-}
-
-pub fn is_write(request: &Request) -> bool {
-    matches!(
-        request,
-        Request::Insert { .. }
-            | Request::Replace { .. }
-            | Request::Update { .. }
-            | Request::Delete { .. }
-            | Request::Upsert { .. }
-    )
-}
-
-pub struct Db {
-    pub catalog: Catalog,
-    pub users: Users,
-    pub vclock: Vclock,
-    pub replica_id: u32,
-    pub instance_uuid: String,
-    /// `--read-only`: client writes to replicated spaces get ER_READONLY.
-    pub read_only: bool,
-    schema_changed: bool,
-}
-
-fn span<'a>(packet: &'a [u8], s: &Span) -> &'a [u8] {
-    packet.get(s.start as usize..s.end as usize).unwrap_or(&[])
-}
-
 impl Db {
-    pub fn new(instance_uuid: String) -> Db {
-        Db {
-            catalog: Catalog::default(),
-            users: Users::default(),
-            vclock: Vclock::new(),
-            replica_id: 1,
-            instance_uuid,
-            read_only: false,
-            schema_changed: false,
-        }
-    }
-
-    pub fn schema_version(&self) -> u32 {
-        self.catalog.version()
-    }
-
-    /// True once after a change that bumped the schema version.
-    pub fn schema_changed(&mut self) -> bool {
-        std::mem::take(&mut self.schema_changed)
-    }
-
-    // ---- reads ----
-
-    #[allow(clippy::too_many_arguments)]
-    pub fn execute_read(
-        &mut self,
-        sessions: &mut Sessions,
-        route: Route,
-        user: u32,
-        header: &Header,
-        request: &Request,
-        packet: &[u8],
-        lookup: Option<Lookup>,
-    ) -> BoxResult<Reply> {
-        if !matches!(request, Request::Unknown(_) | Request::Id { .. }) {
-            self.check_schema_version(header)?;
-        }
-        match request {
-            Request::Ping => Ok(Reply::Empty),
-            Request::Auth {
-                user: name,
-                scramble,
-            } => {
-                let scramble = scramble.as_ref().map(|s| span(packet, s));
-                self.auth(sessions, route, span(packet, name), scramble)
-            }
-            Request::Select {
-                space_id,
-                index_id,
-                limit,
-                offset,
-                iterator,
-                key,
-            } => {
-                let key = span(packet, key);
-                let window = (*offset, *limit);
-                let tuples =
-                    self.select(user, *space_id, *index_id, *iterator, key, window, lookup)?;
-                Ok(Reply::Tuples(tuples))
-            }
-            Request::Call { name, args, is_16 } => {
-                let name = String::from_utf8_lossy(span(packet, name)).into_owned();
-                let args = spindle_proto::iproto::array_or_empty(packet, args);
-                crate::call::call(self, user, &name, args, *is_16)
-            }
-            Request::Eval { .. } => {
-                self.users.check_universe(user, crate::access::PRIV_X)?;
-                Err(BoxError::unsupported("spindle", "Lua EVAL"))
-            }
-            Request::Execute | Request::Prepare => Err(BoxError::unsupported("spindle", "SQL")),
-            Request::Vote => Ok(Reply::Raw(crate::replication::ballot(self))),
-            Request::Join { .. }
-            | Request::Subscribe { .. }
-            | Request::Register { .. }
-            | Request::FetchSnapshot => Err(BoxError::unsupported("spindle", "replication yet")),
-            Request::Id { .. } => Err(BoxError::unknown_request_type(73)),
-            Request::Unknown(t) => Err(BoxError::unknown_request_type(*t as u64)),
-            _ => Err(BoxError::unknown()),
-        }
-    }
-
-    fn check_schema_version(&self, header: &Header) -> BoxResult<()> {
-        let current = self.schema_version() as u64;
-        if header.schema_version != 0 && header.schema_version != current {
-            return Err(BoxError::wrong_schema_version(
-                current,
-                header.schema_version,
-            ));
-        }
-        Ok(())
-    }
-
-    fn auth(
-        &mut self,
-        sessions: &mut Sessions,
-        route: Route,
-        name: &[u8],
-        scramble: Option<&[u8]>,
-    ) -> BoxResult<Reply> {
-        let name = String::from_utf8_lossy(name).into_owned();
-        let user = match self.users.by_name(&name) {
-            Some(u) if !u.is_role => u.clone(),
-            _ => return Err(BoxError::no_such_user(&name)),
-        };
-        let salt = sessions.get_mut(route).map(|s| s.salt).unwrap_or([0; 32]);
-        match (scramble, user.hash2) {
-            (None, _) if user.id == crate::session::GUEST => {}
-            (None, _) => return Err(BoxError::invalid_msgpack("authentication request body")),
-            (Some(s), Some(hash2)) => {
-                if !spindle_proto::auth::check_scramble(&salt[..20], s, &hash2) {
-                    return Err(BoxError::password_mismatch(&name));
-                }
-            }
-            (Some(_), None) => return Err(BoxError::password_mismatch(&name)),
-        }
-        self.users.check_universe(user.id, PRIV_S)?;
-        if let Some(session) = sessions.get_mut(route) {
-            session.user = user.id;
-        }
-        Ok(Reply::Empty)
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn select(
-        &mut self,
-        user: u32,
-        space_id: u32,
-        index_id: u32,
-        iterator: u32,
-        key: &[u8],
-        (offset, limit): (u32, u32),
-        lookup: Option<Lookup>,
-    ) -> BoxResult<Vec<Tuple>> {
-        self.users.check_universe(user, PRIV_U)?;
-        let entry = self.catalog.space(space_id)?;
-        let (name, owner, engine) = (entry.def.name.as_str(), entry.def.owner, entry.def.engine);
-        self.users
-            .check(user, PRIV_R, ObjectType::Space, space_id, name, Some(owner))?;
-        if entry.space.index(index_id).is_none() {
-            return Err(BoxError::no_such_index_id(index_id, name));
-        }
-        let it = IteratorType::from_code(iterator as u64)
-            .ok_or_else(|| BoxError::illegal_params("Invalid iterator type"))?;
-        match engine {
-            Engine::Sysview => {
-                views::select(self, user, space_id, index_id, it, key, offset, limit)
-            }
-            _ => self
-                .catalog
-                .space(space_id)?
-                .space
-                .select_from(index_id, it, key, offset, limit, lookup),
-        }
-    }
-
-    /// Lower bounds for the run of EQ selects on one memtx index that starts at item `from`
-    /// of `batch`, found in one batched walk (see `Index::lower_bounds`): the run's length,
-    /// and one entry per select of it (none at all for a run too short to batch). Valid only
-    /// while nothing changes the index: the run holds selects alone, and it runs right after.
-    pub fn plan_selects(&self, batch: &RequestBatch, from: usize) -> (usize, Vec<Option<Lookup>>) {
-        let items = batch.items.get(from..).unwrap_or_default();
-        let Some(target) = items.first().and_then(|i| eq_select_target(&i.request)) else {
-            return (0, Vec::new());
-        };
-        let in_run = |i: &&BatchItem| eq_select_target(&i.request) == Some(target);
-        let len = items.iter().take_while(in_run).count();
-        if len < SELECT_PLAN_MIN {
-            return (len, Vec::new());
-        }
-        let (space_id, index_id) = target;
-        let index = self
-            .catalog
-            .get(space_id)
-            .filter(|e| e.def.engine == Engine::Memtx)
-            .and_then(|e| e.space.index(index_id));
-        let lookups = index.map_or_else(Vec::new, |index| {
-            index.lower_bounds(items.iter().take(len).map(|i| select_key(batch, i)))
-        });
-        (len, lookups)
-    }
-
-    // ---- writes ----
-
-    pub fn execute_write(
-        &mut self,
-        user: u32,
-        header: &Header,
-        request: &Request,
-        packet: &[u8],
-    ) -> BoxResult<WriteOutcome> {
-        self.check_schema_version(header)?;
-        let dml = request_to_dml(request, packet)?;
-        self.check_writable(dml.space_id())?;
-        self.check_write_access(user, dml.space_id())?;
-        let applied = self.apply_dml(dml)?;
-        let reply = match dml {
-            Dml::Upsert { .. } => Reply::Tuples(Vec::new()),
-            _ => Reply::Tuples(applied.result.into_iter().collect()),
-        };
-        let rows = applied.log.into_iter().collect();
-        Ok(WriteOutcome {
-            reply,
-            rows,
-            undo: applied.undo.into_iter().collect(),
-        })
-    }
-
-    /// A read-only instance refuses writes to replicated spaces (temporary and local spaces
-    /// stay writable), after the space lookup, as Tarantool's `box_process1` does.
-    fn check_writable(&self, space_id: u32) -> BoxResult<()> {
-        let def = &self.catalog.space(space_id)?.def;
-        if self.read_only && !def.temporary && def.group_id == 0 {
-            return Err(BoxError::readonly());
-        }
-        Ok(())
-    }
-
-    pub(crate) fn check_write_access(&mut self, user: u32, space_id: u32) -> BoxResult<()> {
-        self.users.check_universe(user, PRIV_U)?;
-        let entry = self.catalog.space(space_id)?;
-        let (name, owner, engine) = (entry.def.name.as_str(), entry.def.owner, entry.def.engine);
-        if engine == Engine::Sysview {
-            return Err(BoxError::view_is_ro(name));
-        }
-        self.users
-            .check(user, PRIV_W, ObjectType::Space, space_id, name, Some(owner))
-    }
-
     /// Applies one change to memory (and, for system spaces, to the schema). Errors leave
     /// everything unchanged.
     pub fn apply_dml(&mut self, dml: Dml<'_>) -> BoxResult<Applied> {
-        self.apply(dml, true)
+        self.apply_change(dml, true)
     }
 
     /// Applies a row replayed from the log (recovery, replication): its body was validated
     /// when it was decoded, and no row is produced to log again.
     pub fn replay_dml(&mut self, dml: Dml<'_>) -> BoxResult<()> {
-        self.apply(dml, false).map(|_| ())
+        self.apply_change(dml, false).map(|_| ())
     }
 
     /// Replays a logged INSERT or REPLACE whose tuple was already built (on a decoder
@@ -378,7 +109,7 @@ impl Db {
         space.insert_prepared(tuple, hint, !insert).map(|_| ())
     }
 
-    fn apply(&mut self, dml: Dml<'_>, log: bool) -> BoxResult<Applied> {
+    fn apply_change(&mut self, dml: Dml<'_>, log: bool) -> BoxResult<Applied> {
         let space_id = dml.space_id();
         let entry = self.catalog.space_mut(space_id)?;
         // Temporary spaces are never logged; local ones are, in their own group (and LSN
@@ -496,60 +227,25 @@ impl Db {
         result
     }
 
-    /// Undoes applied changes, newest first (a failed WAL write).
+    /// Undoes applied changes, newest first (a failed WAL write, a failed statement of a
+    /// transaction). Undoing a schema change that was applied cannot fail unless the catalog
+    /// code is wrong; if it does, the catalog no longer describes the data, so the instance
+    /// refuses every write from then on (`poisoned`) instead of going on with it.
     pub fn rollback(&mut self, undo: Vec<Undo>) {
         for u in undo.into_iter().rev() {
             if let Ok(entry) = self.catalog.space_mut(u.space_id) {
                 entry.space.rollback(u.old.clone(), u.new.clone());
             }
             // Reverse the schema effect: the row goes from `new` back to `old`.
-            let _ = self.on_system_change(u.space_id, u.new.as_ref(), u.old.as_ref());
+            if let Err(e) = self.on_system_change(u.space_id, u.new.as_ref(), u.old.as_ref()) {
+                let why = format!(
+                    "undoing a change of system space {} failed: {e}",
+                    u.space_id
+                );
+                tracing::error!("{why}; refusing all writes from now on");
+                self.poison(why);
+            }
         }
-    }
-
-    /// Assigns LSNs and the transaction id to new rows, as Tarantool 2.6 does: rows of local
-    /// spaces (`group_id` 1) count in vclock component 0 with replica id 0, the others in this
-    /// instance's component; the transaction id is the LSN of the first replicated row (of
-    /// the first row if there is none). A transaction with replicated rows that ends with a
-    /// local one gets a NOP as its last row, so that replicas, which never see local rows,
-    /// still see where it ends.
-    pub fn assign_lsns(&mut self, rows: &mut Vec<Row>) {
-        let local = |r: &Row| r.header.group_id != 0;
-        if rows.last().is_some_and(local) && !rows.iter().all(local) {
-            let timestamp = rows.last().map_or(0.0, |r| r.header.timestamp);
-            rows.push(Row {
-                header: RowHeader {
-                    req_type: request::NOP,
-                    timestamp,
-                    ..Default::default()
-                },
-                body: Vec::new(),
-            });
-        }
-        let id = self.replica_id;
-        for row in rows.iter_mut() {
-            let origin = if local(row) { 0 } else { id };
-            let lsn = self.vclock.get(origin) + 1;
-            self.vclock.follow(origin, lsn);
-            row.header.replica_id = origin;
-            row.header.lsn = lsn;
-        }
-        let tsn = rows
-            .iter()
-            .find(|r| !local(r))
-            .or(rows.first())
-            .map_or(0, |r| r.header.lsn);
-        let count = rows.len();
-        for (i, row) in rows.iter_mut().enumerate() {
-            row.header.tsn = tsn;
-            row.header.is_commit = i + 1 == count;
-        }
-    }
-
-    /// After a failed WAL write: LSNs of component `id` after `lsn` were never written and
-    /// are reused.
-    pub fn reset_lsn(&mut self, id: u32, lsn: u64) {
-        self.vclock.set(id, lsn);
     }
 }
 
@@ -573,53 +269,6 @@ fn dml_type(dml: &Dml<'_>) -> u32 {
     }
 }
 
-fn request_to_dml<'a>(request: &Request, packet: &'a [u8]) -> BoxResult<Dml<'a>> {
-    Ok(match request {
-        Request::Insert { space_id, tuple } => Dml::Insert {
-            space_id: *space_id,
-            tuple: span(packet, tuple),
-        },
-        Request::Replace { space_id, tuple } => Dml::Replace {
-            space_id: *space_id,
-            tuple: span(packet, tuple),
-        },
-        Request::Delete {
-            space_id,
-            index_id,
-            key,
-        } => Dml::Delete {
-            space_id: *space_id,
-            index_id: *index_id,
-            key: span(packet, key),
-        },
-        Request::Update {
-            space_id,
-            index_id,
-            index_base,
-            key,
-            ops,
-        } => Dml::Update {
-            space_id: *space_id,
-            index_id: *index_id,
-            key: span(packet, key),
-            ops: span(packet, ops),
-            index_base: *index_base,
-        },
-        Request::Upsert {
-            space_id,
-            index_base,
-            tuple,
-            ops,
-        } => Dml::Upsert {
-            space_id: *space_id,
-            tuple: span(packet, tuple),
-            ops: span(packet, ops),
-            index_base: *index_base,
-        },
-        _ => return Err(BoxError::unknown()),
-    })
-}
-
 /// Decodes a logged DML row body (recovery and, later, the applier).
 pub fn row_to_dml(row: &Row) -> BoxResult<Dml<'_>> {
     body_to_dml(row.header.req_type, &row.body)
@@ -634,8 +283,13 @@ pub fn body_to_dml(req_type: u32, body: &[u8]) -> BoxResult<Dml<'_>> {
     for _ in 0..entries {
         let k = mp::read_uint(&mut cur).map_err(|_| BoxError::invalid_msgpack("row body"))?;
         let value = mp::take_value(&mut cur).map_err(|_| BoxError::invalid_msgpack("row body"))?;
-        let as_u32 = || mp::read_uint(&mut &value[..]).ok().map(|v| v as u32);
-        match k as u8 {
+        let as_u32 = || {
+            mp::read_uint(&mut &value[..])
+                .ok()
+                .and_then(|v| u32::try_from(v).ok())
+        };
+        // A key past u8 is unknown (skipped), never the u8 it would truncate to.
+        match u8::try_from(k).unwrap_or(u8::MAX) {
             key::SPACE_ID => space_id = as_u32(),
             key::INDEX_ID => index_id = as_u32().unwrap_or(0),
             key::INDEX_BASE => index_base = as_u32().unwrap_or(0),
@@ -713,106 +367,48 @@ fn body_upsert(space_id: u32, index_base: u32, tuple: &[u8], ops: &[u8]) -> Vec<
     body(space_id, &[(key::INDEX_BASE, index_base)], &values)
 }
 
-/// Runs of fewer EQ selects than this are not batched: too few cache misses to overlap.
-const SELECT_PLAN_MIN: usize = 4;
-
-/// (space, index) of an EQ select.
-fn eq_select_target(request: &Request) -> Option<(u32, u32)> {
-    match *request {
-        Request::Select {
-            space_id,
-            index_id,
-            iterator,
-            ..
-        } if IteratorType::from_code(iterator as u64) == Some(IteratorType::Eq) => {
-            Some((space_id, index_id))
-        }
-        _ => None,
-    }
-}
-
-fn select_key<'a>(batch: &'a RequestBatch, item: &BatchItem) -> &'a [u8] {
-    match &item.request {
-        Request::Select { key, .. } => span(batch.packet(item), key),
-        _ => &[],
-    }
-}
-
-/// The lower bounds planned for a run of selects, handed out as the run executes.
-#[derive(Default)]
-pub struct SelectPlan {
-    start: usize,
-    /// Items `start..end` are the planned run.
-    end: usize,
-    lookups: Vec<Option<Lookup>>,
-}
-
-impl SelectPlan {
-    /// The lookup for item `i` of `batch`, planning the run of selects that starts there
-    /// when `i` is past the current plan. Items must be asked for in order, each right
-    /// before it runs.
-    pub fn lookup(&mut self, db: &Db, batch: &RequestBatch, i: usize) -> Option<Lookup> {
-        if i < self.start || i >= self.end {
-            let (len, lookups) = db.plan_selects(batch, i);
-            (self.start, self.end, self.lookups) = (i, i + len, lookups);
-        }
-        self.lookups.get_mut(i - self.start).and_then(Option::take)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// (replica id, lsn, tsn, commit, type) of each row, after `assign_lsns` on rows whose
-    /// `group_id` says which are local.
-    fn assigned(db: &mut Db, groups: &[u32]) -> Vec<(u32, u64, u64, bool, u32)> {
-        let mut rows: Vec<Row> = groups
-            .iter()
-            .map(|&group_id| Row {
-                header: RowHeader {
-                    req_type: request::REPLACE,
-                    group_id,
-                    ..Default::default()
-                },
-                body: Vec::new(),
-            })
-            .collect();
-        db.assign_lsns(&mut rows);
-        rows.iter()
-            .map(|r| {
-                let h = &r.header;
-                (h.replica_id, h.lsn, h.tsn, h.is_commit, h.req_type)
-            })
-            .collect()
+    fn body_with(key: u64) -> Vec<u8> {
+        let mut out = Vec::new();
+        mp::write_map_len(&mut out, 2);
+        mp::write_uint(&mut out, u64::from(key::SPACE_ID));
+        mp::write_uint(&mut out, 512);
+        mp::write_uint(&mut out, key);
+        mp::write_array_len(&mut out, 1);
+        mp::write_uint(&mut out, 7);
+        out
     }
 
-    /// The layouts Tarantool 2.6 writes for the same transactions (`tarantoolctl cat` of
-    /// its WAL: one global row, one local, global + local, local + global, local + local).
     #[test]
-    fn local_rows_count_in_component_zero_and_never_end_a_replicated_transaction() {
-        const R: u32 = request::REPLACE;
-        const NOP: u32 = request::NOP;
-        let mut db = Db::new("u".into());
-        db.vclock.set(1, 4);
-        assert_eq!(assigned(&mut db, &[0]), [(1, 5, 5, true, R)]);
-        assert_eq!(assigned(&mut db, &[1]), [(0, 1, 1, true, R)]);
-        assert_eq!(
-            assigned(&mut db, &[0, 1]),
-            [
-                (1, 6, 6, false, R),
-                (0, 2, 6, false, R),
-                (1, 7, 6, true, NOP)
-            ]
-        );
-        assert_eq!(
-            assigned(&mut db, &[1, 0]),
-            [(0, 3, 8, false, R), (1, 8, 8, true, R)]
-        );
-        assert_eq!(
-            assigned(&mut db, &[1, 1]),
-            [(0, 4, 4, false, R), (0, 5, 4, true, R)]
-        );
-        assert_eq!((db.vclock.get(0), db.vclock.get(1)), (5, 8));
+    fn a_body_key_past_u8_does_not_alias_a_known_key() {
+        let tuple = body_with(u64::from(key::TUPLE));
+        assert!(matches!(
+            body_to_dml(request::INSERT, &tuple),
+            Ok(Dml::Insert {
+                space_id: 512,
+                tuple: [0x91, 7]
+            })
+        ));
+        // 0x121 truncates to 0x21 (TUPLE): it must be skipped, leaving no tuple.
+        let aliased = body_with(0x100 | u64::from(key::TUPLE));
+        assert!(matches!(
+            body_to_dml(request::INSERT, &aliased),
+            Ok(Dml::Insert {
+                space_id: 512,
+                tuple: []
+            })
+        ));
+    }
+
+    #[test]
+    fn a_space_id_past_u32_is_missing_not_truncated() {
+        let mut out = Vec::new();
+        mp::write_map_len(&mut out, 1);
+        mp::write_uint(&mut out, u64::from(key::SPACE_ID));
+        mp::write_uint(&mut out, (1 << 32) | 512);
+        assert!(body_to_dml(request::INSERT, &out).is_err());
     }
 }

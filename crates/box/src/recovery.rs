@@ -14,7 +14,8 @@ use spindle_xlog::{
 use crate::bootstrap;
 use spindle_memtx::tuple::Tuple;
 
-use crate::db::{body_to_dml, row_to_dml, Db, Dml};
+use crate::db::Db;
+use crate::dml::{body_to_dml, row_to_dml, Dml};
 use hashbrown::HashMap;
 use spindle_memtx::space::ReplayPrep;
 
@@ -390,7 +391,7 @@ fn load_snapshot<Fs: LogFs>(fs: &Fs, path: &Path) -> Result<Db, RecoveryError> {
             path.display()
         )));
     }
-    db.vclock = meta.vclock;
+    db.set_vclock(meta.vclock);
     info!(
         "loaded {} rows from {} ({:.0} rows/s)",
         progress.rows,
@@ -431,7 +432,7 @@ fn replay_xlogs<Fs: LogFs>(
 ) -> Result<Option<Vclock>, RecoveryError> {
     let files = scan_dir(fs, &cfg.wal_dir, FileType::Xlog)
         .map_err(|e| fail(format!("scan {}: {e}", cfg.wal_dir.display())))?;
-    let start = db.vclock.signature();
+    let start = db.vclock().signature();
     // The newest file at or before the snapshot, and everything after it.
     let first = files
         .iter()
@@ -480,7 +481,7 @@ fn replay_file(
     stop: Option<Vclock>,
     force: bool,
 ) -> Result<(), RecoveryError> {
-    let start = db.vclock;
+    let start = db.vclock();
     let mut progress = Progress::new(format!("replaying {}", path.display()));
     let mut applied = 0u64;
     // Decoder threads check tuples and compute hints with the schema as it is now; rows
@@ -601,7 +602,7 @@ fn replay_row(
     schema: u32,
 ) -> Result<u64, RecoveryError> {
     let (replica_id, lsn) = (row.replica_id, row.lsn);
-    if lsn <= db.vclock.get(replica_id) {
+    if lsn <= db.vclock().get(replica_id) {
         return Ok(0);
     }
     let result = match row.op {
@@ -628,6 +629,6 @@ fn replay_row(
         }
         warn!("skipping row {{{replica_id}: {lsn}}}: {e}");
     }
-    db.vclock.follow(replica_id, lsn);
+    db.follow(replica_id, lsn);
     Ok(1)
 }

@@ -16,10 +16,10 @@ use clap::Parser;
 use tracing::{error, info};
 
 use config::{Cli, Command, Config, ServeArgs, WalModeArg};
+use spindle_box::checkpoint::{run_checkpoint, ReadView};
+use spindle_box::recovery::{recover, RecoveryConfig};
 use spindle_fiber::{spawn_cord, Bus};
 use spindle_net::{NetConfig, NetShared, NetStopper};
-use spindle_tx::checkpoint::{run_checkpoint, ReadView};
-use spindle_tx::recovery::{recover, RecoveryConfig};
 use spindle_tx::{TxHooks, TxMsg};
 use spindle_types::limits::TX_FIBER_STACK_WORDS;
 use spindle_wal::{SyncMode, WalConfig};
@@ -81,8 +81,8 @@ fn run(cfg: Config) -> Result<(), String> {
     replication::bootstrap_if_needed(&cfg)?;
     let recovered = recover(&fs, &recovery_cfg).map_err(|e| format!("recovery failed: {e}"))?;
     let mut db = recovered.db;
-    db.read_only = cfg.read_only;
-    info!("instance {} at vclock {}", db.instance_uuid, db.vclock);
+    db.set_read_only(cfg.read_only);
+    info!("instance {} at vclock {}", db.instance_uuid(), db.vclock());
     let (bus, bus_receiver) = Bus::<TxMsg>::new().map_err(|e| format!("bus: {e}"))?;
 
     let wal = match cfg.wal_mode {
@@ -96,9 +96,9 @@ fn run(cfg: Config) -> Result<(), String> {
                     SyncMode::Write
                 },
                 max_size: cfg.wal_max_size,
-                instance_uuid: db.instance_uuid.clone(),
+                instance_uuid: db.instance_uuid().to_string(),
             };
-            let vclock = db.vclock;
+            let vclock = db.vclock();
             let handle =
                 spindle_wal::start(fs, wal_cfg, vclock, recovered.last_xlog_vclock, bus.clone())
                     .map_err(|e| format!("cannot start the WAL thread: {e}"))?;
@@ -117,7 +117,7 @@ fn run(cfg: Config) -> Result<(), String> {
         threads: cfg.iproto_threads,
         net_msg_max: cfg.net_msg_max,
         packet_max: cfg.max_packet_size,
-        instance_uuid: db.instance_uuid.clone(),
+        instance_uuid: db.instance_uuid().to_string(),
     };
     let net = spindle_net::start(net_cfg, shared, bus.clone())
         .map_err(|e| format!("cannot listen on {}: {e}", cfg.listen))?;

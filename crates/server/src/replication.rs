@@ -2,20 +2,23 @@
 //! give the TX thread what relays need, start one applier per upstream, and keep the xlogs
 //! replicas still need out of the checkpoint garbage collection.
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use tracing::{info, warn};
 
+use spindle_box::checkpoint::{write_snapshot, ReadView};
+use spindle_box::{Db, Dml, Txn};
 use spindle_fiber::Bus;
-use spindle_repl::applier::ApplierConfig;
+use spindle_repl::applier::{ApplierConfig, JoinRow, Uri};
 use spindle_repl::gc::Consumers;
 use spindle_repl::relay::RelayEnv;
 use spindle_repl::WalWatch;
-use spindle_tx::db::Db;
-use spindle_tx::replication::{bootstrap_replica, cluster_uuid, identify, sink, ReplSetup};
-use spindle_tx::TxMsg;
-use spindle_xlog::{scan_dir, FileType, OsFs};
+use spindle_tx::replication::sink;
+use spindle_tx::{ReplSetup, TxMsg};
+use spindle_types::limits::APPLIER_BACKOFF_MAX_SECS;
+use spindle_xlog::{scan_dir, FileType, LogFs, OsFs};
 
 use crate::config::Config;
 
@@ -60,16 +63,16 @@ pub fn start_appliers(cfg: &Config, db: &mut Db, wal: Option<Arc<WalWatch>>, bus
         warn!("replication needs a WAL: wal_mode none cannot follow a master");
         return;
     };
-    identify(db);
-    let cluster = cluster_uuid(db);
+    db.identify();
+    let cluster = db.cluster_uuid();
     for uri in &cfg.replication {
         let bus = bus.clone();
         let applier = ApplierConfig {
             uri: uri.clone(),
             timeout: timeout(cfg),
-            instance_uuid: db.instance_uuid.clone(),
+            instance_uuid: db.instance_uuid().to_string(),
             cluster_uuid: cluster.clone(),
-            own_id: db.replica_id,
+            own_id: db.replica_id(),
             wal: wal.clone(),
             sink: sink(move |event| bus.send(TxMsg::Repl(event))),
         };
@@ -77,4 +80,69 @@ pub fn start_appliers(cfg: &Config, db: &mut Db, wal: Option<Arc<WalWatch>>, bus
             warn!("cannot start the applier for {}: {e}", uri.display());
         }
     }
+}
+
+/// Joins `uri` (retrying with backoff until it succeeds) and writes the result as this
+/// instance's first checkpoint in `memtx_dir`, as a Tarantool replica does after JOIN. Runs
+/// on the start-up thread, before the TX thread exists: it blocks and sleeps.
+fn bootstrap_replica<Fs: LogFs + Clone>(
+    fs: &Fs,
+    memtx_dir: &Path,
+    uri: &Uri,
+    timeout: Duration,
+) -> Result<PathBuf, String> {
+    let instance_uuid = uuid::Uuid::new_v4().to_string();
+    let mut backoff = timeout;
+    loop {
+        match join_once(uri, timeout, &instance_uuid) {
+            Ok(db) => {
+                let view = ReadView::capture(&db);
+                let path = write_snapshot(fs, memtx_dir, &view)
+                    .map_err(|e| format!("first checkpoint after JOIN: {e}"))?;
+                info!(
+                    "joined {} as instance {instance_uuid} at {}; checkpoint {}",
+                    uri.display(),
+                    db.vclock(),
+                    path.display()
+                );
+                return Ok(path);
+            }
+            Err(e) => {
+                warn!("JOIN from {} failed: {e}; retrying", uri.display());
+                std::thread::sleep(backoff);
+                backoff = backoff
+                    .mul_f64(2.0)
+                    .min(Duration::from_secs_f64(APPLIER_BACKOFF_MAX_SECS));
+            }
+        }
+    }
+}
+
+/// One JOIN attempt: the master's catalogue and data into a fresh Db.
+fn join_once(uri: &Uri, timeout: Duration, instance_uuid: &str) -> Result<Db, String> {
+    let mut db = Db::new(instance_uuid.to_string());
+    spindle_box::bootstrap::preload_catalog(&mut db).map_err(|e| e.to_string())?;
+    let joined = spindle_repl::applier::join(uri, timeout, instance_uuid, &mut |row| match row {
+        JoinRow::Snapshot { space_id, tuple } => db
+            .apply_dml(Dml::Insert { space_id, tuple })
+            .map(|_| ())
+            .map_err(|e| format!("initial JOIN row of space {space_id}: {e}")),
+        JoinRow::Logged(row) => {
+            let h = row.header;
+            if h.lsn <= db.vclock().get(h.replica_id) {
+                return Ok(());
+            }
+            // Applied, never logged here: the first checkpoint holds the result.
+            db.apply_row(&mut Txn::new(), row.to_row())
+                .map_err(|e| format!("final JOIN row {{{}: {}}}: {e}", h.replica_id, h.lsn))?;
+            db.follow(h.replica_id, h.lsn);
+            Ok(())
+        }
+    })
+    .map_err(|e| e.to_string())?;
+    // The vclock of the read view plus the final stage's rows.
+    for (id, lsn) in joined.vclock.iter() {
+        db.follow(id, lsn);
+    }
+    Ok(db)
 }

@@ -29,15 +29,17 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::Receiver;
+use spindle_box::checkpoint::{run_checkpoint, CheckpointOutcome, ReadView};
+use spindle_box::recovery::{recover, RecoveryConfig};
+use spindle_box::Db;
 use spindle_fiber::Bus;
 use spindle_proto::iproto::{self, Frame};
 use spindle_proto::mp;
 use spindle_proto::route::{NetEvent, ReplyBatch, Route};
-use spindle_tx::checkpoint::{run_checkpoint, CheckpointOutcome, ReadView};
-use spindle_tx::db::Db;
-use spindle_tx::recovery::{recover, RecoveryConfig};
-use spindle_tx::runtime::{self, Tx};
-use spindle_tx::{TxHooks, TxMsg};
+use spindle_tx::admin::set_admin_password;
+use spindle_tx::dispatch::dispatch;
+use spindle_tx::state::install;
+use spindle_tx::{Builtin, Tx, TxHooks, TxMsg};
 use spindle_types::iproto::IteratorType;
 use spindle_types::limits::TX_FIBER_STACK_WORDS;
 use spindle_wal::{SyncMode, WalConfig};
@@ -641,7 +643,6 @@ fn diff_states(expected: &State, got: &State) -> String {
 /// The contents of space 512 in a recovered database.
 fn read_space(db: &Db) -> Result<State, String> {
     let entry = db
-        .catalog
         .space(SPACE)
         .map_err(|e| format!("space {SPACE} missing after recovery: {e}"))?;
     let tuples = entry
@@ -964,12 +965,12 @@ fn run_life(
         dir: dir(),
         sync: sc.sync,
         max_size: plan.max_size,
-        instance_uuid: db.instance_uuid.clone(),
+        instance_uuid: db.instance_uuid().to_string(),
     };
     let wal = spindle_wal::start(
         fs.clone(),
         wal_cfg,
-        db.vclock,
+        db.vclock(),
         last_xlog_vclock,
         bus.clone(),
     )
@@ -987,8 +988,8 @@ fn run_life(
         schema_version: Arc::new(AtomicU32::new(0)),
         start_snapshot: snapshot_hook(snapshot_fs.clone(), bus.clone(), plan.checkpoint_count),
     };
-    let tx = runtime::install(Tx::new(db, hooks));
-    runtime::set_admin_password(tx, PASSWORD).map_err(|e| format!("admin password: {e}"))?;
+    let tx = install(Tx::new(db, hooks));
+    set_admin_password(tx, PASSWORD).map_err(|e| format!("admin password: {e}"))?;
 
     let mut driver = Driver {
         bus: bus.clone(),
@@ -1021,7 +1022,7 @@ fn run_life(
         })
         .map_err(|e| format!("driver thread: {e}"))?;
 
-    runtime::dispatch(tx, bus_receiver);
+    dispatch(tx, bus_receiver, &Builtin);
     // The dispatcher has returned: blocking the TX thread is harmless now.
     wal.join();
     let joined = driver_thread.join();
@@ -1073,7 +1074,7 @@ fn recover_state(
 ) -> Result<(State, Db, Option<spindle_xlog::Vclock>), String> {
     let rec =
         recover(fs, &recovery_cfg()).map_err(|e| format!("recovery of {what} failed: {e}"))?;
-    let state = match rec.db.catalog.space(SPACE) {
+    let state = match rec.db.space(SPACE) {
         Ok(_) => read_space(&rec.db).map_err(|e| format!("{what}: {e}"))?,
         Err(_) => State::new(),
     };

@@ -12,9 +12,9 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use spindle_box::recovery::{recover, RecoveryConfig};
 use spindle_fiber::{Bus, BusReceiver};
 use spindle_proto::mp;
-use spindle_tx::recovery::{recover, RecoveryConfig};
 use spindle_types::iproto::{request, IteratorType};
 use spindle_wal::{SyncMode, WalConfig, WalHandle};
 use spindle_xlog::faultfs::{CrashKind, Fault, FaultFs, FaultPlan, Op};
@@ -44,6 +44,7 @@ fn txn(lsn: u64, key: &str, val: u64) -> JournalTxn {
     mp::write_str(&mut body, key);
     mp::write_uint(&mut body, val);
     JournalTxn {
+        seq: lsn,
         rows: vec![Row {
             header: RowHeader {
                 req_type: request::REPLACE,
@@ -72,17 +73,17 @@ impl Wal {
             dir: PathBuf::from(DIR),
             sync,
             max_size: 1 << 30,
-            instance_uuid: rec.db.instance_uuid.clone(),
+            instance_uuid: rec.db.instance_uuid().to_string(),
         };
         let handle = spindle_wal::start(
             fs.clone(),
             wal_cfg,
-            rec.db.vclock,
+            rec.db.vclock(),
             rec.last_xlog_vclock,
             bus,
         )
         .expect("WAL thread");
-        (Wal { handle, replies }, rec.db.vclock)
+        (Wal { handle, replies }, rec.db.vclock())
     }
 
     /// Sends one group and waits for its answer.
@@ -125,7 +126,7 @@ fn recovered(fs: &FaultFs, key: &str) -> Option<u64> {
     let mut k = Vec::new();
     mp::write_array_len(&mut k, 1);
     mp::write_str(&mut k, key);
-    let space = &rec.db.catalog.space(SCHEMA).expect("_schema").space;
+    let space = &rec.db.space(SCHEMA).expect("_schema").space;
     let found = space.select(0, IteratorType::Eq, &k, 0, 1).expect("select");
     found.first().map(|t| {
         let mut cur = t.data();
@@ -193,9 +194,14 @@ fn a_restart_next_to_a_stale_file_named_after_the_vclock_can_write() {
     // A crash right after the WAL created its next file: a header-only `<vclock>.xlog` (and
     // a crash between creating a file and renaming it: a stale `.inprogress`).
     let rec = recover(&fs, &cfg()).unwrap();
-    let name = spindle_xlog::file_name(rec.db.vclock.signature(), FileType::Xlog);
+    let name = spindle_xlog::file_name(rec.db.vclock().signature(), FileType::Xlog);
     let mut header = Vec::new();
-    Meta::new(FileType::Xlog, rec.db.instance_uuid.clone(), rec.db.vclock).encode(&mut header);
+    Meta::new(
+        FileType::Xlog,
+        rec.db.instance_uuid().to_string(),
+        rec.db.vclock(),
+    )
+    .encode(&mut header);
     fs.put(&Path::new(DIR).join(&name), &header);
     let stale = Path::new(DIR).join(format!("{name}.inprogress"));
     let mut f = fs.create_new(&stale).unwrap();

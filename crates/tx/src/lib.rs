@@ -1,54 +1,59 @@
-//! The TX thread: the one may worker that owns all database state. It runs the dispatcher
-//! fiber that drains the bus from the network and WAL threads, the pooled request fibers,
-//! the schema and system spaces (`catalog`, `views`), users and privileges (`access`),
-//! request execution (`db`), and start-up recovery (`recovery`, `bootstrap`).
-//! Nothing here is touched from another thread: the state sits in a `TxCell`.
+//! The TX thread: the one may worker that owns all database state (`spindle_box::Db`) and
+//! everything that must not be shared — sessions, the commit queue, reply outboxes. It runs
+//! the dispatcher fiber (`dispatch`) that drains the bus from the network, WAL, snapshot and
+//! replication threads and routes each request (`routes`); the commit shell that hands
+//! transactions to the WAL thread and acts on its answers (`commit`); the procedure fiber
+//! pool (`procs`, `pool`); the replication fibers (`replication`); the checkpoint state
+//! machine (`checkpoint`). Nothing here is touched from another thread: the state sits in a
+//! `TxCell` (`state`).
 
-pub mod access;
-pub mod bootstrap;
-pub mod call;
-pub mod catalog;
-pub mod checkpoint;
-pub mod db;
+pub mod admin;
+mod checkpoint;
+pub mod commit;
+pub mod dispatch;
 mod lone;
 pub mod msg;
-pub mod recovery;
+mod outbox;
+mod pool;
+pub mod procs;
+mod repl_state;
 pub mod replication;
-pub mod reply;
-pub mod runtime;
-pub mod session;
-pub mod views;
+pub mod routes;
+pub mod state;
 
 pub use msg::TxMsg;
-pub use runtime::{TxHooks, WalMode};
+pub use procs::{Builtin, ProcRuntime};
+pub use repl_state::ReplSetup;
+pub use state::{Tx, TxHooks, TxRef, WalMode};
 
+use spindle_box::Db;
 use spindle_fiber::BusReceiver;
 use tracing::error;
 
 /// Runs the TX thread's main loop until a clean shutdown. Call from the first fiber of
 /// `spindle_fiber::run_tx`.
-pub fn run(db: db::Db, hooks: TxHooks, bus: BusReceiver<TxMsg>, admin_password: Option<String>) {
+pub fn run(db: Db, hooks: TxHooks, bus: BusReceiver<TxMsg>, admin_password: Option<String>) {
     run_with(db, hooks, bus, admin_password, None);
 }
 
 /// `run`, serving replicas with `replication` (None with `wal_mode = none`).
 pub fn run_with(
-    mut db: db::Db,
+    mut db: Db,
     hooks: TxHooks,
     bus: BusReceiver<TxMsg>,
     admin_password: Option<String>,
-    replication: Option<replication::ReplSetup>,
+    replication: Option<ReplSetup>,
 ) {
-    replication::identify(&mut db);
-    let mut t = runtime::Tx::new(db, hooks);
+    db.identify();
+    let mut t = Tx::new(db, hooks);
     if let Some(setup) = replication {
         t.repl.configure(setup);
     }
-    let tx = runtime::install(t);
+    let tx = state::install(t);
     if let Some(password) = admin_password {
-        if let Err(e) = runtime::set_admin_password(tx, &password) {
+        if let Err(e) = admin::set_admin_password(tx, &password) {
             error!("cannot set the admin password: {e}");
         }
     }
-    runtime::dispatch(tx, bus);
+    dispatch::dispatch(tx, bus, &Builtin);
 }

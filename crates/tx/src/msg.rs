@@ -10,7 +10,7 @@ pub enum TxMsg {
     /// Start a checkpoint (SIGUSR1, the checkpoint interval, an admin request).
     Checkpoint,
     /// The snapshot thread finished.
-    CheckpointDone(crate::checkpoint::CheckpointOutcome),
+    CheckpointDone(spindle_box::checkpoint::CheckpointOutcome),
     /// Finish in-flight commits, close the log, stop the dispatcher.
     Shutdown,
     /// From relay and applier threads.

@@ -5,106 +5,36 @@
 //! bootstrapping an empty instance from a master (JOIN before the TX thread starts).
 //! Socket I/O never happens here: relays and appliers own their sockets (`spindle_repl`).
 
-use std::collections::{BTreeMap, VecDeque};
 use std::io::Write;
-use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
 
 use tracing::{error, info, warn};
 
-use spindle_fiber::{current_fiber, park, spawn_fiber, Fiber};
+use spindle_box::access::PRIV_R;
+use spindle_box::catalog::sys;
+use spindle_box::checkpoint::ReadView;
+use spindle_box::txn::is_synchro;
+use spindle_box::{Db, Txn};
+use spindle_fiber::{current_fiber, park, spawn_fiber};
 use spindle_proto::iproto::Request;
 use spindle_proto::mp;
-use spindle_repl::applier::{ApplierLink, JoinRow, Uri};
+use spindle_repl::applier::ApplierLink;
 use spindle_repl::relay::{JoinJob, RelayEnv, SubscribeJob};
 use spindle_repl::{wire, Direction, EventSink, Handoff, PeerState, PeerStatus, ReplEvent};
-use spindle_types::iproto::{key, request, IteratorType, REPLICA_ID_LIMIT};
-use spindle_types::limits::{APPLIER_BACKOFF_MAX_SECS, TX_FIBER_STACK_WORDS};
+use spindle_types::iproto::{key, request};
+use spindle_types::limits::TX_FIBER_STACK_WORDS;
 use spindle_types::{BoxError, BoxResult};
-use spindle_xlog::{LogFs, Row, Vclock};
+use spindle_xlog::{Row, Vclock};
 
-use crate::access::PRIV_R;
-use crate::catalog::sys;
-use crate::db::{row_to_dml, Db, Dml, Undo};
-use crate::runtime::{wait_commit, Tx, TxRef};
-
-/// What the TX thread needs to serve replicas; absent with `wal_mode = none`.
-pub struct ReplSetup {
-    pub relay: RelayEnv,
-}
-
-/// Replication state owned by the TX thread.
-#[derive(Default)]
-pub struct Repl {
-    setup: Option<ReplSetup>,
-    /// Every upstream and downstream, keyed by (is upstream, peer).
-    pub peers: BTreeMap<(bool, String), PeerStatus>,
-    queue: VecDeque<(Arc<ApplierLink>, Vec<Row>)>,
-    /// The fiber applying upstream transactions, parked while `queue` is empty.
-    applier_fiber: Option<Fiber>,
-    applier_idle: bool,
-}
-
-impl Repl {
-    pub fn configure(&mut self, setup: ReplSetup) {
-        self.setup = Some(setup);
-    }
-}
-
-/// The instance's replica id: its row in `_cluster`. Keeps the current id if none is found.
-pub fn identify(db: &mut Db) {
-    let uuid = db.instance_uuid.clone();
-    if let Some(id) = cluster_rows(db)
-        .into_iter()
-        .find_map(|(id, u)| (u == uuid).then_some(id))
-    {
-        db.replica_id = id;
-    }
-}
-
-/// `_cluster` as (id, uuid) pairs.
-fn cluster_rows(db: &Db) -> Vec<(u32, String)> {
-    let Ok(entry) = db.catalog.space(sys::CLUSTER) else {
-        return Vec::new();
-    };
-    let Ok(tuples) = entry
-        .space
-        .select(0, IteratorType::All, &[0x90], 0, u32::MAX)
-    else {
-        return Vec::new();
-    };
-    tuples
-        .iter()
-        .filter_map(|t| {
-            let id = mp::read_uint(&mut t.field(0)?).ok()?;
-            let uuid = mp::read_str(&mut t.field(1)?).ok()?;
-            Some((id as u32, String::from_utf8_lossy(uuid).into_owned()))
-        })
-        .collect()
-}
-
-/// The replica set UUID (`_schema` key `cluster`), empty if missing.
-pub fn cluster_uuid(db: &Db) -> String {
-    let mut key_bytes = vec![0x91];
-    mp::write_str(&mut key_bytes, "cluster");
-    let found = db
-        .catalog
-        .space(sys::SCHEMA)
-        .and_then(|e| e.space.select(0, IteratorType::Eq, &key_bytes, 0, 1));
-    found
-        .ok()
-        .and_then(|t| t.first().and_then(|t| t.field(1).map(|f| f.to_vec())))
-        .and_then(|f| mp::read_str(&mut f.as_slice()).ok().map(|s| s.to_vec()))
-        .map(|s| String::from_utf8_lossy(&s).into_owned())
-        .unwrap_or_default()
-}
+use crate::commit::wait_commit;
+use crate::repl_state::Repl;
+use crate::state::{Tx, TxRef};
 
 /// The VOTE answer's body.
 pub fn ballot(db: &Db) -> Vec<u8> {
     let mut out = Vec::new();
-    wire::encode_ballot(&mut out, db.read_only, &db.vclock, &Vclock::new());
+    wire::encode_ballot(&mut out, db.read_only(), &db.vclock(), &Vclock::new());
     out
 }
 
@@ -203,54 +133,45 @@ type JoinStart = (
 fn prepare_join(t: &mut Tx, user: u32, uuid: &str) -> BoxResult<JoinStart> {
     let env = relay_env(t)?;
     uuid::Uuid::parse_str(uuid).map_err(|_| BoxError::invalid_uuid(uuid))?;
-    if uuid == t.db.instance_uuid {
+    if uuid == t.db.instance_uuid() {
         return Err(BoxError::connection_to_self());
     }
-    t.db.users.check_universe(user, PRIV_R)?;
-    let known = cluster_rows(&t.db).iter().any(|(_, u)| u == uuid);
+    t.db.check_universe(user, PRIV_R)?;
+    let known = t.db.is_registered(uuid);
     if !known {
-        if t.db.read_only {
+        if t.db.read_only() {
             return Err(BoxError::readonly());
         }
         t.db.check_write_access(user, sys::CLUSTER)?;
     }
-    let view = crate::checkpoint::ReadView::capture(&t.db);
+    let view = ReadView::capture(&t.db);
     let spaces = view
         .spaces
         .into_iter()
         .filter(|(_, group, _)| *group == 0)
         .map(|(id, _, tuples)| (id, tuples))
         .collect();
-    let start = t.db.vclock;
+    let start = t.db.vclock();
     Ok((env, spaces, start, known.then_some(start)))
 }
 
 /// Inserts `[next free id, uuid]` into `_cluster` and waits until it is written; returns
 /// the vclock after it (the end of the initial JOIN stage).
 fn register_replica(tx: TxRef, uuid: &str) -> BoxResult<Vclock> {
-    let txn = tx.with(|t| {
-        let used: Vec<u32> = cluster_rows(&t.db).into_iter().map(|(id, _)| id).collect();
-        let id = (1..REPLICA_ID_LIMIT)
-            .find(|id| !used.contains(id))
-            .ok_or_else(|| BoxError::replica_max(REPLICA_ID_LIMIT - 1))?;
-        let mut tuple = Vec::new();
-        mp::write_array_len(&mut tuple, 2);
-        mp::write_uint(&mut tuple, u64::from(id));
-        mp::write_str(&mut tuple, uuid);
-        let applied = t.db.apply_dml(Dml::Insert {
-            space_id: sys::CLUSTER,
-            tuple: &tuple,
-        })?;
+    let seq = tx.with(|t| {
+        let mut txn = Txn::new();
+        let id = t.db.register_replica(&mut txn, uuid)?;
         info!("registered replica {uuid} as id {id}");
-        let mut rows: Vec<Row> = applied.log.into_iter().collect();
-        t.db.assign_lsns(&mut rows);
-        let undo: Vec<Undo> = applied.undo.into_iter().collect();
-        Ok::<_, BoxError>(t.submit_logged(rows, undo))
+        let seq = t.commit_for_fiber(txn, true);
+        if !t.in_turn {
+            t.flush_journal();
+        }
+        Ok::<_, BoxError>(seq)
     })?;
-    if let Some(txn) = txn {
-        wait_commit(tx, txn)?;
+    if let Some(seq) = seq {
+        wait_commit(tx, seq)?;
     }
-    Ok(tx.with(|t| t.db.vclock))
+    Ok(tx.with(|t| t.db.vclock()))
 }
 
 fn start_subscribe(tx: TxRef, user: u32, h: Handoff) -> Result<(), Refused> {
@@ -299,15 +220,12 @@ fn check_subscribe(
     r: &SubscribeRequest,
 ) -> BoxResult<(RelayEnv, u32, Vclock, String)> {
     let env = relay_env(t)?;
-    if r.instance_uuid == t.db.instance_uuid {
+    if r.instance_uuid == t.db.instance_uuid() {
         return Err(BoxError::connection_to_self());
     }
-    t.db.users.check_universe(user, PRIV_R)?;
-    let cluster = cluster_uuid(&t.db);
-    if !cluster_rows(&t.db)
-        .iter()
-        .any(|(_, u)| *u == r.instance_uuid)
-    {
+    t.db.check_universe(user, PRIV_R)?;
+    let cluster = t.db.cluster_uuid();
+    if !t.db.is_registered(&r.instance_uuid) {
         return Err(BoxError::unknown_replica(&r.instance_uuid, &cluster));
     }
     // One relay per replica, as in Tarantool: the replica retries once the old one ended.
@@ -318,7 +236,7 @@ fn check_subscribe(
             "duplicate connection with the same replica UUID",
         ));
     }
-    Ok((env, t.db.replica_id, t.db.vclock, cluster))
+    Ok((env, t.db.replica_id(), t.db.vclock(), cluster))
 }
 
 /// The fields of a SUBSCRIBE body we use.
@@ -389,7 +307,7 @@ fn update_status(repl: &mut Repl, status: PeerStatus) {
 fn queue_apply(tx: TxRef, link: Arc<ApplierLink>, rows: Vec<Row>) -> bool {
     // A shutdown waits for the WAL to confirm what is in flight; a master streaming on must
     // not keep it busy forever. Dropped rows are not durable, so they are fetched again.
-    if tx.with(|t| t.shutting_down()) {
+    if tx.with(|t| t.shutting_down) {
         link.queued.fetch_sub(rows.len(), Ordering::SeqCst);
         return false;
     }
@@ -421,7 +339,8 @@ fn queue_apply(tx: TxRef, link: Arc<ApplierLink>, rows: Vec<Row>) -> bool {
 /// A transaction sent to the WAL on behalf of an upstream.
 struct Pending {
     link: Arc<ApplierLink>,
-    txn: Option<u64>,
+    /// Its commit queue sequence number, if it was logged.
+    seq: Option<u64>,
     rows: usize,
     replica_id: u32,
     first_lsn: u64,
@@ -438,8 +357,8 @@ fn apply_loop(tx: TxRef) {
             continue;
         }
         for p in pending {
-            let result = match p.txn {
-                Some(txn) => wait_commit(tx, txn),
+            let result = match p.seq {
+                Some(seq) => wait_commit(tx, seq),
                 None => Ok(()),
             };
             if let Err(e) = result {
@@ -448,9 +367,8 @@ fn apply_loop(tx: TxRef) {
                     p.replica_id, p.first_lsn
                 );
                 tx.with(|t| {
-                    let v = t.db.vclock.get(p.replica_id);
-                    t.db.vclock
-                        .set(p.replica_id, v.min(p.first_lsn.saturating_sub(1)));
+                    let v = t.db.vclock().get(p.replica_id);
+                    t.db.reset_lsn(p.replica_id, v.min(p.first_lsn.saturating_sub(1)));
                 });
                 p.link.restart.store(true, Ordering::SeqCst);
             }
@@ -475,10 +393,8 @@ fn apply_queued(t: &mut Tx) -> Vec<Pending> {
             pending.push(apply_txn(t, &link, txn));
         }
     }
-    if t.db.schema_changed() {
-        t.publish_schema_version();
-    }
-    if !t.in_turn() {
+    t.note_schema_change();
+    if !t.in_turn {
         t.flush_journal();
     }
     pending
@@ -493,28 +409,25 @@ fn apply_txn(t: &mut Tx, link: &Arc<ApplierLink>, rows: Vec<Row>) -> Pending {
     };
     let mut pending = Pending {
         link: link.clone(),
-        txn: None,
+        seq: None,
         rows: rows.len(),
         replica_id,
         first_lsn,
     };
-    if rows.is_empty() || last_lsn <= t.db.vclock.get(replica_id) {
+    if rows.is_empty() || last_lsn <= t.db.vclock().get(replica_id) {
         return pending; // came through another master, or resent after a reconnect
     }
-    let mut undo = Vec::new();
-    for row in &rows {
-        if let Err(e) = apply_row(&mut t.db, row, &mut undo) {
-            error!(
-                "applier: cannot apply row {{{}: {}}}: {e}",
-                row.header.replica_id, row.header.lsn
-            );
-            t.db.rollback(undo);
+    let mut txn = Txn::new();
+    for row in rows {
+        let (id, lsn) = (row.header.replica_id, row.header.lsn);
+        if let Err(e) = t.db.apply_row(&mut txn, row) {
+            error!("applier: cannot apply row {{{id}: {lsn}}}: {e}");
+            t.db.rollback_txn(txn);
             link.restart.store(true, Ordering::SeqCst);
             return pending;
         }
     }
-    let mut logged = rows;
-    for row in &mut logged {
+    for row in txn.rows_mut() {
         row.header.group_id = 0;
         row.header.sync = 0;
         if is_synchro(row.header.req_type) {
@@ -523,102 +436,9 @@ fn apply_txn(t: &mut Tx, link: &Arc<ApplierLink>, rows: Vec<Row>) -> Pending {
             row.body.clear();
         }
     }
-    t.db.vclock.follow(replica_id, last_lsn);
-    pending.txn = t.submit_logged(logged, undo);
+    t.db.follow(replica_id, last_lsn);
+    pending.seq = t.commit_for_fiber(txn, false);
     pending
-}
-
-/// Synchronous-replication rows. spindle has no limbo: every transaction it applies is
-/// already committed locally, so CONFIRM/ROLLBACK/PROMOTE have nothing to act on.
-fn is_synchro(req_type: u32) -> bool {
-    matches!(
-        req_type,
-        request::CONFIRM | request::ROLLBACK | request::PROMOTE
-    )
-}
-
-fn apply_row(db: &mut Db, row: &Row, undo: &mut Vec<Undo>) -> BoxResult<()> {
-    match row.header.req_type {
-        request::NOP => Ok(()),
-        t if is_synchro(t) => Ok(()),
-        request::INSERT
-        | request::REPLACE
-        | request::UPDATE
-        | request::DELETE
-        | request::UPSERT => {
-            let applied = db.apply_dml(row_to_dml(row)?)?;
-            undo.extend(applied.undo);
-            Ok(())
-        }
-        t => Err(BoxError::unknown_request_type(u64::from(t))),
-    }
-}
-
-// ---- bootstrap of an empty replica ----
-
-/// Joins `uri` (retrying with backoff until it succeeds) and writes the result as this
-/// instance's first checkpoint in `memtx_dir`, as a Tarantool replica does after JOIN.
-pub fn bootstrap_replica<Fs: LogFs + Clone>(
-    fs: &Fs,
-    memtx_dir: &Path,
-    uri: &Uri,
-    timeout: Duration,
-) -> Result<PathBuf, String> {
-    let instance_uuid = uuid::Uuid::new_v4().to_string();
-    let mut backoff = timeout;
-    loop {
-        match join_once(uri, timeout, &instance_uuid) {
-            Ok(db) => {
-                let view = crate::checkpoint::ReadView::capture(&db);
-                let path = crate::checkpoint::write_snapshot(fs, memtx_dir, &view)
-                    .map_err(|e| format!("first checkpoint after JOIN: {e}"))?;
-                info!(
-                    "joined {} as instance {instance_uuid} at {}; checkpoint {}",
-                    uri.display(),
-                    db.vclock,
-                    path.display()
-                );
-                return Ok(path);
-            }
-            Err(e) => {
-                warn!("JOIN from {} failed: {e}; retrying", uri.display());
-                std::thread::sleep(backoff);
-                backoff = backoff
-                    .mul_f64(2.0)
-                    .min(Duration::from_secs_f64(APPLIER_BACKOFF_MAX_SECS));
-            }
-        }
-    }
-}
-
-/// One JOIN attempt: the master's catalogue and data into a fresh Db.
-fn join_once(uri: &Uri, timeout: Duration, instance_uuid: &str) -> Result<Db, String> {
-    let mut db = Db::new(instance_uuid.to_string());
-    crate::bootstrap::preload_catalog(&mut db).map_err(|e| e.to_string())?;
-    let joined = spindle_repl::applier::join(uri, timeout, instance_uuid, &mut |row| match row {
-        JoinRow::Snapshot { space_id, tuple } => db
-            .apply_dml(Dml::Insert { space_id, tuple })
-            .map(|_| ())
-            .map_err(|e| format!("initial JOIN row of space {space_id}: {e}")),
-        JoinRow::Logged(row) => {
-            let h = row.header;
-            if h.lsn <= db.vclock.get(h.replica_id) {
-                return Ok(());
-            }
-            let owned = row.to_row();
-            let mut undo = Vec::new();
-            apply_row(&mut db, &owned, &mut undo)
-                .map_err(|e| format!("final JOIN row {{{}: {}}}: {e}", h.replica_id, h.lsn))?;
-            db.vclock.follow(h.replica_id, h.lsn);
-            Ok(())
-        }
-    })
-    .map_err(|e| e.to_string())?;
-    // The vclock of the read view plus the final stage's rows.
-    for (id, lsn) in joined.vclock.iter() {
-        db.vclock.follow(id, lsn);
-    }
-    Ok(db)
 }
 
 /// Builds the sink relays and appliers report through.

@@ -45,6 +45,9 @@ pub const TX_LONE_SPIN: std::time::Duration = std::time::Duration::from_micros(5
 pub const TX_LONE_REQUESTS: u32 = 8;
 /// Spins in a row after which the spinning TX thread lets the fiber scheduler poll once.
 pub const TX_LONE_POLL_EVERY: u32 = 32;
+/// Fibers that run stored procedures (CALL, EVAL) at once; more wait for a free one (the
+/// network threads' `net_msg_max` bounds how many can wait).
+pub const PROC_FIBERS_MAX: usize = 768;
 /// Stack size of a TX fiber, in machine words (may's unit).
 pub const TX_FIBER_STACK_WORDS: usize = 0x4000;
 /// Rows the WAL thread writes in one block before it starts another (at a txn boundary).

@@ -224,22 +224,14 @@ impl<Fs: LogFs + Clone> Wal<Fs> {
     }
 
     fn write_group(&mut self, epoch: u64, mut txns: Vec<JournalTxn>) -> JournalReply {
-        let first_lsn = txns
-            .first()
-            .and_then(|t| t.rows.first())
-            .map_or(0, |r| r.header.lsn);
+        let first_seq = txns.first().map_or(0, |t| t.seq);
         match self.write_txns(&mut txns) {
             Ok(last_lsn) => {
                 self.account(&txns);
                 self.stats.written_lsn.store(last_lsn, Ordering::Release);
                 self.stats.watch.publish(self.tip());
-                let replica_id = txns
-                    .last()
-                    .and_then(|t| t.rows.last())
-                    .map_or(0, |r| r.header.replica_id);
                 JournalReply::Written {
-                    lsn: last_lsn,
-                    replica_id,
+                    seq: txns.last().map_or(first_seq, |t| t.seq),
                 }
             }
             Err(e) => {
@@ -257,7 +249,7 @@ impl<Fs: LogFs + Clone> Wal<Fs> {
                 }
                 JournalReply::Failed {
                     epoch,
-                    first_lsn,
+                    seq: first_seq,
                     error: e.to_string(),
                 }
             }

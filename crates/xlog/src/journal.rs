@@ -4,9 +4,11 @@
 use crate::row::Row;
 use crate::vclock::Vclock;
 
-/// One transaction's rows, LSNs already assigned by TX (consecutive, in commit order).
+/// One transaction's rows, LSNs already assigned by TX (consecutive, in commit order), and
+/// its place in TX's commit queue, which the WAL echoes back in its answer.
 #[derive(Debug)]
 pub struct JournalTxn {
+    pub seq: u64,
     pub rows: Vec<Row>,
 }
 
@@ -44,17 +46,14 @@ pub enum JournalRequest {
 /// WAL → TX. One message per group commit.
 #[derive(Debug)]
 pub enum JournalReply {
-    /// Everything up to and including the row `{replica_id: lsn}` is written (and synced, per
-    /// the mode). The id tells rows of different origins apart: a replica's WAL holds its own
+    /// Every transaction up to and including the one with sequence number `seq` is written
+    /// (and synced, per the mode). Sequence numbers, not LSNs: a replica's WAL holds its own
     /// rows and its masters' rows, whose LSNs are unrelated.
-    Written { lsn: u64, replica_id: u32 },
-    /// The write of a batch of `epoch` failed; nothing of that epoch from `first_lsn` on was
-    /// written. TX must roll those transactions back and start a new epoch.
-    Failed {
-        epoch: u64,
-        first_lsn: u64,
-        error: String,
-    },
+    Written { seq: u64 },
+    /// The write of a batch of `epoch` failed; nothing of that epoch from the transaction
+    /// with sequence number `seq` on was written. TX must roll those transactions back and
+    /// start a new epoch.
+    Failed { epoch: u64, seq: u64, error: String },
     /// Answers `Checkpoint`: `ok` when every write before the marker is in the log.
     CheckpointReady { ok: bool },
     /// Acknowledges `Shutdown`: the log is closed.

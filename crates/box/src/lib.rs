@@ -1,0 +1,34 @@
+//! The database core, free of threads and fibers: the catalog and system spaces (`catalog`,
+//! `views`, `bootstrap`), users and privileges (`access`), sessions, DML applied to memory
+//! with its undo and log rows (`dml`), transactions (`txn`), the commit queue between memory
+//! and the WAL (`commit`), request execution (`execute`, `plan`, `call`), `_cluster`
+//! (`cluster`), read views and the snapshot writer (`checkpoint`), and start-up recovery
+//! (`recovery`, whose decoder threads are its only threads).
+//!
+//! It depends on neither `may`, the fiber layer nor the replication threads, so it can be
+//! driven and tested without them. The TX thread (`spindle-tx`) owns the one `Db` and is
+//! the only caller at run time; recovery, the snapshot thread and the replica bootstrap use
+//! their own `Db` or read view before or beside it.
+
+pub mod access;
+pub mod bootstrap;
+pub mod call;
+pub mod catalog;
+pub mod checkpoint;
+pub mod cluster;
+pub mod commit;
+pub mod db;
+pub mod dml;
+pub mod execute;
+pub mod plan;
+pub mod recovery;
+pub mod reply;
+pub mod session;
+pub mod txn;
+pub mod views;
+
+pub use commit::CommitQueue;
+pub use db::Db;
+pub use dml::{Dml, Undo};
+pub use reply::Reply;
+pub use txn::Txn;

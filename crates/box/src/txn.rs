@@ -1,0 +1,88 @@
+//! A transaction being built: the rows it will log and how to undo each change. Every writer
+//! builds one — an autocommit request, an applier's upstream transaction, a replica's
+//! registration, the admin password at start — and hands it to the commit queue whole.
+
+use spindle_memtx::tuple::Tuple;
+use spindle_types::iproto::request;
+use spindle_types::{BoxError, BoxResult};
+use spindle_xlog::Row;
+
+use crate::db::Db;
+use crate::dml::{row_to_dml, Dml, Undo};
+
+#[derive(Debug, Default)]
+pub struct Txn {
+    rows: Vec<Row>,
+    undo: Vec<Undo>,
+}
+
+impl Txn {
+    pub fn new() -> Txn {
+        Txn::default()
+    }
+
+    /// The rows to log, in order (LSNs assigned at commit).
+    pub fn rows(&self) -> &[Row] {
+        &self.rows
+    }
+
+    pub fn rows_mut(&mut self) -> &mut Vec<Row> {
+        &mut self.rows
+    }
+
+    /// True if nothing changed.
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty() && self.undo.is_empty()
+    }
+
+    pub fn into_parts(self) -> (Vec<Row>, Vec<Undo>) {
+        (self.rows, self.undo)
+    }
+}
+
+/// Synchronous-replication rows. spindle has no limbo: every transaction it applies is
+/// already committed locally, so CONFIRM/ROLLBACK/PROMOTE have nothing to act on.
+pub fn is_synchro(req_type: u32) -> bool {
+    matches!(
+        req_type,
+        request::CONFIRM | request::ROLLBACK | request::PROMOTE
+    )
+}
+
+impl Db {
+    /// Applies one change as part of `txn`: memory at once, its row and undo into the
+    /// transaction. Returns the tuple the statement returns. An error leaves memory and the
+    /// transaction as they were.
+    pub fn apply(&mut self, txn: &mut Txn, dml: Dml<'_>) -> BoxResult<Option<Tuple>> {
+        let applied = self.apply_dml(dml)?;
+        txn.rows.extend(applied.log);
+        txn.undo.extend(applied.undo);
+        Ok(applied.result)
+    }
+
+    /// Applies a row logged elsewhere (an upstream's, a JOIN's final stage) as part of `txn`,
+    /// which keeps the row itself to log: NOPs and synchronous-replication rows change
+    /// nothing here.
+    pub fn apply_row(&mut self, txn: &mut Txn, row: Row) -> BoxResult<()> {
+        match row.header.req_type {
+            request::NOP => {}
+            t if is_synchro(t) => {}
+            request::INSERT
+            | request::REPLACE
+            | request::UPDATE
+            | request::DELETE
+            | request::UPSERT => {
+                let applied = self.apply_dml(row_to_dml(&row)?)?;
+                txn.undo.extend(applied.undo);
+            }
+            t => return Err(BoxError::unknown_request_type(u64::from(t))),
+        }
+        txn.rows.push(row);
+        Ok(())
+    }
+
+    /// Undoes every change of `txn`, newest first.
+    pub fn rollback_txn(&mut self, txn: Txn) {
+        self.rollback(txn.undo);
+    }
+}

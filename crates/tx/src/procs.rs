@@ -1,0 +1,137 @@
+//! Stored procedures: CALL and EVAL run behind `ProcRuntime`, each in a fiber of the bounded
+//! pool (`pool`), outside the dispatcher's borrow of the TX state, so a procedure may park —
+//! on its commits, later on Lua's fibers — while other requests go on. The first runtime is
+//! `Builtin`: spindle's CALL without Lua (`spindle_box::call`).
+//!
+//! Order is kept as Tarantool keeps it: the dispatcher starts a procedure's fiber and yields
+//! to it before it runs the next request, so a procedure that does not park runs to its end
+//! between the requests that came before and after it.
+
+use spindle_box::access::PRIV_X;
+use spindle_box::Reply;
+use spindle_fiber::{current_fiber, park, spawn_fiber, yield_now};
+use spindle_proto::route::Route;
+use spindle_types::limits::{PROC_FIBERS_MAX, TX_FIBER_STACK_WORDS};
+use spindle_types::{BoxError, BoxResult};
+use tracing::error;
+
+use crate::pool::{ProcJob, ProcKind};
+use crate::state::TxRef;
+
+/// Who called, for access checks and for the reply.
+#[derive(Clone, Copy, Debug)]
+pub struct ProcCtx {
+    pub user: u32,
+    pub route: Route,
+    pub sync: u64,
+}
+
+/// Runs CALL and EVAL. Called in a pool fiber, never inside `TxCell::with`: an implementation
+/// borrows the TX state in short `tx.with` sections of its own and may park between them.
+pub trait ProcRuntime: Sync {
+    fn call(
+        &self,
+        tx: TxRef,
+        ctx: &ProcCtx,
+        name: &str,
+        args: &[u8],
+        is_16: bool,
+    ) -> BoxResult<Reply>;
+
+    fn eval(&self, tx: TxRef, ctx: &ProcCtx, expr: &str, args: &[u8]) -> BoxResult<Reply>;
+}
+
+/// CALL of the built-in `box.space.<name>:<method>` procedures; EVAL needs Lua.
+pub struct Builtin;
+
+impl ProcRuntime for Builtin {
+    fn call(
+        &self,
+        tx: TxRef,
+        ctx: &ProcCtx,
+        name: &str,
+        args: &[u8],
+        is_16: bool,
+    ) -> BoxResult<Reply> {
+        tx.with(|t| spindle_box::call::call(&mut t.db, ctx.user, name, args, is_16))
+    }
+
+    fn eval(&self, tx: TxRef, ctx: &ProcCtx, _expr: &str, _args: &[u8]) -> BoxResult<Reply> {
+        tx.with(|t| t.db.check_universe(ctx.user, PRIV_X))?;
+        Err(BoxError::unsupported("spindle", "Lua EVAL"))
+    }
+}
+
+/// Queues a procedure and lets a pool fiber start it: an idle one is woken, or a new one
+/// started while the pool is below its bound. Returns after the fiber ran up to its end or
+/// its first park. With every fiber busy the job waits for the next free one.
+pub fn start(tx: TxRef, runtime: &'static dyn ProcRuntime, job: ProcJob) {
+    let (wake, spawn) = tx.with(|t| {
+        t.procs.queue.push_back(job);
+        match t.procs.idle.pop() {
+            Some(fiber) => (Some(fiber), false),
+            None if t.procs.fibers < PROC_FIBERS_MAX => {
+                t.procs.fibers += 1;
+                (None, true)
+            }
+            None => (None, false),
+        }
+    });
+    if let Some(fiber) = wake {
+        fiber.unpark();
+    } else if spawn {
+        if let Err(e) = spawn_fiber(TX_FIBER_STACK_WORDS, move || worker(tx, runtime)) {
+            error!("cannot start a procedure fiber: {e}");
+            tx.with(|t| t.procs.fibers -= 1);
+            fail_queued(tx, &e.to_string());
+            return;
+        }
+    } else {
+        return;
+    }
+    // The dispatcher is inside its turn (`in_turn`): it flushes what the procedure queued.
+    yield_now();
+}
+
+/// With no fiber to run them, queued procedures are answered with an error.
+fn fail_queued(tx: TxRef, why: &str) {
+    tx.with(|t| {
+        while let Some(job) = t.procs.queue.pop_front() {
+            let e = BoxError::unsupported("spindle", &format!("procedures now ({why})"));
+            t.send_reply(job.route, job.sync, Err(e));
+        }
+    });
+}
+
+/// A pool fiber: runs queued procedures, parks when there are none.
+fn worker(tx: TxRef, runtime: &'static dyn ProcRuntime) {
+    loop {
+        match tx.with(|t| t.procs.queue.pop_front()) {
+            Some(job) => run(tx, runtime, job),
+            None => {
+                tx.with(|t| t.procs.idle.push(current_fiber()));
+                park();
+            }
+        }
+    }
+}
+
+fn run(tx: TxRef, runtime: &dyn ProcRuntime, job: ProcJob) {
+    let ctx = ProcCtx {
+        user: job.user,
+        route: job.route,
+        sync: job.sync,
+    };
+    let result = match &job.kind {
+        ProcKind::Call { name, args, is_16 } => runtime.call(tx, &ctx, name, args, *is_16),
+        ProcKind::Eval { expr, args } => runtime.eval(tx, &ctx, expr, args),
+    };
+    tx.with(|t| {
+        t.send_reply(ctx.route, ctx.sync, result);
+        // Outside a dispatcher turn nobody else will flush this reply.
+        if !t.in_turn {
+            t.flush_journal();
+            t.outboxes.flush();
+        }
+    });
+}

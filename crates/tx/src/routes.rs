@@ -1,0 +1,230 @@
+//! The route table: which handler runs each kind of request, in one place, as Tarantool's
+//! iproto routes are. Every handler but `Proc` runs inside the dispatcher's borrow of the TX
+//! state and cannot yield: reads reply at once, writes apply to memory at once and reply once
+//! durable (`commit`). `Proc` (CALL, EVAL) leaves the borrow for a fiber of its own
+//! (`procs`). Replication requests that take a connection over (JOIN, SUBSCRIBE) never get
+//! here: the network thread hands their connection off (`NetEvent::Handoff`).
+
+use spindle_box::execute::is_write;
+use spindle_box::Reply;
+use spindle_memtx::index::Lookup;
+use spindle_proto::iproto::{array_or_empty, slice, Header, Request};
+use spindle_proto::route::Route;
+use spindle_types::{BoxError, BoxResult};
+
+use crate::pool::{ProcJob, ProcKind};
+use crate::replication::ballot;
+use crate::state::{PendingReply, Tx};
+
+/// What runs a request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Handler {
+    /// PING: an empty answer.
+    Ping,
+    /// AUTH: switches the session's user.
+    Auth,
+    /// SELECT, with the batched lookups of `spindle_box::plan`.
+    Select,
+    /// INSERT, REPLACE, UPDATE, DELETE, UPSERT: applied now, answered once durable.
+    Write,
+    /// CALL, CALL_16, EVAL: a procedure fiber.
+    Proc,
+    /// VOTE: this instance's ballot.
+    Vote,
+    /// EXECUTE, PREPARE: no SQL yet.
+    Sql,
+    /// REGISTER, FETCH_SNAPSHOT (anonymous replicas): not supported.
+    Replication,
+    /// IPROTO_ID: unknown to 2.6.
+    Id,
+    /// Any other type.
+    Unknown,
+}
+
+/// The route table.
+pub fn route(request: &Request) -> Handler {
+    match request {
+        Request::Ping => Handler::Ping,
+        Request::Auth { .. } => Handler::Auth,
+        Request::Select { .. } => Handler::Select,
+        r if is_write(r) => Handler::Write,
+        Request::Call { .. } | Request::Eval { .. } => Handler::Proc,
+        Request::Vote => Handler::Vote,
+        Request::Execute | Request::Prepare => Handler::Sql,
+        Request::Join { .. }
+        | Request::Subscribe { .. }
+        | Request::Register { .. }
+        | Request::FetchSnapshot => Handler::Replication,
+        Request::Id { .. } => Handler::Id,
+        _ => Handler::Unknown,
+    }
+}
+
+/// Requests of unknown types are answered as such whatever their schema version; every
+/// other one is checked against it first, as in 2.6.
+fn checks_schema(handler: Handler) -> bool {
+    !matches!(handler, Handler::Id | Handler::Unknown)
+}
+
+/// Runs one request; `lookup` is its select's lower bound if a batched walk found it. A
+/// procedure comes back as a job for the pool: the caller starts it outside the borrow.
+pub fn run(
+    t: &mut Tx,
+    route: Route,
+    header: &Header,
+    request: &Request,
+    packet: &[u8],
+    lookup: Option<Lookup>,
+) -> Option<ProcJob> {
+    let handler = self::route(request);
+    if checks_schema(handler) {
+        if let Err(e) = t.db.check_schema_version(header) {
+            t.send_reply(route, header.sync, Err(e));
+            return None;
+        }
+    }
+    let result = match handler {
+        Handler::Write => return run_write(t, route, header, request, packet),
+        Handler::Proc => return Some(proc_job(t, route, header, request, packet)),
+        Handler::Ping => Ok(Reply::Empty),
+        Handler::Auth => t.db.execute_auth(&mut t.sessions, route, request, packet),
+        Handler::Select => {
+            let user = t.sessions.user(route);
+            t.db.execute_select(user, request, packet, lookup)
+        }
+        Handler::Vote => Ok(Reply::Raw(ballot(&t.db))),
+        Handler::Sql => Err(BoxError::unsupported("spindle", "SQL")),
+        Handler::Replication => Err(BoxError::unsupported("spindle", "replication yet")),
+        Handler::Id => Err(BoxError::unknown_request_type(73)),
+        Handler::Unknown => Err(unknown(request)),
+    };
+    t.send_reply(route, header.sync, result);
+    None
+}
+
+fn unknown(request: &Request) -> BoxError {
+    match request {
+        Request::Unknown(code) => BoxError::unknown_request_type(u64::from(*code)),
+        _ => BoxError::unknown(),
+    }
+}
+
+/// Applies a write at once; its reply waits for the WAL.
+fn run_write(
+    t: &mut Tx,
+    route: Route,
+    header: &Header,
+    request: &Request,
+    packet: &[u8],
+) -> Option<ProcJob> {
+    let user = t.sessions.user(route);
+    let result: BoxResult<_> = t.db.execute_write(user, request, packet);
+    t.note_schema_change();
+    match result {
+        Ok(outcome) => {
+            let reply = PendingReply {
+                route,
+                sync: header.sync,
+                reply: outcome.reply,
+            };
+            t.commit_autocommit(outcome.txn, reply);
+        }
+        Err(e) => t.send_reply(route, header.sync, Err(e)),
+    }
+    None
+}
+
+/// A CALL or EVAL, with its name and arguments copied out of the packet.
+fn proc_job(t: &Tx, route: Route, header: &Header, request: &Request, packet: &[u8]) -> ProcJob {
+    let text = |span| String::from_utf8_lossy(slice(packet, span)).into_owned();
+    let kind = match request {
+        Request::Call { name, args, is_16 } => ProcKind::Call {
+            name: text(name),
+            args: array_or_empty(packet, args).to_vec(),
+            is_16: *is_16,
+        },
+        Request::Eval { expr, args } => ProcKind::Eval {
+            expr: text(expr),
+            args: array_or_empty(packet, args).to_vec(),
+        },
+        _ => ProcKind::Call {
+            name: String::new(),
+            args: Vec::new(),
+            is_16: false,
+        },
+    };
+    ProcJob {
+        route,
+        sync: header.sync,
+        user: t.sessions.user(route),
+        kind,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use spindle_proto::iproto::Span;
+
+    #[test]
+    fn every_request_kind_has_its_route() {
+        let s = Span::default;
+        let cases = [
+            (Request::Ping, Handler::Ping),
+            (
+                Request::Auth {
+                    user: s(),
+                    scramble: None,
+                },
+                Handler::Auth,
+            ),
+            (
+                Request::Insert {
+                    space_id: 1,
+                    tuple: s(),
+                },
+                Handler::Write,
+            ),
+            (
+                Request::Replace {
+                    space_id: 1,
+                    tuple: s(),
+                },
+                Handler::Write,
+            ),
+            (
+                Request::Delete {
+                    space_id: 1,
+                    index_id: 0,
+                    key: s(),
+                },
+                Handler::Write,
+            ),
+            (
+                Request::Call {
+                    name: s(),
+                    args: s(),
+                    is_16: true,
+                },
+                Handler::Proc,
+            ),
+            (
+                Request::Eval {
+                    expr: s(),
+                    args: s(),
+                },
+                Handler::Proc,
+            ),
+            (Request::Vote, Handler::Vote),
+            (Request::Execute, Handler::Sql),
+            (Request::FetchSnapshot, Handler::Replication),
+            (Request::Id { body: s() }, Handler::Id),
+            (Request::Unknown(99), Handler::Unknown),
+        ];
+        for (request, handler) in cases {
+            assert_eq!(route(&request), handler, "{request:?}");
+        }
+        assert!(!checks_schema(Handler::Unknown) && !checks_schema(Handler::Id));
+        assert!(checks_schema(Handler::Proc) && checks_schema(Handler::Write));
+    }
+}

@@ -1,0 +1,170 @@
+//! Everything the TX thread owns, in one `Tx` value behind one `TxCell`: the database, the
+//! sessions, the commit queue and who waits on it, the reply outboxes, the checkpoint in
+//! progress, replication state, the procedure fiber pool, and the hooks to the other threads.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+
+use crossbeam_channel::Sender;
+use hashbrown::HashMap;
+
+use spindle_box::checkpoint::ReadView;
+use spindle_box::session::Sessions;
+use spindle_box::{CommitQueue, Db, Reply};
+use spindle_fiber::{Fiber, TxCell};
+use spindle_proto::route::Route;
+use spindle_types::BoxResult;
+use spindle_xlog::journal::JournalRequest;
+
+use crate::lone::LoneClient;
+use crate::outbox::{Outboxes, SendReplies};
+use crate::pool::Pool;
+use crate::repl_state::Repl;
+
+/// How commits reach disk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WalMode {
+    None,
+    Write,
+    Fsync,
+}
+
+/// What the TX thread needs from the rest of the server.
+pub struct TxHooks {
+    /// Delivers a batch of replies to a network thread.
+    pub send_replies: SendReplies,
+    pub net_threads: usize,
+    /// The WAL thread's queue; `None` with `wal_mode = none`.
+    pub journal: Option<Sender<JournalRequest>>,
+    /// Published schema version (network threads stamp it on errors they answer).
+    pub schema_version: Arc<AtomicU32>,
+    /// Hands a read view to a snapshot thread, which reports back with
+    /// `TxMsg::CheckpointDone`.
+    pub start_snapshot: Box<dyn Fn(ReadView) + Send>,
+}
+
+/// Where the one checkpoint that may run at a time is.
+pub enum CheckpointState {
+    Idle,
+    /// The view is captured; waiting for the WAL to confirm everything in it is written.
+    WaitingWal(Box<ReadView>),
+    /// A snapshot thread is writing the file.
+    Writing,
+}
+
+/// The rest of a write request once its transaction is durable: its reply.
+pub struct PendingReply {
+    pub route: Route,
+    pub sync: u64,
+    pub reply: Reply,
+}
+
+/// Who learns the outcome of a transaction once the WAL has written it (or failed).
+pub enum Waiter {
+    /// Nobody: the admin password at start-up.
+    Nobody,
+    /// A client request's reply: the commit continuation of a request that never yields.
+    Client(PendingReply),
+    /// A client whose success reply travels with the WAL write (`JournalRequest::Write`'s
+    /// acks); only a failure is still TX's to answer.
+    Acked { route: Route, sync: u64 },
+    /// A fiber parked in `wait_commit` on this transaction's sequence number.
+    Fiber(u64),
+}
+
+impl Waiter {
+    /// A client's pending reply, taken out to travel with the WAL write; the waiter becomes
+    /// `Acked`, keeping the route for an error reply.
+    pub fn take_reply(&mut self) -> Option<PendingReply> {
+        let Waiter::Client(p) = self else {
+            return None;
+        };
+        let acked = Waiter::Acked {
+            route: p.route,
+            sync: p.sync,
+        };
+        match std::mem::replace(self, acked) {
+            Waiter::Client(p) => Some(p),
+            _ => None,
+        }
+    }
+}
+
+/// Outcomes of transactions that fibers wait for, and the fibers parked on them.
+#[derive(Default)]
+pub struct FiberCommits {
+    /// Outcomes not yet collected by their parked fibers, by sequence number.
+    pub results: HashMap<u64, BoxResult<()>>,
+    pub parked: HashMap<u64, Fiber>,
+}
+
+pub struct Tx {
+    pub db: Db,
+    pub sessions: Sessions,
+    pub hooks: TxHooks,
+    pub outboxes: Outboxes,
+    pub commits: CommitQueue<Waiter>,
+    pub fiber_commits: FiberCommits,
+    /// True while the dispatcher handles messages (or runs the fibers it woke): it flushes
+    /// the journal and the outboxes at the end. Fibers running at other times flush for
+    /// themselves.
+    pub in_turn: bool,
+    /// A fiber was made runnable during this turn: the dispatcher yields to it.
+    pub fibers_woken: bool,
+    pub shutting_down: bool,
+    pub checkpoint: CheckpointState,
+    pub repl: Repl,
+    pub lone: LoneClient,
+    pub procs: Pool,
+}
+
+impl Tx {
+    pub fn new(db: Db, hooks: TxHooks) -> Tx {
+        let outboxes = Outboxes::new(hooks.net_threads, hooks.send_replies.clone());
+        hooks
+            .schema_version
+            .store(db.schema_version(), Ordering::SeqCst);
+        Tx {
+            db,
+            sessions: Sessions::default(),
+            hooks,
+            outboxes,
+            commits: CommitQueue::new(),
+            fiber_commits: FiberCommits::default(),
+            in_turn: false,
+            fibers_woken: false,
+            shutting_down: false,
+            checkpoint: CheckpointState::Idle,
+            repl: Repl::default(),
+            lone: LoneClient::default(),
+            procs: Pool::default(),
+        }
+    }
+
+    /// Queues a reply for the end of the turn.
+    pub fn send_reply(&mut self, route: Route, sync: u64, result: BoxResult<Reply>) {
+        let schema_version = self.db.schema_version();
+        self.outboxes.push(route, sync, schema_version, result);
+    }
+
+    pub fn publish_schema_version(&self) {
+        self.hooks
+            .schema_version
+            .store(self.db.schema_version(), Ordering::Relaxed);
+    }
+
+    /// Publishes the schema version if the last change bumped it.
+    pub fn note_schema_change(&mut self) {
+        if self.db.schema_changed() {
+            self.publish_schema_version();
+        }
+    }
+}
+
+/// The TX state, reachable from every fiber. Leaked once at start: it lives as long as the
+/// process.
+pub type TxRef = &'static TxCell<Tx>;
+
+pub fn install(tx: Tx) -> TxRef {
+    Box::leak(Box::new(TxCell::new(tx)))
+}
