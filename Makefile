@@ -90,7 +90,7 @@ validate-tests: deps
 bench: deps-tarantool
 	$(CARGO) build --release -p spindle -p spindle-bench
 	BENCH_QUICK='$(BENCH_QUICK)' BENCH_ROUNDS='$(BENCH_ROUNDS)' BENCH_DURATION='$(BENCH_DURATION)' \
-	BENCH_WARMUP='$(BENCH_WARMUP)' BENCH_KEYS='$(BENCH_KEYS)' BENCH_IDLE='$(BENCH_IDLE)' \
+	BENCH_WARMUP='$(BENCH_WARMUP)' BENCH_KEYS='$(BENCH_KEYS)' BENCH_IDLE='$(BENCH_IDLE)' BENCH_HOSTILE='$(BENCH_HOSTILE)' \
 		$(PYTHON) tools/bench_matrix.py --target-dir "$${CARGO_TARGET_DIR:-target}" $(BENCH_ARGS)
 
 lint:

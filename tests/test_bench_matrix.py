@@ -1,9 +1,11 @@
-"""The pure parts of tools/bench_matrix.py (`make bench`): medians, ratios, goals, RSS parsing,
-the per-second latency scan and the markdown tables. No server is started here; the script
+"""The pure parts of tools/bench_matrix.py (`make bench`): medians, ratios, goals, RSS parsing
+and sampling, the per-second latency scan, the hostile-neighbours summary and the markdown
+tables. No server is started here; the script
 itself is exercised by `make bench BENCH_QUICK=1`."""
 
 import importlib.util
 import os
+import threading
 
 import pytest
 
@@ -52,6 +54,9 @@ def test_goals():
     assert bm.goal_mark(1.0, 1.0) == "≥ 1 met"
     assert bm.goal_mark(2.9, 3.0) == "≥ 3 NOT met"
     assert bm.goal_mark(None, 1.0) == "FAILED"
+    assert bm.max_goal_mark(37_000.0, 100_000.0) == "< 100.0 ms met"
+    assert bm.max_goal_mark(100_000.0, 100_000.0) == "< 100.0 ms NOT met"
+    assert bm.max_goal_mark(None, 100_000.0) == "FAILED"
 
 
 def test_vmrss_and_per_item():
@@ -65,8 +70,8 @@ def test_vmrss_and_per_item():
 
 def test_summarize_run_and_worst_latency():
     report = {"total": {"throughput_rps": 1000.0, "errors": 0,
-                        "latency_us": {"p50": 50.0, "p99": 90.0}},
-              "idle_lost": 0,
+                        "latency_us": {"p50": 50.0, "p99": 90.0, "max": 700.0}},
+              "idle_lost": 0, "hostile_sent": 600_000, "hostile_lost": 2,
               "per_second": [{"t": 1, "ok": 10, "max_us": 300.0},
                              {"t": 2, "ok": 10, "max_us": 200.0},
                              {"t": 3, "ok": 10, "max_us": 9000.0},
@@ -74,6 +79,8 @@ def test_summarize_run_and_worst_latency():
     s = bm.summarize_run(report)
     assert (s["rps"], s["p50_us"], s["p99_us"], s["errors"], s["idle_lost"]) == \
         (1000.0, 50.0, 90.0, 0, 0)
+    assert (s["max_us"], s["hostile_sent"], s["hostile_lost"]) == (700.0, 600_000, 2)
+    assert bm.summarize_run({})["hostile_sent"] is None
     # Seconds without a reply do not count; `through_s` keeps only the first seconds.
     assert bm.worst_latency(report["per_second"]) == 9000.0
     assert bm.worst_latency(report["per_second"], through_s=2) == 300.0
@@ -138,19 +145,94 @@ def test_memory_and_snapshot_tables():
     assert "| time to write the snapshot | 0.20 s | — | — |" in text
 
 
+def _hostile_run(p50, p99, mx, peak, sent=3_000_000, lost=0, failed=False):
+    return {"p50_us": p50, "p99_us": p99, "max_us": mx, "rss_peak": peak,
+            "hostile_sent": sent, "hostile_lost": lost, "failed": failed}
+
+
+def test_hostile_summary_medians_worst_max_and_peak_memory():
+    runs = [_hostile_run(40.0, 90.0, 2_000.0, 150 * 2**20, sent=2_000_000),
+            _hostile_run(60.0, 110.0, 9_000.0, 120 * 2**20, sent=3_000_000, lost=1),
+            _hostile_run(50.0, 100.0, 1_000.0, 130 * 2**20, sent=2_500_000)]
+    h = bm.hostile_summary(runs, 100 * 2**20)
+    assert (h["p50_us"], h["p99_us"], h["max_us"]) == (50.0, 100.0, 9_000.0)
+    assert (h["rss_before"], h["rss_peak"], h["rss_growth"]) == \
+        (100 * 2**20, 150 * 2**20, 50 * 2**20)
+    assert (h["hostile_sent"], h["hostile_lost"], h["failed"]) == (2_500_000, 1, False)
+    # A failed round fails the latencies; the memory that was sampled still stands.
+    failed = bm.hostile_summary(runs + [_hostile_run(None, None, None, 999, failed=True)],
+                                100 * 2**20)
+    assert failed["failed"] and failed["max_us"] is None and failed["p50_us"] is None
+    assert failed["rss_peak"] == 150 * 2**20
+    nothing = bm.hostile_summary([], None)
+    assert nothing["failed"] and nothing["rss_peak"] is None and nothing["rss_growth"] is None
+
+
+def test_hostile_table():
+    spindle = bm.hostile_summary([_hostile_run(45.0, 80.0, 1_200.0, 180 * 2**20,
+                                               sent=290_000)], 100 * 2**20)
+    tarantool = bm.hostile_summary([_hostile_run(60.0, 20_000.0, 250_000.0, 2 * 2**30)],
+                                   120 * 2**20)
+    h = {"shape": ["ping", 1, 1], "connections": 1000, "depth": 3000, "goal_us": 100_000.0,
+         "spindle": spindle, "tarantool": tarantool}
+    lines = bm.hostile_table(h).splitlines()
+    assert lines[0] == ("| ping 1×1 next to 1,000 × 3,000 unread SELECTs | spindle | Tarantool "
+                        "| ratio |")
+    assert "| PING p50 (median) | 45 µs | 60 µs | 0.75 |" in lines
+    assert "| PING p99 (median) | 80 µs | 20.0 ms | 0.00 |" in lines
+    assert "| PING max (worst round) | 1200 µs | 250.0 ms | 0.00 |" in lines
+    assert "| goal: PING max | < 100.0 ms met | < 100.0 ms NOT met | |" in lines
+    assert "| peak RSS during the cell | 180.0 MiB | 2048.0 MiB | 0.09 |" in lines
+    assert "| RSS growth (peak − before) | 80.0 MiB | 1928.0 MiB | 0.04 |" in lines
+    assert ("| hostile requests written (median) | 290,000 of 3,000,000 "
+            "| 3,000,000 of 3,000,000 | |") in lines
+    assert "| hostile connections closed by the server | 0 | 0 | |" in lines
+    h["spindle"] = bm.hostile_summary([_hostile_run(None, None, None, None, sent=None,
+                                                    lost=None, failed=True)], None)
+    text = bm.hostile_table(h)
+    assert "| PING max (worst round) | — | 250.0 ms | — |" in text
+    assert "| goal: PING max | FAILED | < 100.0 ms NOT met | |" in text
+    assert "| peak RSS during the cell | FAILED | 2048.0 MiB | — |" in text
+
+
+def test_rss_sampler_keeps_the_peak_and_skips_gaps():
+    readings = [100, None, 300, OSError("restarting"), 200]
+    exhausted = threading.Event()
+
+    def read():
+        if not readings:
+            exhausted.set()
+            return None
+        value = readings.pop(0)
+        if isinstance(value, Exception):
+            raise value
+        return value
+
+    sampler = bm.RssSampler(read, interval=0.001).start()
+    assert exhausted.wait(30)
+    assert sampler.stop() == 300
+    assert sampler.samples == 3
+
+
 def test_settings_from_environment(monkeypatch):
     for name in ("BENCH_QUICK", "BENCH_ROUNDS", "BENCH_DURATION", "BENCH_WARMUP", "BENCH_KEYS",
-                 "BENCH_IDLE"):
+                 "BENCH_IDLE", "BENCH_HOSTILE"):
         monkeypatch.delenv(name, raising=False)
     full = bm.parse_args(["--target-dir", "/t"])
-    assert (full.rounds, full.duration, full.warmup, full.keys, full.idle) == \
-        (3, 5.0, 1.0, 1_000_000, 10_000)
+    assert (full.rounds, full.duration, full.warmup, full.keys, full.idle, full.hostile) == \
+        (3, 5.0, 1.0, 1_000_000, 10_000, 1000)
     assert full.spindle_bin == "/t/release/spindle" and full.out == "/t/bench"
     monkeypatch.setenv("BENCH_QUICK", "1")
     monkeypatch.setenv("BENCH_ROUNDS", "4")
     quick = bm.parse_args(["--target-dir", "/t"])
-    assert (quick.rounds, quick.duration, quick.keys, quick.idle) == (4, 1.0, 100_000, 1000)
+    assert (quick.rounds, quick.duration, quick.keys, quick.idle, quick.hostile) == \
+        (4, 1.0, 100_000, 1000, 200)
+    monkeypatch.setenv("BENCH_HOSTILE", "0")
+    assert bm.parse_args(["--target-dir", "/t"]).hostile == 0
+    assert bm.parse_args(["--target-dir", "/t", "--hostile", "50"]).hostile == 50
     monkeypatch.setenv("BENCH_QUICK", "0")
     assert not bm.parse_args(["--target-dir", "/t"]).quick
     with pytest.raises(SystemExit):
         bm.parse_args(["--rounds", "0"])
+    with pytest.raises(SystemExit):
+        bm.parse_args(["--hostile", "-1"])

@@ -13,7 +13,10 @@ Measured, in this order:
                   {ping, select, replace} x {1x1, 50x1, 4x64}, YCSB A/B/C,
                   ping/select/replace at 50x1 and 4x64 next to --idle idle connections,
                   the worst client latency while a snapshot of the data is written
-                  (spindle: SIGUSR1, Tarantool: box.snapshot() as EVAL);
+                  (spindle: SIGUSR1, Tarantool: box.snapshot() as EVAL),
+                  "hostile neighbours": PING p50/p99/max of one client (1x1) while --hostile
+                  guest connections each pipeline 3000 SELECTs on _vspace and never read a
+                  reply, with the server's peak VmRSS (sampled every 100 ms) during the cell;
   wal_mode=fsync  replace at 50x1 and 4x64.
 
 Output: the table on stdout, as markdown in <out>/table.md and every figure (with each run's
@@ -21,7 +24,8 @@ raw numbers) in <out>/results.json; <out> is <target-dir>/bench. Servers started
 always killed at the end, also on failure or Ctrl-C. The exit status is non-zero if any run
 failed (a failed run shows as FAILED in the table; nothing is skipped silently).
 
-    python3 tools/bench_matrix.py [--quick] [--rounds N] [--duration S] [--keys N]
+    python3 tools/bench_matrix.py [--quick] [--rounds N] [--duration S] [--keys N] [--idle N]
+                                  [--hostile N]
 """
 import argparse
 import json
@@ -36,6 +40,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -63,6 +68,12 @@ GOAL_DEFAULT = 1.0
 GOALS = {("replace", 50, 1, "fsync"): 3.0}
 SNAPSHOT_SHAPE = ("replace", 16, 16)
 LOAD_SHAPE = (16, 64)
+# Issue 13, clients that never read: one well-behaved client pings next to --hostile guest
+# connections, each pipelining HOSTILE_DEPTH SELECTs on _vspace without reading a reply.
+HOSTILE_SHAPE = ("ping", 1, 1)
+HOSTILE_DEPTH = 3000
+HOSTILE_MAX_GOAL_US = 100_000.0  # the well-behaved client's worst PING: under 100 ms
+RSS_SAMPLE_S = 0.1
 
 
 # -- pure helpers (tests/test_bench_matrix.py) -----------------------------------------------
@@ -126,6 +137,13 @@ def goal_mark(r, goal):
     return f"≥ {goal:g} {'met' if r >= goal else 'NOT met'}"
 
 
+def max_goal_mark(us, limit_us):
+    """A worst latency against its upper bound, marked like the throughput goals."""
+    if us is None:
+        return "FAILED"
+    return f"< {fmt_us(limit_us)} {'met' if us < limit_us else 'NOT met'}"
+
+
 def parse_vmrss(status_text):
     """Bytes of `VmRSS:` in the text of /proc/PID/status, or None."""
     m = re.search(r"^VmRSS:\s+(\d+)\s+kB", status_text, re.M)
@@ -146,7 +164,10 @@ def summarize_run(report):
             "p50_us": total.get("latency_us", {}).get("p50"),
             "p99_us": total.get("latency_us", {}).get("p99"),
             "errors": total.get("errors", 0),
-            "idle_lost": report.get("idle_lost")}
+            "max_us": total.get("latency_us", {}).get("max"),
+            "idle_lost": report.get("idle_lost"),
+            "hostile_sent": report.get("hostile_sent"),
+            "hostile_lost": report.get("hostile_lost")}
 
 
 def worst_latency(per_second, through_s=None):
@@ -164,6 +185,93 @@ def cell_summary(runs):
         return {"rps": None, "p50_us": None, "failed": True}
     return {"rps": median(r["rps"] for r in runs), "p50_us": median(r["p50_us"] for r in runs),
             "failed": False}
+
+
+def hostile_summary(runs, rss_before):
+    """One server's hostile-neighbours cell over its rounds: PING p50 and p99 are medians, the
+    max and the peak RSS the worst round's (the goal is on the worst); the RSS growth is the
+    peak against `rss_before`, the RSS right before the cell's first run. A failed round makes
+    the latencies None; RSS figures stand as long as some round sampled any."""
+    failed = not runs or any(r.get("failed") or r.get("max_us") is None for r in runs)
+    peaks = [r.get("rss_peak") for r in runs if r.get("rss_peak") is not None]
+    peak = max(peaks) if peaks else None
+    sent = [r.get("hostile_sent") for r in runs if r.get("hostile_sent") is not None]
+    lost = [r.get("hostile_lost") for r in runs if r.get("hostile_lost") is not None]
+    return {"p50_us": None if failed else median(r.get("p50_us") for r in runs),
+            "p99_us": None if failed else median(r.get("p99_us") for r in runs),
+            "max_us": None if failed else max(r.get("max_us") for r in runs),
+            "rss_before": rss_before, "rss_peak": peak,
+            "rss_growth": None if peak is None or rss_before is None else peak - rss_before,
+            "hostile_sent": int(median(sent)) if sent else None,
+            "hostile_lost": max(lost) if lost else None,
+            "failed": failed}
+
+
+def hostile_table(h):
+    """Markdown for the hostile-neighbours cell. h: {connections, depth, goal_us, spindle: {...},
+    tarantool: {...}} with hostile_summary's fields per server."""
+    s, t = h["spindle"], h["tarantool"]
+    w, c, d = h["shape"]
+    out = [f"| {w} {shape(c, d)} next to {h['connections']:,} × {h['depth']:,} unread SELECTs "
+           f"| spindle | Tarantool | ratio |", "|---|---:|---:|---:|"]
+    for label, key in (("PING p50 (median)", "p50_us"), ("PING p99 (median)", "p99_us"),
+                       ("PING max (worst round)", "max_us")):
+        out.append(f"| {label} | {fmt_us(s.get(key))} | {fmt_us(t.get(key))} "
+                   f"| {fmt_ratio(ratio(s.get(key), t.get(key)))} |")
+    out.append(f"| goal: PING max | {max_goal_mark(s.get('max_us'), h['goal_us'])} "
+               f"| {max_goal_mark(t.get('max_us'), h['goal_us'])} | |")
+    for label, key in (("RSS before the cell", "rss_before"),
+                       ("peak RSS during the cell", "rss_peak"),
+                       ("RSS growth (peak − before)", "rss_growth")):
+        out.append(f"| {label} | {fmt_bytes(s.get(key))} | {fmt_bytes(t.get(key))} "
+                   f"| {fmt_ratio(ratio(s.get(key), t.get(key)))} |")
+    total = h["connections"] * h["depth"]
+    count = (lambda v: "—" if v is None else f"{v:,} of {total:,}")
+    out.append(f"| hostile requests written (median) | {count(s.get('hostile_sent'))} "
+               f"| {count(t.get('hostile_sent'))} | |")
+    closed = (lambda v: "—" if v is None else f"{v:,}")
+    out.append(f"| hostile connections closed by the server | {closed(s.get('hostile_lost'))} "
+               f"| {closed(t.get('hostile_lost'))} | |")
+    return "\n".join(out)
+
+
+class RssSampler:
+    """Calls `read()` (bytes of resident memory; None or OSError when there is none to read,
+    say while the process is being restarted) every `interval` s in a thread until stop();
+    keeps the peak and the number of samples taken."""
+
+    def __init__(self, read, interval=RSS_SAMPLE_S):
+        self.read = read
+        self.interval = interval
+        self.peak = None
+        self.samples = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _sample(self):
+        try:
+            rss = self.read()
+        except OSError:
+            return
+        if rss is not None:
+            self.samples += 1
+            self.peak = rss if self.peak is None else max(self.peak, rss)
+
+    def _run(self):
+        self._sample()
+        while not self._stop.wait(self.interval):
+            self._sample()
+
+    def start(self):
+        self._thread.start()
+        return self
+
+    def stop(self):
+        """Stops sampling, takes one last sample; returns the peak."""
+        self._stop.set()
+        self._thread.join()
+        self._sample()
+        return self.peak
 
 
 def throughput_table(rows):
@@ -484,8 +592,8 @@ class Matrix:
                              args.verbose)
         self.failures = []
         self.dead = set()
-        self.results = {"cells": [], "memory": None, "snapshot": None, "load": [],
-                        "restarts": []}
+        self.results = {"cells": [], "memory": None, "snapshot": None, "hostile": None,
+                        "load": [], "restarts": []}
 
     def log(self, msg):
         print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
@@ -664,10 +772,52 @@ class Matrix:
                               for k in ("worst_us", "before_us", "rps", "snapshot_s")}
         self.results["snapshot"] = snap
 
+    def hostile_neighbours(self, servers):
+        """PING latency of one client next to --hostile clients that never read, and each
+        server's peak resident memory meanwhile; A B per round like the other cells."""
+        workload, conns, depth = HOSTILE_SHAPE
+        n = self.args.hostile
+        label = f"{workload} {shape(conns, depth)} next to {n} hostile connections"
+        cell = {"shape": list(HOSTILE_SHAPE), "connections": n, "depth": HOSTILE_DEPTH,
+                "goal_us": HOSTILE_MAX_GOAL_US, "sample_s": RSS_SAMPLE_S,
+                "runs": {s.name: [] for s in servers}}
+        rss_before = {}
+        extra = ["--hostile-connections", str(n), "--hostile-depth", str(HOSTILE_DEPTH)]
+        for rnd in range(self.args.rounds):
+            for srv in servers:
+                self.revive(srv, label)
+                if srv.name not in rss_before:
+                    rss_before[srv.name] = srv.rss()
+                self.log(f"{srv.name}: {label} (round {rnd + 1})")
+                before = srv.rss()
+                sampler = RssSampler(srv.rss).start()
+                try:
+                    report, err = self.run_on(srv, label, workload, conns, depth, extra=extra,
+                                              seed=3000 + rnd)
+                finally:
+                    peak = sampler.stop()
+                run = summarize_run(report) if report else {}
+                run.update({"rss_before": before, "rss_peak": peak, "rss_samples": sampler.samples,
+                            "failed": err is not None, "error": err})
+                cell["runs"][srv.name].append(run)
+                if err:
+                    self.fail(f"{label} on {srv.name} (round {rnd + 1})", err)
+                else:
+                    self.log(f"{srv.name}: PING p50 {fmt_us(run['p50_us'])}, p99 "
+                             f"{fmt_us(run['p99_us'])}, max {fmt_us(run['max_us'])}; peak RSS "
+                             f"{fmt_bytes(peak)}; {run.get('hostile_sent')} hostile requests "
+                             f"written, {run.get('hostile_lost')} connections closed")
+                # Let the server drop what the closed connections left behind.
+                time.sleep(0.5)
+        for srv in servers:
+            cell[srv.name] = hostile_summary(cell["runs"][srv.name], rss_before.get(srv.name))
+        self.results["hostile"] = cell
+
     def run(self):
         a = self.args
         rows_write, rows_idle, rows_fsync = [], [], []
-        # wal_mode=write: memory, the matrix, idle connections, snapshot latency.
+        # wal_mode=write: memory, the matrix, idle connections, snapshot latency, hostile
+        # neighbours.
         servers = self.servers("write")
         try:
             rss_start = {}
@@ -682,6 +832,8 @@ class Matrix:
             if a.idle:
                 rows_idle = self.run_cells(servers, IDLE_CELLS, "write", idle=a.idle)
             self.snapshot_latency(servers)
+            if a.hostile:
+                self.hostile_neighbours(servers)
             for srv in servers:
                 srv.stop()
         finally:
@@ -755,6 +907,15 @@ def render(results, args):
                   f"(spindle: SIGUSR1, Tarantool: EVAL box.snapshot()); latencies are the "
                   f"worst per-second maxima the driver saw.", "",
                   snapshot_table(results["snapshot"]), ""]
+    if results.get("hostile"):
+        h = results["hostile"]
+        lines += ["## Hostile neighbours: PING next to clients that never read", "",
+                  f"One authenticated connection pings (1 in flight) while {h['connections']:,} "
+                  f"guest connections each pipeline {h['depth']:,} SELECTs on `_vspace` (~30 B "
+                  f"each, ~1.7 KB replies) and never read a reply. Goal: the worst PING under "
+                  f"{fmt_us(h['goal_us'])}. VmRSS sampled every {h['sample_s'] * 1000:.0f} ms "
+                  f"from /proc/PID/status while each run went on.", "",
+                  hostile_table(h), ""]
     load = results.get("load") or []
     if load:
         lines += ["## Bulk load (one run each, not alternated)", "",
@@ -793,13 +954,16 @@ def parse_args(argv=None):
     ap.add_argument("--quick", action="store_true",
                     default=os.environ.get("BENCH_QUICK", "").strip().lower()
                     not in ("", "0", "no", "false"),
-                    help="smoke run: 1 round, 1 s runs, 100k tuples, 1000 idle connections "
-                         "($BENCH_QUICK)")
+                    help="smoke run: 1 round, 1 s runs, 100k tuples, 1000 idle connections, "
+                         "200 hostile ones ($BENCH_QUICK)")
     ap.add_argument("--rounds", type=int, help="A B rounds per cell [3; $BENCH_ROUNDS]")
     ap.add_argument("--duration", type=float, help="measured seconds per run [5; $BENCH_DURATION]")
     ap.add_argument("--warmup", type=float, help="warm-up seconds per run [1; $BENCH_WARMUP]")
     ap.add_argument("--keys", type=int, help="tuples in the data set [1000000; $BENCH_KEYS]")
     ap.add_argument("--idle", type=int, help="idle connections [10000; $BENCH_IDLE]; 0: no idle cells")
+    ap.add_argument("--hostile", type=int,
+                    help="connections that never read, next to the 1x1 PING of the "
+                         "hostile-neighbours cell [1000; $BENCH_HOSTILE]; 0: no such cell")
     ap.add_argument("--memtx-memory", type=int, default=2 * 2**30, help="Tarantool memtx_memory")
     ap.add_argument("--verbose", "-v", action="store_true", help="print every driver command")
     args = ap.parse_args(argv)
@@ -814,8 +978,12 @@ def parse_args(argv=None):
         args.keys = env_default("BENCH_KEYS", int, 100_000 if quick else 1_000_000)
     if args.idle is None:
         args.idle = env_default("BENCH_IDLE", int, 1000 if quick else 10_000)
-    if args.rounds < 1 or args.duration <= 0 or args.keys < 1 or args.idle < 0:
-        ap.error("--rounds, --duration and --keys must be positive, --idle not negative")
+    if args.hostile is None:
+        args.hostile = env_default("BENCH_HOSTILE", int, 200 if quick else 1000)
+    if (args.rounds < 1 or args.duration <= 0 or args.keys < 1 or args.idle < 0
+            or args.hostile < 0):
+        ap.error("--rounds, --duration and --keys must be positive, --idle and --hostile not "
+                 "negative")
     args.snapshot_at = 1.0 if quick else 3.0
     args.snapshot_duration = 3.0 if quick else 8.0
     # Servers run in their own data directories: every path must be absolute.
