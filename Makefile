@@ -9,7 +9,11 @@
 #   make bench   release build, then spindle vs Tarantool 2.6 side by side (tools/bench_matrix.py):
 #                one table of ratios; BENCH_QUICK=1 for a smoke run, BENCH_ROUNDS=N,
 #                BENCH_DURATION=S, BENCH_WARMUP=S, BENCH_KEYS=N, BENCH_IDLE=N to change it;
-#                writes $(CARGO_TARGET_DIR or target)/bench/{table.md,results.json}
+#                writes $(CARGO_TARGET_DIR or target)/bench/{table.md,results.json}.
+#                BENCH_BASELINE_REV=<git rev> (or BENCH_BASELINE=<spindle binary>) also runs
+#                that build of spindle as a third server and adds a "spindle vs baseline"
+#                table (cells more than 3% worse are marked); the revision is built in a git
+#                worktree under $(CARGO_TARGET_DIR or target)/bench-baseline, reused per commit
 #   make test-integration         only the Python suite (against spindle and Tarantool)
 #   make validate-tests           the Python suite against real Tarantool only
 #                                 (DIFF_AGAINST=tarantool, TEST_SERVERS=tarantool)
@@ -34,6 +38,9 @@ BENCH_DURATION ?=
 BENCH_WARMUP ?=
 BENCH_KEYS ?=
 BENCH_IDLE ?=
+BENCH_HOSTILE ?=
+BENCH_BASELINE ?=
+BENCH_BASELINE_REV ?=
 BENCH_ARGS ?=
 
 .PHONY: build run deps deps-tarantool deps-python test test-rust test-integration validate-tests lint fmt bench
@@ -87,10 +94,42 @@ validate-tests: deps
 	DIFF_AGAINST=tarantool TEST_SERVERS=tarantool $(PYTHON) -m pytest -q tests \
 		-m "not spindle_only" $(PYTEST_ARGS)
 
+# BENCH_BASELINE_REV: `git worktree add --detach` of that commit in <target>/bench-baseline/src,
+# built with CARGO_TARGET_DIR=<target>/bench-baseline/target (the main build is left alone);
+# <target>/bench-baseline/built-commit names the commit whose spindle is in there, so the same
+# commit is not built twice and another one only rebuilds what changed.
 bench: deps-tarantool
 	$(CARGO) build --release -p spindle -p spindle-bench
+	@baseline='$(BENCH_BASELINE)'; label="$$baseline"; rev='$(BENCH_BASELINE_REV)'; \
+	if [ -n "$$rev" ]; then \
+		if [ -n "$$baseline" ]; then echo "bench: set BENCH_BASELINE or BENCH_BASELINE_REV, not both"; exit 2; fi; \
+		commit=$$(git rev-parse --verify --quiet "$$rev^{commit}") || \
+			{ echo "bench: BENCH_BASELINE_REV=$$rev is not a commit"; exit 2; }; \
+		tdir="$${CARGO_TARGET_DIR:-target}"; mkdir -p "$$tdir/bench-baseline"; \
+		base=$$(cd "$$tdir/bench-baseline" && pwd -P); src="$$base/src"; \
+		baseline="$$base/target/release/spindle"; label="$$rev ($${commit:0:10})"; \
+		if [ -x "$$baseline" ] && [ "$$(cat "$$base/built-commit" 2>/dev/null)" = "$$commit" ]; then \
+			echo "bench: baseline $$label already built: $$baseline"; \
+		else \
+			echo "bench: building baseline $$label in $$src"; \
+			rm -f "$$base/built-commit"; \
+			if [ "$$(git -C "$$src" rev-parse --path-format=absolute --git-common-dir 2>/dev/null)" \
+					= "$$(git rev-parse --path-format=absolute --git-common-dir)" ] \
+					&& [ "$$(git -C "$$src" rev-parse --show-toplevel)" = "$$src" ]; then \
+				git -C "$$src" checkout -q --force --detach "$$commit"; \
+				git -C "$$src" clean -q -fdx; \
+			else \
+				rm -rf "$$src"; \
+				git worktree add -q -f --detach "$$src" "$$commit"; \
+			fi; \
+			(cd "$$src" && CARGO_TARGET_DIR="$$base/target" $(CARGO) build --release -p spindle); \
+			echo "$$commit" > "$$base/built-commit"; \
+		fi; \
+	fi; \
+	set -x; \
 	BENCH_QUICK='$(BENCH_QUICK)' BENCH_ROUNDS='$(BENCH_ROUNDS)' BENCH_DURATION='$(BENCH_DURATION)' \
-	BENCH_WARMUP='$(BENCH_WARMUP)' BENCH_KEYS='$(BENCH_KEYS)' BENCH_IDLE='$(BENCH_IDLE)' \
+	BENCH_WARMUP='$(BENCH_WARMUP)' BENCH_KEYS='$(BENCH_KEYS)' BENCH_IDLE='$(BENCH_IDLE)' BENCH_HOSTILE='$(BENCH_HOSTILE)' \
+	BENCH_BASELINE="$$baseline" BENCH_BASELINE_LABEL="$$label" \
 		$(PYTHON) tools/bench_matrix.py --target-dir "$${CARGO_TARGET_DIR:-target}" $(BENCH_ARGS)
 
 lint:

@@ -7,13 +7,24 @@ rows {unsigned, 25-byte string} in a space with a TREE primary key, loaded by `s
 load`. Each cell of the matrix runs `spindle-bench` against one server, then the other, and
 again (A B A B ... for --rounds rounds); the table shows medians. Python 3 stdlib only.
 
+With --baseline BIN (another spindle binary, say the build of the commit before a change; `make
+bench BENCH_BASELINE_REV=<rev>` builds one) every cell also runs against a third server,
+"baseline": the same spindle command line with BIN, its own fresh data dir, third in each round
+(spindle, Tarantool, baseline, spindle, ...). An extra table "spindle vs baseline" then gives
+spindle/baseline per cell, per latency and memory figure, and marks every one that is more
+than 3% worse for spindle (throughput below 0.97 of the baseline's; latency or memory above
+1.03 of it). Without --baseline nothing of this runs and the output is as before.
+
 Measured, in this order:
   wal_mode=write  resident memory per tuple (VmRSS before and after loading --keys rows),
                   resident memory per idle connection (VmRSS with --idle connections held open),
                   {ping, select, replace} x {1x1, 50x1, 4x64}, YCSB A/B/C,
                   ping/select/replace at 50x1 and 4x64 next to --idle idle connections,
                   the worst client latency while a snapshot of the data is written
-                  (spindle: SIGUSR1, Tarantool: box.snapshot() as EVAL);
+                  (spindle: SIGUSR1, Tarantool: box.snapshot() as EVAL),
+                  "hostile neighbours": PING p50/p99/max of one client (1x1) while --hostile
+                  guest connections each pipeline 3000 SELECTs on _vspace and never read a
+                  reply, with the server's peak VmRSS (sampled every 100 ms) during the cell;
   wal_mode=fsync  replace at 50x1 and 4x64.
 
 Output: the table on stdout, as markdown in <out>/table.md and every figure (with each run's
@@ -21,7 +32,8 @@ raw numbers) in <out>/results.json; <out> is <target-dir>/bench. Servers started
 always killed at the end, also on failure or Ctrl-C. The exit status is non-zero if any run
 failed (a failed run shows as FAILED in the table; nothing is skipped silently).
 
-    python3 tools/bench_matrix.py [--quick] [--rounds N] [--duration S] [--keys N]
+    python3 tools/bench_matrix.py [--quick] [--rounds N] [--duration S] [--keys N] [--idle N]
+                                  [--hostile N] [--baseline BIN [--baseline-label TEXT]]
 """
 import argparse
 import json
@@ -36,6 +48,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -63,6 +76,14 @@ GOAL_DEFAULT = 1.0
 GOALS = {("replace", 50, 1, "fsync"): 3.0}
 SNAPSHOT_SHAPE = ("replace", 16, 16)
 LOAD_SHAPE = (16, 64)
+# Issue 13, clients that never read: one well-behaved client pings next to --hostile guest
+# connections, each pipelining HOSTILE_DEPTH SELECTs on _vspace without reading a reply.
+HOSTILE_SHAPE = ("ping", 1, 1)
+HOSTILE_DEPTH = 3000
+HOSTILE_MAX_GOAL_US = 100_000.0  # the well-behaved client's worst PING: under 100 ms
+RSS_SAMPLE_S = 0.1
+# spindle against a baseline build: a figure more than this much worse is marked.
+BASELINE_TOLERANCE = 0.03
 
 
 # -- pure helpers (tests/test_bench_matrix.py) -----------------------------------------------
@@ -126,6 +147,13 @@ def goal_mark(r, goal):
     return f"≥ {goal:g} {'met' if r >= goal else 'NOT met'}"
 
 
+def max_goal_mark(us, limit_us):
+    """A worst latency against its upper bound, marked like the throughput goals."""
+    if us is None:
+        return "FAILED"
+    return f"< {fmt_us(limit_us)} {'met' if us < limit_us else 'NOT met'}"
+
+
 def parse_vmrss(status_text):
     """Bytes of `VmRSS:` in the text of /proc/PID/status, or None."""
     m = re.search(r"^VmRSS:\s+(\d+)\s+kB", status_text, re.M)
@@ -146,7 +174,10 @@ def summarize_run(report):
             "p50_us": total.get("latency_us", {}).get("p50"),
             "p99_us": total.get("latency_us", {}).get("p99"),
             "errors": total.get("errors", 0),
-            "idle_lost": report.get("idle_lost")}
+            "max_us": total.get("latency_us", {}).get("max"),
+            "idle_lost": report.get("idle_lost"),
+            "hostile_sent": report.get("hostile_sent"),
+            "hostile_lost": report.get("hostile_lost")}
 
 
 def worst_latency(per_second, through_s=None):
@@ -164,6 +195,93 @@ def cell_summary(runs):
         return {"rps": None, "p50_us": None, "failed": True}
     return {"rps": median(r["rps"] for r in runs), "p50_us": median(r["p50_us"] for r in runs),
             "failed": False}
+
+
+def hostile_summary(runs, rss_before):
+    """One server's hostile-neighbours cell over its rounds: PING p50 and p99 are medians, the
+    max and the peak RSS the worst round's (the goal is on the worst); the RSS growth is the
+    peak against `rss_before`, the RSS right before the cell's first run. A failed round makes
+    the latencies None; RSS figures stand as long as some round sampled any."""
+    failed = not runs or any(r.get("failed") or r.get("max_us") is None for r in runs)
+    peaks = [r.get("rss_peak") for r in runs if r.get("rss_peak") is not None]
+    peak = max(peaks) if peaks else None
+    sent = [r.get("hostile_sent") for r in runs if r.get("hostile_sent") is not None]
+    lost = [r.get("hostile_lost") for r in runs if r.get("hostile_lost") is not None]
+    return {"p50_us": None if failed else median(r.get("p50_us") for r in runs),
+            "p99_us": None if failed else median(r.get("p99_us") for r in runs),
+            "max_us": None if failed else max(r.get("max_us") for r in runs),
+            "rss_before": rss_before, "rss_peak": peak,
+            "rss_growth": None if peak is None or rss_before is None else peak - rss_before,
+            "hostile_sent": int(median(sent)) if sent else None,
+            "hostile_lost": max(lost) if lost else None,
+            "failed": failed}
+
+
+def hostile_table(h):
+    """Markdown for the hostile-neighbours cell. h: {connections, depth, goal_us, spindle: {...},
+    tarantool: {...}} with hostile_summary's fields per server."""
+    s, t = h["spindle"], h["tarantool"]
+    w, c, d = h["shape"]
+    out = [f"| {w} {shape(c, d)} next to {h['connections']:,} × {h['depth']:,} unread SELECTs "
+           f"| spindle | Tarantool | ratio |", "|---|---:|---:|---:|"]
+    for label, key in (("PING p50 (median)", "p50_us"), ("PING p99 (median)", "p99_us"),
+                       ("PING max (worst round)", "max_us")):
+        out.append(f"| {label} | {fmt_us(s.get(key))} | {fmt_us(t.get(key))} "
+                   f"| {fmt_ratio(ratio(s.get(key), t.get(key)))} |")
+    out.append(f"| goal: PING max | {max_goal_mark(s.get('max_us'), h['goal_us'])} "
+               f"| {max_goal_mark(t.get('max_us'), h['goal_us'])} | |")
+    for label, key in (("RSS before the cell", "rss_before"),
+                       ("peak RSS during the cell", "rss_peak"),
+                       ("RSS growth (peak − before)", "rss_growth")):
+        out.append(f"| {label} | {fmt_bytes(s.get(key))} | {fmt_bytes(t.get(key))} "
+                   f"| {fmt_ratio(ratio(s.get(key), t.get(key)))} |")
+    total = h["connections"] * h["depth"]
+    count = (lambda v: "—" if v is None else f"{v:,} of {total:,}")
+    out.append(f"| hostile requests written (median) | {count(s.get('hostile_sent'))} "
+               f"| {count(t.get('hostile_sent'))} | |")
+    closed = (lambda v: "—" if v is None else f"{v:,}")
+    out.append(f"| hostile connections closed by the server | {closed(s.get('hostile_lost'))} "
+               f"| {closed(t.get('hostile_lost'))} | |")
+    return "\n".join(out)
+
+
+class RssSampler:
+    """Calls `read()` (bytes of resident memory; None or OSError when there is none to read,
+    say while the process is being restarted) every `interval` s in a thread until stop();
+    keeps the peak and the number of samples taken."""
+
+    def __init__(self, read, interval=RSS_SAMPLE_S):
+        self.read = read
+        self.interval = interval
+        self.peak = None
+        self.samples = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _sample(self):
+        try:
+            rss = self.read()
+        except OSError:
+            return
+        if rss is not None:
+            self.samples += 1
+            self.peak = rss if self.peak is None else max(self.peak, rss)
+
+    def _run(self):
+        self._sample()
+        while not self._stop.wait(self.interval):
+            self._sample()
+
+    def start(self):
+        self._thread.start()
+        return self
+
+    def stop(self):
+        """Stops sampling, takes one last sample; returns the peak."""
+        self._stop.set()
+        self._thread.join()
+        self._sample()
+        return self.peak
 
 
 def throughput_table(rows):
@@ -234,6 +352,128 @@ def snapshot_table(snap):
     out.append(f"| time to write the snapshot | {took(s.get('snapshot_s'))} "
                f"| {took(t.get('snapshot_s'))} | {fmt_ratio(ratio(s.get('snapshot_s'), t.get('snapshot_s')))} |")
     return "\n".join(out)
+
+
+def baseline_compare(spindle, baseline, higher_is_better, tolerance=BASELINE_TOLERANCE):
+    """spindle's figure against the baseline's: (spindle/baseline or None, mark, flagged).
+
+    The mark is "ok"; "SLOWER by x%" when higher is better (throughput) and the ratio is below
+    1 - tolerance; "WORSE by x%" when lower is better (latency, memory) and it is above
+    1 + tolerance; "FAILED" when spindle has no figure (the rule cannot be checked); "baseline
+    FAILED" when only the baseline has none (spindle cannot have got worse than that); "n/a"
+    when the baseline's figure is not positive, so that no ratio means anything. `flagged` is
+    True for SLOWER, WORSE and FAILED."""
+    if spindle is None:
+        return None, "FAILED", True
+    if baseline is None:
+        return None, "baseline FAILED", False
+    if baseline <= 0:
+        return None, "n/a", False
+    r = spindle / baseline
+    if higher_is_better and r < 1 - tolerance:
+        return r, f"SLOWER by {(1 - r) * 100:.1f}%", True
+    if not higher_is_better and r > 1 + tolerance:
+        return r, f"WORSE by {(r - 1) * 100:.1f}%", True
+    return r, "ok", False
+
+
+def cell_name(row):
+    """"ping 50×1 write +1,000 idle": one throughput cell of the matrix."""
+    return (f"{row['workload']} {shape(row['conns'], row['depth'])} {row['wal_mode']}"
+            + (f" +{row['idle']:,} idle" if row.get("idle") else ""))
+
+
+def baseline_rows(results, tolerance=BASELINE_TOLERANCE):
+    """Every figure of `results` (as Matrix.run leaves them) that spindle and the baseline
+    both have a slot for, compared by baseline_compare: the throughput cells (write, fsync,
+    then next to idle connections), the snapshot's worst latency, the hostile-neighbours PING
+    latencies and peak memory, the resident-memory rows and the bulk loads. Each row: {cell,
+    kind (rps, us, bytes or per: how to format it), higher_is_better, spindle, baseline,
+    ratio, mark, flagged}. Nothing for sections that ran without a baseline. The bulk loads
+    are one short run each, not alternated: shown, never flagged ("not judged: ...")."""
+    rows = []
+
+    def add(cell, kind, higher, s, b, judged=True):
+        r, mark, flagged = baseline_compare(s, b, higher, tolerance)
+        if not judged and mark != "ok":
+            mark, flagged = f"not judged: {mark}", False
+        rows.append({"cell": cell, "kind": kind, "higher_is_better": higher, "spindle": s,
+                     "baseline": b, "ratio": r, "mark": mark, "flagged": flagged})
+
+    t = results.get("tables") or {}
+    for row in (t.get("write") or []) + (t.get("fsync") or []) + (t.get("idle") or []):
+        if "baseline" in row:
+            add(cell_name(row), "rps", True, row["spindle"].get("rps"),
+                row["baseline"].get("rps"))
+    snap = results.get("snapshot")
+    if snap and "baseline" in snap:
+        w, c, d = snap["shape"]
+        add(f"{w} {shape(c, d)}: worst latency while a snapshot is written", "us", False,
+            snap["spindle"].get("worst_us"), snap["baseline"].get("worst_us"))
+    h = results.get("hostile")
+    if h and "baseline" in h:
+        w, c, d = h["shape"]
+        what = f"{w} {shape(c, d)} next to {h['connections']:,} hostile"
+        for label, key, kind in (("PING p50", "p50_us", "us"), ("PING p99", "p99_us", "us"),
+                                 ("PING max", "max_us", "us"), ("peak RSS", "rss_peak", "bytes"),
+                                 ("RSS growth", "rss_growth", "bytes")):
+            add(f"{what}: {label}", kind, False, h["spindle"].get(key), h["baseline"].get(key))
+    mem = results.get("memory")
+    if mem and "baseline" in mem:
+        for label, key, kind in (("RSS after start", "rss_start", "bytes"),
+                                 (f"RSS with {mem['tuples']:,} tuples", "rss_loaded", "bytes"),
+                                 ("resident bytes per tuple", "per_tuple", "per"),
+                                 (f"RSS with {mem['idle']:,} idle connections", "rss_idle",
+                                  "bytes"),
+                                 ("resident bytes per idle connection", "per_connection",
+                                  "per")):
+            add(f"memory: {label}", kind, False, mem["spindle"].get(key),
+                mem["baseline"].get(key))
+    load = results.get("load") or []
+    for mode in ("write", "fsync"):
+        by = {e["server"]: e for e in load if e["wal_mode"] == mode}
+        if "baseline" in by:
+            add(f"bulk load, {mode} (one run each)", "rps", True,
+                (by.get("spindle") or {}).get("rps"), by["baseline"].get("rps"), judged=False)
+    return rows
+
+
+def _fmt_kind(kind, v):
+    if kind == "rps":
+        return fmt_rate(v)
+    if v is None:
+        return "FAILED"
+    if kind == "us":
+        return fmt_us(v)
+    if kind == "per":
+        return f"{v:,.1f} B"
+    return fmt_bytes(v)
+
+
+def baseline_table(rows, tolerance=BASELINE_TOLERANCE):
+    """Markdown for the rows of baseline_rows."""
+    pct = f"{tolerance * 100:g}%"
+    out = [f"| cell | better | spindle | baseline | spindle / baseline | ≤ {pct} worse |",
+           "|---|---|---:|---:|---:|---|"]
+    for r in rows:
+        rat = "—" if r["ratio"] is None else f"{r['ratio']:.3f}"
+        out.append(f"| {r['cell']} | {'higher' if r['higher_is_better'] else 'lower'} "
+                   f"| {_fmt_kind(r['kind'], r['spindle'])} "
+                   f"| {_fmt_kind(r['kind'], r['baseline'])} | {rat} | {r['mark']} |")
+    return "\n".join(out)
+
+
+def baseline_verdict(rows, tolerance=BASELINE_TOLERANCE):
+    """One sentence: how many figures are more than `tolerance` worse than the baseline's (or
+    failed), and which."""
+    pct = f"{tolerance * 100:g}%"
+    bad = [r for r in rows if r["flagged"]]
+    if not rows:
+        return "Nothing was compared with the baseline."
+    if not bad:
+        return f"All {len(rows)} figures are within {pct} of the baseline or better."
+    return (f"{len(bad)} of {len(rows)} figures are more than {pct} worse than the baseline "
+            f"or failed: " + "; ".join(f"{r['cell']} ({r['mark']})" for r in bad) + ".")
 
 
 # -- processes --------------------------------------------------------------------------------
@@ -383,6 +623,11 @@ class Spindle(Server):
         return len(found), (float(found[-1]) if found else None)
 
 
+class Baseline(Spindle):
+    """The same spindle command line with another binary (--baseline)."""
+    name = "baseline"
+
+
 TARANTOOL_LUA = """\
 -- generated by tools/bench_matrix.py
 box.cfg{{
@@ -484,15 +729,20 @@ class Matrix:
                              args.verbose)
         self.failures = []
         self.dead = set()
-        self.results = {"cells": [], "memory": None, "snapshot": None, "load": [],
-                        "restarts": []}
+        self.results = {"cells": [], "memory": None, "snapshot": None, "hostile": None,
+                        "load": [], "restarts": []}
 
     def log(self, msg):
         print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
     def servers(self, wal_mode):
-        return [Spindle(self.workdir, wal_mode, self.args.spindle_bin),
-                Tarantool(self.workdir, wal_mode, self.args.tarantool_bin, self.args.memtx_memory)]
+        """The servers of a wal_mode in the order each round runs them: spindle, Tarantool and,
+        with --baseline, the baseline spindle third."""
+        out = [Spindle(self.workdir, wal_mode, self.args.spindle_bin),
+               Tarantool(self.workdir, wal_mode, self.args.tarantool_bin, self.args.memtx_memory)]
+        if self.args.baseline:
+            out.append(Baseline(self.workdir, wal_mode, self.args.baseline))
+        return out
 
     def annotate(self, srv, err):
         """`err` (or "ok"), plus how `srv` died if it did; a dead server is reported once."""
@@ -608,8 +858,13 @@ class Matrix:
             for srv in servers:
                 row[srv.name] = cell_summary(runs[srv.name])
             r = ratio(row["spindle"]["rps"], row["tarantool"]["rps"])
-            self.log(f"{label}: spindle {fmt_rate(row['spindle']['rps'])}, tarantool "
-                     f"{fmt_rate(row['tarantool']['rps'])}, ratio {fmt_ratio(r)}")
+            msg = (f"{label}: spindle {fmt_rate(row['spindle']['rps'])}, tarantool "
+                   f"{fmt_rate(row['tarantool']['rps'])}, ratio {fmt_ratio(r)}")
+            if "baseline" in row:
+                rb = ratio(row["spindle"]["rps"], row["baseline"]["rps"])
+                msg += (f"; baseline {fmt_rate(row['baseline']['rps'])}, spindle/baseline "
+                        f"{fmt_ratio(rb)}")
+            self.log(msg)
             rows.append(row)
             self.results["cells"].append(row)
         return rows
@@ -664,10 +919,56 @@ class Matrix:
                               for k in ("worst_us", "before_us", "rps", "snapshot_s")}
         self.results["snapshot"] = snap
 
+    def hostile_neighbours(self, servers):
+        """PING latency of one client next to --hostile clients that never read, and each
+        server's peak resident memory meanwhile; A B per round like the other cells."""
+        workload, conns, depth = HOSTILE_SHAPE
+        n = self.args.hostile
+        label = f"{workload} {shape(conns, depth)} next to {n} hostile connections"
+        cell = {"shape": list(HOSTILE_SHAPE), "connections": n, "depth": HOSTILE_DEPTH,
+                "goal_us": HOSTILE_MAX_GOAL_US, "sample_s": RSS_SAMPLE_S,
+                "runs": {s.name: [] for s in servers}}
+        rss_before = {}
+        extra = ["--hostile-connections", str(n), "--hostile-depth", str(HOSTILE_DEPTH)]
+        for rnd in range(self.args.rounds):
+            for srv in servers:
+                self.revive(srv, label)
+                if srv.name not in rss_before:
+                    rss_before[srv.name] = srv.rss()
+                self.log(f"{srv.name}: {label} (round {rnd + 1})")
+                before = srv.rss()
+                sampler = RssSampler(srv.rss).start()
+                try:
+                    report, err = self.run_on(srv, label, workload, conns, depth, extra=extra,
+                                              seed=3000 + rnd)
+                finally:
+                    peak = sampler.stop()
+                run = summarize_run(report) if report else {}
+                if err is None and not run.get("rps"):
+                    # Not a latency of 0: the pinging client was starved outright.
+                    err = (f"the pinging client got no reply in the {self.args.duration:g} s "
+                           f"measured (starved by the hostile connections)")
+                run.update({"rss_before": before, "rss_peak": peak, "rss_samples": sampler.samples,
+                            "failed": err is not None, "error": err})
+                cell["runs"][srv.name].append(run)
+                if err:
+                    self.fail(f"{label} on {srv.name} (round {rnd + 1})", err)
+                else:
+                    self.log(f"{srv.name}: PING p50 {fmt_us(run['p50_us'])}, p99 "
+                             f"{fmt_us(run['p99_us'])}, max {fmt_us(run['max_us'])}; peak RSS "
+                             f"{fmt_bytes(peak)}; {run.get('hostile_sent')} hostile requests "
+                             f"written, {run.get('hostile_lost')} connections closed")
+                # Let the server drop what the closed connections left behind.
+                time.sleep(0.5)
+        for srv in servers:
+            cell[srv.name] = hostile_summary(cell["runs"][srv.name], rss_before.get(srv.name))
+        self.results["hostile"] = cell
+
     def run(self):
         a = self.args
         rows_write, rows_idle, rows_fsync = [], [], []
-        # wal_mode=write: memory, the matrix, idle connections, snapshot latency.
+        # wal_mode=write: memory, the matrix, idle connections, snapshot latency, hostile
+        # neighbours.
         servers = self.servers("write")
         try:
             rss_start = {}
@@ -682,6 +983,8 @@ class Matrix:
             if a.idle:
                 rows_idle = self.run_cells(servers, IDLE_CELLS, "write", idle=a.idle)
             self.snapshot_latency(servers)
+            if a.hostile:
+                self.hostile_neighbours(servers)
             for srv in servers:
                 srv.stop()
         finally:
@@ -731,15 +1034,22 @@ def machine_info(args):
 
 def render(results, args):
     m = results["machine"]
+    bl = results.get("baseline")
     lines = [f"# spindle / Tarantool 2.6 — `make bench`", "",
              f"Date {m['date']}; {m['cpus']} CPUs ({m['cpu']}), {m['memory']} RAM, Linux "
              f"{m['kernel']}; {' '.join(m['tarantool'])}; spindle {m['spindle_commit']}; "
              f"load average at start {m['loadavg_start'][0]:.2f}, at end "
              f"{m['loadavg_end'][0]:.2f}.",
              f"{args.keys:,} tuples {{unsigned, 25-byte string}}, TREE primary key; "
-             f"{args.rounds} round(s) A B per cell, medians; {args.warmup} s warm-up + "
+             f"{args.rounds} round(s) {'A B C' if bl else 'A B'} per cell, medians; "
+             f"{args.warmup} s warm-up + "
              f"{args.duration} s per run; one iproto thread each; ratios are spindle / Tarantool "
-             f"(throughput: higher is better for spindle; p50: lower is better).", ""]
+             f"(throughput: higher is better for spindle; p50: lower is better)."]
+    if bl:
+        lines.append(f"Baseline: {bl['label']} (`{bl['binary']}`), the same spindle command "
+                     f"line, third in every round (spindle, Tarantool, baseline); see "
+                     f"\"spindle vs baseline\" below.")
+    lines.append("")
     t = results["tables"]
     lines += ["## Throughput and 1-in-flight latency", "",
               throughput_table(t["write"] + t["fsync"]), ""]
@@ -755,17 +1065,44 @@ def render(results, args):
                   f"(spindle: SIGUSR1, Tarantool: EVAL box.snapshot()); latencies are the "
                   f"worst per-second maxima the driver saw.", "",
                   snapshot_table(results["snapshot"]), ""]
+    if results.get("hostile"):
+        h = results["hostile"]
+        lines += ["## Hostile neighbours: PING next to clients that never read", "",
+                  f"One authenticated connection pings (1 in flight) while {h['connections']:,} "
+                  f"guest connections each pipeline {h['depth']:,} SELECTs on `_vspace` (~30 B "
+                  f"each, ~1.7 KB replies) and never read a reply. Goal: the worst PING under "
+                  f"{fmt_us(h['goal_us'])}. VmRSS sampled every {h['sample_s'] * 1000:.0f} ms "
+                  f"from /proc/PID/status while each run went on.", "",
+                  hostile_table(h), ""]
     load = results.get("load") or []
     if load:
+        names = ["spindle", "tarantool"] + (["baseline"] if bl else [])
         lines += ["## Bulk load (one run each, not alternated)", "",
-                  "| wal_mode | spindle | Tarantool |", "|---|---:|---:|"]
+                  "| wal_mode | spindle | Tarantool |" + (" baseline |" if bl else ""),
+                  "|---|---:|---:|" + ("---:|" if bl else "")]
         for mode in ("write", "fsync"):
             by = {e["server"]: e for e in load if e["wal_mode"] == mode}
             if by:
                 cell = (lambda e: "FAILED" if not e or e.get("seconds") is None
                         else f"{e['seconds']:.2f} s ({fmt_rate(e['rps'])}/s)")
-                lines.append(f"| {mode} | {cell(by.get('spindle'))} | {cell(by.get('tarantool'))} |")
+                lines.append(f"| {mode} | " + " | ".join(cell(by.get(n)) for n in names) + " |")
         lines.append("")
+    if bl:
+        pct = f"{bl['tolerance'] * 100:g}%"
+        lines += ["## spindle vs baseline", "",
+                  f"spindle {m['spindle_commit']} (this tree) against the baseline "
+                  f"{bl['label']}, run side by side in the same rounds. Ratios are spindle / "
+                  f"baseline of the same medians as above; a figure more than {pct} worse for "
+                  f"spindle is marked: throughput (higher is better) below "
+                  f"{1 - bl['tolerance']:.2f}, latency and memory (lower is better) above "
+                  f"{1 + bl['tolerance']:.2f}.", "",
+                  baseline_table(bl["rows"], bl["tolerance"]), "",
+                  baseline_verdict(bl["rows"], bl["tolerance"]), ""]
+        if args.rounds < 3:
+            lines += [f"Only {args.rounds} round(s) of {args.duration:g} s per cell: the medians "
+                      f"are single short runs, far noisier than {pct}. Take these marks as a "
+                      f"smoke test, not a verdict; judge a change on a full run (3 rounds or "
+                      f"more, BENCH_QUICK unset).", ""]
     if results.get("restarts"):
         lines += ["## Servers restarted (killed from outside during the run)", ""]
         lines += ["- " + f"{r['server']} ({r['wal_mode']}) before {r['before']}: "
@@ -793,13 +1130,24 @@ def parse_args(argv=None):
     ap.add_argument("--quick", action="store_true",
                     default=os.environ.get("BENCH_QUICK", "").strip().lower()
                     not in ("", "0", "no", "false"),
-                    help="smoke run: 1 round, 1 s runs, 100k tuples, 1000 idle connections "
-                         "($BENCH_QUICK)")
+                    help="smoke run: 1 round, 1 s runs, 100k tuples, 1000 idle connections, "
+                         "200 hostile ones ($BENCH_QUICK)")
     ap.add_argument("--rounds", type=int, help="A B rounds per cell [3; $BENCH_ROUNDS]")
     ap.add_argument("--duration", type=float, help="measured seconds per run [5; $BENCH_DURATION]")
     ap.add_argument("--warmup", type=float, help="warm-up seconds per run [1; $BENCH_WARMUP]")
     ap.add_argument("--keys", type=int, help="tuples in the data set [1000000; $BENCH_KEYS]")
     ap.add_argument("--idle", type=int, help="idle connections [10000; $BENCH_IDLE]; 0: no idle cells")
+    ap.add_argument("--hostile", type=int,
+                    help="connections that never read, next to the 1x1 PING of the "
+                         "hostile-neighbours cell [1000; $BENCH_HOSTILE]; 0: no such cell")
+    ap.add_argument("--baseline", metavar="BIN", default=os.environ.get("BENCH_BASELINE") or None,
+                    help="another spindle binary (say the build before a change) to run as a "
+                         "third server in every cell, with a spindle-vs-baseline table "
+                         "($BENCH_BASELINE; `make bench BENCH_BASELINE_REV=<rev>` builds one)")
+    ap.add_argument("--baseline-label", metavar="TEXT",
+                    default=os.environ.get("BENCH_BASELINE_LABEL") or None,
+                    help="what to call the baseline in the report [its path; "
+                         "$BENCH_BASELINE_LABEL]")
     ap.add_argument("--memtx-memory", type=int, default=2 * 2**30, help="Tarantool memtx_memory")
     ap.add_argument("--verbose", "-v", action="store_true", help="print every driver command")
     args = ap.parse_args(argv)
@@ -814,8 +1162,12 @@ def parse_args(argv=None):
         args.keys = env_default("BENCH_KEYS", int, 100_000 if quick else 1_000_000)
     if args.idle is None:
         args.idle = env_default("BENCH_IDLE", int, 1000 if quick else 10_000)
-    if args.rounds < 1 or args.duration <= 0 or args.keys < 1 or args.idle < 0:
-        ap.error("--rounds, --duration and --keys must be positive, --idle not negative")
+    if args.hostile is None:
+        args.hostile = env_default("BENCH_HOSTILE", int, 200 if quick else 1000)
+    if (args.rounds < 1 or args.duration <= 0 or args.keys < 1 or args.idle < 0
+            or args.hostile < 0):
+        ap.error("--rounds, --duration and --keys must be positive, --idle and --hostile not "
+                 "negative")
     args.snapshot_at = 1.0 if quick else 3.0
     args.snapshot_duration = 3.0 if quick else 8.0
     # Servers run in their own data directories: every path must be absolute.
@@ -824,6 +1176,11 @@ def parse_args(argv=None):
     args.spindle_bin = os.path.join(args.target_dir, "release", "spindle")
     args.bench_bin = os.path.join(args.target_dir, "release", "spindle-bench")
     args.tarantool_bin = shutil.which("tarantool") or "tarantool"
+    if args.baseline:
+        args.baseline = os.path.abspath(args.baseline)
+        args.baseline_label = args.baseline_label or args.baseline
+    else:
+        args.baseline, args.baseline_label = None, None
     return args
 
 
@@ -833,6 +1190,8 @@ def main(argv=None):
         if not os.access(path, os.X_OK):
             sys.exit(f"bench_matrix: {path} is missing: run `cargo build --release -p spindle "
                      f"-p spindle-bench` (or `make bench`)")
+    if args.baseline and not os.access(args.baseline, os.X_OK):
+        sys.exit(f"bench_matrix: the baseline {args.baseline} is not an executable")
     if shutil.which(args.tarantool_bin) is None:
         sys.exit("bench_matrix: `tarantool` (2.6) is not installed: run `make deps`")
     os.makedirs(args.out, exist_ok=True)
@@ -861,6 +1220,12 @@ def main(argv=None):
     results["failures"] = matrix.failures
     results["machine"]["loadavg_end"] = os.getloadavg()
     results["elapsed_s"] = time.monotonic() - started
+    if args.baseline:
+        rows = baseline_rows(results)
+        results["baseline"] = {"binary": args.baseline, "label": args.baseline_label,
+                               "tolerance": BASELINE_TOLERANCE, "rows": rows,
+                               "flagged": sum(1 for r in rows if r["flagged"]),
+                               "verdict": baseline_verdict(rows)}
     table = render(results, args)
     with open(os.path.join(args.out, "results.json"), "w") as f:
         json.dump(results, f, indent=2, default=str)
@@ -869,6 +1234,9 @@ def main(argv=None):
     print(table)
     print(f"\n(took {results['elapsed_s'] / 60:.1f} min; written to {args.out}/table.md and "
           f"results.json)", file=sys.stderr)
+    if results.get("baseline"):
+        print(f"bench_matrix: spindle vs baseline: {results['baseline']['verdict']}",
+              file=sys.stderr)
     if matrix.failures:
         print(f"bench_matrix: {len(matrix.failures)} run(s) FAILED", file=sys.stderr)
         return 1

@@ -229,7 +229,11 @@ struct NetThread<M> {
     generations: Vec<u32>,
     free: Vec<usize>,
     /// Connections with input to process (readable socket or buffered packets), each at
-    /// most once (`Conn::queued`).
+    /// most once in `urgent` or `work` (`Conn::queued`). `urgent` holds the connections with
+    /// nothing in TX and nothing unsent — an interactive client's next request — and is
+    /// served first: a client that waits for each reply never queues behind the pipelines
+    /// of others.
+    urgent: VecDeque<usize>,
     work: VecDeque<usize>,
     /// Connections waiting for the thread's in-flight count to drop.
     paused: Vec<usize>,
@@ -261,6 +265,7 @@ impl<M: From<NetEvent> + Send + 'static> NetThread<M> {
             conns: Vec::new(),
             generations: Vec::new(),
             free: Vec::new(),
+            urgent: VecDeque::new(),
             work: VecDeque::new(),
             paused: Vec::new(),
             dirty: Vec::new(),
@@ -280,7 +285,11 @@ impl<M: From<NetEvent> + Send + 'static> NetThread<M> {
         if let Some(conn) = self.conns.get_mut(slot).and_then(|c| c.as_mut()) {
             if !conn.queued {
                 conn.queued = true;
-                self.work.push_back(slot);
+                if conn.in_flight == 0 && conn.unsent() == 0 {
+                    self.urgent.push_back(slot);
+                } else {
+                    self.work.push_back(slot);
+                }
             }
         }
     }
@@ -302,7 +311,7 @@ impl<M: From<NetEvent> + Send + 'static> NetThread<M> {
         }
         let mut events = Events::with_capacity(1024);
         loop {
-            let idle = self.work.is_empty();
+            let idle = self.work.is_empty() && self.urgent.is_empty();
             if idle {
                 self.sleeping.store(true, Ordering::SeqCst);
                 let pending = self.receiver.as_ref().is_some_and(|r| !r.is_empty())
@@ -495,11 +504,17 @@ impl<M: From<NetEvent> + Send + 'static> NetThread<M> {
     }
 
     fn process_work(&mut self) {
-        let rounds = self.work.len();
+        let urgent = self.urgent.len();
+        let rounds = urgent + self.work.len();
         let share = turn_share(self.cfg.net_msg_max, rounds);
-        for _ in 0..rounds {
-            let Some(slot) = self.work.pop_front() else {
-                break;
+        for turn in 0..rounds {
+            let next = if turn < urgent {
+                self.urgent.pop_front()
+            } else {
+                self.work.pop_front()
+            };
+            let Some(slot) = next else {
+                continue;
             };
             if let Some(conn) = self.conns.get_mut(slot).and_then(|c| c.as_mut()) {
                 conn.queued = false;

@@ -31,6 +31,9 @@ Examples:
   # 4 x 64 pings next to 10,000 idle connections; RSS of the server while they are open
   spindle-bench -p secret -w ping -c 4 -d 64 --idle-connections 10000 --duration 5 \\
       --at 1 --at-cmd 'grep VmRSS /proc/$(pidof spindle)/status'
+
+  # one client's PING latency next to 1000 guests that pipeline 3000 SELECTs each, never reading
+  spindle-bench -p secret -w ping -c 1 -d 1 --hostile-connections 1000 --duration 5
 ";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -175,6 +178,18 @@ pub struct Args {
     #[arg(long, default_value_t = 0, value_name = "N")]
     pub idle_connections: usize,
 
+    /// Also open this many hostile connections before the run (as guest: greeting read, no
+    /// AUTH); during the run each writes --hostile-depth pipelined SELECTs on `_vspace` (~30
+    /// bytes each, ~1.7 KB replies) and never reads a reply. The report says how many
+    /// requests were written (`hostile_sent`) and how many connections the server closed
+    /// (`hostile_lost`). Mind `ulimit -n`.
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub hostile_connections: usize,
+
+    /// Requests each hostile connection pipelines.
+    #[arg(long, default_value_t = 3000, value_name = "D")]
+    pub hostile_depth: usize,
+
     /// Seconds to wait for replies still in flight at the end; the rest count as failures.
     #[arg(long, default_value_t = 10.0)]
     pub drain_timeout: f64,
@@ -252,6 +267,23 @@ mod tests {
         let idle = Args::try_parse_from(["spindle-bench", "--idle-connections", "10000"]).unwrap();
         assert_eq!(idle.idle_connections, 10_000);
         assert!(Args::try_parse_from(["spindle-bench", "--idle-connections", "-1"]).is_err());
+        assert_eq!(
+            args.hostile_connections, 0,
+            "no hostile connections unless asked"
+        );
+        assert_eq!(args.hostile_depth, 3000);
+        let hostile = Args::try_parse_from([
+            "spindle-bench",
+            "--hostile-connections",
+            "1000",
+            "--hostile-depth",
+            "10",
+        ])
+        .unwrap();
+        assert_eq!(
+            (hostile.hostile_connections, hostile.hostile_depth),
+            (1000, 10)
+        );
         let zipf = Args::try_parse_from(["spindle-bench", "--distribution", "zipfian"]).unwrap();
         assert!(zipf.key_dist().unwrap().describe().starts_with("zipfian"));
     }

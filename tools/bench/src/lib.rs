@@ -11,10 +11,11 @@
 //! Modules: `cli` (options), `keys` (PRNG, uniform/zipfian keys), `workload` (request kinds,
 //! mixes, encoding), `pipeline` (in-flight requests, reply checking), `stats` (counters,
 //! histograms), `worker` (connections and the event loop), `prepare` (the space, via
-//! `_space`/`_index`), `idle` (`--idle-connections`), `report` (table, JSON, latency log),
-//! `run` (one run end to end).
+//! `_space`/`_index`), `idle` (`--idle-connections`), `hostile` (`--hostile-connections`:
+//! clients that never read), `report` (table, JSON, latency log), `run` (one run end to end).
 
 pub mod cli;
+pub mod hostile;
 pub mod idle;
 pub mod keys;
 pub mod pipeline;

@@ -37,6 +37,14 @@ pub struct Meta {
     pub idle_connections: usize,
     pub idle_open_s: Option<f64>,
     pub idle_lost: Option<usize>,
+    /// `--hostile-connections`: how many were opened, the requests each was to pipeline, how
+    /// long opening them took, how many requests were written whole in all, and how many of
+    /// the connections the server had closed by the end.
+    pub hostile_connections: usize,
+    pub hostile_depth: usize,
+    pub hostile_open_s: Option<f64>,
+    pub hostile_sent: Option<u64>,
+    pub hostile_lost: Option<usize>,
 }
 
 /// Latency percentiles of successful requests, microseconds.
@@ -287,6 +295,17 @@ impl Report {
                 m.idle_connections
             );
         }
+        if m.hostile_connections > 0 {
+            let opened = m.hostile_open_s.map_or("?".into(), |t| format!("{t:.3}"));
+            let sent = m.hostile_sent.map_or("?".into(), |n| n.to_string());
+            let lost = m.hostile_lost.map_or("?".into(), |n| n.to_string());
+            let _ = writeln!(
+                out,
+                "  {} hostile guest connections x {} unread SELECTs (opened in {opened} s): \
+                 {sent} requests written, {lost} connections closed by the server",
+                m.hostile_connections, m.hostile_depth
+            );
+        }
         if let (Some(action), Some(at)) = (&m.at_action, m.at_ran_s) {
             let took = m.at_took_s.map_or("?".into(), |t| format!("{t:.3}"));
             let _ = write!(out, "  ran {action} at {at:.3} s, took {took} s");
@@ -396,6 +415,11 @@ mod tests {
             connections: 4,
             depth: 8,
             threads: 2,
+            hostile_connections: 1000,
+            hostile_depth: 3000,
+            hostile_open_s: Some(0.5),
+            hostile_sent: Some(2_999_000),
+            hostile_lost: Some(0),
             ..Meta::default()
         };
         Report::build(&stats, &rows, 2.0, meta)
@@ -444,6 +468,8 @@ mod tests {
             "server error 3: Duplicate key exists",
             "worst second",
             "4 connections x depth 8 on 2 threads",
+            "1000 hostile guest connections x 3000 unread SELECTs",
+            "2999000 requests written, 0 connections closed by the server",
         ] {
             assert!(table.contains(needle), "no {needle:?} in\n{table}");
         }
@@ -466,6 +492,11 @@ mod tests {
         assert_eq!(json["per_second"][0]["t"], 1);
         assert_eq!(json["per_second"][0]["max_us"], 1000.0);
         assert!(json["elapsed_s"].is_number());
+        assert_eq!(json["hostile_connections"], 1000);
+        assert_eq!(json["hostile_depth"], 3000);
+        assert_eq!(json["hostile_sent"], 2_999_000);
+        assert_eq!(json["hostile_lost"], 0);
+        assert_eq!(json["idle_lost"], serde_json::Value::Null);
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! progress, per-second rows, `--at-cmd`/`--at-eval`), collect and merge the counts into a report.
 
 use crate::cli::Args;
+use crate::hostile::Hostile;
 use crate::idle::Idle;
 use crate::pipeline::MAX_DEPTH;
 use crate::prepare::{self, SpaceSpec};
@@ -343,6 +344,11 @@ pub fn run(args: &Args) -> Result<Report, String> {
         idle_connections: args.idle_connections,
         idle_open_s: None,
         idle_lost: None,
+        hostile_connections: args.hostile_connections,
+        hostile_depth: args.hostile_depth,
+        hostile_open_s: None,
+        hostile_sent: None,
+        hostile_lost: None,
     };
     let cfg = Arc::new(RunConfig {
         addr,
@@ -384,7 +390,23 @@ pub fn run(args: &Args) -> Result<Report, String> {
     if !idle.is_empty() {
         meta.idle_open_s = Some(idle.opened_in.as_secs_f64());
     }
-    let mut report = drive(
+    let hostile = if args.hostile_connections > 0 {
+        if args.hostile_depth == 0 {
+            return Err("--hostile-depth must be positive".into());
+        }
+        if progress_every > 0 {
+            eprintln!(
+                "spindle-bench: opening {} hostile connections ({} unread SELECTs each)",
+                args.hostile_connections, args.hostile_depth
+            );
+        }
+        let hostile = Hostile::open(&addr, args.hostile_connections, args.hostile_depth)?;
+        meta.hostile_open_s = Some(hostile.opened_in.as_secs_f64());
+        hostile.start()?
+    } else {
+        Hostile::default().start()?
+    };
+    let report = drive(
         &cfg,
         threads,
         args.connections,
@@ -394,7 +416,15 @@ pub fn run(args: &Args) -> Result<Report, String> {
         &mut latency_log,
         progress_every,
         meta,
-    )?;
+    );
+    // Stop the writer and close the hostile connections whether or not the run succeeded.
+    let hostile = hostile.finish();
+    let mut report = report?;
+    if args.hostile_connections > 0 {
+        let outcome = hostile?;
+        report.meta.hostile_sent = Some(outcome.sent);
+        report.meta.hostile_lost = Some(outcome.lost);
+    }
     if !idle.is_empty() {
         report.meta.idle_lost = Some(idle.lost());
     }

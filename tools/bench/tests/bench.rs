@@ -1,8 +1,8 @@
 //! End to end: `spindle-bench` against a real spindle server and a real Tarantool 2.6, with
 //! short runs of every basic shape (load, ping, select, replace) whose JSON reports are
-//! checked, runs next to idle connections (`--idle-connections`), and a run that provokes
-//! errors (INSERT of existing keys) to check that failures are counted as failures and never
-//! as throughput.
+//! checked, runs next to idle connections (`--idle-connections`) and next to clients that never
+//! read (`--hostile-connections`), and a run that provokes errors (INSERT of existing keys) to
+//! check that failures are counted as failures and never as throughput.
 //!
 //! The spindle binary: `$SPINDLE_BIN`, else `target/{release,debug}/spindle` of the target
 //! directory this test was built in (or of the workspace), else it is built with
@@ -367,6 +367,32 @@ fn exercise(server: &Server) {
     assert!(
         table.contains("10 idle connections held") && table.contains("0 closed by the server"),
         "{table}"
+    );
+
+    // Hostile connections: guests that pipeline SELECTs on `_vspace` and never read a reply.
+    // Here every request fits in the socket buffers: all are written, none is lost, and the
+    // ping next to them is answered as usual.
+    let hostile = bench(
+        server,
+        &[
+            "-w",
+            "ping",
+            "--duration",
+            "1",
+            "--hostile-connections",
+            "20",
+            "--hostile-depth",
+            "200",
+        ],
+    );
+    assert_clean(&hostile, "ping next to hostile connections");
+    assert_eq!(hostile["hostile_connections"], 20, "{hostile:#}");
+    assert_eq!(hostile["hostile_depth"], 200, "{hostile:#}");
+    assert_eq!(hostile["hostile_sent"], 4000, "{hostile:#}");
+    assert_eq!(hostile["hostile_lost"], 0, "{hostile:#}");
+    assert!(
+        hostile["hostile_open_s"].as_f64().unwrap() > 0.0,
+        "{hostile:#}"
     );
 
     // The human-readable table.
