@@ -4,8 +4,8 @@
 #   make run     build, then serve on 127.0.0.1:3301 with data in ./spindle-data
 #   make deps    install what the integration tests need (idempotent): Tarantool 2.6
 #                (Debian package: tarantool + tarantoolctl) and tests/requirements.txt
-#   make test    deps + release build + cargo tests + the Python integration suite
-#   make lint    rustfmt --check + clippy -D warnings
+#   make test    deps + release build + lint + cargo tests + the Python integration suite
+#   make lint    rustfmt --check + clippy -D warnings + no dependency circle among a crate's files
 #   make bench   release build, then spindle vs Tarantool 2.6 side by side (tools/bench_matrix.py):
 #                one table of ratios; BENCH_QUICK=1 for a smoke run, BENCH_ROUNDS=N,
 #                BENCH_DURATION=S, BENCH_WARMUP=S, BENCH_KEYS=N, BENCH_IDLE=N to change it;
@@ -78,7 +78,7 @@ deps-python:
 		$(PYTHON) -c '$(PY_DEPS_OK)'; \
 	fi
 
-test: deps build test-rust test-integration
+test: deps build lint test-rust test-integration
 
 test-rust:
 	@if command -v cargo-nextest >/dev/null; then \
@@ -135,6 +135,7 @@ bench: deps-tarantool
 lint:
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(PYTHON) tools/module_cycles.py
 
 fmt:
 	$(CARGO) fmt --all

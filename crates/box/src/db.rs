@@ -154,18 +154,6 @@ impl Db {
     }
 }
 
-/// The bytes a span of a packet covers. Spans come from our own request decoder, which
-/// checked them against the packet, so a span outside it is a bug, not bad input.
-pub(crate) fn span<'a>(packet: &'a [u8], s: &spindle_proto::iproto::Span) -> &'a [u8] {
-    let bytes = packet.get(s.start as usize..s.end as usize);
-    debug_assert!(
-        bytes.is_some(),
-        "span {s:?} outside a packet of {}",
-        packet.len()
-    );
-    bytes.unwrap_or_default()
-}
-
 /// `[key]` of a single-part string key, as MessagePack.
 pub(crate) fn str_key(key: &str) -> Vec<u8> {
     let mut out = vec![0x91];

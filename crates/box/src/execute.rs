@@ -5,14 +5,14 @@
 
 use spindle_memtx::index::Lookup;
 use spindle_memtx::tuple::Tuple;
-use spindle_proto::iproto::{Header, Request};
+use spindle_proto::iproto::{slice as span, Header, Request};
 use spindle_proto::route::Route;
 use spindle_types::iproto::IteratorType;
 use spindle_types::{BoxError, BoxResult};
 
 use crate::access::{ObjectType, PRIV_R, PRIV_S, PRIV_U, PRIV_W};
 use crate::catalog::Engine;
-use crate::db::{span, Db};
+use crate::db::Db;
 use crate::dml::Dml;
 use crate::reply::Reply;
 use crate::session::Sessions;

@@ -3,12 +3,12 @@
 //! prefetched for every key), so their cache misses overlap.
 
 use spindle_memtx::index::Lookup;
-use spindle_proto::iproto::Request;
+use spindle_proto::iproto::{slice as span, Request};
 use spindle_proto::route::{BatchItem, RequestBatch};
 use spindle_types::iproto::IteratorType;
 
 use crate::catalog::Engine;
-use crate::db::{span, Db};
+use crate::db::Db;
 
 impl Db {
     /// Lower bounds for the run of EQ selects on one memtx index that starts at item `from`

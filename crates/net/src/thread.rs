@@ -602,7 +602,10 @@ impl<M: From<NetEvent> + Send + 'static> NetThread<M> {
             return;
         };
         let start = conn.consumed + prefix_len;
-        let packet = conn.input.get(start..start + len).unwrap_or_default();
+        // `decode_frame` found the whole packet in the pending input.
+        let packet = conn.input.get(start..start + len);
+        debug_assert!(packet.is_some(), "a framed packet outside the input buffer");
+        let packet = packet.unwrap_or_default();
         conn.consumed = start + len;
         let route = Route {
             thread: index,

@@ -219,12 +219,16 @@ pub struct DecodeError {
     pub error: BoxError,
 }
 
-/// The bytes of `span` within `packet` (empty if the span does not fit, which a span produced
-/// by this module for the same packet never does).
+/// The bytes of `span` within `packet`. A span this module produced for the same packet always
+/// fits: one that does not is a bug (asserted in debug builds; empty in release builds).
 pub fn slice<'a>(packet: &'a [u8], span: &Span) -> &'a [u8] {
-    packet
-        .get(span.start as usize..span.end as usize)
-        .unwrap_or_default()
+    let bytes = packet.get(span.start as usize..span.end as usize);
+    debug_assert!(
+        bytes.is_some(),
+        "span {span:?} outside a packet of {}",
+        packet.len()
+    );
+    bytes.unwrap_or_default()
 }
 
 /// Like [`slice`], but an empty span (an absent optional argument list) reads as `[]`.

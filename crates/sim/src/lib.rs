@@ -1,5 +1,5 @@
 //! Durability by fault injection. The crate has no library code of its own; its tests drive
-//! the real TX runtime (dispatcher, request fibers, cascading rollback), the real WAL thread,
+//! the real TX runtime (dispatcher, commit queue, cascading rollback), the real WAL thread,
 //! checkpoints and real recovery in-process — no sockets — on
 //! `spindle_xlog::faultfs::FaultFs`, an in-memory file system that fails the Nth write, sync,
 //! truncate, create, rename or directory sync, tears writes, and simulates a process crash

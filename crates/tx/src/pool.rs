@@ -35,4 +35,6 @@ pub struct Pool {
     pub idle: Vec<Fiber>,
     /// Fibers started, busy or idle.
     pub fibers: usize,
+    /// The dispatcher, parked while a new pool fiber starts (see `procs::start`).
+    pub starter: Option<Fiber>,
 }

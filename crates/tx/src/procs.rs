@@ -64,7 +64,12 @@ impl ProcRuntime for Builtin {
 
 /// Queues a procedure and lets a pool fiber start it: an idle one is woken, or a new one
 /// started while the pool is below its bound. Returns after the fiber ran up to its end or
-/// its first park. With every fiber busy the job waits for the next free one.
+/// its first park, so the next request runs after it. With every fiber busy the job waits
+/// for the next free one.
+///
+/// may runs a fiber woken on the TX thread before one that yields after waking it (its local
+/// run queue is FIFO), but a new fiber only once nothing else is runnable: for a new one
+/// the dispatcher parks until the fiber, as it starts, wakes it again.
 pub fn start(tx: TxRef, runtime: &'static dyn ProcRuntime, job: ProcJob) {
     let (wake, spawn) = tx.with(|t| {
         t.procs.queue.push_back(job);
@@ -72,25 +77,30 @@ pub fn start(tx: TxRef, runtime: &'static dyn ProcRuntime, job: ProcJob) {
             Some(fiber) => (Some(fiber), false),
             None if t.procs.fibers < PROC_FIBERS_MAX => {
                 t.procs.fibers += 1;
+                t.procs.starter = Some(current_fiber());
                 (None, true)
             }
             None => (None, false),
         }
     });
+    // The dispatcher stays inside its turn (`in_turn`): it flushes what the procedure queued.
     if let Some(fiber) = wake {
         fiber.unpark();
+        yield_now();
     } else if spawn {
         if let Err(e) = spawn_fiber(TX_FIBER_STACK_WORDS, move || worker(tx, runtime)) {
             error!("cannot start a procedure fiber: {e}");
-            tx.with(|t| t.procs.fibers -= 1);
+            tx.with(|t| {
+                t.procs.fibers -= 1;
+                t.procs.starter = None;
+            });
             fail_queued(tx, &e.to_string());
             return;
         }
-    } else {
-        return;
+        while tx.with(|t| t.procs.starter.is_some()) {
+            park();
+        }
     }
-    // The dispatcher is inside its turn (`in_turn`): it flushes what the procedure queued.
-    yield_now();
 }
 
 /// With no fiber to run them, queued procedures are answered with an error.
@@ -105,6 +115,10 @@ fn fail_queued(tx: TxRef, why: &str) {
 
 /// A pool fiber: runs queued procedures, parks when there are none.
 fn worker(tx: TxRef, runtime: &'static dyn ProcRuntime) {
+    // Runs on once woken: the dispatcher resumes when this fiber first parks or ends a job.
+    if let Some(starter) = tx.with(|t| t.procs.starter.take()) {
+        starter.unpark();
+    }
     loop {
         match tx.with(|t| t.procs.queue.pop_front()) {
             Some(job) => run(tx, runtime, job),

@@ -79,9 +79,7 @@ fn relay_env(t: &Tx) -> BoxResult<RelayEnv> {
 }
 
 fn packet_body<'a>(h: &'a Handoff, span: &spindle_proto::iproto::Span) -> &'a [u8] {
-    h.packet
-        .get(span.start as usize..span.end as usize)
-        .unwrap_or_default()
+    spindle_proto::iproto::slice(&h.packet, span)
 }
 
 fn start_join(tx: TxRef, user: u32, h: Handoff) -> Result<(), Refused> {
