@@ -213,6 +213,14 @@ fn turn_share(net_msg_max: usize, queued: usize) -> usize {
     (net_msg_max / queued.max(1)).clamp(1, CONN_TURN_REQUESTS)
 }
 
+/// Whether a connection's unsent output forbids reading more of its requests: its own
+/// bound, or the thread's (`backlog` is the thread's total) once that is passed and the
+/// connection's peer is behind.
+fn output_blocked(conn: &Conn, backlog: usize) -> bool {
+    let unsent = conn.unsent();
+    unsent >= CONN_OUTPUT_MAX || (unsent > 0 && backlog >= NET_OUTPUT_MAX)
+}
+
 struct NetThread<M> {
     index: u16,
     cfg: NetConfig,
@@ -292,13 +300,6 @@ impl<M: From<NetEvent> + Send + 'static> NetThread<M> {
                 }
             }
         }
-    }
-
-    /// Whether the connection's unsent output forbids reading more of its requests: its own
-    /// bound, or the thread's once that is passed and the connection's peer is behind.
-    fn output_blocked(&self, conn: &Conn) -> bool {
-        let unsent = conn.unsent();
-        unsent >= CONN_OUTPUT_MAX || (unsent > 0 && self.backlog >= NET_OUTPUT_MAX)
     }
 
     fn run(mut self, mut poll: Poll, mut listener: Option<TcpListener>) {
@@ -546,15 +547,11 @@ impl<M: From<NetEvent> + Send + 'static> NetThread<M> {
                 }
                 return false;
             }
-            let blocked = match self.conns.get(slot).and_then(|c| c.as_ref()) {
-                Some(conn) => self.output_blocked(conn),
-                None => return false,
-            };
-            let conn_msg_max = self.conn_msg_max;
+            let (backlog, conn_msg_max) = (self.backlog, self.conn_msg_max);
             let Some(conn) = self.conns.get_mut(slot).and_then(|c| c.as_mut()) else {
                 return false;
             };
-            if blocked {
+            if output_blocked(conn, backlog) {
                 conn.stalled = true;
                 return false;
             }
@@ -759,7 +756,7 @@ impl<M: From<NetEvent> + Send + 'static> NetThread<M> {
         let Some(conn) = self.conns.get(slot).and_then(|c| c.as_ref()) else {
             return;
         };
-        if conn.stalled && !self.output_blocked(conn) {
+        if conn.stalled && !output_blocked(conn, self.backlog) {
             if let Some(conn) = self.conns.get_mut(slot).and_then(|c| c.as_mut()) {
                 conn.stalled = false;
             }
