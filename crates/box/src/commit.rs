@@ -29,11 +29,45 @@ pub struct CommitQueue<W> {
 
 struct InFlight<W> {
     seq: u64,
-    /// The first LSN of each vclock component in the transaction's rows: what to reuse if
-    /// it is rolled back.
-    firsts: Vec<(u32, u64)>,
+    firsts: Firsts,
     undo: Vec<Undo>,
     waiter: W,
+}
+
+/// The first LSN of each vclock component in a transaction's rows: what to reuse if it is
+/// rolled back. Two components (own and local, or one upstream's) fit without allocating.
+#[derive(Default)]
+struct Firsts {
+    inline: [(u32, u64); 2],
+    len: usize,
+    more: Vec<(u32, u64)>,
+}
+
+impl Firsts {
+    fn of(rows: &[Row]) -> Firsts {
+        let mut firsts = Firsts::default();
+        for row in rows {
+            let (id, lsn) = (row.header.replica_id, row.header.lsn);
+            if !firsts.iter().any(|(c, _)| c == id) {
+                match firsts.inline.get_mut(firsts.len) {
+                    Some(slot) => {
+                        *slot = (id, lsn);
+                        firsts.len += 1;
+                    }
+                    None => firsts.more.push((id, lsn)),
+                }
+            }
+        }
+        firsts
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (u32, u64)> + '_ {
+        self.inline
+            .iter()
+            .take(self.len)
+            .chain(self.more.iter())
+            .copied()
+    }
 }
 
 /// A group of transactions for one WAL message.
@@ -95,13 +129,7 @@ impl<W> CommitQueue<W> {
         }
         let seq = self.next_seq;
         self.next_seq += 1;
-        let mut firsts: Vec<(u32, u64)> = Vec::with_capacity(1);
-        for row in &rows {
-            let id = row.header.replica_id;
-            if !firsts.iter().any(|(c, _)| *c == id) {
-                firsts.push((id, row.header.lsn));
-            }
-        }
+        let firsts = Firsts::of(&rows);
         self.queued.push(JournalTxn { seq, rows });
         self.in_flight.push_back(InFlight {
             seq,
@@ -134,6 +162,14 @@ impl<W> CommitQueue<W> {
         Written { queue: self, seq }
     }
 
+    /// The waiter of the oldest transaction if it is written (its number is at most `seq`).
+    pub fn pop_written(&mut self, seq: u64) -> Option<W> {
+        if self.in_flight.front()?.seq > seq {
+            return None;
+        }
+        self.in_flight.pop_front().map(|t| t.waiter)
+    }
+
     /// The WAL failed to write the transaction `seq` of `epoch` and drops the rest of that
     /// epoch: every transaction from `seq` on is rolled back and a new epoch starts. A
     /// failure of an epoch already ended is stale: nothing happens (None).
@@ -151,7 +187,7 @@ impl<W> CommitQueue<W> {
             let Some(txn) = self.in_flight.pop_back() else {
                 break;
             };
-            for (component, lsn) in txn.firsts {
+            for (component, lsn) in txn.firsts.iter() {
                 match rollback
                     .reuse_from
                     .iter_mut()
@@ -177,10 +213,7 @@ impl<W> Iterator for Written<'_, W> {
     type Item = W;
 
     fn next(&mut self) -> Option<W> {
-        if self.queue.in_flight.front()?.seq > self.seq {
-            return None;
-        }
-        self.queue.in_flight.pop_front().map(|t| t.waiter)
+        self.queue.pop_written(self.seq)
     }
 }
 

@@ -166,8 +166,7 @@ impl Tx {
 
     /// The WAL wrote every transaction up to `seq`.
     pub fn on_wal_written(&mut self, seq: u64) {
-        let done: Vec<Waiter> = self.commits.written(seq).collect();
-        for waiter in done {
+        while let Some(waiter) = self.commits.pop_written(seq) {
             self.complete(waiter, Ok(()));
         }
     }
