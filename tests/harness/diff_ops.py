@@ -13,6 +13,8 @@ State carries over between groups: the DDL group creates the spaces the others u
 
 Things Tarantool 2.6.0 does that are deliberately NOT in this list (see the report in
 tests/README.md): a nullable index part on a tuple without that field crashes 2.6.0 with SIGSEGV;
+an `_index` row with no parts crashes it now and then (SIGSEGV in key_def_set_extract_func,
+seen in 2 of 3 full suite runs; tests/test_robustness.py checks spindle's answer instead);
 a zero-length packet is only answered when the next bytes arrive; an oversize length prefix
 is only rejected once more bytes arrive; a u64 length prefix yields a bogus "Failed to allocate 0
 bytes" error; header keys >= 0x53 and wrongly typed known header keys are rejected by 2.6
@@ -89,7 +91,6 @@ D.py("index part type conflicts with an existing index", "insert", INDEX,
      [T, 2, "conflict", "tree", {"unique": False}, [[1, "unsigned"]]])
 D.py("index part of type array", "insert", INDEX, [UPD, 1, "arr", "tree", {"unique": False}, [[1, "array"]]])
 D.py("unknown index part type", "insert", INDEX, [NOPK, 0, "primary", "tree", {"unique": True}, [[0, "blah"]]])
-D.py("index without parts", "insert", INDEX, [NOPK, 0, "primary", "tree", {"unique": True}, []])
 D.py("secondary before primary", "insert", INDEX, [NOPK, 1, "sec", "tree", {"unique": True}, [[0, "unsigned"]]])
 D.py("unknown index option", "insert", INDEX,
      [NOPK, 0, "primary", "tree", {"unique": True, "foo": 1}, [[0, "unsigned"]]])
