@@ -126,13 +126,17 @@ fn split_args(args: &[u8]) -> BoxResult<Vec<&[u8]>> {
         .collect()
 }
 
-pub fn call(db: &mut Db, user: u32, name: &str, args: &[u8], is_16: bool) -> BoxResult<Reply> {
+/// The rights a CALL of `name` needs, checked before the name is looked up (so an unknown
+/// name can answer ER_ACCESS_DENIED, as in Tarantool).
+pub fn check_call_access(db: &mut Db, user: u32, name: &str) -> BoxResult<()> {
     db.users.check_universe(user, PRIV_U)?;
     db.users
         .check(user, PRIV_X, ObjectType::Function, u32::MAX, name, None)
-        .map_err(|_| {
-            BoxError::access_denied("Execute", "function", name, &db.users.name_of(user))
-        })?;
+        .map_err(|_| BoxError::access_denied("Execute", "function", name, &db.users.name_of(user)))
+}
+
+pub fn call(db: &mut Db, user: u32, name: &str, args: &[u8], is_16: bool) -> BoxResult<Reply> {
+    check_call_access(db, user, name)?;
     let target = parse(name).ok_or_else(|| BoxError::no_such_proc(name))?;
     let space_id = db
         .catalog

@@ -100,6 +100,36 @@ impl Db {
         Ok(Reply::Tuples(tuples))
     }
 
+    /// SELECT on behalf of `user` from a procedure (no batched lookup).
+    #[allow(clippy::too_many_arguments)]
+    pub fn select_as(
+        &mut self,
+        user: u32,
+        space_id: u32,
+        index_id: u32,
+        iterator: u32,
+        key: &[u8],
+        offset: u32,
+        limit: u32,
+    ) -> BoxResult<Vec<Tuple>> {
+        self.select(
+            user,
+            space_id,
+            index_id,
+            iterator,
+            key,
+            (offset, limit),
+            None,
+        )
+    }
+
+    /// A change on behalf of `user` as part of `txn`, with the checks a DML request gets.
+    pub fn dml_as(&mut self, user: u32, txn: &mut Txn, dml: Dml<'_>) -> BoxResult<Option<Tuple>> {
+        self.check_writable(dml.space_id())?;
+        self.check_write_access(user, dml.space_id())?;
+        self.apply(txn, dml)
+    }
+
     /// One of the five DML requests as an autocommit transaction: applied to memory now.
     pub fn execute_write(
         &mut self,

@@ -147,7 +147,14 @@ fn run(cfg: Config) -> Result<(), String> {
     };
     let admin_password = cfg.admin_password.clone();
     let tx_result = spindle_fiber::run_tx(TX_FIBER_STACK_WORDS, 64, move || {
-        spindle_tx::run_with(db, hooks, bus_receiver, admin_password, repl_setup)
+        spindle_tx::run_with(
+            db,
+            hooks,
+            bus_receiver,
+            admin_password,
+            repl_setup,
+            spindle_lua::runtime,
+        )
     });
     net.shutdown();
     if let Some(wal) = wal {

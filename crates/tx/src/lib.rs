@@ -30,19 +30,24 @@ use spindle_box::Db;
 use spindle_fiber::BusReceiver;
 use tracing::error;
 
-/// Runs the TX thread's main loop until a clean shutdown. Call from the first fiber of
-/// `spindle_fiber::run_tx`.
+/// Runs the TX thread's main loop until a clean shutdown, with the built-in procedures. Call
+/// from the first fiber of `spindle_fiber::run_tx`.
 pub fn run(db: Db, hooks: TxHooks, bus: BusReceiver<TxMsg>, admin_password: Option<String>) {
-    run_with(db, hooks, bus, admin_password, None);
+    run_with(db, hooks, bus, admin_password, None, |_| Ok(&Builtin));
 }
 
-/// `run`, serving replicas with `replication` (None with `wal_mode = none`).
+/// Makes the procedure runtime once the TX state exists (Lua keeps a reference to it).
+pub type MakeRuntime = fn(TxRef) -> Result<&'static dyn ProcRuntime, String>;
+
+/// `run`, serving replicas with `replication` (None with `wal_mode = none`) and running
+/// procedures in the runtime `make_runtime` builds.
 pub fn run_with(
     mut db: Db,
     hooks: TxHooks,
     bus: BusReceiver<TxMsg>,
     admin_password: Option<String>,
     replication: Option<ReplSetup>,
+    make_runtime: MakeRuntime,
 ) {
     db.identify();
     let mut t = Tx::new(db, hooks);
@@ -55,5 +60,9 @@ pub fn run_with(
             error!("cannot set the admin password: {e}");
         }
     }
-    dispatch::dispatch(tx, bus, &Builtin);
+    let runtime = make_runtime(tx).unwrap_or_else(|e| {
+        error!("{e}; procedures run without Lua");
+        &Builtin
+    });
+    dispatch::dispatch(tx, bus, runtime);
 }

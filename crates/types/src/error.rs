@@ -100,6 +100,8 @@ pub enum ErrorKind {
     SystemError,
     /// A replica asked for rows the master no longer has; replicas match on this name.
     XlogGapError,
+    /// A Lua error that is not a box.error object (ER_PROC_LUA).
+    LuajitError,
 }
 
 impl ErrorKind {
@@ -110,6 +112,7 @@ impl ErrorKind {
             ErrorKind::XlogError => "XlogError",
             ErrorKind::SystemError => "SystemError",
             ErrorKind::XlogGapError => "XlogGapError",
+            ErrorKind::LuajitError => "LuajitError",
         }
     }
 }
@@ -302,7 +305,7 @@ impl BoxError {
         )
     }
     pub fn proc_lua(msg: &str) -> Self {
-        Self::new(ER_PROC_LUA, msg)
+        Self::new(ER_PROC_LUA, msg).with_kind(ErrorKind::LuajitError)
     }
     pub fn no_such_proc(name: &str) -> Self {
         Self::new(

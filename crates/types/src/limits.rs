@@ -48,8 +48,10 @@ pub const TX_LONE_POLL_EVERY: u32 = 32;
 /// Fibers that run stored procedures (CALL, EVAL) at once; more wait for a free one (the
 /// network threads' `net_msg_max` bounds how many can wait).
 pub const PROC_FIBERS_MAX: usize = 768;
-/// Stack size of a TX fiber, in machine words (may's unit).
-pub const TX_FIBER_STACK_WORDS: usize = 0x4000;
+/// Stack size of a TX fiber, in machine words (may's unit): 512 KiB, Tarantool's fiber
+/// stack. Lua needs it (C frames of callbacks into Lua: ~9 KiB a `string.gsub` level), and
+/// may pools fibers of its default size only, so every TX fiber gets it.
+pub const TX_FIBER_STACK_WORDS: usize = 0x10000;
 /// Rows the WAL thread writes in one block before it starts another (at a txn boundary).
 pub const WAL_BLOCK_BYTES_MAX: usize = 128 * 1024;
 /// Bytes a log writer lets accumulate unsynced before it asks the kernel to start writing

@@ -1,0 +1,259 @@
+-- spindle's `box` module, the Lua half: errors, space and index objects, and the trampolines
+-- CALL and EVAL run through. The Rust half is `box.internal` (crates/lua/src/api.rs).
+local internal = ...
+local ffi = require('ffi')
+
+box = box or {}
+box.internal = internal
+box.NULL = ffi.cast('void *', 0)
+
+-- Errors ------------------------------------------------------------------------------------
+
+local error_methods = {}
+local error_mt = {
+    __box_error = true,
+    __index = error_methods,
+    __tostring = function(e) return e.message end,
+}
+
+local function new_error(code, message, etype)
+    return setmetatable({
+        code = code,
+        message = message,
+        type = etype or 'ClientError',
+    }, error_mt)
+end
+
+function error_methods.raise(e) error(e, 2) end
+function error_methods.unpack(e)
+    return { code = e.code, message = e.message, type = e.type, prev = e.prev }
+end
+function error_methods.set_prev(e, prev) rawset(e, 'prev', prev) end
+
+local codes = {
+    UNKNOWN = 0, ILLEGAL_PARAMS = 1, MEMORY_ISSUE = 2, TUPLE_FOUND = 3, TUPLE_NOT_FOUND = 4,
+    UNSUPPORTED = 5, READONLY = 7, PROC_LUA = 32, NO_SUCH_PROC = 33, NO_SUCH_INDEX_ID = 35,
+    NO_SUCH_SPACE = 36, NO_SUCH_FIELD_NO = 37, ACCESS_DENIED = 42, NO_SUCH_USER = 45,
+    TIMEOUT = 78, ACTIVE_TRANSACTION = 79, NO_SUCH_FUNCTION = 51, FUNC_EXISTS = 52,
+    TRANSACTION_CONFLICT = 97, TRANSACTION_YIELD = 154,
+}
+
+-- The messages of the codes `box.error(code, ...)` formats (Tarantool 2.6's texts).
+local templates = {
+    [0] = 'Unknown error',
+    [1] = 'Illegal parameters, %s',
+    [32] = '%s',
+    [33] = "Procedure '%s' is not defined",
+    [36] = "Space '%s' does not exist",
+    [45] = "User '%s' is not found",
+    [78] = 'Timeout exceeded',
+}
+
+local function error_from_args(code, ...)
+    local template = templates[code]
+    local message
+    if template ~= nil then
+        local ok, text = pcall(string.format, template, ...)
+        message = ok and text or template
+    else
+        message = select('#', ...) > 0 and tostring((...)) or 'Unknown error'
+    end
+    return new_error(code, message)
+end
+
+local function error_from(arg, ...)
+    if type(arg) == 'table' and getmetatable(arg) == error_mt then
+        return arg
+    elseif type(arg) == 'table' then
+        return new_error(arg.code or 0, arg.reason or 'Unknown error', arg.type)
+    elseif type(arg) == 'number' then
+        return error_from_args(arg, ...)
+    end
+    error('box.error(): bad arguments', 3)
+end
+
+box.error = setmetatable({
+    new = function(...) return error_from(...) end,
+    is = function(e) return type(e) == 'table' and getmetatable(e) == error_mt end,
+}, {
+    __call = function(_, ...) error(error_from(...), 2) end,
+    __index = codes,
+})
+
+-- An error a `box.internal` function raised, as a box.error object.
+local function rethrow(e)
+    if type(e) == 'userdata' then
+        local code, message, etype = internal.unpack_error(e)
+        error(new_error(code, message, etype), 3)
+    end
+    error(e, 3)
+end
+
+local function pack(...) return select('#', ...), { ... } end
+
+local function checked(f, ...)
+    local n, r = pack(pcall(f, ...))
+    if not r[1] then rethrow(r[2]) end
+    return unpack(r, 2, n)
+end
+
+-- Data ----------------------------------------------------------------------------------------
+
+local function dml(op, space_id, a, b, c)
+    local result, seq = checked(internal.dml, op, space_id, a, b, c)
+    if seq ~= nil then
+        local ok, code, message = internal.wait(seq)
+        if not ok then error(new_error(code, message), 3) end
+    end
+    if result == nil then return end
+    return result
+end
+
+local iterator_codes = {
+    EQ = 0, REQ = 1, ALL = 2, LT = 3, LE = 4, GE = 5, GT = 6,
+    BITS_ALL_SET = 7, BITS_ANY_SET = 8, BITS_ALL_NOT_SET = 9, OVERLAPS = 10, NEIGHBOR = 11,
+}
+box.index = setmetatable({}, { __index = iterator_codes })
+
+local function options(opts)
+    if opts == nil then return nil, nil, nil end
+    if type(opts) ~= 'table' then
+        box.error(box.error.ILLEGAL_PARAMS, 'options should be a table')
+    end
+    local it = opts.iterator
+    if type(it) == 'string' then it = iterator_codes[it:upper()] or it end
+    return it, opts.offset, opts.limit
+end
+
+local index_mt = {}
+index_mt.__index = index_mt
+
+function index_mt:select(key, opts)
+    local it, offset, limit = options(opts)
+    if it == nil and (key == nil or (type(key) == 'table' and #key == 0)) then it = 2 end
+    return checked(internal.select, self.space_id, self.id, it, key, offset, limit)
+end
+
+function index_mt:get(key)
+    local found = checked(internal.select, self.space_id, self.id, 0, key, 0, 2)
+    if #found > 1 then
+        box.error(box.error.new(41, 'More than one tuple found by get()'))
+    end
+    if found[1] == nil then return end
+    return found[1]
+end
+
+function index_mt:min(key)
+    local found = checked(internal.select, self.space_id, self.id, 5, key, 0, 1)
+    if found[1] == nil then return end
+    return found[1]
+end
+
+function index_mt:max(key)
+    local found = checked(internal.select, self.space_id, self.id, 4, key, 0, 1)
+    if found[1] == nil then return end
+    return found[1]
+end
+
+function index_mt:count(key, opts)
+    local it = options(opts)
+    if it == nil and (key == nil or (type(key) == 'table' and #key == 0)) then it = 2 end
+    return #checked(internal.select, self.space_id, self.id, it, key, 0, 4294967295)
+end
+
+function index_mt:pairs(key, opts)
+    return ipairs(self:select(key, opts))
+end
+
+function index_mt:delete(key) return dml('delete', self.space_id, key, nil, self.id) end
+function index_mt:update(key, ops) return dml('update', self.space_id, key, ops, self.id) end
+function index_mt:len() return checked(internal.len, self.space_id) end
+
+local space_mt = {}
+space_mt.__index = space_mt
+
+function space_mt:insert(tuple) return dml('insert', self.id, tuple) end
+function space_mt:replace(tuple) return dml('replace', self.id, tuple) end
+function space_mt:put(tuple) return dml('replace', self.id, tuple) end
+function space_mt:delete(key) return dml('delete', self.id, key, nil, 0) end
+function space_mt:update(key, ops) return dml('update', self.id, key, ops, 0) end
+function space_mt:upsert(tuple, ops) dml('upsert', self.id, tuple, ops) end
+function space_mt:len() return checked(internal.len, self.id) end
+
+local function primary(space)
+    local pk = space.index[0]
+    if pk == nil then
+        box.error(box.error.new(35, string.format("No index #0 is defined in space '%s'", space.name)))
+    end
+    return pk
+end
+
+function space_mt:get(key) return primary(self):get(key) end
+function space_mt:select(key, opts) return primary(self):select(key, opts) end
+function space_mt:count(key, opts) return primary(self):count(key, opts) end
+function space_mt:pairs(key, opts) return primary(self):pairs(key, opts) end
+function space_mt:min(key) return primary(self):min(key) end
+function space_mt:max(key) return primary(self):max(key) end
+
+local function make_space(d)
+    local space = setmetatable({
+        id = d.id, name = d.name, engine = d.engine, field_count = d.field_count,
+        enabled = true, index = {},
+    }, space_mt)
+    for _, idx in pairs(d.indexes) do
+        local index = setmetatable({
+            id = idx.id, name = idx.name, type = idx.type, unique = idx.unique,
+            space_id = d.id,
+        }, index_mt)
+        space.index[idx.id] = index
+        space.index[idx.name] = index
+    end
+    return space
+end
+
+box.space = setmetatable({}, {
+    __index = function(_, key)
+        local d = checked(internal.space, key)
+        if d == nil then return nil end
+        return make_space(d)
+    end,
+})
+
+-- CALL and EVAL ---------------------------------------------------------------------------------
+
+-- A dotted name from _G (`f`, `mod.f`, `box.space.tester:select`): the function and, for the
+-- method form, the object it is called on; nil if a step is missing.
+local function resolve(name)
+    local path, method = name:match('^([^:]+):([^:.]+)$')
+    path = path or name
+    local node = _G
+    for part in string.gmatch(path, '[^.]+') do
+        if type(node) ~= 'table' and type(node) ~= 'userdata' then return nil end
+        node = node[part]
+        if node == nil then return nil end
+    end
+    if path:find('%.%.') or path:sub(1, 1) == '.' or path:sub(-1) == '.' then return nil end
+    if method ~= nil then
+        if type(node) ~= 'table' and type(node) ~= 'userdata' then return nil end
+        local f = node[method]
+        if f == nil then return nil end
+        return f, node, true
+    end
+    if type(node) ~= 'function' and type(node) ~= 'table' then return nil end
+    return node
+end
+
+function internal.call(name, ...)
+    local f, object, is_method = resolve(name)
+    if f == nil then
+        return false, new_error(33, string.format("Procedure '%s' is not defined", name))
+    end
+    if is_method then return pcall(f, object, ...) end
+    return pcall(f, ...)
+end
+
+function internal.eval(expr, ...)
+    local f, err = loadstring(expr, '=eval')
+    if f == nil then return false, err end
+    return pcall(f, ...)
+end

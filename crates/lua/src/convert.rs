@@ -1,0 +1,292 @@
+//! Lua values to MessagePack and back, with Tarantool's rules: integral numbers in the 64-bit
+//! range become integers, tables that are sequences become arrays (holes as nil, within
+//! Tarantool's sparse-array limits), other tables maps, `nil` and `box.NULL` nil, a tuple its
+//! stored array; a function (or anything else without an encoding) fails the whole value with
+//! "unsupported Lua type". Decoding gives MessagePack nil as `box.NULL`, as Tarantool does.
+
+use mlua::{Lua, Table, Value};
+use spindle_memtx::tuple::Tuple;
+use spindle_proto::mp;
+
+/// A tuple held by Lua (its methods are in `tuple`): encoded as its stored array.
+pub struct LuaTuple(pub Tuple);
+
+/// Deepest nesting encoded (Tarantool's `encode_max_depth`); deeper tables fail.
+const MAX_DEPTH: usize = 128;
+/// Sparse arrays: a table with positive integer keys up to `n` is an array if `n` is at most
+/// `SPARSE_SAFE` or at most `SPARSE_RATIO` times its number of elements.
+const SPARSE_SAFE: usize = 10;
+const SPARSE_RATIO: usize = 2;
+
+#[derive(Debug, PartialEq, Eq)]
+pub struct EncodeError(pub String);
+
+impl std::fmt::Display for EncodeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+fn unsupported(v: &Value) -> EncodeError {
+    EncodeError(format!("unsupported Lua type '{}'", v.type_name()))
+}
+
+/// Appends `v` as one MessagePack value.
+pub fn encode(out: &mut Vec<u8>, v: &Value) -> Result<(), EncodeError> {
+    encode_at(out, v, 0)
+}
+
+fn encode_at(out: &mut Vec<u8>, v: &Value, depth: usize) -> Result<(), EncodeError> {
+    match v {
+        Value::Nil => mp::write_nil(out),
+        Value::Boolean(b) => mp::write_bool(out, *b),
+        Value::Integer(i) => write_i64(out, *i),
+        Value::Number(n) => write_number(out, *n),
+        Value::String(s) => mp::write_str_bytes(out, &s.as_bytes()),
+        Value::LightUserData(p) if p.0.is_null() => mp::write_nil(out),
+        Value::Table(t) => {
+            if depth >= MAX_DEPTH {
+                return Err(EncodeError("Too high nest level".into()));
+            }
+            encode_table(out, t, depth)?;
+        }
+        Value::UserData(ud) => match ud.borrow::<LuaTuple>() {
+            Ok(t) => out.extend_from_slice(t.0.data()),
+            Err(_) => return Err(unsupported(v)),
+        },
+        Value::Error(e) => mp::write_str(out, &e.to_string()),
+        Value::Other(_) => return encode_cdata(out, v),
+        _ => return Err(unsupported(v)),
+    }
+    Ok(())
+}
+
+fn write_i64(out: &mut Vec<u8>, i: i64) {
+    if i >= 0 {
+        mp::write_uint(out, i as u64);
+    } else {
+        mp::write_int(out, i);
+    }
+}
+
+/// Integral doubles in the int64/uint64 range are integers on the wire; everything else is a
+/// float64.
+fn write_number(out: &mut Vec<u8>, n: f64) {
+    const TWO_64: f64 = 18_446_744_073_709_551_616.0;
+    const TWO_63: f64 = 9_223_372_036_854_775_808.0;
+    if n.fract() == 0.0 && n.is_finite() {
+        if (0.0..TWO_64).contains(&n) {
+            mp::write_uint(out, n as u64);
+            return;
+        }
+        if (-TWO_63..0.0).contains(&n) {
+            mp::write_int(out, n as i64);
+            return;
+        }
+    }
+    mp::write_f64(out, n);
+}
+
+/// LuaJIT cdata: `box.NULL` (a NULL pointer) and 64-bit integers (`1ULL`, `-1LL`), told apart
+/// by their text (`tostring` gives `cdata<void *>: NULL`, `1ULL`, `-1LL`).
+fn encode_cdata(out: &mut Vec<u8>, v: &Value) -> Result<(), EncodeError> {
+    let text = v.to_string().map_err(|_| unsupported(v))?;
+    if text.ends_with(": NULL") {
+        mp::write_nil(out);
+    } else if let Some(digits) = text.strip_suffix("ULL") {
+        let n: u64 = digits.parse().map_err(|_| unsupported(v))?;
+        mp::write_uint(out, n);
+    } else if let Some(digits) = text.strip_suffix("LL") {
+        let n: i64 = digits.parse().map_err(|_| unsupported(v))?;
+        write_i64(out, n);
+    } else {
+        return Err(EncodeError("unsupported Lua type 'cdata'".into()));
+    }
+    Ok(())
+}
+
+fn encode_table(out: &mut Vec<u8>, t: &Table, depth: usize) -> Result<(), EncodeError> {
+    match array_len(t) {
+        Some(n) => {
+            mp::write_array_len(out, n as u32);
+            for i in 1..=n {
+                let item: Value = t.raw_get(i).map_err(|e| EncodeError(e.to_string()))?;
+                encode_at(out, &item, depth + 1)?;
+            }
+        }
+        None => {
+            let pairs: Vec<(Value, Value)> = t
+                .pairs::<Value, Value>()
+                .collect::<mlua::Result<_>>()
+                .map_err(|e| EncodeError(e.to_string()))?;
+            mp::write_map_len(out, pairs.len() as u32);
+            for (k, v) in &pairs {
+                encode_at(out, k, depth + 1)?;
+                encode_at(out, v, depth + 1)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The array length of a table that encodes as an array, or None for a map. `{}` is an
+/// empty array. A `__serialize` of `seq`/`array` or `map`/`mapping` in its metatable decides.
+fn array_len(t: &Table) -> Option<usize> {
+    if let Some(kind) = serialize_hint(t) {
+        return match kind.as_str() {
+            "seq" | "sequence" | "array" => Some(t.raw_len()),
+            _ => None,
+        };
+    }
+    let (mut count, mut max) = (0usize, 0usize);
+    for pair in t.pairs::<Value, Value>() {
+        let Ok((k, _)) = pair else { return None };
+        let index = match k {
+            Value::Integer(i) if i > 0 => i as usize,
+            Value::Number(n) if n >= 1.0 && n.fract() == 0.0 && n < 4_294_967_296.0 => n as usize,
+            _ => return None,
+        };
+        count += 1;
+        max = max.max(index);
+    }
+    (max <= SPARSE_SAFE || max <= SPARSE_RATIO * count).then_some(max)
+}
+
+fn serialize_hint(t: &Table) -> Option<String> {
+    let meta = t.metatable()?;
+    match meta.raw_get::<Value>("__serialize").ok()? {
+        Value::String(s) => Some(s.to_string_lossy()),
+        _ => None,
+    }
+}
+
+/// Reads one MessagePack value as a Lua value.
+pub fn decode(lua: &Lua, buf: &mut &[u8]) -> mlua::Result<Value> {
+    decode_at(lua, buf, 0)
+}
+
+fn bad_msgpack() -> mlua::Error {
+    mlua::Error::runtime("msgpack.decode: invalid MessagePack")
+}
+
+fn decode_at(lua: &Lua, buf: &mut &[u8], depth: usize) -> mlua::Result<Value> {
+    if depth > MAX_DEPTH * 8 {
+        return Err(mlua::Error::runtime("msgpack.decode: too deep"));
+    }
+    let head = mp::read_value(buf).map_err(|_| bad_msgpack())?;
+    Ok(match head {
+        mp::Value::Nil => null(lua),
+        mp::Value::Bool(b) => Value::Boolean(b),
+        mp::Value::Uint(u) => uint(u),
+        mp::Value::Int(i) => int(i),
+        mp::Value::F32(f) => Value::Number(f64::from(f)),
+        mp::Value::F64(f) => Value::Number(f),
+        mp::Value::Str(s) | mp::Value::Bin(s) => Value::String(lua.create_string(s)?),
+        mp::Value::Array(n) => {
+            let t = lua.create_table_with_capacity(n.min(1024) as usize, 0)?;
+            for i in 1..=n {
+                t.raw_set(i, decode_at(lua, buf, depth + 1)?)?;
+            }
+            Value::Table(t)
+        }
+        mp::Value::Map(n) => {
+            let t = lua.create_table_with_capacity(0, n.min(1024) as usize)?;
+            for _ in 0..n {
+                let k = decode_at(lua, buf, depth + 1)?;
+                let v = decode_at(lua, buf, depth + 1)?;
+                if !matches!(k, Value::Nil) {
+                    t.raw_set(k, v)?;
+                }
+            }
+            Value::Table(t)
+        }
+        mp::Value::Ext(..) => {
+            return Err(mlua::Error::runtime(
+                "msgpack.decode: unsupported extension",
+            ))
+        }
+    })
+}
+
+/// Integers Lua numbers hold exactly are numbers; larger ones lose precision as doubles,
+/// as plain Lua numbers do (64-bit cdata come later with the FFI layer).
+fn uint(u: u64) -> Value {
+    match i64::try_from(u) {
+        Ok(i) => Value::Integer(i),
+        Err(_) => Value::Number(u as f64),
+    }
+}
+
+fn int(i: i64) -> Value {
+    Value::Integer(i)
+}
+
+/// `box.NULL`, kept in the registry by the runtime.
+pub fn null(lua: &Lua) -> Value {
+    lua.named_registry_value::<Value>("spindle.NULL")
+        .unwrap_or(Value::Nil)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lua() -> Lua {
+        Lua::new()
+    }
+
+    fn enc(lua: &Lua, src: &str) -> Result<Vec<u8>, EncodeError> {
+        let v: Value = lua.load(src).eval().expect("eval");
+        let mut out = Vec::new();
+        encode(&mut out, &v).map(|()| out)
+    }
+
+    #[test]
+    fn numbers_follow_tarantool() {
+        let l = lua();
+        assert_eq!(enc(&l, "return 1").unwrap(), [0x01]);
+        assert_eq!(enc(&l, "return -1").unwrap(), [0xff]);
+        assert_eq!(
+            enc(&l, "return 2^53").unwrap(),
+            [0xcf, 0, 0x20, 0, 0, 0, 0, 0, 0]
+        );
+        assert_eq!(enc(&l, "return 1.5").unwrap()[0], 0xcb);
+        assert_eq!(enc(&l, "return 2^64").unwrap()[0], 0xcb);
+    }
+
+    #[test]
+    fn tables_become_arrays_or_maps() {
+        let l = lua();
+        assert_eq!(enc(&l, "return {}").unwrap(), [0x90]);
+        assert_eq!(enc(&l, "return {1, nil, 3}").unwrap(), [0x93, 1, 0xc0, 3]);
+        assert_eq!(enc(&l, "return {a = 1}").unwrap(), [0x81, 0xa1, b'a', 1]);
+        // Too sparse for an array: a map.
+        assert_eq!(enc(&l, "return {[100] = 1}").unwrap(), [0x81, 100, 1]);
+        assert_eq!(
+            enc(&l, "return function() end"),
+            Err(EncodeError("unsupported Lua type 'function'".into()))
+        );
+    }
+
+    #[test]
+    fn round_trip_through_lua() {
+        let l = lua();
+        let mut wire = Vec::new();
+        for v in [
+            rmpv::Value::from(1),
+            rmpv::Value::from(-5),
+            rmpv::Value::from("x"),
+            rmpv::Value::Array(vec![1.into(), "a".into(), rmpv::Value::Array(vec![])]),
+            rmpv::Value::Map(vec![("k".into(), 2.5.into())]),
+            rmpv::Value::Boolean(true),
+        ] {
+            wire.clear();
+            rmpv::encode::write_value(&mut wire, &v).expect("encode");
+            let mut cur = wire.as_slice();
+            let lv = decode(&l, &mut cur).expect("decode");
+            let mut back = Vec::new();
+            encode(&mut back, &lv).expect("encode back");
+            assert_eq!(back, wire, "{v:?}");
+        }
+    }
+}

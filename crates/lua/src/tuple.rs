@@ -1,0 +1,83 @@
+//! Tuples in Lua: a userdata holding a reference to the stored tuple, so it stays valid after
+//! the tuple is replaced, deleted or its space truncated (the memtx tuple is reference
+//! counted, as Tarantool's is). Fields are 1-based: `t[1]`, `#t`, `t:totable()`,
+//! `t:unpack()`, `t:bsize()`; `tostring(t)` is its YAML flow text.
+
+use mlua::{IntoLuaMulti, Lua, MetaMethod, MultiValue, UserData, UserDataMethods, Value};
+use spindle_memtx::tuple::Tuple;
+use spindle_proto::mp;
+
+use crate::convert::{self, LuaTuple};
+
+impl LuaTuple {
+    fn field_count(&self) -> usize {
+        let mut cur = self.0.data();
+        mp::read_array_len(&mut cur).map_or(0, |n| n as usize)
+    }
+
+    /// Field `i` (1-based) as a Lua value; nil past the end.
+    fn field(&self, lua: &Lua, i: i64) -> mlua::Result<Value> {
+        if i < 1 {
+            return Ok(Value::Nil);
+        }
+        match self.0.field((i - 1) as u32) {
+            Some(mut bytes) => convert::decode(lua, &mut bytes),
+            None => Ok(Value::Nil),
+        }
+    }
+
+    fn fields(&self, lua: &Lua, from: i64, to: Option<i64>) -> mlua::Result<MultiValue> {
+        let count = self.field_count() as i64;
+        let to = to.unwrap_or(count).min(count);
+        let mut out = Vec::new();
+        for i in from.max(1)..=to {
+            out.push(self.field(lua, i)?);
+        }
+        Ok(MultiValue::from_vec(out))
+    }
+}
+
+impl UserData for LuaTuple {
+    fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {
+        methods.add_meta_method(MetaMethod::Index, |lua, t, key: Value| match key {
+            Value::Integer(i) => t.field(lua, i),
+            Value::Number(n) if n.fract() == 0.0 => t.field(lua, n as i64),
+            // Fields by format name come with space formats in Lua; methods are found before
+            // this metamethod is asked.
+            _ => Ok(Value::Nil),
+        });
+        methods.add_meta_method(MetaMethod::Len, |_, t, ()| Ok(t.field_count()));
+        methods.add_meta_method(MetaMethod::ToString, |lua, t, ()| {
+            let value = convert::decode(lua, &mut t.0.data())?;
+            crate::text::flow(lua, &value)
+        });
+        methods.add_method("totable", |lua, t, ()| {
+            convert::decode(lua, &mut t.0.data())
+        });
+        methods.add_method(
+            "unpack",
+            |lua, t, (from, to): (Option<i64>, Option<i64>)| t.fields(lua, from.unwrap_or(1), to),
+        );
+        methods.add_method("bsize", |_, t, ()| Ok(t.0.data().len()));
+        methods.add_method("len", |_, t, ()| Ok(t.field_count()));
+    }
+}
+
+/// A tuple or nil, for Lua.
+pub fn push(lua: &Lua, tuple: Option<Tuple>) -> mlua::Result<Value> {
+    match tuple {
+        Some(t) => Ok(Value::UserData(lua.create_userdata(LuaTuple(t))?)),
+        None => Ok(Value::Nil),
+    }
+}
+
+/// Tuples as a Lua array.
+pub fn push_all(lua: &Lua, tuples: Vec<Tuple>) -> mlua::Result<Value> {
+    let table = lua.create_table_with_capacity(tuples.len(), 0)?;
+    for (i, t) in tuples.into_iter().enumerate() {
+        table.raw_set(i + 1, LuaTuple(t))?;
+    }
+    table
+        .into_lua_multi(lua)
+        .map(|mut m| m.pop_front().unwrap_or(Value::Nil))
+}

@@ -1,0 +1,141 @@
+"""EVAL, CALL and CALL_16 against Tarantool 2.6 and spindle side by side: every case runs on
+both servers in order, and the replies must match — the DATA values exactly (MessagePack
+types included), or the error code and message.
+
+Cases cover values of every MessagePack type, multiple returns, arguments, errors by code
+(Lua errors are ER_PROC_LUA with Lua's message; box.error keeps its code), syntax errors,
+unsupported return types, procedures that write through box.space and read their own writes,
+access for guest (EVAL and CALL need execute on universe; access is checked before the name
+is looked up), and CALL_16's wrapping of results as tuples.
+"""
+
+import pytest
+
+from harness import iproto as ip
+
+SPACE = 740
+
+SETUP = [
+    # A space with a TREE primary key on field 1, created through the system spaces.
+    (ip.INSERT, {ip.K_SPACE_ID: 280, ip.K_TUPLE: [SPACE, 1, "luatest", "memtx", 0, {}, []]}),
+    (ip.INSERT, {ip.K_SPACE_ID: 288, ip.K_TUPLE: [SPACE, 0, "pk", "tree", {"unique": True},
+                                                   [[0, "unsigned"]]]}),
+]
+
+
+def ev(expr, *args, who="admin"):
+    return ("eval", who, ip.EVAL, {ip.K_EXPR: expr, ip.K_TUPLE: list(args)})
+
+
+def call(name, *args, who="admin", is_16=False):
+    return ("call", who, ip.CALL_16 if is_16 else ip.CALL,
+            {ip.K_FUNCTION_NAME: name, ip.K_TUPLE: list(args)})
+
+
+CASES = [
+    # values
+    ev("return 1"), ev("return -1"), ev("return 1, 2, 3"), ev("return"), ev("return nil"),
+    ev("return 'x'"), ev("return true, false"), ev("return 1.5"), ev("return 2^53"),
+    ev("return 2^64"), ev("return 10/3"), ev("return {}"), ev("return {1, 2, 3}"),
+    ev("return {a = 1}"), ev("return {1, nil, 3}"), ev("return {{1, {2}}, {k = {}}}"),
+    ev("return box.NULL"), ev("return 1, nil, box.NULL"),
+    ev("return ...", 1, "a", [1, 2], {"k": "v"}, None, True, -5, 1.25),
+    ev("local a, b = ... return b, a", "first", "second"),
+    ev("return select('#', ...)", None, None),
+    ev("return #'hello', string.upper('x'), math.floor(2.7)"),
+    ev("return 1ULL, -1LL"),
+    # errors
+    ev("error('boom')"), ev("error('boom', 0)"), ev("error()"), ev("error(42)"),
+    ev("x = = 1"), ev("return nosuch()"), ev("return function() end"),
+    ev("box.error(box.error.ILLEGAL_PARAMS, 'bad things')"),
+    ev("box.error{code = 1234, reason = 'custom reason'}"),
+    ev("box.error{reason = 'my reason'}"),
+    ev("error(box.error.new{code = 555, reason = 'r'})"),
+    ev("local ok, e = pcall(error, 'inner') return ok, e"),
+    ev("local ok, e = pcall(box.error, box.error.ILLEGAL_PARAMS, 'z') return ok, e.code, e.message"),
+    # data through box.space
+    ev(f"return box.space.luatest.id, box.space[{SPACE}].name, box.space.nosuch"),
+    ev("return box.space.luatest:insert{1, 'one'}"),
+    ev("return box.space.luatest:insert{1, 'again'}"),
+    ev("return box.space.luatest:replace{2, 'two'}"),
+    ev("return box.space.luatest:get(1), box.space.luatest:get{2}, box.space.luatest:get(3)"),
+    ev("return box.space.luatest:select()"),
+    ev("return box.space.luatest:select({}, {iterator = 'GE', limit = 1, offset = 1})"),
+    ev("return box.space.luatest:select(1, {iterator = box.index.GT})"),
+    ev("return box.space.luatest:len(), box.space.luatest:count()"),
+    ev("return box.space.luatest:update(1, {{'=', 2, 'uno'}})"),
+    ev("return box.space.luatest:delete(2)"),
+    ev("return box.space.luatest:delete(2)"),
+    ev("local s = box.space.luatest for i = 10, 14 do s:replace{i, i * i} end "
+       "return s:get(12)[2], #s:select(), s:select(13)[1]:totable()"),
+    ev("local t = box.space.luatest:get(10) box.space.luatest:delete(10) return t, t[1], #t"),
+    ev("local t = box.space.luatest:get(11) return t:unpack()"),
+    ev("return box.space.luatest.index.pk:min(), box.space.luatest.index[0]:max()"),
+    ev("return box.space.luatest:insert{'bad'}"),
+    ev("return box.space.luatest:insert(5)"),
+    ev("return box.space._space:get(280)[3]"),
+    # procedures defined and called
+    ev("function echo(...) return ... end "
+       "mod = {f = function(a) return a * 2 end, obj = {v = 7}} "
+       "function mod.obj:m(x) return self.v, x end "
+       "function fail() error('failing') end "
+       "function tuples() return box.space.luatest:select() end "
+       "function lone() return box.space.luatest:get(11) end"),
+    call("echo", 1, "a", [2, 3], {"k": 1}, None),
+    call("echo"), call("mod.f", 21), call("mod.obj:m", 9), call("fail"), call("nosuch"),
+    call("nosuch.f"), call("mod.nosuch"), call("box.space.luatest:select", 11),
+    call("box.space.luatest:get", 11), call("box.space.nosuch:get", 1),
+    call("box.space.luatest:len"),
+    # CALL_16 wraps results as tuples
+    call("echo", is_16=True), call("echo", 1, is_16=True), call("echo", 1, "x", None, is_16=True),
+    call("echo", [5, 6], is_16=True), call("echo", [[1], [2, 3]], is_16=True),
+    call("echo", {"a": 1}, is_16=True), call("tuples", is_16=True), call("lone", is_16=True),
+    call("box.space.luatest:select", 11, is_16=True),
+    # guest: no execute on universe
+    ev("return 1", who="guest"), call("echo", 1, who="guest"), call("nosuch", who="guest"),
+]
+
+
+def connect(server, who):
+    if who == "guest":
+        return ip.connect(server)
+    return ip.connect(server, "admin", server.password)
+
+
+def reply(conn, rtype, body):
+    h, b = conn.request(rtype, body)
+    code = h.get(ip.K_TYPE, 0)
+    if code & ip.TYPE_ERROR:
+        return ("error", code & 0x7FFF, (b or {}).get(ip.K_ERROR_24))
+    return ("ok", (b or {}).get(ip.K_DATA))
+
+
+@pytest.fixture(scope="module")
+def outcomes(module_server_factory):
+    """Every case's reply from each server, in case order."""
+    results = {}
+    for kind in ("tarantool", "spindle"):
+        srv = module_server_factory(kind)()
+        with connect(srv, "admin") as admin:
+            for rtype, body in SETUP:
+                admin.call(rtype, body)
+        got = []
+        conns = {}
+        try:
+            for _what, who, rtype, body in CASES:
+                if who not in conns:
+                    conns[who] = connect(srv, who)
+                got.append(reply(conns[who], rtype, body))
+        finally:
+            for c in conns.values():
+                c.close()
+        results[kind] = got
+    return results
+
+
+@pytest.mark.parametrize("i", range(len(CASES)), ids=[
+    f"{n:02d}-{c[0]}-{c[3].get(ip.K_EXPR) or c[3].get(ip.K_FUNCTION_NAME)}"[:60] for n, c in enumerate(CASES)
+])
+def test_same_reply_as_tarantool(outcomes, i):
+    want, got = outcomes["tarantool"][i], outcomes["spindle"][i]
+    assert got == want, f"case {i} {CASES[i][2:]}:\n  tarantool: {want}\n  spindle:   {got}"
