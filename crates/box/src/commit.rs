@@ -35,38 +35,33 @@ struct InFlight<W> {
 }
 
 /// The first LSN of each vclock component in a transaction's rows: what to reuse if it is
-/// rolled back. Two components (own and local, or one upstream's) fit without allocating.
-#[derive(Default)]
+/// rolled back. Nearly every transaction has rows of one component only: that one is kept
+/// inline; the others (own and local rows mixed) go to `more`.
 struct Firsts {
-    inline: [(u32, u64); 2],
-    len: usize,
+    first: (u32, u64),
     more: Vec<(u32, u64)>,
 }
 
 impl Firsts {
     fn of(rows: &[Row]) -> Firsts {
-        let mut firsts = Firsts::default();
-        for row in rows {
-            let (id, lsn) = (row.header.replica_id, row.header.lsn);
-            if !firsts.iter().any(|(c, _)| c == id) {
-                match firsts.inline.get_mut(firsts.len) {
-                    Some(slot) => {
-                        *slot = (id, lsn);
-                        firsts.len += 1;
-                    }
-                    None => firsts.more.push((id, lsn)),
-                }
+        let first = rows
+            .first()
+            .map_or((0, 0), |r| (r.header.replica_id, r.header.lsn));
+        let mut firsts = Firsts {
+            first,
+            more: Vec::new(),
+        };
+        for row in rows.iter().skip(1) {
+            let id = row.header.replica_id;
+            if id != first.0 && !firsts.more.iter().any(|(c, _)| *c == id) {
+                firsts.more.push((id, row.header.lsn));
             }
         }
         firsts
     }
 
     fn iter(&self) -> impl Iterator<Item = (u32, u64)> + '_ {
-        self.inline
-            .iter()
-            .take(self.len)
-            .chain(self.more.iter())
-            .copied()
+        std::iter::once(self.first).chain(self.more.iter().copied())
     }
 }
 

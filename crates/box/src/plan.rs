@@ -76,8 +76,12 @@ impl SelectPlan {
     /// The lookup for item `i` of `batch`, planning the run of selects that starts there
     /// when `i` is past the current plan. Items must be asked for in order, each right
     /// before it runs.
+    #[inline]
     pub fn lookup(&mut self, db: &Db, batch: &RequestBatch, i: usize) -> Option<Lookup> {
         if i < self.start || i >= self.end {
+            // Only an EQ select starts a run worth planning.
+            let item = batch.items.get(i)?;
+            eq_select_target(&item.request)?;
             let (len, lookups) = db.plan_selects(batch, i);
             (self.start, self.end, self.lookups) = (i, i + len, lookups);
         }

@@ -40,6 +40,15 @@ impl Txn {
     }
 }
 
+/// Pushes onto a vector that starts with room for exactly one: most transactions are one
+/// statement, and a first push would otherwise reserve room for four.
+fn push_one<T>(v: &mut Vec<T>, item: T) {
+    if v.capacity() == 0 {
+        v.reserve_exact(1);
+    }
+    v.push(item);
+}
+
 /// Synchronous-replication rows. spindle has no limbo: every transaction it applies is
 /// already committed locally, so CONFIRM/ROLLBACK/PROMOTE have nothing to act on.
 pub fn is_synchro(req_type: u32) -> bool {
@@ -55,8 +64,12 @@ impl Db {
     /// transaction as they were.
     pub fn apply(&mut self, txn: &mut Txn, dml: Dml<'_>) -> BoxResult<Option<Tuple>> {
         let applied = self.apply_dml(dml)?;
-        txn.rows.extend(applied.log);
-        txn.undo.extend(applied.undo);
+        if let Some(row) = applied.log {
+            push_one(&mut txn.rows, row);
+        }
+        if let Some(undo) = applied.undo {
+            push_one(&mut txn.undo, undo);
+        }
         Ok(applied.result)
     }
 
@@ -73,11 +86,13 @@ impl Db {
             | request::DELETE
             | request::UPSERT => {
                 let applied = self.apply_dml(row_to_dml(&row)?)?;
-                txn.undo.extend(applied.undo);
+                if let Some(undo) = applied.undo {
+                    push_one(&mut txn.undo, undo);
+                }
             }
             t => return Err(BoxError::unknown_request_type(u64::from(t))),
         }
-        txn.rows.push(row);
+        push_one(&mut txn.rows, row);
         Ok(())
     }
 

@@ -18,8 +18,8 @@ use spindle_proto::iproto::{decode_frame, decode_request, encode_error, Frame, F
 use spindle_proto::route::{is_handoff, BatchItem, NetEvent, ReplyBatch, RequestBatch, Route};
 use spindle_types::iproto::GREETING_VERSION;
 use spindle_types::limits::{
-    CONN_MSG_MAX, CONN_OUTPUT_MAX, CONN_TURN_REQUESTS, NET_BATCH_BYTES_MAX, NET_BATCH_MAX,
-    NET_OUTPUT_MAX, PIPELINE_CHUNK,
+    CONN_MSG_MAX, CONN_OUTPUT_MAX, CONN_TURN_MIN, CONN_TURN_REQUESTS, NET_BATCH_BYTES_MAX,
+    NET_BATCH_MAX, NET_OUTPUT_MAX, PIPELINE_CHUNK,
 };
 
 use crate::conn::{BufferPool, Conn, ReadOutcome};
@@ -210,7 +210,7 @@ fn bind_listener(addr: SocketAddr) -> io::Result<TcpListener> {
 /// request arriving on any connection waits behind at most that much work in this thread (and
 /// at most `net_msg_max` more in TX), whatever the other connections have pipelined.
 fn turn_share(net_msg_max: usize, queued: usize) -> usize {
-    (net_msg_max / queued.max(1)).clamp(1, CONN_TURN_REQUESTS)
+    (net_msg_max / queued.max(1)).clamp(CONN_TURN_MIN, CONN_TURN_REQUESTS)
 }
 
 /// Whether a connection's unsent output forbids reading more of its requests: its own
@@ -788,18 +788,22 @@ impl<M: From<NetEvent> + Send + 'static> NetThread<M> {
 #[cfg(test)]
 mod tests {
     use super::turn_share;
-    use spindle_types::limits::CONN_TURN_REQUESTS;
+    use spindle_types::limits::{CONN_TURN_MIN, CONN_TURN_REQUESTS};
 
     #[test]
     fn a_round_of_the_work_queue_stays_near_net_msg_max() {
         assert_eq!(turn_share(768, 0), CONN_TURN_REQUESTS);
         assert_eq!(turn_share(768, 4), CONN_TURN_REQUESTS);
-        assert_eq!(turn_share(768, 200), 3);
-        assert_eq!(turn_share(768, 10_000), 1);
+        // A client's pipeline of one PIPELINE_CHUNK is never split, however many are busy.
+        assert_eq!(turn_share(768, 16), CONN_TURN_MIN);
+        assert_eq!(turn_share(768, 10_000), CONN_TURN_MIN);
         for queued in 1..2000 {
             let share = turn_share(768, queued);
-            assert!((1..=CONN_TURN_REQUESTS).contains(&share));
-            assert!(share == 1 || share * queued <= 768, "{queued}: {share}");
+            assert!((CONN_TURN_MIN..=CONN_TURN_REQUESTS).contains(&share));
+            assert!(
+                share == CONN_TURN_MIN || share * queued <= 768,
+                "{queued}: {share}"
+            );
         }
     }
 }
