@@ -794,8 +794,7 @@ mod tests {
     fn a_round_of_the_work_queue_stays_near_net_msg_max() {
         assert_eq!(turn_share(768, 0), CONN_TURN_REQUESTS);
         assert_eq!(turn_share(768, 4), CONN_TURN_REQUESTS);
-        // A client's pipeline of one PIPELINE_CHUNK is never split, however many are busy.
-        assert_eq!(turn_share(768, 16), CONN_TURN_MIN);
+        assert_eq!(turn_share(768, 200), 3);
         assert_eq!(turn_share(768, 10_000), CONN_TURN_MIN);
         for queued in 1..2000 {
             let share = turn_share(768, queued);
