@@ -12,7 +12,7 @@
 //! a write error, or the peer's FIN/RST as epoll reports it (`EPOLLRDHUP`/`EPOLLHUP`/
 //! `EPOLLERR`), which the kernel signals whatever is still queued for reading.
 
-use crate::worker::open;
+use crate::idle::open_many;
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 use spindle_proto::iproto::encode_select;
@@ -23,8 +23,6 @@ use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-/// Threads that open the connections (connect + greeting each).
-const OPENERS: usize = 4;
 /// How long the writer waits in `epoll` at most, so it notices the end of the run.
 const TICK: Duration = Duration::from_millis(10);
 /// `_vspace`: readable by `guest`, about 1.7 KB of tuples on a fresh server.
@@ -121,48 +119,22 @@ pub struct Outcome {
 }
 
 impl Hostile {
-    /// Opens `count` guest connections over up to `OPENERS` threads, each to send `depth`
+    /// Opens `count` guest connections over a few threads (`idle::open_many`), each to send `depth`
     /// requests once started; the first failure fails all.
     pub fn open(addr: &SocketAddr, count: usize, depth: usize) -> Result<Hostile, String> {
         let start = Instant::now();
         if count == 0 {
             return Ok(Hostile::default());
         }
-        let threads = OPENERS.min(count);
-        let results: Vec<Result<Vec<TcpStream>, String>> = thread::scope(|scope| {
-            let handles: Vec<_> = (0..threads)
-                .map(|t| {
-                    let share = count / threads + usize::from(t < count % threads);
-                    scope.spawn(move || {
-                        let mut streams = Vec::with_capacity(share);
-                        for _ in 0..share {
-                            streams.push(open(addr, "guest", None).map_err(|e| {
-                                format!(
-                                    "hostile connection {} of {count}: {e}",
-                                    streams.len() * threads + t + 1
-                                )
-                            })?);
-                        }
-                        Ok(streams)
-                    })
-                })
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| {
-                    h.join()
-                        .unwrap_or_else(|_| Err("a hostile-connection thread panicked".into()))
-                })
-                .collect()
-        });
-        let mut conns = Vec::with_capacity(count);
-        for r in results {
-            conns.extend(r?.into_iter().map(|stream| Conn {
+        let streams = open_many(addr, "guest", None, count, "hostile")?;
+        let conns = streams
+            .into_iter()
+            .map(|stream| Conn {
                 stream,
                 written: 0,
                 lost: false,
-            }));
-        }
+            })
+            .collect();
         Ok(Hostile {
             conns,
             depth,

@@ -15,6 +15,49 @@ use std::time::{Duration, Instant};
 /// Threads that open the connections (each connect + greeting + AUTH is a round trip or two).
 const OPENERS: usize = 4;
 
+/// Opens `count` connections (greeting read, authenticated as `user` if `password` is given)
+/// over up to `OPENERS` threads; the first failure fails all. `what` names them in errors.
+pub fn open_many(
+    addr: &SocketAddr,
+    user: &str,
+    password: Option<&str>,
+    count: usize,
+    what: &str,
+) -> Result<Vec<TcpStream>, String> {
+    let threads = OPENERS.min(count.max(1));
+    let results: Vec<Result<Vec<TcpStream>, String>> = thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                let share = count / threads + usize::from(t < count % threads);
+                scope.spawn(move || {
+                    let mut streams = Vec::with_capacity(share);
+                    for _ in 0..share {
+                        streams.push(open(addr, user, password).map_err(|e| {
+                            format!(
+                                "{what} connection {} of {count}: {e}",
+                                streams.len() * threads + t + 1
+                            )
+                        })?);
+                    }
+                    Ok(streams)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(format!("an {what}-connection thread panicked")))
+            })
+            .collect()
+    });
+    let mut streams = Vec::with_capacity(count);
+    for r in results {
+        streams.extend(r?);
+    }
+    Ok(streams)
+}
+
 /// The held connections.
 #[derive(Debug, Default)]
 pub struct Idle {
@@ -35,37 +78,7 @@ impl Idle {
         if count == 0 {
             return Ok(Idle::default());
         }
-        let threads = OPENERS.min(count);
-        let results: Vec<Result<Vec<TcpStream>, String>> = thread::scope(|scope| {
-            let handles: Vec<_> = (0..threads)
-                .map(|t| {
-                    let share = count / threads + usize::from(t < count % threads);
-                    scope.spawn(move || {
-                        let mut streams = Vec::with_capacity(share);
-                        for _ in 0..share {
-                            streams.push(open(addr, user, password).map_err(|e| {
-                                format!(
-                                    "idle connection {} of {count}: {e}",
-                                    streams.len() * threads + t + 1
-                                )
-                            })?);
-                        }
-                        Ok(streams)
-                    })
-                })
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| {
-                    h.join()
-                        .unwrap_or_else(|_| Err("an idle-connection thread panicked".into()))
-                })
-                .collect()
-        });
-        let mut streams = Vec::with_capacity(count);
-        for r in results {
-            streams.extend(r?);
-        }
+        let streams = open_many(addr, user, password, count, "idle")?;
         Ok(Idle {
             streams,
             opened_in: start.elapsed(),
