@@ -243,6 +243,14 @@ local function resolve(name)
     return node
 end
 
+-- For the other Lua files of the box API (schema, sessions, ...), which extend these.
+internal.space_mt = space_mt
+internal.index_mt = index_mt
+internal.new_error = new_error
+internal.error_mt = error_mt
+internal.checked = checked
+internal.run_dml = dml
+
 function internal.call(name, ...)
     local f, object, is_method = resolve(name)
     if f == nil then

@@ -8,6 +8,7 @@
 mod api;
 mod context;
 mod convert;
+mod modules;
 mod runtime;
 mod text;
 mod tuple;

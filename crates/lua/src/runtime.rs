@@ -44,6 +44,7 @@ impl LuaRuntime {
         let callers = Callers::default();
         lua.set_app_data(callers.clone());
         crate::api::install(&lua, tx)?;
+        crate::modules::install(&lua)?;
         let null = lua
             .load("return require('ffi').cast('void *', 0)")
             .eval::<Value>()?;
