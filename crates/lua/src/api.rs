@@ -24,8 +24,12 @@ use crate::tuple;
 /// The TX state, for the raw C functions (they get no `Lua` handle to look it up in).
 static TX: OnceLock<TxRef> = OnceLock::new();
 
-pub fn install(lua: &Lua, tx: TxRef) -> mlua::Result<()> {
+/// Gives the box API the TX state, once `box.cfg{}` has made it.
+pub fn attach(tx: TxRef) {
     let _ = TX.set(tx);
+}
+
+pub fn install(lua: &Lua) -> mlua::Result<()> {
     let internal = lua.create_table()?;
     internal.set("space", lua.create_function(space)?)?;
     internal.set("schema_version", lua.create_function(schema_version)?)?;
@@ -44,7 +48,7 @@ pub fn install(lua: &Lua, tx: TxRef) -> mlua::Result<()> {
 fn tx() -> mlua::Result<TxRef> {
     TX.get()
         .copied()
-        .ok_or_else(|| mlua::Error::runtime("the box API is not installed"))
+        .ok_or_else(|| mlua::Error::runtime("Please call box.cfg{} first"))
 }
 
 /// Runs `f` with the TX state; a BoxError becomes a Lua error carrying it.

@@ -6,19 +6,15 @@
 //! (`convert`). A statement's commit parks its fiber until the WAL answers.
 
 mod api;
+mod cfg;
 mod context;
 mod convert;
 mod modules;
 mod runtime;
+mod script;
 mod text;
 mod tuple;
 
+pub use cfg::{BootParts, Host};
 pub use runtime::LuaRuntime;
-
-use spindle_tx::{ProcRuntime, TxRef};
-
-/// Creates the Lua runtime for the TX state `tx`; it lives as long as the process.
-pub fn runtime(tx: TxRef) -> Result<&'static dyn ProcRuntime, String> {
-    let runtime = LuaRuntime::new(tx).map_err(|e| format!("cannot start Lua: {e}"))?;
-    Ok(Box::leak(Box::new(runtime)))
-}
+pub use script::{run_main, Start};

@@ -16,6 +16,7 @@ use crate::context::{from_mlua, Callers};
 use crate::convert::{self, LuaTuple};
 
 const PRELUDE: &str = include_str!("box.lua");
+const CFG: &str = include_str!("cfg.lua");
 
 pub struct LuaRuntime {
     lua: Lua,
@@ -36,14 +37,15 @@ unsafe impl Send for LuaRuntime {}
 
 impl LuaRuntime {
     /// Creates the Lua state with LuaJIT's libraries (`ffi`, `jit`, `bit` included, as in
-    /// Tarantool), installs the box API and runs the prelude.
-    pub fn new(tx: TxRef) -> mlua::Result<LuaRuntime> {
+    /// Tarantool), installs the box API and runs the prelude. The database parts of the API
+    /// work once `box.cfg{}` has booted it (`cfg`).
+    pub fn new() -> mlua::Result<LuaRuntime> {
         // SAFETY: `unsafe_new` only loads the libraries `Lua::new` leaves out (`ffi`, `debug`):
         // Tarantool exposes them to Lua, and scripts use them.
         let lua = unsafe { Lua::unsafe_new() };
         let callers = Callers::default();
         lua.set_app_data(callers.clone());
-        crate::api::install(&lua, tx)?;
+        crate::api::install(&lua)?;
         crate::modules::install(&lua)?;
         let null = lua
             .load("return require('ffi').cast('void *', 0)")
@@ -59,6 +61,18 @@ impl LuaRuntime {
             eval: internal.get("eval")?,
             lua,
         })
+    }
+
+    /// Installs `box.cfg` with the process's `host`; the last part of the prelude, run once
+    /// the runtime has its `'static` address.
+    pub fn install_cfg(&'static self, host: Box<dyn crate::cfg::Host>) -> mlua::Result<()> {
+        let internal = crate::api::internal(&self.lua)?;
+        crate::cfg::install(&self.lua, &internal, host, self)?;
+        self.lua.load(CFG).set_name("=cfg.lua").call::<()>(internal)
+    }
+
+    pub fn lua(&self) -> &Lua {
+        &self.lua
     }
 
     /// Runs `f(args...)` in a new Lua thread on behalf of `user`; the results of its `pcall`.

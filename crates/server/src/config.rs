@@ -96,6 +96,10 @@ pub struct ServeArgs {
     /// four times this are dropped [default: 1].
     #[arg(long)]
     pub replication_timeout: Option<f64>,
+    /// Also open an admin console (Tarantool's text console, full admin rights, no password)
+    /// on `host:port` or `unix/:PATH`.
+    #[arg(long)]
+    pub console_listen: Option<String>,
 }
 
 /// The TOML file: the same keys, with underscores.
@@ -119,12 +123,14 @@ struct FileConfig {
     read_only: Option<bool>,
     replication: Option<String>,
     replication_timeout: Option<f64>,
+    console_listen: Option<String>,
 }
 
 /// The effective configuration.
 #[derive(Debug)]
 pub struct Config {
-    pub listen: SocketAddr,
+    /// None: no IPROTO listener (an init script's `box.cfg{}` without `listen`).
+    pub listen: Option<SocketAddr>,
     pub wal_dir: PathBuf,
     pub memtx_dir: PathBuf,
     pub wal_mode: WalModeArg,
@@ -141,9 +147,119 @@ pub struct Config {
     /// Upstream URIs, in the given order.
     pub replication: Vec<spindle_repl::Uri>,
     pub replication_timeout: f64,
+    /// `box.cfg.work_dir`: the process changes into it before anything else.
+    pub work_dir: Option<PathBuf>,
+    /// `box.cfg.pid_file`, written at start and removed at exit.
+    pub pid_file: Option<PathBuf>,
+    /// `box.cfg.log`: a file that takes the place of stderr.
+    pub log_file: Option<PathBuf>,
+    /// `spindle serve --console-listen`: an admin console to open once booted.
+    pub console_listen: Option<String>,
 }
 
 impl Config {
+    /// What an init script's `box.cfg{}` starts from: Tarantool's defaults (no listener, the
+    /// data in the current directory).
+    pub fn script_defaults() -> Config {
+        Config {
+            listen: None,
+            wal_dir: ".".into(),
+            memtx_dir: ".".into(),
+            wal_mode: WalModeArg::Write,
+            wal_max_size: WAL_MAX_SIZE_DEFAULT,
+            iproto_threads: 1,
+            net_msg_max: NET_MSG_MAX_DEFAULT,
+            max_packet_size: PACKET_SIZE_MAX_DEFAULT,
+            admin_password: None,
+            log_level: "info".into(),
+            force_recovery: false,
+            checkpoint_interval: 3600.0,
+            checkpoint_count: 2,
+            read_only: false,
+            replication: Vec::new(),
+            replication_timeout: REPLICATION_TIMEOUT_DEFAULT,
+            work_dir: None,
+            pid_file: None,
+            log_file: None,
+            console_listen: None,
+        }
+    }
+
+    /// The options of `spindle serve` as `box.cfg{}` shows them (Tarantool's names).
+    pub fn box_cfg(&self) -> serde_json::Value {
+        let replication: Vec<String> = self.replication.iter().map(|u| u.display()).collect();
+        serde_json::json!({
+            "listen": self.listen.map(|a| a.to_string()),
+            "wal_dir": self.wal_dir.display().to_string(),
+            "memtx_dir": self.memtx_dir.display().to_string(),
+            "wal_mode": wal_mode_name(self.wal_mode),
+            "wal_max_size": self.wal_max_size,
+            "iproto_threads": self.iproto_threads,
+            "net_msg_max": self.net_msg_max,
+            "force_recovery": self.force_recovery,
+            "checkpoint_interval": self.checkpoint_interval,
+            "checkpoint_count": self.checkpoint_count,
+            "read_only": self.read_only,
+            "replication": if replication.is_empty() { serde_json::Value::Null } else { replication.into() },
+            "replication_timeout": self.replication_timeout,
+        })
+    }
+
+    /// Applies the options of the first `box.cfg{}` (every option, defaults filled in).
+    pub fn apply_box_cfg(&mut self, options: &serde_json::Value) -> Result<(), String> {
+        let Some(map) = options.as_object() else {
+            return Err("Incorrect type of box.cfg argument".into());
+        };
+        for (key, value) in map {
+            self.apply_option(key, value)
+                .map_err(|e| format!("Incorrect value for option '{key}': {e}"))?;
+        }
+        self.validate()
+    }
+
+    /// One option; the ones spindle has no use for are accepted and ignored.
+    pub fn apply_option(&mut self, key: &str, v: &serde_json::Value) -> Result<(), String> {
+        use serde_json::Value as J;
+        let text = |v: &J| match v {
+            J::String(s) => Some(s.clone()),
+            J::Number(n) => Some(n.to_string()),
+            _ => None,
+        };
+        let number = |v: &J| v.as_f64().ok_or_else(|| "should be of type number".to_string());
+        match key {
+            "listen" => {
+                self.listen = match text(v) {
+                    Some(t) => Some(parse_listen(&t)?),
+                    None => None,
+                }
+            }
+            "work_dir" => self.work_dir = text(v).map(PathBuf::from),
+            "wal_dir" => self.wal_dir = text(v).unwrap_or_else(|| ".".into()).into(),
+            "memtx_dir" => self.memtx_dir = text(v).unwrap_or_else(|| ".".into()).into(),
+            "pid_file" => self.pid_file = text(v).map(PathBuf::from),
+            "log" => self.log_file = text(v).map(log_path).transpose()?,
+            "wal_mode" => {
+                self.wal_mode = match v.as_str() {
+                    Some("none") => WalModeArg::None,
+                    Some("write") => WalModeArg::Write,
+                    Some("fsync") => WalModeArg::Fsync,
+                    _ => return Err("expected one of none, write, fsync".into()),
+                }
+            }
+            "wal_max_size" => self.wal_max_size = number(v)? as u64,
+            "iproto_threads" => self.iproto_threads = number(v)? as usize,
+            "net_msg_max" => self.net_msg_max = number(v)? as usize,
+            "force_recovery" => self.force_recovery = v.as_bool().unwrap_or(false),
+            "read_only" => self.read_only = v.as_bool().unwrap_or(false),
+            "checkpoint_interval" => self.checkpoint_interval = number(v)?,
+            "checkpoint_count" => self.checkpoint_count = number(v)? as usize,
+            "replication_timeout" => self.replication_timeout = number(v)?,
+            "replication" => self.replication = parse_replication_json(v)?,
+            "log_level" => self.log_level = log_level_name(v),
+            _ => {}
+        }
+        Ok(())
+    }
     pub fn resolve(args: ServeArgs) -> Result<Config, String> {
         let file = match &args.config {
             Some(path) => {
@@ -158,7 +274,7 @@ impl Config {
             .listen
             .or(file.listen)
             .unwrap_or_else(|| "127.0.0.1:3301".into());
-        let listen = parse_listen(&listen_text)?;
+        let listen = Some(parse_listen(&listen_text)?);
         let data_dir = args
             .data_dir
             .or(file.data_dir)
@@ -205,6 +321,10 @@ impl Config {
                 .replication_timeout
                 .or(file.replication_timeout)
                 .unwrap_or(REPLICATION_TIMEOUT_DEFAULT),
+            work_dir: None,
+            pid_file: None,
+            log_file: None,
+            console_listen: args.console_listen.or(file.console_listen),
         };
         config.validate()?;
         Ok(config)
@@ -239,6 +359,53 @@ impl Config {
     }
 }
 
+fn wal_mode_name(mode: WalModeArg) -> &'static str {
+    match mode {
+        WalModeArg::None => "none",
+        WalModeArg::Write => "write",
+        WalModeArg::Fsync => "fsync",
+    }
+}
+
+/// `box.cfg.log`: a file path, or `file:PATH`; pipes and syslog are not supported.
+fn log_path(text: String) -> Result<PathBuf, String> {
+    if text.starts_with('|') || text.starts_with("pipe:") || text.starts_with("syslog:") {
+        return Err("only log files are supported".into());
+    }
+    Ok(PathBuf::from(text.strip_prefix("file:").unwrap_or(&text)))
+}
+
+/// Tarantool's numeric log levels (1 syserror .. 7 debug) as tracing filter names.
+fn log_level_name(v: &serde_json::Value) -> String {
+    match v.as_f64().map(|n| n as i64) {
+        Some(..=2) => "error",
+        Some(3 | 4) => "warn",
+        Some(5) => "info",
+        Some(6) => "debug",
+        Some(7..) => "trace",
+        None => v.as_str().unwrap_or("info"),
+    }
+    .to_string()
+}
+
+/// `box.cfg.replication`: one URI or a list of them.
+fn parse_replication_json(v: &serde_json::Value) -> Result<Vec<spindle_repl::Uri>, String> {
+    match v {
+        serde_json::Value::Null => Ok(Vec::new()),
+        serde_json::Value::String(s) => parse_replication(Some(s.clone())),
+        serde_json::Value::Number(n) => parse_replication(Some(n.to_string())),
+        serde_json::Value::Array(items) => items
+            .iter()
+            .map(|i| match i {
+                serde_json::Value::String(s) => spindle_repl::Uri::parse(s),
+                serde_json::Value::Number(n) => spindle_repl::Uri::parse(&n.to_string()),
+                _ => Err("should be a URI or a list of URIs".into()),
+            })
+            .collect(),
+        _ => Err("should be a URI or a list of URIs".into()),
+    }
+}
+
 /// Comma-separated replication URIs.
 fn parse_replication(text: Option<String>) -> Result<Vec<spindle_repl::Uri>, String> {
     text.unwrap_or_default()
@@ -249,7 +416,7 @@ fn parse_replication(text: Option<String>) -> Result<Vec<spindle_repl::Uri>, Str
 }
 
 /// Accepts `HOST:PORT`, `:PORT` or a bare port, as box.cfg.listen does.
-fn parse_listen(text: &str) -> Result<SocketAddr, String> {
+pub fn parse_listen(text: &str) -> Result<SocketAddr, String> {
     let candidate = if let Ok(port) = text.parse::<u16>() {
         format!("127.0.0.1:{port}")
     } else if let Some(port) = text.strip_prefix(':') {

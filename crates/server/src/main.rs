@@ -4,25 +4,25 @@
 //! let in-flight commits finish, close the log, flush replies, exit. SIGUSR1 and the
 //! checkpoint timer ask the TX thread for a checkpoint. `spindle cat` is `spindle_cat::run`.
 
+mod boot;
 mod config;
 mod replication;
 
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
 use tracing::{error, info};
 
-use config::{Cli, Command, Config, ServeArgs, WalModeArg};
+use boot::{ServerHost, SharedRunning};
+use config::{Cli, Command, Config, ServeArgs};
 use spindle_box::checkpoint::{run_checkpoint, ReadView};
-use spindle_box::recovery::{recover, RecoveryConfig};
 use spindle_fiber::{spawn_cord, Bus};
-use spindle_net::{NetConfig, NetShared, NetStopper};
-use spindle_tx::{TxHooks, TxMsg};
+use spindle_lua::Start;
+use spindle_tx::TxMsg;
 use spindle_types::limits::TX_FIBER_STACK_WORDS;
-use spindle_wal::{SyncMode, WalConfig};
 use spindle_xlog::OsFs;
 
 /// mimalloc keeps no per-block header (a 40-byte tuple takes 40 bytes, not 48) and serves
@@ -32,11 +32,32 @@ use spindle_xlog::OsFs;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
+    let argv: Vec<String> = std::env::args().collect();
+    if let Some(script) = script_argument(&argv) {
+        init_logging("info");
+        block_shutdown_signals();
+        let start = Start::Script {
+            path: script.into(),
+            args: argv.get(2..).unwrap_or_default().to_vec(),
+            binary: argv.first().cloned().unwrap_or_default(),
+        };
+        return run(Config::script_defaults(), start);
+    }
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => serve(*args),
         Command::Cat(args) => spindle_cat::run(args),
     }
+}
+
+/// `spindle SCRIPT.lua ARGS...`: the first argument is a file, not a subcommand or a flag.
+fn script_argument(argv: &[String]) -> Option<&str> {
+    let first = argv.get(1)?;
+    let is_command = ["serve", "cat", "connect", "help"].contains(&first.as_str());
+    if is_command || first.starts_with('-') {
+        return None;
+    }
+    (first.ends_with(".lua") || std::path::Path::new(first).is_file()).then_some(first)
 }
 
 fn init_logging(level: &str) {
@@ -58,118 +79,61 @@ fn serve(args: ServeArgs) -> ExitCode {
     };
     init_logging(&cfg.log_level);
     block_shutdown_signals();
-    match run(cfg) {
-        Ok(()) => ExitCode::SUCCESS,
+    let start = Start::Serve {
+        options: cfg.box_cfg(),
+        console: cfg.console_listen.clone(),
+    };
+    run(cfg, start)
+}
+
+/// Runs the TX thread (the Lua runtime's first fiber boots the database through
+/// `boot::ServerHost`), then stops the threads it started.
+fn run(cfg: Config, start: Start) -> ExitCode {
+    let (bus, receiver) = match Bus::<TxMsg>::new() {
+        Ok(pair) => pair,
         Err(e) => {
-            error!("{e}");
+            error!("bus: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let running = SharedRunning::default();
+    let stopping = Arc::new(AtomicBool::new(false));
+    if let Err(e) = start_signal_thread(running.clone(), bus.clone(), stopping.clone()) {
+        error!("{e}");
+        return ExitCode::FAILURE;
+    }
+    let host = ServerHost::new(cfg, bus, receiver, running.clone(), stopping);
+    let tx_result = spindle_fiber::run_tx(TX_FIBER_STACK_WORDS, 64, move || {
+        spindle_lua::run_main(Box::new(host), start)
+    });
+    let mut running = running.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(net) = running.net.take() {
+        net.shutdown();
+    }
+    if let Some(wal) = running.wal.take() {
+        let stats = wal.stats.clone();
+        wal.join();
+        info!("wal stats: {}", stats.summary());
+    }
+    if let Some(path) = running.pid_file.take() {
+        let _ = std::fs::remove_file(path);
+    }
+    match tx_result {
+        Ok(0) => {
+            info!("stopped");
+            ExitCode::SUCCESS
+        }
+        Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
+        Err(_) => {
+            error!("the TX thread panicked");
             ExitCode::FAILURE
         }
     }
 }
 
-fn run(cfg: Config) -> Result<(), String> {
-    for dir in [&cfg.wal_dir, &cfg.memtx_dir] {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    }
-    let fs = OsFs;
-    let recovery_cfg = RecoveryConfig {
-        memtx_dir: cfg.memtx_dir.clone(),
-        wal_dir: cfg.wal_dir.clone(),
-        force_recovery: cfg.force_recovery,
-    };
-    replication::bootstrap_if_needed(&cfg)?;
-    let recovered = recover(&fs, &recovery_cfg).map_err(|e| format!("recovery failed: {e}"))?;
-    let mut db = recovered.db;
-    db.set_read_only(cfg.read_only);
-    info!("instance {} at vclock {}", db.instance_uuid(), db.vclock());
-    let (bus, bus_receiver) = Bus::<TxMsg>::new().map_err(|e| format!("bus: {e}"))?;
-
-    let wal = match cfg.wal_mode {
-        WalModeArg::None => None,
-        mode => {
-            let wal_cfg = WalConfig {
-                dir: cfg.wal_dir.clone(),
-                sync: if mode == WalModeArg::Fsync {
-                    SyncMode::Fsync
-                } else {
-                    SyncMode::Write
-                },
-                max_size: cfg.wal_max_size,
-                instance_uuid: db.instance_uuid().to_string(),
-            };
-            let vclock = db.vclock();
-            let handle =
-                spindle_wal::start(fs, wal_cfg, vclock, recovered.last_xlog_vclock, bus.clone())
-                    .map_err(|e| format!("cannot start the WAL thread: {e}"))?;
-            Some(handle)
-        }
-    };
-
-    let schema_version = Arc::new(AtomicU32::new(db.schema_version()));
-    let shared = Arc::new(NetShared {
-        schema_version: schema_version.clone(),
-        stop_reading: AtomicBool::new(false),
-        exit: AtomicBool::new(false),
-    });
-    let net_cfg = NetConfig {
-        listen: cfg.listen,
-        threads: cfg.iproto_threads,
-        net_msg_max: cfg.net_msg_max,
-        packet_max: cfg.max_packet_size,
-        instance_uuid: db.instance_uuid().to_string(),
-    };
-    let net = spindle_net::start(net_cfg, shared, bus.clone())
-        .map_err(|e| format!("cannot listen on {}: {e}", cfg.listen))?;
-    info!(
-        "listening on {} ({} iproto threads, wal_mode {:?})",
-        net.local_addr, cfg.iproto_threads, cfg.wal_mode
-    );
-    let stopping = Arc::new(AtomicBool::new(false));
-    start_signal_thread(net.stopper(), bus.clone(), stopping.clone())?;
-    if cfg.checkpoint_interval > 0.0 {
-        start_checkpoint_timer(cfg.checkpoint_interval, bus.clone(), stopping)?;
-    }
-
-    let consumers = spindle_repl::gc::Consumers::default();
-    let wal_watch = wal.as_ref().map(|w| w.stats.watch.clone());
-    let repl_setup = wal_watch
-        .clone()
-        .map(|stats| replication::setup(&cfg, stats, bus.clone(), consumers.clone()));
-    replication::start_appliers(&cfg, &mut db, wal_watch, bus.clone());
-    let sink = net.reply_sink();
-    let hooks = TxHooks {
-        send_replies: Arc::new(move |thread, batch| sink.send(thread, batch)),
-        net_threads: cfg.iproto_threads,
-        journal: wal.as_ref().map(|w| w.sender.clone()),
-        schema_version,
-        start_snapshot: snapshot_starter(&cfg, bus.clone(), consumers),
-    };
-    let admin_password = cfg.admin_password.clone();
-    let tx_result = spindle_fiber::run_tx(TX_FIBER_STACK_WORDS, 64, move || {
-        spindle_tx::run_with(
-            db,
-            hooks,
-            bus_receiver,
-            admin_password,
-            repl_setup,
-            spindle_lua::runtime,
-        )
-    });
-    net.shutdown();
-    if let Some(wal) = wal {
-        let stats = wal.stats.clone();
-        wal.join();
-        info!("wal stats: {}", stats.summary());
-    }
-    tx_result.map_err(|_| "the TX thread panicked".to_string())?;
-    info!("stopped");
-    Ok(())
-}
-
 /// Starts a snapshot thread per checkpoint: it writes the file, collects old files and
 /// reports back to the TX thread.
-fn snapshot_starter(
+pub(crate) fn snapshot_starter(
     cfg: &Config,
     bus: Bus<TxMsg>,
     consumers: spindle_repl::gc::Consumers,
@@ -194,7 +158,7 @@ fn snapshot_starter(
 }
 
 /// Asks for a checkpoint every `interval` seconds until shutdown.
-fn start_checkpoint_timer(
+pub(crate) fn start_checkpoint_timer(
     interval: f64,
     bus: Bus<TxMsg>,
     stopping: Arc<AtomicBool>,
@@ -240,9 +204,10 @@ fn block_shutdown_signals() {
     unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
 }
 
-/// SIGUSR1 asks for a checkpoint; SIGTERM/SIGINT start the shutdown.
+/// SIGUSR1 asks for a checkpoint; SIGTERM/SIGINT start the shutdown (before `box.cfg{}`
+/// there is nothing to stop: the process exits at once).
 fn start_signal_thread(
-    net: NetStopper,
+    running: SharedRunning,
     bus: Bus<TxMsg>,
     stopping: Arc<AtomicBool>,
 ) -> Result<(), String> {
@@ -259,8 +224,14 @@ fn start_signal_thread(
                 continue;
             }
             info!("signal {sig} received, shutting down");
+            let booted = running.lock().map(|r| r.booted).unwrap_or(true);
+            if !booted {
+                std::process::exit(0);
+            }
             stopping.store(true, Ordering::Relaxed);
-            net.stop_reading();
+            if let Some(net) = boot::net_stopper(&running) {
+                net.stop_reading();
+            }
             bus.send(TxMsg::Shutdown);
             return;
         }

@@ -28,6 +28,7 @@ pub use state::{Tx, TxHooks, TxRef, WalMode};
 
 use spindle_box::Db;
 use spindle_fiber::BusReceiver;
+use spindle_types::limits::TX_FIBER_STACK_WORDS;
 use tracing::error;
 
 /// Runs the TX thread's main loop until a clean shutdown, with the built-in procedures. Call
@@ -65,4 +66,55 @@ pub fn run_with(
         &Builtin
     });
     dispatch::dispatch(tx, bus, runtime);
+}
+
+/// Installs the TX state and starts the dispatcher in a fiber of its own, then returns: the
+/// calling fiber (an init script's) goes on. `wait_stopped` parks until a clean shutdown.
+pub fn start(
+    mut db: Db,
+    hooks: TxHooks,
+    bus: BusReceiver<TxMsg>,
+    admin_password: Option<String>,
+    replication: Option<ReplSetup>,
+    runtime: &'static dyn ProcRuntime,
+) -> Result<TxRef, String> {
+    db.identify();
+    let mut t = Tx::new(db, hooks);
+    if let Some(setup) = replication {
+        t.repl.configure(setup);
+    }
+    let tx = state::install(t);
+    if let Some(password) = admin_password {
+        if let Err(e) = admin::set_admin_password(tx, &password) {
+            error!("cannot set the admin password: {e}");
+        }
+    }
+    spindle_fiber::spawn_fiber(TX_FIBER_STACK_WORDS, move || {
+        dispatch::dispatch(tx, bus, runtime);
+        let waiter = tx.with(|t| {
+            t.stopped = true;
+            t.stop_waiter.take()
+        });
+        if let Some(fiber) = waiter {
+            fiber.unpark();
+        }
+    })
+    .map_err(|e| format!("cannot start the TX dispatcher: {e}"))?;
+    Ok(tx)
+}
+
+/// Parks the calling fiber until the dispatcher `start` began has shut down cleanly.
+pub fn wait_stopped(tx: TxRef) {
+    loop {
+        let stopped = tx.with(|t| {
+            if !t.stopped {
+                t.stop_waiter = Some(spindle_fiber::current_fiber());
+            }
+            t.stopped
+        });
+        if stopped {
+            return;
+        }
+        spindle_fiber::park();
+    }
 }

@@ -116,6 +116,9 @@ pub struct Tx {
     pub repl: Repl,
     pub lone: LoneClient,
     pub procs: Pool,
+    /// The dispatcher has finished a clean shutdown; `stop_waiter` is woken then.
+    pub stopped: bool,
+    pub stop_waiter: Option<Fiber>,
 }
 
 impl Tx {
@@ -138,6 +141,8 @@ impl Tx {
             repl: Repl::default(),
             lone: LoneClient::default(),
             procs: Pool::default(),
+            stopped: false,
+            stop_waiter: None,
         }
     }
 
