@@ -10,16 +10,37 @@ pub const ADMIN: u32 = 1;
 pub struct Session {
     pub salt: [u8; 32],
     pub user: u32,
+    /// `box.session.id()`: unique for the life of the process.
+    pub id: u64,
 }
 
 #[derive(Default)]
 pub struct Sessions {
     by_route: HashMap<Route, Session>,
+    last_id: u64,
 }
 
 impl Sessions {
     pub fn connect(&mut self, route: Route, salt: [u8; 32]) {
-        self.by_route.insert(route, Session { salt, user: GUEST });
+        let id = self.next_id();
+        self.by_route.insert(
+            route,
+            Session {
+                salt,
+                user: GUEST,
+                id,
+            },
+        );
+    }
+
+    /// A new session id (also for sessions without a connection: consoles, fibers).
+    pub fn next_id(&mut self) -> u64 {
+        self.last_id += 1;
+        self.last_id
+    }
+
+    pub fn get(&self, route: Route) -> Option<&Session> {
+        self.by_route.get(&route)
     }
 
     pub fn disconnect(&mut self, route: Route) {

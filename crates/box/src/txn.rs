@@ -10,6 +10,13 @@ use spindle_xlog::Row;
 use crate::db::Db;
 use crate::dml::{row_to_dml, Dml, Undo};
 
+/// A savepoint: how many rows and undo records a transaction had.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TxnMark {
+    rows: usize,
+    undo: usize,
+}
+
 #[derive(Debug, Default)]
 pub struct Txn {
     rows: Vec<Row>,
@@ -37,6 +44,23 @@ impl Txn {
 
     pub fn into_parts(self) -> (Vec<Row>, Vec<Undo>) {
         (self.rows, self.undo)
+    }
+
+    /// Where the transaction is now, for a savepoint.
+    pub fn mark(&self) -> TxnMark {
+        TxnMark {
+            rows: self.rows.len(),
+            undo: self.undo.len(),
+        }
+    }
+
+    /// Takes off the changes made after `mark` as a transaction of their own, for
+    /// `Db::rollback_txn`; the rest stays.
+    pub fn split_off(&mut self, mark: TxnMark) -> Txn {
+        Txn {
+            rows: self.rows.split_off(mark.rows.min(self.rows.len())),
+            undo: self.undo.split_off(mark.undo.min(self.undo.len())),
+        }
     }
 }
 

@@ -41,11 +41,13 @@ pub fn install(lua: &Lua) -> mlua::Result<()> {
     // C API, pushes its results and returns their count, and never lets a panic unwind into
     // LuaJIT (see `wait`).
     internal.set("wait", unsafe { lua.create_c_function(wait)? })?;
+    crate::txn::install(lua, &internal)?;
+    crate::session::install(lua, &internal)?;
     lua.set_named_registry_value("spindle.internal", internal)?;
     Ok(())
 }
 
-fn tx() -> mlua::Result<TxRef> {
+pub(crate) fn tx() -> mlua::Result<TxRef> {
     TX.get()
         .copied()
         .ok_or_else(|| mlua::Error::runtime("Please call box.cfg{} first"))
@@ -225,17 +227,29 @@ fn dml(
         },
         _ => return Err(mlua::Error::runtime(format!("unknown operation {op}"))),
     };
-    let (result, seq) = with_tx(|t| {
-        let mut txn = Txn::new();
-        let result = t.db.dml_as(user, &mut txn, statement);
-        t.note_schema_change();
-        let result = result?;
-        let seq = t.commit_for_fiber(txn, true);
-        if !t.in_turn {
-            t.flush_journal();
-        }
-        Ok((result, seq))
-    })?;
+    let tx = tx()?;
+    // A statement inside box.begin() joins the fiber's transaction and commits with it.
+    let joined = crate::txn::with_active(lua, |active| {
+        tx.with(|t| {
+            let result = t.db.dml_as(user, &mut active.txn, statement);
+            t.note_schema_change();
+            result
+        })
+    });
+    let (result, seq) = match joined {
+        Some(result) => (result.map_err(lua_error)?, None),
+        None => with_tx(|t| {
+            let mut txn = Txn::new();
+            let result = t.db.dml_as(user, &mut txn, statement);
+            t.note_schema_change();
+            let result = result?;
+            let seq = t.commit_for_fiber(txn, true);
+            if !t.in_turn {
+                t.flush_journal();
+            }
+            Ok((result, seq))
+        })?,
+    };
     let result = match statement {
         Dml::Upsert { .. } => Value::Nil,
         _ => tuple::push(lua, result)?,

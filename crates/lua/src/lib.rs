@@ -13,7 +13,9 @@ mod modules;
 mod runtime;
 mod script;
 mod text;
+mod session;
 mod tuple;
+pub mod txn;
 
 pub use cfg::{BootParts, Host};
 pub use runtime::LuaRuntime;

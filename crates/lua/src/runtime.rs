@@ -14,6 +14,7 @@ use spindle_types::{BoxError, BoxResult, ErrorKind};
 
 use crate::context::{from_mlua, Callers};
 use crate::convert::{self, LuaTuple};
+use crate::session::SessionInfo;
 
 const PRELUDE: &str = include_str!("box.lua");
 const CFG: &str = include_str!("cfg.lua");
@@ -75,15 +76,31 @@ impl LuaRuntime {
         &self.lua
     }
 
-    /// Runs `f(args...)` in a new Lua thread on behalf of `user`; the results of its `pcall`.
-    fn run(&self, user: u32, f: &Function, args: MultiValue) -> BoxResult<MultiValue> {
+    /// Runs `f(args...)` in a new Lua thread for the request `ctx`; the results of its
+    /// `pcall`. A transaction the request left open is rolled back (and fails it).
+    fn run(&self, tx: TxRef, ctx: &ProcCtx, f: &Function, args: MultiValue) -> BoxResult<MultiValue> {
         assert_tx_thread();
         let thread = self.lua.create_thread(f.clone()).map_err(from_mlua)?;
         let key = thread.to_pointer() as usize;
-        self.callers.borrow_mut().insert(key, user);
+        self.callers.borrow_mut().insert(key, ctx.user);
+        let id = tx.with(|t| t.sessions.get(ctx.route).map_or(0, |s| s.id));
+        let info = SessionInfo {
+            id,
+            uid: ctx.user,
+            kind: "binary",
+            sync: ctx.sync,
+            route: Some(ctx.route),
+        };
+        crate::session::enter(&self.lua, key, info);
         let result = thread.resume::<MultiValue>(args);
+        crate::session::leave(&self.lua, key);
         self.callers.borrow_mut().remove(&key);
-        result.map_err(from_mlua)
+        let open = crate::txn::finish(&self.lua, key);
+        let results = result.map_err(from_mlua)?;
+        match (open, results.front()) {
+            (Err(e), Some(Value::Boolean(true))) => Err(e),
+            _ => Ok(results),
+        }
     }
 
     /// Arguments: the packed array of the request, as Lua values.
@@ -212,13 +229,13 @@ impl ProcRuntime for LuaRuntime {
         tx.with(|t| spindle_box::call::check_call_access(&mut t.db, ctx.user, name))?;
         let name = self.lua.create_string(name).map_err(from_mlua)?;
         let args = self.args(Value::String(name), args)?;
-        outcome(self.run(ctx.user, &self.call, args)?, is_16)
+        outcome(self.run(tx, ctx, &self.call, args)?, is_16)
     }
 
     fn eval(&self, tx: TxRef, ctx: &ProcCtx, expr: &str, args: &[u8]) -> BoxResult<Reply> {
         tx.with(|t| t.db.check_universe(ctx.user, PRIV_X))?;
         let expr = self.lua.create_string(expr).map_err(from_mlua)?;
         let args = self.args(Value::String(expr), args)?;
-        outcome(self.run(ctx.user, &self.eval, args)?, false)
+        outcome(self.run(tx, ctx, &self.eval, args)?, false)
     }
 }

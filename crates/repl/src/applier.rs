@@ -65,6 +65,14 @@ impl Uri {
         })
     }
 
+    /// `user:password@host:port`, as given to `box.cfg.replication` (parses back the same).
+    pub fn full(&self) -> String {
+        match &self.user {
+            Some(u) => format!("{u}:{}@{}:{}", self.password, self.host, self.port),
+            None => format!("{}:{}", self.host, self.port),
+        }
+    }
+
     /// `user@host:port`: for logs and status (never the password).
     pub fn display(&self) -> String {
         match &self.user {

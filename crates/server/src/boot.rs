@@ -131,8 +131,12 @@ impl ServerHost {
         Ok(())
     }
 
-    fn hooks(&self, wal: Option<&WalHandle>, schema_version: Arc<AtomicU32>) -> TxHooks {
-        let consumers = spindle_repl::gc::Consumers::default();
+    fn hooks(
+        &self,
+        wal: Option<&WalHandle>,
+        schema_version: Arc<AtomicU32>,
+        consumers: spindle_repl::gc::Consumers,
+    ) -> TxHooks {
         let sink = self.sink.clone();
         TxHooks {
             send_replies: Arc::new(move |thread, batch| {
@@ -182,9 +186,10 @@ impl Host for ServerHost {
                 self.stopping.clone(),
             )?;
         }
-        let hooks = self.hooks(wal.as_ref(), schema_version);
-        let wal_watch = wal.as_ref().map(|w| w.stats.watch.clone());
+        // Replicas' positions keep the xlogs they still need out of checkpoint collection.
         let consumers = spindle_repl::gc::Consumers::default();
+        let hooks = self.hooks(wal.as_ref(), schema_version, consumers.clone());
+        let wal_watch = wal.as_ref().map(|w| w.stats.watch.clone());
         let repl_setup = wal_watch
             .clone()
             .map(|stats| replication::setup(&self.cfg, stats, self.bus.clone(), consumers));

@@ -187,7 +187,7 @@ impl Config {
 
     /// The options of `spindle serve` as `box.cfg{}` shows them (Tarantool's names).
     pub fn box_cfg(&self) -> serde_json::Value {
-        let replication: Vec<String> = self.replication.iter().map(|u| u.display()).collect();
+        let replication: Vec<String> = self.replication.iter().map(|u| u.full()).collect();
         serde_json::json!({
             "listen": self.listen.map(|a| a.to_string()),
             "wal_dir": self.wal_dir.display().to_string(),

@@ -54,6 +54,11 @@ pub mod code {
     pub const ER_UNKNOWN_SCHEMA_OBJECT: u32 = 49;
     pub const ER_NO_SUCH_ENGINE: u32 = 57;
     pub const ER_CFG: u32 = 59;
+    pub const ER_NO_SUCH_SAVEPOINT: u32 = 60;
+    pub const ER_FUNCTION_TX_ACTIVE: u32 = 30;
+    pub const ER_ACTIVE_TRANSACTION: u32 = 79;
+    pub const ER_NO_TRANSACTION: u32 = 81;
+    pub const ER_TRANSACTION_YIELD: u32 = 154;
     pub const ER_UNKNOWN_REPLICA: u32 = 62;
     pub const ER_REPLICASET_UUID_MISMATCH: u32 = 63;
     pub const ER_INVALID_UUID: u32 = 64;

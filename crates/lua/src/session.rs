@@ -1,0 +1,147 @@
+//! `box.session` and `box.info` from Rust: which session each live Lua thread runs for (a
+//! binary connection's, the console's, or none for background fibers), the user it acts as,
+//! and what the instance reports about itself.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::time::Instant;
+
+use mlua::{Lua, Table, Value};
+use spindle_proto::route::Route;
+
+use crate::context::{current_user, Callers};
+
+/// The session a Lua thread serves.
+#[derive(Clone, Copy, Debug)]
+pub struct SessionInfo {
+    pub id: u64,
+    /// The session user (`box.session.uid()`); the effective one is in `Callers`.
+    pub uid: u32,
+    pub kind: &'static str,
+    pub sync: u64,
+    pub route: Option<Route>,
+}
+
+pub type SessionMap = Rc<RefCell<HashMap<usize, SessionInfo>>>;
+
+struct Started(Instant);
+
+pub fn install(lua: &Lua, internal: &Table) -> mlua::Result<()> {
+    lua.set_app_data(SessionMap::default());
+    lua.set_app_data(Started(Instant::now()));
+    internal.set("session", lua.create_function(session)?)?;
+    internal.set("set_user", lua.create_function(set_user)?)?;
+    internal.set("user_lookup", lua.create_function(user_lookup)?)?;
+    internal.set("info", lua.create_function(info)?)?;
+    Ok(())
+}
+
+fn sessions(lua: &Lua) -> SessionMap {
+    lua.app_data_ref::<SessionMap>()
+        .map(|m| m.clone())
+        .unwrap_or_default()
+}
+
+/// Registers the session of a request's (or console's) Lua thread.
+pub fn enter(lua: &Lua, thread: usize, info: SessionInfo) {
+    sessions(lua).borrow_mut().insert(thread, info);
+}
+
+pub fn leave(lua: &Lua, thread: usize) {
+    sessions(lua).borrow_mut().remove(&thread);
+}
+
+fn this(lua: &Lua) -> Option<SessionInfo> {
+    let key = lua.current_thread().to_pointer() as usize;
+    sessions(lua).borrow().get(&key).copied()
+}
+
+/// `id, uid, euid, type, sync` of the running thread's session (a background session for
+/// threads without one: init script, fibers).
+fn session(lua: &Lua, (): ()) -> mlua::Result<(u64, u32, u32, &'static str, u64)> {
+    let euid = current_user(lua);
+    Ok(match this(lua) {
+        Some(s) => (s.id, s.uid, euid, s.kind, s.sync),
+        None => (0, euid, euid, "background", 0),
+    })
+}
+
+/// Makes `uid` the running thread's user: effective and session (`box.session.su`). Returns
+/// the previous pair, for `su(user, fn)` to restore.
+fn set_user(lua: &Lua, (uid, session_uid): (u32, Option<u32>)) -> mlua::Result<(u32, u32)> {
+    let key = lua.current_thread().to_pointer() as usize;
+    let old_euid = current_user(lua);
+    if let Some(callers) = lua.app_data_ref::<Callers>() {
+        callers.borrow_mut().insert(key, uid);
+    }
+    let map = sessions(lua);
+    let mut map = map.borrow_mut();
+    let old_uid = map.get(&key).map_or(old_euid, |s| s.uid);
+    let new_uid = session_uid.unwrap_or(uid);
+    if let Some(s) = map.get_mut(&key) {
+        s.uid = new_uid;
+        if let (Some(route), Ok(tx)) = (s.route, crate::api::tx()) {
+            tx.with(|t| {
+                if let Some(session) = t.sessions.get_mut(route) {
+                    session.user = new_uid;
+                }
+            });
+        }
+    }
+    Ok((old_euid, old_uid))
+}
+
+/// A user or role by id or name: `id, name, type` or nothing.
+fn user_lookup(_: &Lua, key: Value) -> mlua::Result<(Option<u32>, Option<String>, Option<&'static str>)> {
+    let tx = crate::api::tx()?;
+    let found = tx.with(|t| {
+        let users = t.db.users();
+        let user = match &key {
+            Value::Integer(i) => u32::try_from(*i).ok().and_then(|id| users.get(id)),
+            Value::Number(n) => users.get(*n as u32),
+            Value::String(s) => users.by_name(&s.to_string_lossy()),
+            _ => None,
+        }?;
+        let kind = if user.is_role { "role" } else { "user" };
+        Some((user.id, user.name.clone(), kind))
+    });
+    Ok(match found {
+        Some((id, name, kind)) => (Some(id), Some(name), Some(kind)),
+        None => (None, None, None),
+    })
+}
+
+/// The fields of `box.info` that come from the database.
+fn info(lua: &Lua, (): ()) -> mlua::Result<Table> {
+    let tx = crate::api::tx()?;
+    let (id, uuid, ro, vclock) = tx.with(|t| {
+        (
+            t.db.replica_id(),
+            t.db.instance_uuid().to_string(),
+            t.db.read_only(),
+            t.db.vclock(),
+        )
+    });
+    let out = lua.create_table()?;
+    out.set("id", id)?;
+    out.set("uuid", uuid)?;
+    out.set("ro", ro)?;
+    out.set("pid", std::process::id())?;
+    let started = lua.app_data_ref::<Started>().map(|s| s.0);
+    out.set("uptime", started.map_or(0, |s| s.elapsed().as_secs()))?;
+    let clock = lua.create_table()?;
+    let mut signature = 0u64;
+    let mut own = 0u64;
+    for (replica, lsn) in vclock.iter() {
+        clock.raw_set(replica, lsn)?;
+        signature += lsn;
+        if replica == id {
+            own = lsn;
+        }
+    }
+    out.set("vclock", clock)?;
+    out.set("signature", signature)?;
+    out.set("lsn", own)?;
+    Ok(out)
+}
