@@ -93,6 +93,33 @@ CASES = [
     call("box.space.luatest:select", 11, is_16=True),
     # guest: no execute on universe
     ev("return 1", who="guest"), call("echo", 1, who="guest"), call("nosuch", who="guest"),
+    # transactions: box.begin/commit/rollback, savepoints, box.atomic, an open one at return
+    ev("box.begin() box.space.luatest:replace{101} box.space.luatest:replace{102} box.commit() "
+       "return box.space.luatest:select(100, {iterator = 'GT'})"),
+    ev("box.begin() box.space.luatest:replace{103} box.rollback() return box.space.luatest:get(103)"),
+    ev("box.begin() box.space.luatest:replace{104}"),
+    ev("return box.space.luatest:get(104), box.is_in_txn()"),
+    ev("box.begin() box.begin()"),
+    ev("box.begin() box.space.luatest:replace{105} local sp = box.savepoint() "
+       "box.space.luatest:replace{106} box.rollback_to_savepoint(sp) box.commit() "
+       "return box.space.luatest:get(105), box.space.luatest:get(106)"),
+    ev("return box.atomic(function(a) box.space.luatest:replace{107} return 'done', a end, 13)"),
+    ev("return pcall(box.atomic, function() box.space.luatest:replace{108} error('no') end), "
+       "box.space.luatest:get(108)"),
+    ev("box.commit() box.rollback() return box.is_in_txn()"),
+    ev("box.begin() box.space.luatest:insert{101} box.space.luatest:replace{109} box.commit()"),
+    ev("return box.space.luatest:get(109)"),
+    ev("box.begin() local ok, e = pcall(box.space.luatest.insert, box.space.luatest, {101}) "
+       "box.space.luatest:replace{110} box.commit() return ok, e.code, box.space.luatest:get(110)"),
+    # sessions, info, tuples
+    ev("return box.session.type(), box.session.user(), box.session.uid(), box.session.euid(), "
+       "box.session.id() > 0"),
+    ev("return box.session.su('guest', function() return box.session.user(), box.session.uid() end)"),
+    ev("return box.info.status, box.info.ro, box.info.id, type(box.info.uuid), "
+       "type(box.info.cluster.uuid), box.info().status, box.info.package"),
+    ev("return box.tuple.new{1, 'a', {2, 3}}, box.tuple.new(1, 2, 3), box.tuple.new()"),
+    ev("return box.tuple.is(box.tuple.new{1}), box.tuple.is({1})"),
+    ev("return box.snapshot()"),
 ]
 
 

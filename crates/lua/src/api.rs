@@ -41,6 +41,10 @@ pub fn install(lua: &Lua) -> mlua::Result<()> {
     // C API, pushes its results and returns their count, and never lets a panic unwind into
     // LuaJIT (see `wait`).
     internal.set("wait", unsafe { lua.create_c_function(wait)? })?;
+    // SAFETY: as for `wait`.
+    internal.set("wait_snapshot", unsafe {
+        lua.create_c_function(wait_snapshot)?
+    })?;
     crate::txn::install(lua, &internal)?;
     crate::session::install(lua, &internal)?;
     lua.set_named_registry_value("spindle.internal", internal)?;
@@ -301,6 +305,49 @@ unsafe extern "C-unwind" fn wait(l: *mut ffi::lua_State) -> c_int {
                 ffi::lua_pushboolean(l, 0);
                 ffi::lua_pushnumber(l, f64::from(e.code));
                 ffi::lua_pushlstring(l, e.message.as_ptr().cast(), e.message.len());
+                3
+            }
+        }
+    }
+}
+
+/// `box.internal.wait_snapshot(done)` → `true`, or `false, code, message`: parks the fiber
+/// until more than `done` checkpoints have finished; the outcome of the newest.
+unsafe extern "C-unwind" fn wait_snapshot(l: *mut ffi::lua_State) -> c_int {
+    // SAFETY: reading argument 1 of the running C function is always valid.
+    let seen = unsafe { ffi::lua_tonumber(l, 1) } as u64;
+    let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| {
+        let tx = TX.get()?;
+        loop {
+            let done = tx.with(|t| {
+                if t.checkpoints.done > seen {
+                    return Some(t.checkpoints.last_error.clone());
+                }
+                t.checkpoints.waiters.push(spindle_fiber::current_fiber());
+                None
+            });
+            if let Some(result) = done {
+                return Some(result);
+            }
+            spindle_fiber::park();
+        }
+    }));
+    let error = match outcome {
+        Ok(Some(None)) => None,
+        Ok(Some(Some(e))) => Some(e),
+        Ok(None) | Err(_) => Some("the checkpoint was not finished".to_string()),
+    };
+    // SAFETY: pushing at most 3 values onto the running C function's stack (LUA_MINSTACK 20).
+    unsafe {
+        match error {
+            None => {
+                ffi::lua_pushboolean(l, 1);
+                1
+            }
+            Some(message) => {
+                ffi::lua_pushboolean(l, 0);
+                ffi::lua_pushnumber(l, f64::from(spindle_types::error::code::ER_SYSTEM));
+                ffi::lua_pushlstring(l, message.as_ptr().cast(), message.len());
                 3
             }
         }

@@ -9,11 +9,11 @@ mod api;
 mod cfg;
 mod context;
 mod convert;
-mod modules;
+pub mod modules;
 mod runtime;
 mod script;
-mod text;
 mod session;
+mod text;
 mod tuple;
 pub mod txn;
 

@@ -18,6 +18,7 @@ use crate::session::SessionInfo;
 
 const PRELUDE: &str = include_str!("box.lua");
 const CFG: &str = include_str!("cfg.lua");
+const CONTROL: &str = include_str!("control.lua");
 
 pub struct LuaRuntime {
     lua: Lua,
@@ -56,6 +57,9 @@ impl LuaRuntime {
         lua.load(PRELUDE)
             .set_name("=box.lua")
             .call::<()>(internal.clone())?;
+        lua.load(CONTROL)
+            .set_name("=control.lua")
+            .call::<()>(internal.clone())?;
         Ok(LuaRuntime {
             callers,
             call: internal.get("call")?,
@@ -78,7 +82,13 @@ impl LuaRuntime {
 
     /// Runs `f(args...)` in a new Lua thread for the request `ctx`; the results of its
     /// `pcall`. A transaction the request left open is rolled back (and fails it).
-    fn run(&self, tx: TxRef, ctx: &ProcCtx, f: &Function, args: MultiValue) -> BoxResult<MultiValue> {
+    fn run(
+        &self,
+        tx: TxRef,
+        ctx: &ProcCtx,
+        f: &Function,
+        args: MultiValue,
+    ) -> BoxResult<MultiValue> {
         assert_tx_thread();
         let thread = self.lua.create_thread(f.clone()).map_err(from_mlua)?;
         let key = thread.to_pointer() as usize;

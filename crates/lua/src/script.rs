@@ -65,10 +65,14 @@ pub fn run_main(host: Box<dyn Host>, start: Start) -> i32 {
     i32::from(failed)
 }
 
-fn run_script(lua: &Lua, path: &std::path::Path, args: &[String], binary: &str) -> mlua::Result<()> {
-    let source = std::fs::read(path).map_err(|e| {
-        mlua::Error::runtime(format!("cannot open {}: {e}", path.display()))
-    })?;
+fn run_script(
+    lua: &Lua,
+    path: &std::path::Path,
+    args: &[String],
+    binary: &str,
+) -> mlua::Result<()> {
+    let source = std::fs::read(path)
+        .map_err(|e| mlua::Error::runtime(format!("cannot open {}: {e}", path.display())))?;
     let arg = lua.create_table()?;
     arg.raw_set(-1, binary)?;
     arg.raw_set(0, path.display().to_string())?;
@@ -92,7 +96,10 @@ fn run_script(lua: &Lua, path: &std::path::Path, args: &[String], binary: &str) 
 /// A `#!` first line is a comment to the shell, not Lua.
 fn strip_shebang(source: &[u8]) -> Vec<u8> {
     if source.starts_with(b"#") {
-        let end = source.iter().position(|&b| b == b'\n').unwrap_or(source.len());
+        let end = source
+            .iter()
+            .position(|&b| b == b'\n')
+            .unwrap_or(source.len());
         // Keep the newline so that line numbers in messages stay right.
         return source[end..].to_vec();
     }

@@ -34,6 +34,9 @@ pub fn install(lua: &Lua, internal: &Table) -> mlua::Result<()> {
     internal.set("set_user", lua.create_function(set_user)?)?;
     internal.set("user_lookup", lua.create_function(user_lookup)?)?;
     internal.set("info", lua.create_function(info)?)?;
+    internal.set("snapshot", lua.create_function(snapshot)?)?;
+    internal.set("tuple_new", lua.create_function(tuple_new)?)?;
+    internal.set("is_tuple", lua.create_function(is_tuple)?)?;
     Ok(())
 }
 
@@ -93,7 +96,10 @@ fn set_user(lua: &Lua, (uid, session_uid): (u32, Option<u32>)) -> mlua::Result<(
 }
 
 /// A user or role by id or name: `id, name, type` or nothing.
-fn user_lookup(_: &Lua, key: Value) -> mlua::Result<(Option<u32>, Option<String>, Option<&'static str>)> {
+fn user_lookup(
+    _: &Lua,
+    key: Value,
+) -> mlua::Result<(Option<u32>, Option<String>, Option<&'static str>)> {
     let tx = crate::api::tx()?;
     let found = tx.with(|t| {
         let users = t.db.users();
@@ -115,18 +121,20 @@ fn user_lookup(_: &Lua, key: Value) -> mlua::Result<(Option<u32>, Option<String>
 /// The fields of `box.info` that come from the database.
 fn info(lua: &Lua, (): ()) -> mlua::Result<Table> {
     let tx = crate::api::tx()?;
-    let (id, uuid, ro, vclock) = tx.with(|t| {
+    let (id, uuid, ro, vclock, cluster) = tx.with(|t| {
         (
             t.db.replica_id(),
             t.db.instance_uuid().to_string(),
             t.db.read_only(),
             t.db.vclock(),
+            t.db.cluster_uuid(),
         )
     });
     let out = lua.create_table()?;
     out.set("id", id)?;
     out.set("uuid", uuid)?;
     out.set("ro", ro)?;
+    out.set("cluster_uuid", cluster)?;
     out.set("pid", std::process::id())?;
     let started = lua.app_data_ref::<Started>().map(|s| s.0);
     out.set("uptime", started.map_or(0, |s| s.elapsed().as_secs()))?;
@@ -144,4 +152,35 @@ fn info(lua: &Lua, (): ()) -> mlua::Result<Table> {
     out.set("signature", signature)?;
     out.set("lsn", own)?;
     Ok(out)
+}
+
+/// `box.snapshot()`, first half: starts a checkpoint (or joins the one running) and returns
+/// how many had finished before, for `wait_snapshot`.
+fn snapshot(_: &Lua, (): ()) -> mlua::Result<u64> {
+    let tx = crate::api::tx()?;
+    let (started, done) = tx.with(|t| (t.begin_checkpoint(), t.checkpoints.done));
+    if !started {
+        return Err(crate::context::lua_error(spindle_types::BoxError::new(
+            spindle_types::error::code::ER_CHECKPOINT_IN_PROGRESS,
+            "Snapshot is already in progress",
+        )));
+    }
+    Ok(done)
+}
+
+/// `box.tuple.new{...}`: a tuple not in any space.
+fn tuple_new(lua: &Lua, fields: Value) -> mlua::Result<Value> {
+    let mut data = Vec::new();
+    crate::convert::encode(&mut data, &fields).map_err(|e| mlua::Error::runtime(e.0))?;
+    if !matches!(data.first(), Some(0x90..=0x9f | 0xdc | 0xdd)) {
+        return Err(crate::context::lua_error(
+            spindle_types::BoxError::tuple_not_array(),
+        ));
+    }
+    let tuple = spindle_memtx::tuple::Tuple::from_vec(data).map_err(crate::context::lua_error)?;
+    crate::tuple::push(lua, Some(tuple))
+}
+
+fn is_tuple(_: &Lua, v: Value) -> mlua::Result<bool> {
+    Ok(matches!(&v, Value::UserData(ud) if ud.is::<crate::convert::LuaTuple>()))
 }

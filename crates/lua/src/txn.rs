@@ -115,7 +115,9 @@ fn savepoint(lua: &Lua, (): ()) -> mlua::Result<usize> {
 fn rollback_to(lua: &Lua, id: usize) -> mlua::Result<()> {
     let txns = txns(lua);
     let mut txns = txns.borrow_mut();
-    let active = txns.get_mut(&key(lua)).filter(|a| (1..=a.savepoints.len()).contains(&id));
+    let active = txns
+        .get_mut(&key(lua))
+        .filter(|a| (1..=a.savepoints.len()).contains(&id));
     let Some(active) = active else {
         return Err(lua_error(BoxError::new(
             code::ER_NO_SUCH_SAVEPOINT,

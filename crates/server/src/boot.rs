@@ -239,7 +239,8 @@ impl Host for ServerHost {
     }
 
     fn shutdown(&mut self) {
-        self.stopping.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.stopping
+            .store(true, std::sync::atomic::Ordering::Relaxed);
         if let Some(net) = &self.lock().net {
             net.stop_reading();
         }

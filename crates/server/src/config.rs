@@ -225,7 +225,10 @@ impl Config {
             J::Number(n) => Some(n.to_string()),
             _ => None,
         };
-        let number = |v: &J| v.as_f64().ok_or_else(|| "should be of type number".to_string());
+        let number = |v: &J| {
+            v.as_f64()
+                .ok_or_else(|| "should be of type number".to_string())
+        };
         match key {
             "listen" => {
                 self.listen = match text(v) {

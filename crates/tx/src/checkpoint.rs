@@ -11,13 +11,14 @@ use crate::state::{CheckpointState, Tx};
 
 impl Tx {
     /// Captures a read view and queues the checkpoint marker behind every write in it.
-    pub fn begin_checkpoint(&mut self) {
+    /// Returns false if no checkpoint runs now (shutting down).
+    pub fn begin_checkpoint(&mut self) -> bool {
         if self.shutting_down {
-            return;
+            return false;
         }
         if !matches!(self.checkpoint, CheckpointState::Idle) {
             info!("checkpoint already in progress");
-            return;
+            return true;
         }
         let started = std::time::Instant::now();
         let view = ReadView::capture(&self.db);
@@ -35,11 +36,24 @@ impl Tx {
             Some(journal) if journal.send(marker).is_ok() => {
                 self.checkpoint = CheckpointState::WaitingWal(Box::new(view));
             }
-            Some(_) => warn!("checkpoint failed: the WAL thread is gone"),
+            Some(_) => {
+                warn!("checkpoint failed: the WAL thread is gone");
+                self.checkpoint_finished(Err("the WAL thread is gone".into()));
+            }
             None => {
                 (self.hooks.start_snapshot)(view);
                 self.checkpoint = CheckpointState::Writing;
             }
+        }
+        true
+    }
+
+    /// Counts a finished checkpoint and wakes the fibers waiting for one (`box.snapshot`).
+    fn checkpoint_finished(&mut self, result: Result<(), String>) {
+        self.checkpoints.done += 1;
+        self.checkpoints.last_error = result.err();
+        for fiber in self.checkpoints.waiters.drain(..) {
+            fiber.unpark();
         }
     }
 
@@ -51,6 +65,7 @@ impl Tx {
                 self.checkpoint = CheckpointState::Writing;
             } else {
                 warn!("checkpoint failed: a WAL write in its read view failed and was rolled back");
+                self.checkpoint_finished(Err("a WAL write failed".into()));
             }
         }
     }
@@ -58,13 +73,19 @@ impl Tx {
     pub fn on_checkpoint_done(&mut self, outcome: CheckpointOutcome) {
         self.checkpoint = CheckpointState::Idle;
         match outcome.result {
-            Ok(path) => info!(
-                "checkpoint complete: {} ({} rows in {:.2} s)",
-                path.display(),
-                outcome.rows,
-                outcome.seconds
-            ),
-            Err(e) => warn!("checkpoint failed: {e}"),
+            Ok(path) => {
+                info!(
+                    "checkpoint complete: {} ({} rows in {:.2} s)",
+                    path.display(),
+                    outcome.rows,
+                    outcome.seconds
+                );
+                self.checkpoint_finished(Ok(()));
+            }
+            Err(e) => {
+                warn!("checkpoint failed: {e}");
+                self.checkpoint_finished(Err(e.to_string()));
+            }
         }
     }
 }

@@ -222,7 +222,9 @@ fn handle(t: &mut Tx, msg: TxMsg) -> Option<Outside> {
         }
         TxMsg::Wal(JournalReply::CheckpointReady { ok }) => t.on_checkpoint_ready(ok),
         TxMsg::Wal(JournalReply::Closed) => {}
-        TxMsg::Checkpoint => t.begin_checkpoint(),
+        TxMsg::Checkpoint => {
+            t.begin_checkpoint();
+        }
         TxMsg::CheckpointDone(outcome) => t.on_checkpoint_done(outcome),
         TxMsg::Shutdown => t.shutting_down = true,
     }

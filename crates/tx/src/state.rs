@@ -119,6 +119,16 @@ pub struct Tx {
     /// The dispatcher has finished a clean shutdown; `stop_waiter` is woken then.
     pub stopped: bool,
     pub stop_waiter: Option<Fiber>,
+    pub checkpoints: Checkpoints,
+}
+
+/// Finished checkpoints, for fibers waiting on one (`box.snapshot()`).
+#[derive(Default)]
+pub struct Checkpoints {
+    pub done: u64,
+    /// Why the last one failed; None if it succeeded.
+    pub last_error: Option<String>,
+    pub waiters: Vec<Fiber>,
 }
 
 impl Tx {
@@ -143,6 +153,7 @@ impl Tx {
             procs: Pool::default(),
             stopped: false,
             stop_waiter: None,
+            checkpoints: Checkpoints::default(),
         }
     }
 

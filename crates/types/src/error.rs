@@ -58,6 +58,8 @@ pub mod code {
     pub const ER_FUNCTION_TX_ACTIVE: u32 = 30;
     pub const ER_ACTIVE_TRANSACTION: u32 = 79;
     pub const ER_NO_TRANSACTION: u32 = 81;
+    pub const ER_SYSTEM: u32 = 115;
+    pub const ER_CHECKPOINT_IN_PROGRESS: u32 = 120;
     pub const ER_TRANSACTION_YIELD: u32 = 154;
     pub const ER_UNKNOWN_REPLICA: u32 = 62;
     pub const ER_REPLICASET_UUID_MISMATCH: u32 = 63;

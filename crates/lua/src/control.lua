@@ -1,0 +1,195 @@
+-- The parts of `box` about the running request and the instance: transactions
+-- (box.begin/commit/rollback, savepoints, box.atomic), box.session, box.info, box.tuple and
+-- box.snapshot. The Rust halves are crates/lua/src/txn.rs and session.rs.
+local internal = ...
+local checked, new_error = internal.checked, internal.new_error
+
+-- Transactions ---------------------------------------------------------------------------------
+
+function box.begin() checked(internal.txn_begin) end
+
+function box.commit()
+    local seq = checked(internal.txn_commit)
+    if seq ~= nil then
+        local ok, code, message = internal.wait(seq)
+        if not ok then error(new_error(code, message), 2) end
+    end
+end
+
+function box.rollback() checked(internal.txn_rollback) end
+function box.is_in_txn() return internal.txn_active() end
+
+local savepoint_mt = { __index = {} }
+function box.savepoint()
+    return setmetatable({ csavepoint = checked(internal.txn_savepoint) }, savepoint_mt)
+end
+
+function box.rollback_to_savepoint(sp)
+    if type(sp) ~= 'table' or getmetatable(sp) ~= savepoint_mt then
+        error('Usage: box.rollback_to_savepoint(savepoint)', 2)
+    end
+    checked(internal.txn_rollback_to, sp.csavepoint)
+end
+
+local function pack(...) return select('#', ...), { ... } end
+
+function box.atomic(fn, ...)
+    box.begin()
+    local n, r = pack(pcall(fn, ...))
+    if not r[1] then
+        box.rollback()
+        error(r[2], 2)
+    end
+    box.commit()
+    return unpack(r, 2, n)
+end
+
+local function unsupported_trigger(what)
+    return function() error(what .. ' triggers are not supported by spindle yet', 2) end
+end
+box.on_commit = unsupported_trigger('box.on_commit')
+box.on_rollback = unsupported_trigger('box.on_rollback')
+
+-- Sessions -----------------------------------------------------------------------------------
+
+local session = {}
+local storages = {}
+
+local function current() return internal.session() end
+
+function session.id() local id = current() return id end
+function session.uid() local _, uid = current() return uid end
+function session.euid() local _, _, euid = current() return euid end
+function session.type() local _, _, _, kind = current() return kind end
+function session.sync() local _, _, _, _, sync = current() return sync end
+function session.user()
+    local _, name = internal.user_lookup(session.uid())
+    return name
+end
+function session.effective_user()
+    local _, name = internal.user_lookup(session.euid())
+    return name
+end
+function session.peer() return nil end
+function session.exists(id) return id == session.id() end
+
+local function user_id(user)
+    local id = internal.user_lookup(user)
+    if id == nil then
+        box.error(new_error(45, string.format("User '%s' is not found", tostring(user))))
+    end
+    return id
+end
+
+function session.su(user, fn, ...)
+    if session.euid() ~= 1 and session.uid() ~= 1 then
+        local _, name = internal.user_lookup(session.euid())
+        box.error(new_error(42, string.format(
+            "Session access to universe '' is denied for user '%s'", name or '?')))
+    end
+    local id = user_id(user)
+    if fn == nil then
+        internal.set_user(id)
+        return
+    end
+    -- With a function only the effective user changes (box.session.user() stays).
+    local old_euid, old_uid = internal.set_user(id, session.uid())
+    local n, r = pack(pcall(fn, ...))
+    internal.set_user(old_euid, old_uid)
+    if not r[1] then error(r[2], 2) end
+    return unpack(r, 2, n)
+end
+
+session.storage = setmetatable({}, {
+    __index = function(_, k)
+        local s = storages[session.id()]
+        return s and s[k]
+    end,
+    __newindex = function(_, k, v)
+        local id = session.id()
+        storages[id] = storages[id] or {}
+        storages[id][k] = v
+    end,
+})
+
+local triggers = {}
+local function trigger_list(name)
+    return function(new, old)
+        local list = triggers[name] or {}
+        triggers[name] = list
+        if old ~= nil then
+            for i, f in ipairs(list) do
+                if f == old then table.remove(list, i) break end
+            end
+        end
+        if new ~= nil then table.insert(list, new) end
+        if new == nil and old == nil then return list end
+        return new
+    end
+end
+session.on_connect = trigger_list('on_connect')
+session.on_disconnect = trigger_list('on_disconnect')
+session.on_auth = trigger_list('on_auth')
+
+box.session = session
+
+-- Info ---------------------------------------------------------------------------------------
+
+local VERSION = '2.6.0-0-g0000000'
+rawset(_G, '_TARANTOOL', rawget(_G, '_TARANTOOL') or VERSION)
+
+local function info_fields()
+    local i = internal.info()
+    return {
+        version = rawget(_G, '_TARANTOOL'),
+        id = i.id,
+        ro = i.ro,
+        uuid = i.uuid,
+        package = 'Tarantool',
+        cluster = { uuid = i.cluster_uuid },
+        replication_anon = { count = 0 },
+        replication = {},
+        signature = i.signature,
+        status = 'running',
+        vclock = i.vclock,
+        uptime = i.uptime,
+        lsn = i.lsn,
+        pid = i.pid,
+        sql = {},
+        gc = {},
+        vinyl = {},
+        memory = {},
+    }
+end
+
+box.info = setmetatable({}, {
+    __index = function(_, k)
+        if k == 'version' then return rawget(_G, '_TARANTOOL') end
+        if k == 'package' then return 'Tarantool' end
+        return info_fields()[k]
+    end,
+    __call = function() return info_fields() end,
+    __serialize = function() return info_fields() end,
+})
+
+-- Tuples -------------------------------------------------------------------------------------
+
+box.tuple = box.tuple or {}
+function box.tuple.new(...)
+    local n = select('#', ...)
+    local fields
+    if n == 1 and type((...)) == 'table' then fields = ... else fields = { ... } end
+    return checked(internal.tuple_new, fields)
+end
+function box.tuple.is(v) return internal.is_tuple(v) end
+
+-- Checkpoints ----------------------------------------------------------------------------------
+
+function box.snapshot()
+    local seq = checked(internal.snapshot)
+    if seq ~= nil then
+        local ok, code, message = internal.wait_snapshot(seq)
+        if not ok then error(new_error(code, message), 2) end
+    end
+    return 'ok'
+end
