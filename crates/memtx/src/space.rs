@@ -295,8 +295,8 @@ impl Space {
     }
 
     /// UPDATE the tuple with an exact key of a unique index. Checks, in Tarantool's order:
-    /// the key, the operations (only when the tuple exists), the new tuple's format, that the
-    /// primary key is unchanged (ER_CANT_UPDATE_PRIMARY_KEY), then uniqueness.
+    /// the key, the operations (only when the tuple exists), the new tuple's format, uniqueness,
+    /// then that the primary key is unchanged (ER_CANT_UPDATE_PRIMARY_KEY).
     pub fn update(
         &mut self,
         index_id: u32,
@@ -317,13 +317,14 @@ impl Space {
             &self.format,
         )?)?;
         self.check_new(&new)?;
+        // Uniqueness first: a new primary key another tuple has is ER_TUPLE_FOUND, as in 2.6.
+        self.check_duplicates(&new, Some(&old))?;
         if primary.key_def().compare(&old, &new) != Ordering::Equal {
             return Err(BoxError::cant_update_primary_key(
                 primary.name(),
                 &self.name,
             ));
         }
-        self.check_duplicates(&new, Some(&old))?;
         self.apply(Some(&old), Some(&new));
         Ok(Change {
             old: Some(old),
