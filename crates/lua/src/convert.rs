@@ -232,7 +232,8 @@ mod tests {
     use super::*;
 
     fn lua() -> Lua {
-        Lua::new()
+        // SAFETY: the tests need `ffi` for box.NULL, which only the unsafe constructor loads.
+        unsafe { Lua::unsafe_new() }
     }
 
     fn enc(lua: &Lua, src: &str) -> Result<Vec<u8>, EncodeError> {
@@ -287,6 +288,80 @@ mod tests {
             let mut back = Vec::new();
             encode(&mut back, &lv).expect("encode back");
             assert_eq!(back, wire, "{v:?}");
+        }
+    }
+
+    /// What a value looks like after a trip through Lua, by Tarantool's rules: binary strings
+    /// come back as strings, integral doubles as integers, an empty map as an empty array,
+    /// and map order is Lua's (compared as sets).
+    fn normalized(v: &rmpv::Value) -> rmpv::Value {
+        use rmpv::Value as V;
+        match v {
+            V::Binary(b) => V::String(rmpv::Utf8String::from(
+                String::from_utf8_lossy(b).into_owned(),
+            )),
+            V::F64(f) if f.fract() == 0.0 && f.abs() < 9.0e15 => V::from(*f as i64),
+            V::F32(f) => normalized(&V::F64(f64::from(*f))),
+            V::Integer(i) => match i.as_i64() {
+                Some(n) => V::from(n),
+                None => v.clone(),
+            },
+            V::Array(items) => V::Array(items.iter().map(normalized).collect()),
+            V::Map(pairs) if pairs.is_empty() => V::Array(vec![]),
+            V::Map(pairs) => {
+                let mut pairs: Vec<(V, V)> = pairs
+                    .iter()
+                    .map(|(k, v)| (normalized(k), normalized(v)))
+                    .collect();
+                pairs.sort_by_key(|(k, _)| format!("{k}"));
+                V::Map(pairs)
+            }
+            other => other.clone(),
+        }
+    }
+
+    fn value_strategy() -> impl proptest::strategy::Strategy<Value = rmpv::Value> {
+        use proptest::prelude::*;
+        let leaf = prop_oneof![
+            Just(rmpv::Value::Nil),
+            any::<bool>().prop_map(rmpv::Value::Boolean),
+            (-(1i64 << 53)..(1i64 << 53)).prop_map(rmpv::Value::from),
+            any::<f64>()
+                .prop_filter("finite", |f| f.is_finite())
+                .prop_map(rmpv::Value::F64),
+            "[a-z0-9 ]{0,12}".prop_map(rmpv::Value::from),
+            proptest::collection::vec(any::<u8>(), 0..8).prop_map(|b| rmpv::Value::Binary(
+                String::from_utf8_lossy(&b).into_owned().into_bytes()
+            )),
+        ];
+        leaf.prop_recursive(4, 48, 6, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..6).prop_map(rmpv::Value::Array),
+                proptest::collection::btree_map("[a-z]{1,6}", inner, 0..5).prop_map(|m| {
+                    rmpv::Value::Map(m.into_iter().map(|(k, v)| (k.into(), v)).collect())
+                }),
+            ]
+        })
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::test_runner::Config::with_cases(512))]
+        /// MessagePack → Lua → MessagePack keeps every value, up to Tarantool's
+        /// normalisations.
+        #[test]
+        fn messagepack_survives_lua(v in value_strategy()) {
+            let l = lua();
+            let null: Value = l.load("return require('ffi').cast('void *', 0)").eval().expect("null");
+            l.set_named_registry_value("spindle.NULL", null).expect("registry");
+            let mut wire = Vec::new();
+            rmpv::encode::write_value(&mut wire, &v).expect("encode");
+            let mut cur = wire.as_slice();
+            let lv = decode(&l, &mut cur).expect("decode");
+            proptest::prop_assert!(cur.is_empty());
+            let mut back = Vec::new();
+            encode(&mut back, &lv).expect("encode back");
+            let got = rmpv::decode::read_value(&mut back.as_slice()).expect("decode back");
+            proptest::prop_assert_eq!(normalized(&got), normalized(&v));
         }
     }
 }
