@@ -218,3 +218,17 @@ fn drop_space(client: &mut Client, id: u32) -> Result<(), String> {
         .map_err(server_err(&format!("dropping space {id}")))?;
     Ok(())
 }
+
+/// Defines the CALL workload's procedure: a global Lua function doing one REPLACE, as a
+/// Tarantool application would write it.
+pub fn define_function(client: &mut Client, space_id: u32) -> Result<(), String> {
+    let name = crate::workload::BENCH_FUNCTION;
+    let body = format!(
+        "local space = box.space[{space_id}] \
+         rawset(_G, '{name}', function(key, value) space:replace{{key, value}} end)"
+    );
+    client
+        .eval(&body, &Value::Array(vec![]))
+        .map_err(server_err("defining the CALL workload's function"))?;
+    Ok(())
+}

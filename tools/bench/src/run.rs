@@ -299,6 +299,9 @@ pub fn run(args: &Args) -> Result<Report, String> {
     } else {
         0
     };
+    if mix.ops().any(|op| op == crate::workload::Op::Call) {
+        prepare::define_function(&mut client, space_id)?;
+    }
     drop(client);
 
     let new_keys = if load {

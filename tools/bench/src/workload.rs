@@ -16,9 +16,16 @@ pub enum Op {
     Update,
     Upsert,
     Delete,
+    /// CALL of `BENCH_FUNCTION(key, value)`, a Lua function doing one REPLACE.
+    Call,
+    /// EVAL of `return ...` with `[key]`.
+    Eval,
 }
 
-pub const ALL_OPS: [Op; 7] = [
+/// The stored procedure the CALL workload calls; `prepare` defines it on the server.
+pub const BENCH_FUNCTION: &str = "spindle_bench_replace";
+
+pub const ALL_OPS: [Op; 9] = [
     Op::Ping,
     Op::Select,
     Op::Insert,
@@ -26,6 +33,8 @@ pub const ALL_OPS: [Op; 7] = [
     Op::Update,
     Op::Upsert,
     Op::Delete,
+    Op::Call,
+    Op::Eval,
 ];
 
 impl Op {
@@ -38,6 +47,8 @@ impl Op {
             Op::Update => "update",
             Op::Upsert => "upsert",
             Op::Delete => "delete",
+            Op::Call => "call",
+            Op::Eval => "eval",
         }
     }
 
@@ -60,7 +71,7 @@ impl Op {
 
     /// True for requests that need a space.
     pub fn uses_space(self) -> bool {
-        self != Op::Ping
+        !matches!(self, Op::Ping | Op::Eval)
     }
 }
 
@@ -78,6 +89,10 @@ pub enum WorkloadKind {
     /// UPSERT `[key, value]` with `[['=', 1, value]]`.
     Upsert,
     Delete,
+    /// CALL of a Lua function doing one REPLACE `[key, value]` (defined at preparation).
+    Call,
+    /// EVAL `return ...` with `[key]`.
+    Eval,
     /// YCSB A: 50% read, 50% update.
     YcsbA,
     /// YCSB B: 95% read, 5% update.
@@ -108,6 +123,8 @@ impl WorkloadKind {
             WorkloadKind::Update => single(Op::Update),
             WorkloadKind::Upsert => single(Op::Upsert),
             WorkloadKind::Delete => single(Op::Delete),
+            WorkloadKind::Call => single(Op::Call),
+            WorkloadKind::Eval => single(Op::Eval),
             WorkloadKind::YcsbA => Mix::new(&[(Op::Select, 50), (Op::Update, 50)]),
             WorkloadKind::YcsbB => Mix::new(&[(Op::Select, 95), (Op::Update, 5)]),
             WorkloadKind::Mix => match custom {
@@ -253,10 +270,13 @@ impl Encoder {
         self.key.clear();
         mp::write_array_len(&mut self.key, 1);
         mp::write_uint(&mut self.key, key);
-        if matches!(op, Op::Insert | Op::Replace | Op::Update | Op::Upsert) {
+        if matches!(
+            op,
+            Op::Insert | Op::Replace | Op::Update | Op::Upsert | Op::Call
+        ) {
             self.refresh_value(rng);
         }
-        if matches!(op, Op::Insert | Op::Replace | Op::Upsert) {
+        if matches!(op, Op::Insert | Op::Replace | Op::Upsert | Op::Call) {
             self.tuple.clear();
             mp::write_array_len(&mut self.tuple, 2);
             mp::write_uint(&mut self.tuple, key);
@@ -278,6 +298,8 @@ impl Encoder {
             Op::Update => iproto::encode_update(out, sync, space, 0, 0, &self.key, &self.ops),
             Op::Upsert => iproto::encode_upsert(out, sync, space, 0, &self.tuple, &self.ops),
             Op::Delete => iproto::encode_delete(out, sync, space, 0, &self.key),
+            Op::Call => iproto::encode_call(out, sync, BENCH_FUNCTION, &self.tuple),
+            Op::Eval => iproto::encode_eval(out, sync, "return ...", &self.key),
         }
     }
 }
@@ -311,7 +333,7 @@ mod tests {
         let mix = Mix::parse("read=60, replace:30,delete=10,ping=0").unwrap();
         assert_eq!(mix.describe(), "select 60%, replace 30%, delete 10%");
         let mut rng = Rng::new(5);
-        let mut counts = [0u32; 7];
+        let mut counts = [0u32; 9];
         for _ in 0..100_000 {
             counts[mix.pick(&mut rng).index()] += 1;
         }
