@@ -51,6 +51,14 @@ pub fn encode(out: &mut Vec<u8>, sync: u64, schema_version: u32, result: BoxResu
     }
 }
 
+/// A push (`box.session.push`): IPROTO_CHUNK with the request's sync and `{DATA: [value]}`.
+pub fn encode_chunk(out: &mut Vec<u8>, sync: u64, schema_version: u32, value: &[u8]) {
+    let start = begin_response(out, request::CHUNK, sync, schema_version);
+    encode_data_prefix(out, 1);
+    out.extend_from_slice(value);
+    finish_response(out, start);
+}
+
 /// A SELECT over a huge space can produce more than one response can carry: answer it with
 /// an error, as Tarantool fails to allocate such a reply.
 fn refuse_oversized(reply: Reply) -> BoxResult<Reply> {

@@ -71,6 +71,17 @@ function session.effective_user()
     return name
 end
 function session.peer() return nil end
+
+function session.push(value, sync)
+    if sync ~= nil and type(sync) ~= 'number' then
+        error('Usage: box.session.push(data)', 2)
+    end
+    local unsupported = checked(internal.push, value)
+    if unsupported ~= nil then
+        box.error(new_error(5, string.format("Session '%s' does not support push()", unsupported)))
+    end
+    return true
+end
 function session.exists(id) return id == session.id() end
 
 local function user_id(user)

@@ -35,6 +35,7 @@ pub fn install(lua: &Lua, internal: &Table) -> mlua::Result<()> {
     internal.set("user_lookup", lua.create_function(user_lookup)?)?;
     internal.set("info", lua.create_function(info)?)?;
     internal.set("snapshot", lua.create_function(snapshot)?)?;
+    internal.set("push", lua.create_function(push)?)?;
     internal.set("tuple_new", lua.create_function(tuple_new)?)?;
     internal.set("is_tuple", lua.create_function(is_tuple)?)?;
     Ok(())
@@ -183,4 +184,28 @@ fn tuple_new(lua: &Lua, fields: Value) -> mlua::Result<Value> {
 
 fn is_tuple(_: &Lua, v: Value) -> mlua::Result<bool> {
     Ok(matches!(&v, Value::UserData(ud) if ud.is::<crate::convert::LuaTuple>()))
+}
+
+/// `box.session.push(value)` on a binary session: an IPROTO_CHUNK with the request's sync,
+/// ahead of its reply. Returns the session kind for the sessions that cannot push.
+fn push(lua: &Lua, value: Value) -> mlua::Result<Option<&'static str>> {
+    let Some(SessionInfo {
+        route: Some(route),
+        sync,
+        ..
+    }) = this(lua)
+    else {
+        return Ok(Some(this(lua).map_or("background", |s| s.kind)));
+    };
+    let mut data = Vec::new();
+    crate::convert::encode(&mut data, &value).map_err(|e| mlua::Error::runtime(e.0))?;
+    let tx = crate::api::tx()?;
+    tx.with(|t| {
+        let schema_version = t.db.schema_version();
+        t.outboxes.push_chunk(route, sync, schema_version, &data);
+        if !t.in_turn {
+            t.outboxes.flush();
+        }
+    });
+    Ok(None)
 }

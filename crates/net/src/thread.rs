@@ -481,13 +481,15 @@ impl<M: From<NetEvent> + Send + 'static> NetThread<M> {
         };
         let before = self.in_flight;
         while let Ok(batch) = receiver.try_recv() {
-            for (route, bytes) in batch.iter() {
-                self.in_flight = self.in_flight.saturating_sub(1);
+            for (route, bytes, partial) in batch.iter_items() {
+                // A push is not the request's reply: the request stays in flight.
+                let done = usize::from(!partial);
+                self.in_flight = self.in_flight.saturating_sub(done);
                 let slot = route.slot as usize;
                 if let Some(conn) = self.conns.get_mut(slot).and_then(|c| c.as_mut()) {
                     if conn.generation == route.generation {
                         conn.output.extend_from_slice(bytes);
-                        conn.in_flight = conn.in_flight.saturating_sub(1);
+                        conn.in_flight = conn.in_flight.saturating_sub(done);
                         self.dirty.push(slot);
                         self.schedule(slot);
                     }

@@ -95,6 +95,8 @@ impl RequestBatch {
 pub struct ReplyItem {
     pub route: Route,
     pub end: u32,
+    /// A push (IPROTO_CHUNK) ahead of the request's reply: it does not finish the request.
+    pub partial: bool,
 }
 
 /// TX thread → one network thread: every reply produced during one dispatcher turn.
@@ -107,10 +109,20 @@ pub struct ReplyBatch {
 impl ReplyBatch {
     /// Appends one reply; `encode` writes it at the end of `buf`.
     pub fn push(&mut self, route: Route, encode: impl FnOnce(&mut Vec<u8>)) {
+        self.push_item(route, false, encode);
+    }
+
+    /// Appends a push (`box.session.push`): bytes for the client that do not end its request.
+    pub fn push_partial(&mut self, route: Route, encode: impl FnOnce(&mut Vec<u8>)) {
+        self.push_item(route, true, encode);
+    }
+
+    fn push_item(&mut self, route: Route, partial: bool, encode: impl FnOnce(&mut Vec<u8>)) {
         encode(&mut self.buf);
         self.items.push(ReplyItem {
             route,
             end: self.buf.len() as u32,
+            partial,
         });
     }
 
@@ -124,12 +136,17 @@ impl ReplyBatch {
 
     /// Iterates (route, bytes) pairs.
     pub fn iter(&self) -> impl Iterator<Item = (Route, &[u8])> {
+        self.iter_items().map(|(route, bytes, _)| (route, bytes))
+    }
+
+    /// Iterates (route, bytes, partial) triples.
+    pub fn iter_items(&self) -> impl Iterator<Item = (Route, &[u8], bool)> {
         let mut start = 0usize;
         self.items.iter().map(move |item| {
             let end = item.end as usize;
             let bytes = self.buf.get(start..end).unwrap_or(&[]);
             start = end;
-            (item.route, bytes)
+            (item.route, bytes, item.partial)
         })
     }
 }

@@ -34,6 +34,15 @@ impl Outboxes {
         }
     }
 
+    /// Queues a push (IPROTO_CHUNK with the request's sync) of the MessagePack value `data`.
+    pub fn push_chunk(&mut self, route: Route, sync: u64, schema_version: u32, data: &[u8]) {
+        if let Some(batch) = self.batches.get_mut(route.thread as usize) {
+            batch.push_partial(route, |out| {
+                reply::encode_chunk(out, sync, schema_version, data)
+            });
+        }
+    }
+
     /// Sends every non-empty batch.
     pub fn flush(&mut self) {
         for (thread, batch) in self.batches.iter_mut().enumerate() {
