@@ -260,8 +260,20 @@ function internal.call(name, ...)
     return pcall(f, ...)
 end
 
+-- Compiled EVAL expressions by text: clients send the same few again and again. A chunk is
+-- a pure function of its text, so a cached one behaves as a fresh compile would.
+local EVAL_CACHE_MAX = 256
+local eval_cache, eval_cached = {}, 0
+
 function internal.eval(expr, ...)
-    local f, err = loadstring(expr, '=eval')
-    if f == nil then return false, err end
+    local f = eval_cache[expr]
+    if f == nil then
+        local err
+        f, err = loadstring(expr, '=eval')
+        if f == nil then return false, err end
+        if eval_cached >= EVAL_CACHE_MAX then eval_cache, eval_cached = {}, 0 end
+        eval_cache[expr] = f
+        eval_cached = eval_cached + 1
+    end
     return pcall(f, ...)
 end

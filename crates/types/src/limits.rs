@@ -52,6 +52,9 @@ pub const TX_LONE_POLL_EVERY: u32 = 32;
 /// Fibers that run stored procedures (CALL, EVAL) at once; more wait for a free one (the
 /// network threads' `net_msg_max` bounds how many can wait).
 pub const PROC_FIBERS_MAX: usize = 768;
+/// Finished Lua threads the runtime keeps to run the next requests in (a reset is cheaper
+/// than a new thread).
+pub const LUA_THREADS_KEPT: usize = 64;
 /// Stack size of a TX fiber, in machine words (may's unit): 512 KiB, Tarantool's fiber
 /// stack. Lua needs it (C frames of callbacks into Lua: ~9 KiB a `string.gsub` level), and
 /// may pools fibers of its default size only, so every TX fiber gets it.
