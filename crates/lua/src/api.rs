@@ -38,6 +38,7 @@ pub fn install(lua: &Lua, tx: TxRef) -> mlua::Result<()> {
     // LuaJIT (see `wait`).
     internal.set("wait", unsafe { lua.create_c_function(wait)? })?;
     lua.set_named_registry_value("spindle.internal", internal)?;
+    crate::schema::install(lua, tx)?;
     Ok(())
 }
 

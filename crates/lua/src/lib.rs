@@ -10,6 +10,7 @@ mod context;
 mod convert;
 mod modules;
 mod runtime;
+mod schema;
 mod text;
 mod tuple;
 

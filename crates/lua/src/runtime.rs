@@ -16,6 +16,7 @@ use crate::context::{from_mlua, Callers};
 use crate::convert::{self, LuaTuple};
 
 const PRELUDE: &str = include_str!("box.lua");
+const SCHEMA: &str = include_str!("schema.lua");
 
 pub struct LuaRuntime {
     lua: Lua,
@@ -52,6 +53,9 @@ impl LuaRuntime {
         let internal = crate::api::internal(&lua)?;
         lua.load(PRELUDE)
             .set_name("=box.lua")
+            .call::<()>(internal.clone())?;
+        lua.load(SCHEMA)
+            .set_name("=schema.lua")
             .call::<()>(internal.clone())?;
         Ok(LuaRuntime {
             callers,
