@@ -73,13 +73,24 @@ local function fill_index(index, row)
     index.parts = parts
 end
 
+local refresh
+
+-- A space's `index` table: a miss looks again after catching up with the schema (an index
+-- made through `_index` in the same request).
+local index_table_mt = {
+    __index = function(t, key)
+        refresh()
+        return rawget(t, key)
+    end,
+}
+
 local function fill_space(space, row, index_rows)
     space.id, space.name, space.engine, space.field_count = row[1], row[3], row[4], row[5]
     local flags = row[6] or {}
     space.temporary = flags.temporary == true
     space.is_local = flags.group_id == 1 or flags.is_local == true
     space.enabled = true
-    space.index = space.index or {}
+    space.index = space.index or setmetatable({}, index_table_mt)
     local old = {}
     for k, v in pairs(space.index) do
         if type(k) == 'number' then old[k] = v end
@@ -95,7 +106,7 @@ end
 
 -- Rebuilds box.space when the schema version moved: objects of live spaces keep their
 -- identity (a `local s = box.space.x` sees a rename), dropped ones leave the table.
-local function refresh(force)
+function refresh(force)
     local version = internal.schema_version()
     if version == loaded_version and not force then return end
     loaded_version = version
@@ -127,7 +138,18 @@ setmetatable(spaces, {
     end,
 })
 box.space = spaces
-internal.refresh_spaces = refresh
+
+-- Every request starts from the current schema, whatever changed it (DDL through the system
+-- spaces, a replica's rows).
+local call, eval = internal.call, internal.eval
+function internal.call(...)
+    pcall(refresh)
+    return call(...)
+end
+function internal.eval(...)
+    pcall(refresh)
+    return eval(...)
+end
 
 -- The space a method was called on, if it still exists.
 local function live_space(space, method)
@@ -255,6 +277,9 @@ end
 
 function space_mt:truncate()
     live_space(self, 'truncate')
+    if self.id <= box.schema.SYSTEM_ID_MAX then
+        raise(137, string.format("Can't truncate a system space, space '%s'", self.name))
+    end
     local seq = internal.checked(internal.truncate, self.id)
     if seq ~= nil then
         local ok, code, message = internal.wait(seq)
@@ -406,50 +431,44 @@ function space_mt:create_index(name, opts)
     return self.index[name]
 end
 
-local function live_index(index, method)
+local function check_index(index, method)
     if type(index) ~= 'table' or index.space_id == nil then
         illegal(string.format('Use index:%s(...) instead of index.%s(...)', method, method))
     end
-    local row = first(sys_select(INDEX, 0, { index.space_id, index.id }))
-    if row == nil then
-        error(new_error(35, string.format("No index #%d is defined in space '%s'", index.id,
-            tostring(objects[index.space_id] and objects[index.space_id].name))), 3)
-    end
-    return row
 end
 
+-- Dropping, renaming or altering an index that is gone changes nothing, as in 2.6.
 function index_mt:drop()
-    live_index(self, 'drop')
+    check_index(self, 'drop')
     run_dml('delete', INDEX, { self.space_id, self.id }, nil, 0)
     refresh()
 end
 
 function index_mt:rename(name)
-    live_index(self, 'rename')
+    check_index(self, 'rename')
     if type(name) ~= 'string' then illegal('name should be a string') end
     run_dml('update', INDEX, { self.space_id, self.id }, { { '=', 3, name } }, 0)
     refresh()
 end
 
 function index_mt:alter(opts)
-    local row = live_index(self, 'alter')
+    check_index(self, 'alter')
     opts = check_options(opts, index_options)
     if opts.if_not_exists ~= nil then illegal("unexpected option 'if_not_exists'") end
+    local row = first(sys_select(INDEX, 0, { self.space_id, self.id }))
+    if row == nil then return end
     local unique = row[5].unique ~= false
     if opts.unique ~= nil then unique = opts.unique end
-    local new = {
-        row[1], opts.id or row[2], opts.name or row[3], opts.type or row[4],
-        index_opts_row(opts, unique), row[6],
-    }
+    local parts = row[6]
     if opts.parts ~= nil then
-        new[6] = parts_row(parse_parts(opts.parts, space_format(self.space_id)))
+        parts = parts_row(parse_parts(opts.parts, space_format(self.space_id)))
     end
-    if new[2] ~= row[2] then
-        run_dml('delete', INDEX, { row[1], row[2] }, nil, 0)
-        run_dml('insert', INDEX, new)
-    else
-        run_dml('replace', INDEX, new)
-    end
+    -- One update of the whole row: a new id fails as a change of `_index`'s primary key.
+    run_dml('update', INDEX, { row[1], row[2] }, {
+        { '=', 2, opts.id or row[2] }, { '=', 3, opts.name or row[3] },
+        { '=', 4, opts.type or row[4] }, { '=', 5, index_opts_row(opts, unique) },
+        { '=', 6, parts },
+    }, 0)
     refresh()
 end
 
@@ -531,7 +550,7 @@ local function object_id(object_type, name)
         if row == nil then raise(51, string.format("Function '%s' does not exist", name)) end
     elseif object_type == 'sequence' then
         row = sequence_row(name)
-        if row == nil then raise(162, string.format("Sequence '%s' does not exist", name)) end
+        if row == nil then raise(145, string.format("Sequence '%s' does not exist", name)) end
     elseif object_type == 'role' then
         row = user_row(name)
         if not is_role(row) then raise(82, string.format("Role '%s' is not found", name)) end
@@ -573,7 +592,6 @@ local function grant_args(privilege, object_type, name, opts)
 end
 
 local grant_options = { if_not_exists = 'boolean', grantor = 'string, number' }
-local revoke_options = { if_exists = 'boolean' }
 
 local function grant(want_role, user, privilege, object_type, name, opts)
     local row = grantee(user, want_role)
@@ -582,7 +600,15 @@ local function grant(want_role, user, privilege, object_type, name, opts)
     local bits = privilege_bits(privilege, object_type)
     local oid = object_id(object_type, name)
     local grantor = internal.current_uid()
-    if opts.grantor ~= nil then grantor = grantee(opts.grantor, false)[1] end
+    if opts.grantor ~= nil then
+        local row = user_row(opts.grantor)
+        if row == nil then
+            -- 2.6 writes the unresolved grantor (nil) into the `_priv` row.
+            raise(23, 'Tuple field 1 type does not match one required by operation: '
+                .. 'expected unsigned')
+        end
+        grantor = row[1]
+    end
     local old = first(sys_select(PRIV, 0, { row[1], object_type, oid }))
     local old_bits = old and old[5] or 0
     if old ~= nil and bit.band(old_bits, bits) == bits then
@@ -601,7 +627,8 @@ end
 local function revoke(want_role, user, privilege, object_type, name, opts)
     local row = grantee(user, want_role)
     privilege, object_type, name, opts = grant_args(privilege, object_type, name, opts)
-    opts = check_options(opts, revoke_options)
+    -- 2.6 reads revoke's options without checking them.
+    if type(opts) ~= 'table' then opts = {} end
     local bits = privilege_bits(privilege, object_type)
     local oid = object_id(object_type, name)
     local old = first(sys_select(PRIV, 0, { row[1], object_type, oid }))
