@@ -39,6 +39,9 @@ COMPACT_PARTS = ("a compact [field, type] part takes is_nullable from the space 
 ENTITY_GRANTS = ("a grant on every object of a type (`_priv` object id '') is read as a "
                  "grant on object 0 by spindle_box::access::parse_priv")
 
+OWN_PASSWORD = ("a user may not update its own `_user` row without write access to `_user` "
+                "in spindle_box (2.6 lets it change its password)")
+
 U1 = ("u1", "pw1")
 U1_NEW = ("u1", "new")
 U2 = ("u2", "pw2")
@@ -284,6 +287,14 @@ CASES = [
     ev("return box.schema.user.create('u2', {password = 'pw2'})"),
     ev("return 2", who=U2),
     ev("return box.schema.user.passwd('u2', 'pw2') or box.space._user.index.name:get('u2')[5]"),
+    ev("box.schema.user.grant('u2', 'execute', 'universe') "
+       "return box.schema.user.info('u2')"),
+    gap(ev("return box.schema.user.passwd('pw2b')", who=U2), OWN_PASSWORD),
+    gap(ev("return 3", who=("u2", "pw2b")), OWN_PASSWORD),
+    ev("return box.schema.user.passwd('u2', 'pw2') or box.schema.user.revoke('u2', 'execute', "
+       "'universe')"),
+    ev("return box.schema.space.create('u1space', {user = 'u1'}):create_index('pk').id, "
+       "box.space.u1space.id"),
     # roles
     ev("return box.schema.role.create('r1')"),
     ev("return box.schema.role.create('r1')"),
@@ -372,7 +383,8 @@ CASES = [
     ev("return box.once('k')"),
     ev("return box.once(1, function() end)"),
     ev("return box.once('z', function(...) return ... end, 1, 2)"),
-    ev("return box.schema.user.drop('u1'), box.schema.user.exists('u1')"),
+    ev("return box.schema.user.drop('u1'), box.schema.user.exists('u1'), box.space.u1space, "
+       "box.space._priv.index.primary:select{32}"),
 ]
 
 
@@ -438,3 +450,47 @@ def case_param(n, case):
 def test_same_reply_as_tarantool(outcomes, i):
     want, got = outcomes["tarantool"][i], outcomes["spindle"][i]
     assert got == want, f"case {i} {CASES[i]}:\n  tarantool: {want}\n  spindle:   {got}"
+
+
+RESTART_SETUP = [
+    "box.schema.space.create('kept', {format = {{'id', 'unsigned'}, {'v', 'string'}}})",
+    "box.space.kept:create_index('pk') box.space.kept:create_index('v', {parts = {'v'}})",
+    "box.space.kept:insert{1, 'a'} box.space.kept:insert{2, 'b'}",
+    "box.schema.user.create('keeper', {password = 'kpw'})",
+    "box.schema.user.grant('keeper', 'read', 'space', 'kept') "
+    "box.schema.user.grant('keeper', 'execute', 'universe')",
+    "box.schema.func.create('kept_f', {body = 'function(x) return x + 100 end'})",
+    "once_runs = 0 box.once('kept_once', function() once_runs = once_runs + 1 end)",
+    "box.space.kept:rename('kept2')",
+]
+
+RESTART_CHECKS = [
+    ev("return box.space.kept, box.space.kept2.id, box.space.kept2:format(), "
+       "box.space.kept2.index.v.parts, box.space.kept2:select{}"),
+    ev("once_runs = 0 box.once('kept_once', function() once_runs = once_runs + 1 end) "
+       "return once_runs"),
+    ev("return box.schema.user.info('keeper')"),
+    call("kept_f", 1),
+    ev("return box.space.kept2.index.v:select{'b'}", who=("keeper", "kpw")),
+    ev("return box.space.kept2:insert{3, 'c'}", who=("keeper", "kpw")),
+    ev("box.space.kept2:truncate() return box.space.kept2:len()"),
+]
+
+
+def test_schema_survives_a_restart(server_factory):
+    """DDL made through box.schema is logged like any change of the system spaces: after a
+    restart both servers show the same schema, users, functions and once-keys."""
+    got = {}
+    for kind in ("tarantool", "spindle"):
+        srv = server_factory(kind)()
+        with connect(srv, "admin") as admin:
+            for expr in RESTART_SETUP:
+                reply(admin, ip.EVAL, {ip.K_EXPR: expr, ip.K_TUPLE: []})
+        srv.restart()
+        conns = {}
+        try:
+            got[kind] = [run_case(srv, conns, *case) for case in RESTART_CHECKS]
+        finally:
+            for c in conns.values():
+                c.close()
+    assert got["spindle"] == got["tarantool"]
