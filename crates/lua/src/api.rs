@@ -48,6 +48,7 @@ pub fn install(lua: &Lua) -> mlua::Result<()> {
     crate::txn::install(lua, &internal)?;
     crate::session::install(lua, &internal)?;
     lua.set_named_registry_value("spindle.internal", internal)?;
+    crate::schema::install(lua)?;
     Ok(())
 }
 

@@ -11,6 +11,7 @@ mod context;
 mod convert;
 pub mod modules;
 mod runtime;
+mod schema;
 mod script;
 mod session;
 mod text;

@@ -18,6 +18,7 @@ use crate::convert::{self, LuaTuple};
 use crate::session::SessionInfo;
 
 const PRELUDE: &str = include_str!("box.lua");
+const SCHEMA: &str = include_str!("schema.lua");
 const CFG: &str = include_str!("cfg.lua");
 const CONTROL: &str = include_str!("control.lua");
 
@@ -58,6 +59,9 @@ impl LuaRuntime {
         let internal = crate::api::internal(&lua)?;
         lua.load(PRELUDE)
             .set_name("=box.lua")
+            .call::<()>(internal.clone())?;
+        lua.load(SCHEMA)
+            .set_name("=schema.lua")
             .call::<()>(internal.clone())?;
         lua.load(CONTROL)
             .set_name("=control.lua")
