@@ -2,10 +2,14 @@
 //! `package.preload` (or as a global) by its own file; `install` runs every installer once,
 //! before the prelude.
 
-use mlua::Lua;
+use mlua::{FromLuaMulti, Function, IntoLuaMulti, Lua, Table, Value};
+
+mod serializer;
+pub mod yaml;
 
 /// Registers a module written in Lua: `require(name)` runs `source` once and caches what it
 /// returns.
+#[allow(dead_code)] // the Lua-source modules come next
 pub fn preload_lua(lua: &Lua, name: &str, source: &'static str) -> mlua::Result<()> {
     let preload: mlua::Table = lua
         .globals()
@@ -16,7 +20,88 @@ pub fn preload_lua(lua: &Lua, name: &str, source: &'static str) -> mlua::Result<
     preload.set(name, loader)
 }
 
+/// Registers a module built in Rust: `require(name)` calls `build` once and caches the table.
+pub fn preload_rust(
+    lua: &Lua,
+    name: &str,
+    build: fn(&Lua) -> mlua::Result<Table>,
+) -> mlua::Result<()> {
+    let preload: Table = lua.globals().get::<Table>("package")?.get("preload")?;
+    preload.set(name, lua.create_function(move |lua, ()| build(lua))?)
+}
+
+/// Turns `(ok, ...)` from a Rust function into its results or a Lua error whose value is the
+/// message string, as Tarantool's C functions raise them (no position prefix).
+const CHECKER: &str = r#"
+local raw = ...
+local function check(ok, ...)
+    if not ok then error((...), 0) end
+    return ...
+end
+return function(...) return check(raw(...)) end
+"#;
+
+/// A Lua function over `f`: an `Err(message)` raises `message` as a plain string error.
+pub fn function<A, R, F>(lua: &Lua, f: F) -> mlua::Result<Function>
+where
+    A: FromLuaMulti,
+    R: IntoLuaMulti,
+    F: Fn(&Lua, A) -> Result<R, String> + 'static,
+{
+    let raw = lua.create_function(move |lua, args: A| {
+        let mut out = match f(lua, args) {
+            Ok(r) => r.into_lua_multi(lua)?,
+            Err(e) => return (false, e).into_lua_multi(lua),
+        };
+        out.push_front(Value::Boolean(true));
+        Ok(out)
+    })?;
+    lua.load(CHECKER).set_name("=checker").call::<Function>(raw)
+}
+
+/// `box.NULL`; at install time (before the runtime stores it) a fresh NULL pointer cdata.
+pub fn null(lua: &Lua) -> Value {
+    crate::convert::null(lua)
+}
+
+const SETUP: &str = r#"
+local reg = ...
+local ffi = require('ffi')
+reg.tonumber = tonumber
+-- Decimal text to a 64-bit cdata, digit by digit (Lua numbers cannot carry it).
+local function parse(s, acc)
+    local neg = s:sub(1, 1) == '-'
+    for i = neg and 2 or 1, #s do
+        local d = s:byte(i) - 48
+        if neg then acc = acc * 10 - d else acc = acc * 10 + d end
+    end
+    return acc
+end
+reg.int64 = function(s) return parse(s, ffi.new('int64_t', 0)) end
+reg.uint64 = function(s) return parse(s, ffi.new('uint64_t', 0)) end
+"#;
+
+/// An `int64_t` cdata holding `i` (`-1LL`).
+pub fn int64(lua: &Lua, i: i64) -> mlua::Result<Value> {
+    let f: Function = lua.named_registry_value("spindle.int64")?;
+    f.call(i.to_string())
+}
+
+/// A `uint64_t` cdata holding `u` (`1ULL`).
+pub fn uint64(lua: &Lua, u: u64) -> mlua::Result<Value> {
+    let f: Function = lua.named_registry_value("spindle.uint64")?;
+    f.call(u.to_string())
+}
+
 /// Installs every module.
-pub fn install(_lua: &Lua) -> mlua::Result<()> {
+pub fn install(lua: &Lua) -> mlua::Result<()> {
+    let reg = lua.create_table()?;
+    lua.load(SETUP)
+        .set_name("=modules")
+        .call::<()>(reg.clone())?;
+    for name in ["tonumber", "int64", "uint64"] {
+        lua.set_named_registry_value(&format!("spindle.{name}"), reg.get::<Function>(name)?)?;
+    }
+    yaml::install(lua)?;
     Ok(())
 }
