@@ -123,6 +123,43 @@ function T(fields)
 end
 """
 
+# -- json ----------------------------------------------------------------------------------
+JSON_BAD = ["{a", '{"a":1', "[1,", "[1 2]", "tru", "nul", "", "  ", '"abc', '{"a" 1}', "{1:2}",
+            "01", "-", "1e", "[1,]", '{"a":1,}', '"\\x"', "[1]x", "1 2", "\n\n[1,\n2", "NaN",
+            "0x10", '"\\ud800"', '[1, {"a": [}]']
+case("json", *[f"return require('json').decode('{s}')" for s in JSON_BAD])
+JSON_GOOD = ["1.", '"\\u00e9"', '"\\ud83d\\ude00"', '"a\\nb"', "nan", "inf", "-inf",
+             "1e400", "-0", "123456789012345678", "18446744073709551615", "-9223372036854775808",
+             "1.5e3", '"\\/"', '{"a":null}', "[null]", "null", "99999999999999",
+             "100000000000000", "-100000000000000", "[]", "{}", '[1, [2, [3, {"k": [4]}]]]',
+             ' \t\r\n [ true , false ] ', '"\\b\\f\\n\\r\\t\\"\\\\"', "12.5e-3", "-1.5E+2"]
+case("json", *[f"local v = require('json').decode('{s}') return type(v), v, require('json').encode(v)"
+               for s in JSON_GOOD])
+case("json", *[f"return require('json').encode({e})" for e in [
+    "", "1, 2", "{1, 2, nil, 4}", "{a = 1}", "{[true] = 1}", "{[1.5] = 1}", "{[-1] = 1}",
+    "function() end", "{f = print}", "'a/b\"c\\\\d\\1\\127é\\n\\t\\r\\8\\12'", "'\\255'",
+    "{10/3, 1/0, -1/0, 0/0, -0.0, 2^63, 2^64, 1e15, 1e100, 1ULL, -1LL, 0.1}", "box.NULL",
+    "setmetatable({}, {__serialize = 'map'})", "setmetatable({1}, {__serialize = 'map'})",
+    "setmetatable({a = 1}, {__serialize = 'seq'})", "T{1, 'a'}", "{box.error.new{code = 5, reason = 'rr'}}",
+    "{{{{{{{{{{1}}}}}}}}}}", "{['a\"b'] = 1}", "{}", "{{}, {{}}}", "'x'", "true", "nil",
+    "{1, 'two', {three = 3}}", "coroutine.create(print)", "{[1] = 1, [2] = 2, [4] = 4}",
+    "{[1] = 1, [12] = 2}", "{n = {1, 2}}", "2^53 + 1", "-2^63", "123456.789", "1e-5",
+]])
+case("json",
+     "local t = {} t.t = t return pcall(require('json').encode, t)",
+     "local json = require('json') local v = json.decode('{\"a\":{},\"b\":[]}') "
+     "return json.encode(v.a), json.encode(v.b), getmetatable(v).__serialize, getmetatable(v.b).__serialize",
+     "local json = require('json') return json.NULL == box.NULL, json.cfg.encode_use_tostring",
+     "local j = require('json').new() j.cfg{encode_use_tostring = true} "
+     "return (j.encode({function() end}):gsub('0x%x+', ''))",
+     "local json = require('json') json.cfg{encode_invalid_as_nil = true} "
+     "local r = json.encode({1, print}) json.cfg{encode_invalid_as_nil = false} return r",
+     "return require('json').decode('[1,2]', {})",
+     "return select('#', require('json').decode('1'))",
+     "return pcall(require('json').decode)",
+     "local ok, e = pcall(require('json').decode, '[') return ok, e",
+     )
+
 ADDR = re.compile(r"0x[0-9a-f]+")
 
 
@@ -131,6 +168,8 @@ def mask(x):
         return ADDR.sub("0xADDR", x)
     if isinstance(x, bytes):
         return ADDR.sub("0xADDR", x.decode("latin-1"))
+    if isinstance(x, float) and x != x:
+        return "nan"
     if isinstance(x, list):
         return [mask(v) for v in x]
     if isinstance(x, dict):

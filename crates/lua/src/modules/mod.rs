@@ -4,6 +4,7 @@
 
 use mlua::{FromLuaMulti, Function, IntoLuaMulti, Lua, Table, Value};
 
+mod json;
 mod serializer;
 pub mod yaml;
 
@@ -31,7 +32,8 @@ pub fn preload_rust(
 }
 
 /// Turns `(ok, ...)` from a Rust function into its results or a Lua error whose value is the
-/// message string, as Tarantool's C functions raise them (no position prefix).
+/// message string: with no position prefix, as Tarantool's C functions mostly raise them, or
+/// (`positioned`) prefixed with the caller's position, as `json.decode` does.
 const CHECKER: &str = r#"
 local raw = ...
 local function check(ok, ...)
@@ -41,8 +43,16 @@ end
 return function(...) return check(raw(...)) end
 "#;
 
-/// A Lua function over `f`: an `Err(message)` raises `message` as a plain string error.
-pub fn function<A, R, F>(lua: &Lua, f: F) -> mlua::Result<Function>
+const CHECKER_AT: &str = r#"
+local raw = ...
+return function(...)
+    local ok, v = raw(...)
+    if not ok then error(v, 2) end
+    return v
+end
+"#;
+
+fn checked<A, R, F>(lua: &Lua, f: F, checker: &str) -> mlua::Result<Function>
 where
     A: FromLuaMulti,
     R: IntoLuaMulti,
@@ -56,7 +66,27 @@ where
         out.push_front(Value::Boolean(true));
         Ok(out)
     })?;
-    lua.load(CHECKER).set_name("=checker").call::<Function>(raw)
+    lua.load(checker).set_name("=checker").call::<Function>(raw)
+}
+
+/// A Lua function over `f`: an `Err(message)` raises `message` as a plain string error.
+pub fn function<A, R, F>(lua: &Lua, f: F) -> mlua::Result<Function>
+where
+    A: FromLuaMulti,
+    R: IntoLuaMulti,
+    F: Fn(&Lua, A) -> Result<R, String> + 'static,
+{
+    checked(lua, f, CHECKER)
+}
+
+/// Like [`function`] for a function of one result, whose errors carry the caller's position.
+pub fn function_at<A, R, F>(lua: &Lua, f: F) -> mlua::Result<Function>
+where
+    A: FromLuaMulti,
+    R: IntoLuaMulti,
+    F: Fn(&Lua, A) -> Result<R, String> + 'static,
+{
+    checked(lua, f, CHECKER_AT)
 }
 
 /// `box.NULL`; at install time (before the runtime stores it) a fresh NULL pointer cdata.
@@ -103,5 +133,6 @@ pub fn install(lua: &Lua) -> mlua::Result<()> {
         lua.set_named_registry_value(&format!("spindle.{name}"), reg.get::<Function>(name)?)?;
     }
     yaml::install(lua)?;
+    json::install(lua)?;
     Ok(())
 }
