@@ -110,6 +110,70 @@ case("yaml",
      "local ok = pcall(require('yaml').decode, 'a: b: c') return ok",
      )
 
+# -- msgpack ---------------------------------------------------------------------------------
+HEX = "local function hex(s) return (s:gsub('.', function(c) return string.format('%02x', c:byte()) end)) end "
+MP = "local msgpack = require('msgpack') "
+case("msgpack", *[HEX + MP + f"return hex(msgpack.encode({e}))" for e in [
+    "{1, 'a', {k = 2.5}, true, box.NULL}", "{}", "2^64", "-0.0", "1.5", "'\\255'", "-1", "2^53",
+    "setmetatable({1, 2}, {__serialize = 'map'})", "setmetatable({}, {__serialize = 'map'})",
+    "{1, nil, 3}", "{[100] = 1}", "1ULL", "-1LL", "18446744073709551615ULL", "T{1, 'x'}",
+    "require('uuid').fromstr('ae28d4b6-e59f-4ecb-be69-7c1c5b7e5fb0')",
+    "require('decimal').new('1.10')", "require('decimal').new('-12.345')",
+    "require('decimal').new('0')", "require('decimal').new(7)", "require('decimal').new('123456789.000001')",
+    "string.rep('x', 40)", "string.rep('x', 300)", "box.error.new{code = 5, reason = 'rr'}",
+]])
+case("msgpack", *[MP + c for c in [
+    "return msgpack.decode(msgpack.encode({1, 'a'}))",
+    "return msgpack.decode(msgpack.encode({1, 'a'}) .. 'xyz', 1)",
+    "local s = msgpack.encode(1) .. msgpack.encode(2) local a, p = msgpack.decode(s) "
+    "local b, q = msgpack.decode(s, p) return a, p, b, q",
+    "return pcall(msgpack.decode, '')", "return pcall(msgpack.decode, '\\x92\\x01')",
+    "return pcall(msgpack.decode, 1)", "return pcall(msgpack.decode)",
+    "return pcall(msgpack.decode, '\\x01', 5)", "return pcall(msgpack.decode, '\\x01', 0)",
+    "return pcall(msgpack.encode)", "return pcall(msgpack.encode, 1, 2)",
+    "return pcall(msgpack.encode, function() end)",
+    "return getmetatable(msgpack.decode(msgpack.encode({}))).__serialize, "
+    "getmetatable(msgpack.decode('\\x80')).__serialize",
+    "return msgpack.decode('\\xcf\\xff\\xff\\xff\\xff\\xff\\xff\\xff\\xff')",
+    "return msgpack.decode('\\xd3\\x80\\x00\\x00\\x00\\x00\\x00\\x00\\x00')",
+    "return type(msgpack.decode('\\xcf\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x05'))",
+    "return type(msgpack.decode('\\xcf\\x00\\x00\\x5a\\xf3\\x10\\x7a\\x40\\x00'))",
+    "msgpack.cfg{encode_use_tostring = true, nosuch = 1} local r = msgpack.encode(function() end) "
+    "msgpack.cfg{encode_use_tostring = false} return (r:sub(2):gsub('0x%x+', ''))",
+    "return msgpack.NULL == box.NULL, msgpack.cfg.encode_sparse_ratio, msgpack.cfg.nosuch",
+    "return pcall(msgpack.decode, '\\xd4\\x05\\x01')", "return msgpack.decode('\\xa3abc', 2)",
+    "return msgpack.decode_unchecked('\\xa3abc')",
+    "return getmetatable(msgpack.decode('\\x90')) == msgpack.array_mt",
+    "local m = msgpack.new() m.cfg{encode_invalid_as_nil = true} return msgpack.decode(m.encode({1, print, 3}))",
+    "local v = msgpack.decode(msgpack.encode(require('uuid').fromstr('ae28d4b6-e59f-4ecb-be69-7c1c5b7e5fb0'))) "
+    "return tostring(v), v:str()",
+    "local v = msgpack.decode(msgpack.encode(require('decimal').new('-12.345'))) return tostring(v), tostring(v + 1)",
+]])
+# -- uuid, decimal ----------------------------------------------------------------------------
+U = "local uuid = require('uuid') local u = uuid.fromstr('ae28d4b6-e59f-4ecb-be69-7c1c5b7e5fb0') "
+case("uuid", *[HEX + U + c for c in [
+    "return u:str(), tostring(u), #u:bin(), hex(u:bin()), hex(u:bin('l')), hex(u:bin('h'))",
+    "return u == uuid.fromstr('AE28D4B6-E59F-4ECB-BE69-7C1C5B7E5FB0'), u == uuid.NULL, u:isnil(), uuid.NULL:isnil()",
+    "return uuid.frombin(u:bin()):str(), uuid.frombin(u:bin('l'), 'l'):str(), uuid.frombin(u:bin('b'), 'b'):str()",
+    "return hex(u:bin('b')), hex(u:bin('n')), hex(u:bin('host'))",
+    "return uuid.fromstr('nope'), uuid.fromstr('ae28d4b6e59f4ecbbe697c1c5b7e5fb0')",
+    "return #uuid.str(), #uuid.bin(), #uuid():str(), uuid.new() ~= uuid.new(), uuid.new():str():sub(15, 15)",
+    "return tostring(uuid.NULL), require('json').encode({u}), require('yaml').encode(u)",
+    "return u",
+]])
+D = "local decimal = require('decimal') "
+case("decimal", *[D + c for c in [
+    "return tostring(decimal.new('1.10')), tostring(decimal.new(1)), tostring(decimal.new('-0.5'))",
+    "return tostring(decimal.new('1.5') + 1), tostring(1 + decimal.new('1.5')), tostring(decimal.new('3') - '0.25')",
+    "return tostring(decimal.new('1.10') * 3), tostring(-decimal.new('2.5')), tostring(decimal.new(10) / 4)",
+    "return tostring(decimal.new('7') % 3), decimal.new('1.0') == decimal.new('1'), decimal.new(1) < decimal.new(2)",
+    "return decimal.is_decimal(decimal.new(1)), decimal.is_decimal(1), pcall(decimal.new, 'abc')",
+    "return tostring(decimal.new(0.1)), tostring(decimal.new(1/3)), tostring(decimal.new('1e5'))",
+    "return decimal.new('12.345'), require('json').encode(decimal.new('1.10'))",
+    "return tostring(decimal.abs(decimal.new('-3.5'))), tostring(decimal.round(decimal.new('3.14159'), 2))",
+    "return decimal.scale(decimal.new('1.250')), decimal.precision(decimal.new('1.250'))",
+]])
+
 SPACE = 741
 # `T{...}`: a tuple (box.tuple.new is not everywhere yet): the row replaced into a space,
 # its first field a counter.

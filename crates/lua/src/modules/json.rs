@@ -31,7 +31,7 @@ fn instance(lua: &Lua) -> mlua::Result<Table> {
                 _ => return Err(ARGS.into()),
             };
             let text = encode(lua, &value, &Options::from_cfg(&cfg))?;
-            lua.create_string(text).map_err(|e| e.to_string())
+            lua.create_string(text).map_err(|e| super::message(&e))
         })?,
     )?;
     let decode = super::function_at(lua, |lua, args: MultiValue| {
@@ -366,7 +366,7 @@ impl<'a> Decoder<'a> {
     }
 
     fn lua_err(e: mlua::Error) -> String {
-        e.to_string()
+        super::message(&e)
     }
 
     fn value(&mut self, tok: Tok) -> Result<Value, String> {

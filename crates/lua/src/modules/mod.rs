@@ -4,8 +4,11 @@
 
 use mlua::{FromLuaMulti, Function, IntoLuaMulti, Lua, Table, Value};
 
+mod decimal;
 mod json;
+mod msgpack;
 mod serializer;
+mod uuid;
 pub mod yaml;
 
 /// Registers a module written in Lua: `require(name)` runs `source` once and caches what it
@@ -89,6 +92,15 @@ where
     checked(lua, f, CHECKER_AT)
 }
 
+/// The text of an error as Lua code sees it (mlua's `Display` adds "runtime error: ").
+pub fn message(e: &mlua::Error) -> String {
+    match e {
+        mlua::Error::RuntimeError(m) => m.clone(),
+        mlua::Error::CallbackError { cause, .. } => message(cause),
+        other => other.to_string(),
+    }
+}
+
 /// `box.NULL`; at install time (before the runtime stores it) a fresh NULL pointer cdata.
 pub fn null(lua: &Lua) -> Value {
     crate::convert::null(lua)
@@ -134,5 +146,51 @@ pub fn install(lua: &Lua) -> mlua::Result<()> {
     }
     yaml::install(lua)?;
     json::install(lua)?;
+    msgpack::install(lua)?;
+    uuid::install(lua)?;
+    decimal::install(lua)?;
     Ok(())
+}
+
+/// Appends a UUID or decimal object as its MessagePack extension; false for any other
+/// userdata. The hook of `convert::encode`.
+pub fn encode_ext(out: &mut Vec<u8>, ud: &mlua::AnyUserData) -> bool {
+    if let Ok(u) = ud.borrow::<uuid::LuaUuid>() {
+        msgpack::write_ext(out, uuid::EXT_UUID, &u.0);
+        return true;
+    }
+    if let Ok(d) = ud.borrow::<decimal::LuaDecimal>() {
+        msgpack::write_ext(out, decimal::EXT_DECIMAL, &decimal::ext_payload(&d.0));
+        return true;
+    }
+    false
+}
+
+/// A MessagePack extension as a Lua value: UUIDs and decimals; others fail as in Tarantool.
+/// The hook of `convert::decode`.
+pub fn decode_ext(lua: &Lua, kind: i8, data: &[u8]) -> mlua::Result<Value> {
+    let bad = || mlua::Error::runtime(format!("Unsuported MsgPack extension type: {kind}"));
+    match kind {
+        uuid::EXT_UUID => {
+            let bytes = <[u8; 16]>::try_from(data).map_err(|_| bad())?;
+            lua.create_userdata(uuid::LuaUuid(bytes))
+                .map(Value::UserData)
+        }
+        decimal::EXT_DECIMAL => {
+            let d = decimal::from_ext(data).ok_or_else(bad)?;
+            lua.create_userdata(decimal::LuaDecimal(d))
+                .map(Value::UserData)
+        }
+        _ => Err(bad()),
+    }
+}
+
+/// A UUID or decimal object as the emitters print it.
+pub fn ext_text(ud: &mlua::AnyUserData) -> Option<spindle_emit::Value> {
+    if let Ok(u) = ud.borrow::<uuid::LuaUuid>() {
+        return Some(spindle_emit::Value::Uuid(u.text()));
+    }
+    ud.borrow::<decimal::LuaDecimal>()
+        .ok()
+        .map(|d| spindle_emit::Value::Decimal(d.text()))
 }

@@ -66,7 +66,9 @@ return setmetatable(cfg, {
         if type(opts) ~= 'table' then
             error('Usage: cfg({option = value, ...})', 2)
         end
-        for k, v in pairs(opts) do rawset(self, k, v) end
+        for k, v in pairs(opts) do
+            if rawget(self, k) ~= nil then rawset(self, k, v) end
+        end
     end,
 })
 "#;
@@ -127,11 +129,11 @@ impl Converter<'_> {
             }
             Value::UserData(ud) => {
                 if let Ok(t) = ud.borrow::<LuaTuple>() {
-                    let decoded =
-                        convert::decode(self.lua, &mut t.0.data()).map_err(|e| e.to_string())?;
+                    let decoded = convert::decode(self.lua, &mut t.0.data())
+                        .map_err(|e| super::message(&e))?;
                     return self.flow_seq(&decoded, depth);
                 }
-                if let Some(text) = ext_text(ud) {
+                if let Some(text) = super::ext_text(ud) {
                     return Ok(text);
                 }
                 self.invalid(v)?
@@ -145,7 +147,7 @@ impl Converter<'_> {
     /// A value no format holds: its `tostring`, nil, or an error, as the options say.
     fn invalid(&self, v: &Value) -> Result<Out, Failure> {
         if self.opts.use_tostring {
-            let text = v.to_string().map_err(|e| e.to_string())?;
+            let text = v.to_string().map_err(|e| super::message(&e))?;
             return Ok(Out::Str(text.into_bytes()));
         }
         if self.opts.invalid_as_nil {
@@ -198,7 +200,7 @@ impl Converter<'_> {
         if meta.raw_get::<bool>("__box_error").unwrap_or(false) {
             let text = Value::Table(t.clone())
                 .to_string()
-                .map_err(|e| e.to_string())?;
+                .map_err(|e| super::message(&e))?;
             return Ok(Out::Str(text.into_bytes()));
         }
         match meta.raw_get::<Value>("__serialize").unwrap_or(Value::Nil) {
@@ -211,7 +213,7 @@ impl Converter<'_> {
                 _ => Err("invalid __serialize value".into()),
             },
             Value::Function(f) => {
-                let result: Value = f.call(t.clone()).map_err(|e| e.to_string())?;
+                let result: Value = f.call(t.clone()).map_err(|e| super::message(&e))?;
                 match &result {
                     // The same table back: serialize it without asking again.
                     Value::Table(r) if r == t => self.plain(t, depth),
@@ -225,7 +227,7 @@ impl Converter<'_> {
     fn entries(&self, t: &Table, depth: usize) -> Result<Vec<(Out, Out)>, Failure> {
         let mut out = Vec::new();
         for pair in t.pairs::<Value, Value>() {
-            let (k, v) = pair.map_err(|e| e.to_string())?;
+            let (k, v) = pair.map_err(|e| super::message(&e))?;
             out.push((self.value(&k, depth + 1)?, self.value(&v, depth + 1)?));
         }
         Ok(out)
@@ -238,7 +240,7 @@ impl Converter<'_> {
     fn items(&self, t: &Table, depth: usize) -> Result<Vec<Out>, Failure> {
         let mut items = Vec::new();
         for i in 1..=t.raw_len() {
-            let item: Value = t.raw_get(i).map_err(|e| e.to_string())?;
+            let item: Value = t.raw_get(i).map_err(|e| super::message(&e))?;
             items.push(self.value(&item, depth + 1)?);
         }
         Ok(items)
@@ -262,9 +264,4 @@ impl Converter<'_> {
                 .collect(),
         ))
     }
-}
-
-/// A UUID or decimal object as the emitters print it.
-fn ext_text(_ud: &mlua::AnyUserData) -> Option<Out> {
-    None
 }

@@ -30,7 +30,7 @@ fn instance(lua: &Lua) -> mlua::Result<Table> {
                 _ => return Err(USAGE.to_string()),
             };
             let text = encode(lua, &value, &Options::from_cfg(&cfg))?;
-            lua.create_string(text).map_err(|e| e.to_string())
+            lua.create_string(text).map_err(|e| super::message(&e))
         })?,
     )?;
     m.set(
@@ -107,7 +107,7 @@ fn decode(lua: &Lua, text: &str) -> Result<MultiValue, String> {
     while let Some(ev) = b.events.get(b.pos) {
         b.pos += 1;
         if matches!(ev, Event::DocumentStart) {
-            docs.push(b.node(0).map_err(|e| e.to_string())?);
+            docs.push(b.node(0).map_err(|e| super::message(&e))?);
         }
     }
     Ok(MultiValue::from_vec(docs))
