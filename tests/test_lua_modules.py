@@ -174,6 +174,88 @@ case("decimal", *[D + c for c in [
     "return decimal.scale(decimal.new('1.250')), decimal.precision(decimal.new('1.250'))",
 ]])
 
+# -- string, table, globals, os ---------------------------------------------------------------
+# `P(f, ...)`: pcall with the error's position prefix cut (positions differ by design).
+P = ("local function P(f, ...) local r = {pcall(f, ...)} if not r[1] then "
+     "r[2] = tostring(r[2]):gsub('^[^:]*:%d+: ', '') end return unpack(r, 1, table.maxn(r)) end ")
+case("string", *[P + "return " + e for e in [
+    "P(string.split, 'a,b,,c', ',')", "P(string.split, '  a  b c ')", "P(string.split, 'a b c', ' ', 1)",
+    "P(string.split, 'a--b--c', '--', 5)", "P(string.split, '', ',')", "P(string.split, 'abc', '')",
+    "P(string.split, 'a,b', ',', 0)", "P(string.split, 'a.b', '.')", "P(string.split, 'a,b', ',', -1)",
+    "P(string.split, 'x', 1)", "P(string.split, nil, ',')", "('a,b'):split(',')",
+    "P(string.split, '2.6.0-0-g47aa4e01e', '-', 1)", "P(string.split, ' a b ', nil, 1)",
+    "P(string.strip, '  a b  ')", "P(string.strip, 'xxaxx', 'x')", "P(string.strip, '\\t\\n a \\r\\n')",
+    "P(string.lstrip, '  a  ')", "P(string.rstrip, '  a  ')", "P(string.rstrip, 'abcba', 'ab')",
+    "P(string.strip, 1)", "P(string.strip, 'a-b-', '-')", "P(string.strip, '%a%', '%')",
+    "P(string.startswith, 'abc', 'ab')", "P(string.startswith, 'abc', 'bc', 2)",
+    "P(string.startswith, 'abc', 'b', 2, 2)", "P(string.startswith, 'abc', 'abcd')",
+    "P(string.endswith, 'abc', 'bc')", "P(string.endswith, 'abc', 'ab', 1, 2)",
+    "P(string.endswith, 'abc', '')", "P(string.startswith, 'abc', 'c', -1)",
+    "P(string.hex, 'abc\\0\\255')", "P(string.fromhex, '616263')", "P(string.fromhex, '6162f')",
+    "P(string.fromhex, 'zz')", "P(string.fromhex, 'AbCd')", "P(string.ljust, 'ab', 5)",
+    "P(string.ljust, 'ab', 5, '*')", "P(string.rjust, 'ab', 5, '*')", "P(string.center, 'ab', 5, '*')",
+    "P(string.center, 'ab', 6)", "P(string.center, 'abc', 6, '-')", "P(string.ljust, 'abcdef', 3)",
+    "P(string.ljust, 'ab', 5, '**')", "('x'):rjust(3)",
+]])
+case("table", *[P + e for e in [
+    "return table.copy({1, {2}})",
+    "local t = {1, {2}} local c = table.copy(t) return c[2] == t[2], c ~= t",
+    "local t = {1, {2}} local c = table.deepcopy(t) return c[2] == t[2], c[2][1]",
+    "local t = setmetatable({1}, {__index = {x = 1}}) local c = table.deepcopy(t) return getmetatable(c) == getmetatable(t), c.x",
+    "local t = setmetatable({1}, {__copy = function() return 'copied' end}) return table.copy(t), table.deepcopy(t)",
+    "return table.copy(5), table.deepcopy('s')",
+    "local t = {} t.self = t local c = table.deepcopy(t) return c.self == c, c ~= t",
+    "return type(table.new), type(table.maxn), #table.new(4, 0)",
+]])
+case("globals", *[P + e for e in [
+    "return type(_TARANTOOL), _TARANTOOL:split('-', 1)[1], #_TARANTOOL:split('-') >= 3",
+    "return P(dostring, 'return 1 + 1, ...', 'x')", "return P(dostring, 'error(\"e\")')",
+    "return P(dostring, 'x = = 1')",
+    "return tonumber64('12'), type(tonumber64('12')), tonumber64('9007199254740993'), type(tonumber64('9007199254740993'))",
+    "return tonumber64('18446744073709551615'), tonumber64('18446744073709551616'), tonumber64('-9223372036854775808')",
+    "return tonumber64('100000000000000'), tonumber64('99999999999999'), tonumber64('-12'), tonumber64(' 12 ')",
+    "return tonumber64('0x10'), tonumber64('1.5'), tonumber64('abc'), tonumber64(''), tonumber64('1e3'), tonumber64('-0')",
+    "return tonumber64(12), tonumber64('-0x10'), tonumber64('ff', 16), tonumber64('11', 2), tonumber64('0b101')",
+    "return tostring(tonumber64('9007199254740993')), tostring(tonumber64('-9007199254740993'))",
+    "os.setenv('SPX_TEST', 'v') local a = os.getenv('SPX_TEST') os.setenv('SPX_TEST', nil) return a, os.getenv('SPX_TEST')",
+    "return type(os.environ), type(os.environ()), os.environ().HOME == os.getenv('HOME')",
+    "return type(os.exit), type(os.time()), type(os.clock()), os.date('!%Y', 0)",
+]])
+# -- clock, errno, digest, log ----------------------------------------------------------------
+case("clock", *[e for e in [
+    "local clock = require('clock') local r = {} for _, f in ipairs({'time', 'realtime', 'monotonic', "
+    "'proc', 'thread'}) do r[#r + 1] = type(clock[f]()) r[#r + 1] = type(clock[f .. '64']()) end return r",
+    "local clock = require('clock') local a = clock.monotonic64() local b = clock.monotonic64() "
+    "return b >= a, tostring(a):sub(-3), clock.time() > 1.6e9, clock.time64() > 1600000000000000000ULL",
+    "local clock = require('clock') local r = clock.bench(function(a, b) return a + b, 'x' end, 1, 2) "
+    "return #r, type(r[1]), r[2], r[3]",
+    "local clock = require('clock') local t = clock.thread() return t >= 0, clock.proc() >= t - 1",
+]])
+case("errno", *[e for e in [
+    "local errno = require('errno') return errno.ENOENT, errno.EEXIST, errno.EINVAL, errno.EAGAIN, "
+    "errno.ECONNREFUSED, errno.ETIMEDOUT, errno.EINPROGRESS, errno.EWOULDBLOCK, errno.ENOTEMPTY",
+    "local errno = require('errno') return errno.strerror(2), errno.strerror(17), errno.strerror(13)",
+    "local errno = require('errno') return type(errno()), errno.EPIPE, errno.EBADF, errno.ENOSPC",
+]])
+DG = "local d = require('digest') "
+case("digest", *[P + DG + "return " + e for e in [
+    "d.md5_hex('abc'), d.sha1_hex('abc'), d.sha256_hex('abc')", "d.sha224_hex(''), d.sha384_hex('abc')",
+    "d.sha512_hex('abc')", "#d.md5('abc'), #d.sha1('abc'), #d.sha256('abc'), #d.sha512('abc')",
+    "d.base64_encode('abc'), d.base64_encode(''), d.base64_encode('a'), d.base64_encode('ab')",
+    "d.base64_encode(string.rep('x', 100))", "d.base64_encode(string.rep('x', 100), {nowrap = true})",
+    "d.base64_encode('ab', {nopad = true}), d.base64_encode('\\255\\254\\253\\251', {urlsafe = true})",
+    "d.base64_decode('YWJj'), d.base64_decode('YW Jj!!'), d.base64_decode('YWI'), d.base64_decode('__79-w')",
+    "d.crc32('abc'), d.crc32(''), d.crc32_update(4294967295, 'abc'), d.crc32('hello world')",
+    "(function() local c = d.crc32.new() c:update('a') c:update('bc') return c:result() end)()",
+    "P(d.md5_hex)", "P(d.md5_hex, 1)", "#d.urandom(5)",
+    "d.base64_decode(d.base64_encode(string.rep('\\1\\2\\3\\250', 50))) == string.rep('\\1\\2\\3\\250', 50)",
+]])
+case("log", *[e for e in [
+    "local log = require('log') log.info('x %s %d', 'a', 5) log.warn({a = 1}) log.error('e') "
+    "log.verbose('v') log.debug('d') log.info('%d%%') return type(log.info), log.level ~= nil",
+    "local log = require('log') return type(log.cfg), type(log.error), type(log.warn), type(log.verbose)",
+]])
+
 SPACE = 741
 # `T{...}`: a tuple (box.tuple.new is not everywhere yet): the row replaced into a space,
 # its first field a counter.

@@ -5,15 +5,17 @@
 use mlua::{FromLuaMulti, Function, IntoLuaMulti, Lua, Table, Value};
 
 mod decimal;
+mod digest;
 mod json;
+mod log;
 mod msgpack;
+mod os;
 mod serializer;
 mod uuid;
 pub mod yaml;
 
 /// Registers a module written in Lua: `require(name)` runs `source` once and caches what it
 /// returns.
-#[allow(dead_code)] // the Lua-source modules come next
 pub fn preload_lua(lua: &Lua, name: &str, source: &'static str) -> mlua::Result<()> {
     let preload: mlua::Table = lua
         .globals()
@@ -149,6 +151,11 @@ pub fn install(lua: &Lua) -> mlua::Result<()> {
     msgpack::install(lua)?;
     uuid::install(lua)?;
     decimal::install(lua)?;
+    digest::install(lua)?;
+    os::install(lua)?;
+    log::install(lua)?;
+    preload_lua(lua, "clock", include_str!("clock.lua"))?;
+    preload_lua(lua, "errno", include_str!("errno.lua"))?;
     Ok(())
 }
 
