@@ -156,6 +156,7 @@ pub fn install(lua: &Lua) -> mlua::Result<()> {
     log::install(lua)?;
     preload_lua(lua, "clock", include_str!("clock.lua"))?;
     preload_lua(lua, "errno", include_str!("errno.lua"))?;
+    preload_lua(lua, "fun", include_str!("fun.lua"))?;
     Ok(())
 }
 
