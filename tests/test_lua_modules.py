@@ -256,6 +256,45 @@ case("log", *[e for e in [
     "local log = require('log') return type(log.cfg), type(log.error), type(log.warn), type(log.verbose)",
 ]])
 
+# -- fio: each case works in a fresh temporary directory `d` and removes it ------------------------
+FIO = ("local fio = require('fio') local d = fio.tempdir() local function rel(x) "
+       "if type(x) == 'string' and x:sub(1, #d) == d then return 'D' .. x:sub(#d + 1) end return x end ")
+case("fio", *[P + "return " + e for e in [
+    "fio.pathjoin('a', 'b', '/c/', 'd/'), fio.pathjoin('/', 'a'), fio.pathjoin('a'), fio.pathjoin('a//b', '')",
+    "fio.basename('/a/b.txt'), fio.basename('/a/b.txt', '.txt'), fio.basename('/a/b/'), fio.basename('')",
+    "fio.dirname('/a/b.txt'), fio.dirname('b.txt'), fio.dirname('/'), fio.dirname('/a/b/')",
+    "fio.abspath('/a/../b'), fio.abspath('/a/./b/'), fio.abspath('x') == fio.pathjoin(fio.cwd(), 'x')",
+    "fio.open('/nosuch/file')", "fio.stat('/nosuch')", "fio.readlink('/nosuch')", "fio.listdir('/nosuch')",
+    "fio.path.exists('/'), fio.path.is_dir('/'), fio.path.is_file('/'), fio.path.exists('/nosuch')",
+    "fio.c.flag.O_CREAT, fio.c.flag.O_RDWR, fio.c.flag.O_TRUNC, fio.c.flag.O_APPEND, fio.c.seek.SEEK_END",
+    "P(fio.open, '/tmp/x', {'O_BOGUS'})",
+]])
+case("fio", *[P + FIO + e + " fio.rmtree(d) return unpack(r, 1, table.maxn(r))" for e in [
+    "local f = fio.open(d .. '/a.txt', {'O_RDWR', 'O_CREAT'}, tonumber('644', 8)) local w = f:write('hello\\nworld') "
+    "f:seek(0) local a = f:read(5) local b = f:read() local c = f:pread(3, 6) local z = f:close() local r = {w, a, b, c, z}",
+    "local f = fio.open(d .. '/a', {'O_WRONLY', 'O_CREAT'}) f:write('abc') f:close() f = fio.open(d .. '/a') "
+    "local all = f:read() local st = f:stat() f:close() local r = {all, st.size, st:is_reg(), st:is_dir()}",
+    "local st = fio.stat(d) local r = {st:is_dir(), type(st.mtime), type(st.mode), st:is_reg()}",
+    "local r = {fio.mkdir(d .. '/sub'), fio.mkdir(d .. '/sub')} r[#r + 1] = #fio.listdir(d .. '/sub') "
+    "r[#r + 1] = fio.rmdir(d .. '/sub') r[#r + 1] = select(2, fio.rmdir(d .. '/sub'))",
+    "local f = fio.open(d .. '/a.txt', {'O_WRONLY', 'O_CREAT'}) f:close() local r = {fio.rename(d .. '/a.txt', d .. '/b.txt')} "
+    "r[#r + 1] = rel(fio.glob(d .. '/*.txt')[1]) r[#r + 1] = fio.unlink(d .. '/b.txt') r[#r + 1] = select(2, fio.unlink(d .. '/b.txt'))",
+    "local f = fio.open(d .. '/c', {'O_WRONLY', 'O_CREAT', 'O_TRUNC'}) f:write('x') local r = {f:close(), f:close()}",
+    "local f = fio.open(d .. '/c', {'O_WRONLY', 'O_CREAT'}) f:close() f = fio.open(d .. '/c', 'O_RDONLY') local r = {f:write('y')}",
+    "local r = {fio.mktree(d .. '/t1/t2'), fio.path.is_dir(d .. '/t1/t2'), fio.rmtree(d .. '/t1'), fio.path.exists(d .. '/t1')}",
+    "local f = fio.open(d .. '/c', {'O_WRONLY', 'O_CREAT'}) f:write('data') f:close() "
+    "local r = {fio.copyfile(d .. '/c', d .. '/e')} local l = fio.listdir(d) table.sort(l) r[2] = l "
+    "r[3] = fio.open(d .. '/e'):read()",
+    "local r = {fio.symlink(d .. '/nowhere', d .. '/ln')} r[2] = rel(fio.readlink(d .. '/ln')) "
+    "r[3] = fio.path.is_link(d .. '/ln') r[4] = fio.path.exists(d .. '/ln') r[5] = fio.path.lexists(d .. '/ln')",
+    "local f = fio.open(d .. '/s', {'O_RDWR', 'O_CREAT'}) f:write('0123456789') "
+    "local r = {f:seek(2, 'SEEK_SET'), f:read(2), f:seek(-3, 'SEEK_END'), f:read(), f:seek(0, 'SEEK_CUR')} "
+    "f:pwrite('AB', 1) f:seek(0) r[#r + 1] = f:read() f:truncate(3) f:seek(0) r[#r + 1] = f:read() f:close()",
+    "local f = fio.open(d .. '/x', {'O_CREAT', 'O_EXCL', 'O_WRONLY'}) f:close() "
+    "local g, e = fio.open(d .. '/x', {'O_CREAT', 'O_EXCL', 'O_WRONLY'}) local r = {g, e}",
+    "local r = {type(fio.cwd()), fio.path.is_dir(d), #fio.listdir(d)}",
+]])
+
 # -- fun (luafun) ------------------------------------------------------------------------------
 FUN_CASES = [
     'return fun.iter({1, 2, 3}):map(function(x) return x * 2 end):totable()',

@@ -6,6 +6,7 @@ use mlua::{FromLuaMulti, Function, IntoLuaMulti, Lua, Table, Value};
 
 mod decimal;
 mod digest;
+mod fio;
 mod json;
 mod log;
 mod msgpack;
@@ -152,6 +153,7 @@ pub fn install(lua: &Lua) -> mlua::Result<()> {
     uuid::install(lua)?;
     decimal::install(lua)?;
     digest::install(lua)?;
+    fio::install(lua)?;
     os::install(lua)?;
     log::install(lua)?;
     preload_lua(lua, "clock", include_str!("clock.lua"))?;
