@@ -9,18 +9,20 @@ A few spindle-only cases check round trips over many values (encode then decode 
 value back) where Tarantool's answer is the same by construction.
 """
 
+import os
+import random
 import re
 
 import pytest
 import tarantool
 
-# (group, Lua chunk for EVAL). Each chunk runs in a fresh EVAL; `...` is empty.
+# (group, Lua chunk for EVAL, arguments). Each chunk runs in a fresh EVAL.
 CASES = []
 
 
-def case(group, *chunks):
+def case(group, *chunks, args=()):
     for c in chunks:
-        CASES.append((group, c))
+        CASES.append((group, c, list(args)))
 
 
 def yenc(*exprs):
@@ -351,6 +353,73 @@ FUN_CASES = [
 ]
 case("fun", *[P + "local fun = require('fun') " + c.replace('pcall(', 'P(') for c in FUN_CASES])
 
+# -- random values, seeded: printed by yaml and json and sent through every codec and back ---------
+RNG = random.Random(int(os.environ.get("ROBUSTNESS_SEED", "1")))
+PIECES = ["a", "b", "Z", "0", "7", " ", "  ", ":", ": ", "#", " #", "-", "- ", "?", ",", "[", "]",
+          "{", "}", "'", '"', "\\", "\n", "\n\n", "\t", "é", "ü", "中", "😀", "\x01", "\x7f", "!",
+          "&", "*", "|", ">", "%", "@", "`", "true", "null", "yes", "no", "~", "1e5", "0x1F",
+          "inf", "nan", "12", "-3.5", "word ", "longerword ", ".", "/"]
+
+
+def rand_string():
+    n = RNG.choice([0, 1, 1, 2, 3, 5, 8, 20, 40])
+    return "".join(RNG.choice(PIECES) for _ in range(n))
+
+
+def rand_scalar():
+    kind = RNG.randrange(7)
+    if kind == 0:
+        return RNG.randrange(-1000, 1000)
+    if kind == 1:
+        return RNG.choice([2**53, 2**63 - 1, 2**64 - 1, -2**63, 10**14, 10**14 - 1, -10**15])
+    if kind == 2:
+        return RNG.choice([0.5, -1.25, 1e100, 3.14159265358979, 1e-7, 123456.789, 2.0**70])
+    if kind == 3:
+        return RNG.choice([True, False, None])
+    return rand_string()
+
+
+def rand_value(depth=0):
+    if depth >= 3 or RNG.random() < 0.5:
+        return rand_scalar()
+    if RNG.random() < 0.6:
+        return [rand_value(depth + 1) for _ in range(RNG.randrange(0, 4))]
+    return {rand_string() or "k": rand_value(depth + 1)}
+
+
+def lua_literal(v):
+    """`v` as a Lua expression (values built in Lua: EVAL arguments would go through the
+    argument decoder instead, which is another component's business)."""
+    if v is None:
+        return "box.NULL"
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int):
+        if v > 2**53:
+            return f"{v}ULL"
+        if v < -2**53:
+            return f"{v}LL"
+        return str(v)
+    if isinstance(v, float):
+        return repr(v)
+    if isinstance(v, str):
+        return '"' + "".join(c if c.isalnum() or c in " .,-_" else
+                             "".join(f"\\{b}" for b in c.encode()) for c in v) + '"'
+    if isinstance(v, list):
+        return "{" + ", ".join(lua_literal(x) for x in v) + "}"
+    return "{" + ", ".join(f"[{lua_literal(k)}] = {lua_literal(x)}" for k, x in v.items()) + "}"
+
+
+RANDOM_VALUES = [rand_value() for _ in range(60)]
+for v in RANDOM_VALUES:
+    lit = lua_literal(v)
+    case("random", f"return require('yaml').encode({lit})", f"return require('json').encode({lit})",
+         f"local json = require('json') return json.decode(json.encode({lit}))",
+         f"local m = require('msgpack') return m.decode(m.encode({lit}))",
+         f"local y = require('yaml') return y.decode(y.encode({lit}))",
+         f"local m = require('msgpack') local y = require('yaml') return y.encode(m.decode(m.encode({lit})))",
+         f"local j = require('json') local y = require('yaml') return y.encode(j.decode(j.encode({lit})))")
+
 SPACE = 741
 # `T{...}`: a tuple (box.tuple.new is not everywhere yet): the row replaced into a space,
 # its first field a counter.
@@ -418,9 +487,9 @@ def mask(x):
     return x
 
 
-def run(conn, chunk):
+def run(conn, chunk, args):
     try:
-        return ("ok", mask(conn.eval(chunk).data))
+        return ("ok", mask(conn.eval(chunk, args).data))
     except tarantool.error.DatabaseError as e:
         return ("error", mask(e.message))
 
@@ -436,14 +505,15 @@ def outcomes(module_server_factory):
             conn.insert(280, [SPACE, 1, "modtest", "memtx", 0, {}, []])
             conn.insert(288, [SPACE, 0, "pk", "tree", {"unique": True}, [[0, "unsigned"]]])
             conn.eval(TUPLE_MAKER)
-            results[kind] = [run(conn, chunk) for _group, chunk in CASES]
+            results[kind] = [run(conn, chunk, args) for _group, chunk, args in CASES]
         finally:
             conn.close()
     return results
 
 
 @pytest.mark.parametrize("i", range(len(CASES)),
-                         ids=[f"{n:03d}-{g}" for n, (g, _c) in enumerate(CASES)])
+                         ids=[f"{n:03d}-{g}" for n, (g, _c, _a) in enumerate(CASES)])
 def test_same_as_tarantool(outcomes, i):
     want, got = outcomes["tarantool"][i], outcomes["spindle"][i]
-    assert got == want, f"{CASES[i][1]}\n  tarantool: {want!r}\n  spindle:   {got!r}"
+    assert got == want, (f"{CASES[i][1]} {CASES[i][2]!r}\n  tarantool: {want!r}\n"
+                         f"  spindle:   {got!r}")

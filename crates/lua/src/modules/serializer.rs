@@ -3,6 +3,8 @@
 //! `spindle_emit` print (`luaL_tofield`): numbers, 64-bit cdata, `box.NULL`, tuples, tables
 //! with their `__serialize` hints, and what happens to values no format can hold.
 
+use std::cell::{Cell, RefCell};
+
 use mlua::{Function, Lua, Table, Value};
 use spindle_emit::Value as Out;
 
@@ -18,6 +20,10 @@ pub struct Options {
     pub invalid_as_nil: bool,
     pub load_metatables: bool,
     pub max_depth: usize,
+    /// What a table that contains itself becomes: YAML (whose Tarantool printer uses
+    /// anchors) prints its `tostring`; JSON and MessagePack fail as Tarantool's do when the
+    /// nesting runs out.
+    pub cycle_as_text: bool,
 }
 
 impl Default for Options {
@@ -27,6 +33,7 @@ impl Default for Options {
             invalid_as_nil: false,
             load_metatables: true,
             max_depth: MAX_DEPTH,
+            cycle_as_text: false,
         }
     }
 }
@@ -53,6 +60,7 @@ impl Options {
             invalid_as_nil: flag("encode_invalid_as_nil", d.invalid_as_nil),
             load_metatables: flag("encode_load_metatables", d.load_metatables),
             max_depth,
+            cycle_as_text: false,
         }
     }
 }
@@ -104,16 +112,34 @@ pub type Failure = String;
 
 /// `v` as the emitters' value model.
 pub fn to_value(lua: &Lua, v: &Value, opts: &Options) -> Result<Out, Failure> {
-    Converter { lua, opts }.value(v, 0)
+    Converter {
+        lua,
+        opts,
+        path: RefCell::new(Vec::new()),
+        budget: Cell::new(MAX_NODES),
+    }
+    .value(v, 0)
 }
+
+/// The most values one conversion makes: tables shared many times over could otherwise
+/// expand without bound.
+const MAX_NODES: usize = 10_000_000;
 
 struct Converter<'a> {
     lua: &'a Lua,
     opts: &'a Options,
+    /// The tables being converted, outermost first (a table met again among them is a cycle).
+    path: RefCell<Vec<*const std::ffi::c_void>>,
+    budget: Cell<usize>,
 }
 
 impl Converter<'_> {
     fn value(&self, v: &Value, depth: usize) -> Result<Out, Failure> {
+        let left = self.budget.get();
+        if left == 0 {
+            return Err("too many values to serialize".into());
+        }
+        self.budget.set(left - 1);
         Ok(match v {
             Value::Nil => Out::Null,
             Value::Boolean(b) => Out::Bool(*b),
@@ -125,7 +151,17 @@ impl Converter<'_> {
                 if depth >= self.opts.max_depth {
                     return Err("Too high nest level".into());
                 }
-                self.table(t, depth)?
+                let ptr = t.to_pointer();
+                if self.path.borrow().contains(&ptr) {
+                    if self.opts.cycle_as_text {
+                        return Ok(Out::Str(v.to_string().unwrap_or_default().into_bytes()));
+                    }
+                    return Err("Too high nest level".into());
+                }
+                self.path.borrow_mut().push(ptr);
+                let out = self.table(t, depth);
+                self.path.borrow_mut().pop();
+                out?
             }
             Value::UserData(ud) => {
                 if let Ok(t) = ud.borrow::<LuaTuple>() {

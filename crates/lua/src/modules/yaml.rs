@@ -29,7 +29,11 @@ fn instance(lua: &Lua) -> mlua::Result<Table> {
                 (1, _) | (2, Some(Value::Table(_))) => args.front().cloned().unwrap_or(Value::Nil),
                 _ => return Err(USAGE.to_string()),
             };
-            let text = encode(lua, &value, &Options::from_cfg(&cfg))?;
+            let opts = Options {
+                cycle_as_text: true,
+                ..Options::from_cfg(&cfg)
+            };
+            let text = encode(lua, &value, &opts)?;
             lua.create_string(text).map_err(|e| super::message(&e))
         })?,
     )?;
@@ -58,6 +62,7 @@ fn console_options() -> Options {
     Options {
         use_tostring: true,
         invalid_as_nil: true,
+        cycle_as_text: true,
         ..Options::default()
     }
 }
@@ -276,6 +281,8 @@ mod tests {
             "---\n- a:\n    b: c\n...\n"
         );
         assert!(fmt(&l, "return function() end").starts_with("---\n- 'function: 0x"));
+        let globals = fmt(&l, "return _G");
+        assert!(globals.contains("_G: 'table: 0x"), "{globals}");
     }
 
     #[test]
