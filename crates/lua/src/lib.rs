@@ -19,5 +19,6 @@ mod tuple;
 pub mod txn;
 
 pub use cfg::{BootParts, Host};
+pub use modules::yaml::console_format;
 pub use runtime::LuaRuntime;
 pub use script::{run_main, Start};
