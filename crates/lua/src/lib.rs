@@ -6,6 +6,7 @@
 //! (`convert`). A statement's commit parks its fiber until the WAL answers.
 
 mod api;
+mod console;
 mod context;
 mod convert;
 mod modules;
