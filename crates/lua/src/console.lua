@@ -286,8 +286,17 @@ local function get_default_output(...)
     return default_output
 end
 
+-- Tarantool raises these with the position of its own source line; clients print them so.
+local LISTEN_ERROR_AT = 'builtin/box/console.lua:865: '
+local USAGE_AT = 'builtin/box/console.lua:857: '
+
 local function listen(uri)
-    return internal.listen(uri)
+    local server, err = internal.listen(uri)
+    if server == nil then
+        local at = err:find('^Usage') and USAGE_AT or LISTEN_ERROR_AT
+        error(at .. err, 0)
+    end
+    return server
 end
 
 -- One statement from stdin: lines are joined while the statement is incomplete (or, with a

@@ -11,6 +11,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::ffi::c_void;
 use std::io::{self, Read, Write};
+use std::os::fd::{FromRawFd, IntoRawFd, RawFd};
 use std::os::raw::c_int;
 use std::panic::AssertUnwindSafe;
 use std::path::PathBuf;
@@ -159,13 +160,32 @@ impl Stream {
 
 fn bind(endpoint: &Endpoint) -> io::Result<Listener> {
     match endpoint {
-        Endpoint::Tcp(addr) => Ok(Listener::Tcp(may::net::TcpListener::bind(addr.as_str())?)),
+        // Bound by std, not by may (which sets SO_REUSEPORT: a second console on the same port
+        // would then share its connections instead of failing).
+        Endpoint::Tcp(addr) => {
+            let listener = std::net::TcpListener::bind(addr.as_str())?;
+            Ok(Listener::Tcp(into_may(listener.into_raw_fd(), |fd| {
+                // SAFETY: `fd` is a listening TCP socket that nothing else owns any more.
+                unsafe { may::net::TcpListener::from_raw_fd(fd) }
+            })?))
+        }
         Endpoint::Unix(path) => {
             remove_dead_socket(path);
-            let listener = may::os::unix::net::UnixListener::bind(path)?;
+            let listener = std::os::unix::net::UnixListener::bind(path)?;
+            let listener = into_may(listener.into_raw_fd(), |fd| {
+                // SAFETY: `fd` is a listening Unix socket that nothing else owns any more.
+                unsafe { may::os::unix::net::UnixListener::from_raw_fd(fd) }
+            })?;
             Ok(Listener::Unix(listener, path.clone()))
         }
     }
+}
+
+/// Hands a bound socket to may, which registers it with its poller (and panics if it
+/// cannot: that becomes an error here).
+fn into_may<T>(fd: RawFd, wrap: impl FnOnce(RawFd) -> T) -> io::Result<T> {
+    std::panic::catch_unwind(AssertUnwindSafe(|| wrap(fd)))
+        .map_err(|_| io::Error::other("cannot register the socket with the scheduler"))
 }
 
 /// A socket file nobody listens on is left over from a process that died: remove it, as
@@ -241,27 +261,34 @@ impl UserData for ConsoleServer {
     }
 }
 
-/// `console.listen(uri)`: binds (raising on failure) and starts the accepting fiber.
-fn listen(lua: &Lua, uri: Value) -> mlua::Result<ConsoleServer> {
-    let endpoint = parse_uri(&uri)
-        .ok_or_else(|| mlua::Error::runtime("Usage: console.listen(\"[host:]port\")"))?;
-    let listener = bind(&endpoint).map_err(|e| {
-        mlua::Error::runtime(format!(
-            "failed to create server {endpoint}: {}",
-            os_message(&e)
-        ))
-    })?;
-    let listener = Rc::new(listener);
+/// `internal.listen(uri)` → the server object, or nil and the reason: `console.lua` raises
+/// it as a string, as Tarantool does.
+fn listen(lua: &Lua, uri: Value) -> mlua::Result<(Option<ConsoleServer>, Option<String>)> {
+    let Some(endpoint) = parse_uri(&uri) else {
+        return Ok((
+            None,
+            Some("Usage: console.listen(\"[host:]port\")".to_string()),
+        ));
+    };
+    let listener = match bind(&endpoint) {
+        Ok(listener) => Rc::new(listener),
+        Err(e) => {
+            let why = format!("failed to create server {endpoint}: {}", os_message(&e));
+            return Ok((None, Some(why)));
+        }
+    };
     let closed = Rc::new(Cell::new(false));
     let (accepting, stop, fiber_lua) = (listener.clone(), closed.clone(), lua.clone());
-    spawn_tx(move || accept_loop(fiber_lua, &accepting, &stop))
-        .map_err(|e| mlua::Error::runtime(format!("console: cannot start a fiber: {e}")))?;
+    if let Err(e) = spawn_tx(move || accept_loop(fiber_lua, &accepting, &stop)) {
+        return Ok((None, Some(format!("console: cannot start a fiber: {e}"))));
+    }
     info!("console: listening on {endpoint}");
-    Ok(ConsoleServer {
+    let server = ConsoleServer {
         listener,
         closed,
         name: endpoint.to_string(),
-    })
+    };
+    Ok((Some(server), None))
 }
 
 /// The OS's text for an error, without Rust's "(os error N)".
