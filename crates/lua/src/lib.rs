@@ -7,6 +7,7 @@
 
 mod api;
 mod cfg;
+mod console;
 mod context;
 mod convert;
 pub mod modules;

@@ -28,6 +28,8 @@ pub enum Command {
     Serve(Box<ServeArgs>),
     /// Print the rows of .xlog/.snap files, like `tarantoolctl cat`.
     Cat(spindle_cat::CatArgs),
+    /// Connect to a console or binary port, like `tarantoolctl connect`.
+    Connect(spindle_connect::ConnectArgs),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Deserialize)]

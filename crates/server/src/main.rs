@@ -47,6 +47,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Serve(args) => serve(*args),
         Command::Cat(args) => spindle_cat::run(args),
+        Command::Connect(args) => spindle_connect::run(args),
     }
 }
 

@@ -159,6 +159,7 @@ pub fn install(lua: &Lua) -> mlua::Result<()> {
     preload_lua(lua, "clock", include_str!("clock.lua"))?;
     preload_lua(lua, "errno", include_str!("errno.lua"))?;
     preload_lua(lua, "fun", include_str!("fun.lua"))?;
+    crate::console::install(lua)?;
     Ok(())
 }
 
