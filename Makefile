@@ -15,6 +15,7 @@
 #                table (cells more than 3% worse are marked); the revision is built in a git
 #                worktree under $(CARGO_TARGET_DIR or target)/bench-baseline, reused per commit
 #   make test-integration         only the Python suite (against spindle and Tarantool)
+#   make test-tarantool-python    tarantool-python 1.3.0's own test suite against spindle
 #   make validate-tests           the Python suite against real Tarantool only
 #                                 (DIFF_AGAINST=tarantool, TEST_SERVERS=tarantool)
 
@@ -43,7 +44,7 @@ BENCH_BASELINE ?=
 BENCH_BASELINE_REV ?=
 BENCH_ARGS ?=
 
-.PHONY: build run deps deps-tarantool deps-python test test-rust test-integration validate-tests lint fmt bench
+.PHONY: build run deps deps-tarantool deps-python test test-rust test-integration test-tarantool-python validate-tests lint fmt bench
 
 build:
 	$(CARGO) build --release
@@ -78,7 +79,7 @@ deps-python:
 		$(PYTHON) -c '$(PY_DEPS_OK)'; \
 	fi
 
-test: deps build lint test-rust test-integration
+test: deps build lint test-rust test-integration test-tarantool-python
 
 test-rust:
 	@if command -v cargo-nextest >/dev/null; then \
@@ -89,6 +90,12 @@ test-rust:
 
 test-integration:
 	$(PYTHON) -m pytest -q tests $(PYTEST_ARGS)
+
+# tarantool-python 1.3.0's own test suite against spindle (tests/tarantool_python/run_suite.py);
+# TPY_ARGS=--oracle runs it against Tarantool 2.6 instead.
+TPY_ARGS ?=
+test-tarantool-python:
+	$(PYTHON) tests/tarantool_python/run_suite.py $(TPY_ARGS)
 
 validate-tests: deps
 	DIFF_AGAINST=tarantool TEST_SERVERS=tarantool $(PYTHON) -m pytest -q tests \

@@ -78,16 +78,14 @@ def run(oracle, pattern):
 
 
 def results(output):
-    """test id -> ok / skipped / FAIL / ERROR, from unittest's -v lines."""
+    """test id -> ok / skipped / FAIL / ERROR, from unittest's -v lines (`name (id) ... ok`,
+    the outcome possibly on a later line after the test's own output) and its error reports."""
     out = {}
-    for m in re.finditer(r"^(\w+) \(([\w.]+)\.(\w+)\)[^\n]*? \.\.\. (ok|skipped|FAIL|ERROR)",
-                         output, re.M | re.S):
-        out[f"{m.group(2)}.{m.group(3)}.{m.group(1)}"] = m.group(4)
-    for m in re.finditer(r"^(\w+) \(([\w.]+)\.(\w+)\)\n.*?\.\.\. (ok|skipped|FAIL|ERROR)",
+    for m in re.finditer(r"^\w+ \(([\w.]+)\)(?:[^\n]*\n)*?[^\n]*?\.\.\. (ok|skipped|FAIL|ERROR)",
                          output, re.M):
-        out.setdefault(f"{m.group(2)}.{m.group(3)}.{m.group(1)}", m.group(4))
-    for m in re.finditer(r"^(FAIL|ERROR): (\w+) \(([\w.]+)\.(\w+)", output, re.M):
-        out[f"{m.group(3)}.{m.group(4)}.{m.group(2)}"] = m.group(1)
+        out.setdefault(m.group(1), m.group(2))
+    for m in re.finditer(r"^(FAIL|ERROR): \w+ \(([\w.]+)\)", output, re.M):
+        out[m.group(2)] = m.group(1)
     return out
 
 
