@@ -151,6 +151,15 @@ CASES = [
     ev("local q = box.schema.space.create('qq') q:create_index('pk') q:insert{1} "
        "return q:drop(), box.space.qq"),
     # box.space as a table
+    ev("local s = box.space.s local r = {} for k, v in pairs(s) do "
+       "if type(v) ~= 'function' and type(v) ~= 'table' and type(v) ~= 'cdata' then "
+       "r[k] = v end end return r"),
+    ev("local s = box.space.s local r = {} for k, v in pairs(s.index) do "
+       "r[#r + 1] = tostring(k) end table.sort(r) return r"),
+    ev("local r = {} for k, v in pairs(box.space._space.index.name) do "
+       "if type(v) ~= 'function' and type(v) ~= 'table' and type(v) ~= 'cdata' then "
+       "r[k] = v end end return r, box.space._space.index.name.parts"),
+    ev("return box.space._space.id, box.space._vspace.engine, box.space._schema.enabled"),
     ev("local n = 0 for k, v in pairs(box.space) do n = n + 1 end return n"),
     ev("local names = {} for k, v in pairs(box.space) do "
        "if type(k) == 'string' then names[#names + 1] = k end end "
@@ -335,6 +344,7 @@ CASES = [
     ev("return box.schema.user.drop('public')"),
     ev("return box.schema.user.exists('u2'), box.space._priv.index.primary:select{33}"),
     # -- functions ------------------------------------------------------------------------
+    ev("local n = 0 for k, v in pairs(box.func) do n = n + 1 end return n, box.func.LUA.id"),
     ev("return box.schema.func.create('f1')"),
     ev("return box.schema.func.create('f1')"),
     ev("return box.schema.func.create('f1', {if_not_exists = true})"),
@@ -353,6 +363,12 @@ CASES = [
        "return box.func.f1:call({1})"),
     ev("return box.func.f2.name, box.func.f2.setuid, box.func.f2.language, box.func.f2.id, "
        "box.func.nosuch"),
+    ev("return box.func.f1, box.func.f2"),
+    ev("local names = {} for k, v in pairs(box.func) do "
+       "if type(k) == 'string' and k:sub(1, 1) == 'f' then names[#names + 1] = k end end "
+       "table.sort(names) return names"),
+    ev("local n = 0 for k, v in pairs(box.func) do n = n + 1 end return n"),
+    ev("return box.func.f1:call({1, 2}), box.func.f1:call(), box.func.f2:call({4})"),
     call("f1", 5),
     call("f2", 21),
     call("f2", "x"),

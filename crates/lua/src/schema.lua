@@ -61,7 +61,9 @@ local function part_from_row(part)
     if part[1] ~= nil then
         return { fieldno = part[1] + 1, type = part[2], is_nullable = false }
     end
-    return { fieldno = (part.field or 0) + 1, type = part.type, is_nullable = part.is_nullable == true }
+    return {
+        fieldno = (part.field or 0) + 1, type = part.type, is_nullable = part.is_nullable == true,
+    }
 end
 
 local function fill_index(index, row)
@@ -89,6 +91,7 @@ local function fill_space(space, row, index_rows)
     local flags = row[6] or {}
     space.temporary = flags.temporary == true
     space.is_local = flags.group_id == 1 or flags.is_local == true
+    space.is_sync = flags.is_sync == true
     space.enabled = true
     space.index = space.index or setmetatable({}, index_table_mt)
     local old = {}
@@ -139,17 +142,6 @@ setmetatable(spaces, {
 })
 box.space = spaces
 
--- Every request starts from the current schema, whatever changed it (DDL through the system
--- spaces, a replica's rows).
-local call, eval = internal.call, internal.eval
-function internal.call(...)
-    pcall(refresh)
-    return call(...)
-end
-function internal.eval(...)
-    pcall(refresh)
-    return eval(...)
-end
 
 -- The space a method was called on, if it still exists.
 local function live_space(space, method)
@@ -617,7 +609,9 @@ local function grant(want_role, user, privilege, object_type, name, opts)
             raise(90, string.format("User '%s' already has role '%s'", tostring(user), name))
         end
         local on = object_type
-        if object_type ~= 'universe' then on = string.format("%s '%s'", on, tostring(name or '')) end
+        if object_type ~= 'universe' then
+            on = string.format("%s '%s'", on, tostring(name or ''))
+        end
         raise(89, string.format("User '%s' already has %s access on %s", tostring(user),
             tostring(privilege), on))
     end
@@ -840,14 +834,29 @@ function func_methods.call(f, args)
     return unpack(results, 2, table.maxn(results))
 end
 
+local function add_func(row)
+    local exports = { lua = false, sql = false }
+    for _, language in ipairs(type(row[15]) == 'table' and row[15] or {}) do
+        exports[string.lower(language)] = true
+    end
+    local opts = type(row[16]) == 'table' and row[16] or {}
+    local f = setmetatable({
+        id = row[1], name = row[3], setuid = row[4] == 1, language = row[5],
+        returns = row[9], aggregate = row[10], is_deterministic = row[12] == true,
+        exports = exports, is_multikey = opts.is_multikey == true,
+    }, func_mt)
+    if row[6] ~= nil and row[6] ~= '' then
+        f.body, f.is_sandboxed = row[6], row[13] == true
+    end
+    rawset(funcs, f.id, f)
+    rawset(funcs, f.name, f)
+end
+
+-- box.func lists the functions Lua can call (SQL built-ins stay out, as in 2.6).
 local function refresh_funcs()
     for k in pairs(funcs) do rawset(funcs, k, nil) end
     for _, row in ipairs(sys_select(FUNC, 0, nil)) do
-        rawset(funcs, row[3], setmetatable({
-            id = row[1], name = row[3], setuid = row[4] == 1, language = row[5],
-            returns = row[9], aggregate = row[10], is_deterministic = row[12] == true,
-            is_sandboxed = row[13] == true,
-        }, func_mt))
+        if row[5] ~= 'SQL_BUILTIN' then add_func(row) end
     end
 end
 
@@ -857,6 +866,31 @@ box.func = setmetatable(funcs, {
         return rawget(funcs, name)
     end,
 })
+
+-- `_func` changes leave the schema version alone: its row count tells creates and drops.
+local funcs_seen = nil
+
+local function refresh_funcs_if_changed()
+    local count = internal.len(FUNC)
+    if count ~= funcs_seen then
+        refresh_funcs()
+        funcs_seen = count
+    end
+end
+
+-- Every request starts from the current schema, whatever changed it (DDL through the system
+-- spaces, a replica's rows).
+local call, eval = internal.call, internal.eval
+function internal.call(...)
+    pcall(refresh)
+    pcall(refresh_funcs_if_changed)
+    return call(...)
+end
+function internal.eval(...)
+    pcall(refresh)
+    pcall(refresh_funcs_if_changed)
+    return eval(...)
+end
 
 local func_options = {
     setuid = 'boolean', if_not_exists = 'boolean', language = 'string', body = 'string',
