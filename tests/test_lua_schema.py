@@ -343,6 +343,25 @@ CASES = [
     ev("return box.schema.user.drop('guest')"),
     ev("return box.schema.user.drop('public')"),
     ev("return box.schema.user.exists('u2'), box.space._priv.index.primary:select{33}"),
+    # guest, as connector test scripts set it up
+    ev("return 1", who="guest"),
+    ev("return box.schema.user.grant('guest', 'read,write,execute', 'universe')"),
+    ev("return box.schema.user.grant('guest', 'read,write,execute', 'universe', nil, "
+       "{if_not_exists = true})"),
+    ev("return box.space.s:select{1}", who="guest"),
+    ev("return box.schema.user.revoke('guest', 'read,write,execute', 'universe')"),
+    ev("return 1", who="guest"),
+    ev("return box.schema.user.grant('guest', 'super'), box.schema.user.info('guest')"),
+    ev("return box.space.s:count()", who="guest"),
+    ev("return box.schema.user.revoke('guest', 'super')"),
+    ev("local t = box.schema.space.create('tester', {id = 999, if_not_exists = true, "
+       "format = {{name = 'id', type = 'unsigned'}, {name = 'name', type = 'string'}}}) "
+       "local t2 = box.schema.space.create('tester', {id = 999, if_not_exists = true}) "
+       "local p = t:create_index('primary', {type = 'tree', parts = {1, 'unsigned'}, "
+       "if_not_exists = true}) "
+       "local p2 = t:create_index('primary', {type = 'hash', parts = {2, 'string'}, "
+       "if_not_exists = true}) "
+       "return t == t2, p == p2, p.type, p.parts, t.id"),
     # -- functions ------------------------------------------------------------------------
     ev("local n = 0 for k, v in pairs(box.func) do n = n + 1 end return n, box.func.LUA.id"),
     ev("return box.schema.func.create('f1')"),

@@ -803,21 +803,20 @@ local function compile(name, body)
     return fn
 end
 
--- The compiled body of the `_func` function `name`, or nil when it has none.
-local function body_of(row)
-    if row == nil or row[6] == nil or row[6] == '' or string.upper(row[5]) ~= 'LUA' then
-        return nil
-    end
-    local cached = compiled[row[3]]
-    if cached ~= nil and cached.id == row[1] and cached.body == row[6] then return cached.fn end
-    local fn, err = compile(row[3], row[6])
+-- The compiled body of a `box.func` object, or nil when it has none (a global path).
+local function body_of(f)
+    if f == nil or f.body == nil or string.upper(f.language) ~= 'LUA' then return nil end
+    local cached = compiled[f.name]
+    if cached ~= nil and cached.id == f.id and cached.body == f.body then return cached.fn end
+    local fn, err = compile(f.name, f.body)
     if fn == nil then error(new_error(99, err), 0) end
-    compiled[row[3]] = { id = row[1], body = row[6], fn = fn }
+    compiled[f.name] = { id = f.id, body = f.body, fn = fn }
     return fn
 end
 
+-- For CALL, which has caught up with `_func` when the request started.
 function internal.persistent(name)
-    return body_of(first(sys_select(FUNC, 2, { name })))
+    return body_of(rawget(funcs, name))
 end
 
 local func_methods = {}
