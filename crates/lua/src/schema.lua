@@ -288,16 +288,13 @@ end
 function space_mt:drop()
     live_space(self, 'drop')
     local id = self.id
-    for _, row in ipairs(sys_select(SPACE_SEQUENCE, 0, { id })) do
-        run_dml('delete', SPACE_SEQUENCE, { row[1] }, nil, 0)
-    end
+    -- The deletes 2.6 makes whether or not there is a row (they need write access).
+    run_dml('delete', SPACE_SEQUENCE, { id }, nil, 0)
     local iids = {}
     for _, row in ipairs(sys_select(INDEX, 0, { id })) do iids[#iids + 1] = row[2] end
     for i = #iids, 1, -1 do run_dml('delete', INDEX, { id, iids[i] }, nil, 0) end
     delete_privs_on('space', id)
-    if first(sys_select(TRUNCATE, 0, { id })) ~= nil then
-        run_dml('delete', TRUNCATE, { id }, nil, 0)
-    end
+    run_dml('delete', TRUNCATE, { id }, nil, 0)
     run_dml('delete', SPACE, { id }, nil, 0)
     refresh()
 end
