@@ -146,7 +146,8 @@ box.space = spaces
 -- The space a method was called on, if it still exists.
 local function live_space(space, method)
     if type(space) ~= 'table' or space.id == nil then
-        illegal(string.format('Use space:%s(...) instead of space.%s(...)', method, method))
+        -- A plain Lua error, as 2.6 raises it (with a position in box.schema's code).
+        error(string.format('Use space:%s(...) instead of space.%s(...)', method, method), 3)
     end
     refresh()
     if rawget(spaces, space.id) == nil then
@@ -422,7 +423,7 @@ end
 
 local function check_index(index, method)
     if type(index) ~= 'table' or index.space_id == nil then
-        illegal(string.format('Use index:%s(...) instead of index.%s(...)', method, method))
+        error(string.format('Use index:%s(...) instead of index.%s(...)', method, method), 3)
     end
 end
 
