@@ -121,6 +121,9 @@ CASES = [
     ev("return s:create_index('t4', {parts = {{'v', 'unsigned'}, {2, 'string'}}, id = 20})"),
     ev("return box.space._index:select{s.id}"),
     ev("return s:create_index('x', {bogus = 1})"),
+    ev("return s:create_index('xn', {name = 'y'}).name, s.index.xn:drop()"),
+    ev("return s:create_index('xs', {sequence = false, parts = {2, 'string'}, "
+       "unique = false}).id, s.index.xs:drop()"),
     ev("return s:create_index('x', {type = 'bitset2'})"),
     ev("return s:create_index('x', {unique = 'yes'})"),
     ev("return s:create_index(5)"),

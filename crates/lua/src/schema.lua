@@ -109,9 +109,9 @@ end
 
 -- Rebuilds box.space when the schema version moved: objects of live spaces keep their
 -- identity (a `local s = box.space.x` sees a rename), dropped ones leave the table.
-function refresh(force)
+function refresh()
     local version = internal.schema_version()
-    if version == loaded_version and not force then return end
+    if version == loaded_version then return end
     loaded_version = version
     local by_space = {}
     for _, irow in ipairs(sys_select(INDEX, 0, nil)) do
@@ -141,7 +141,6 @@ setmetatable(spaces, {
     end,
 })
 box.space = spaces
-
 
 -- The space a method was called on, if it still exists.
 local function live_space(space, method)
@@ -399,7 +398,7 @@ function space_mt:create_index(name, opts)
         if opts.if_not_exists then return existing end
         raise(85, string.format("Index '%s' already exists", name))
     end
-    if opts.sequence ~= nil then raise(5, 'spindle does not support sequences') end
+    if opts.sequence then raise(5, 'spindle does not support sequences') end
     local format = space_format(self.id)
     local parts = opts.parts
     if parts == nil then
