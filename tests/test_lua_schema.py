@@ -414,6 +414,13 @@ CASES = [
     ev("return box.schema.func.create('f3', {bogus = 1})"),
     ev("return box.schema.func.create('f3', {body = 'x x'})"),
     ev("return box.schema.func.create('f3', {setuid = 'yes'})"),
+    ev("return box.schema.func.create('f3', {body = '1'})"),
+    ev("return box.schema.func.create('f3', {body = 'error(\"at load\")'})"),
+    ev("return box.schema.func.create(5)"),
+    ev("return box.schema.func.drop(66)"),
+    ev("return box.schema.func.drop('LUA')"),
+    unplaced(ev("return box.func.f2:call(21)")),
+    unplaced(ev("return box.func.f2.call({21})")),
     ev("return box.schema.func.exists('f1'), box.schema.func.exists('nosuch'), "
        "box.schema.func.exists(1)"),
     ev("return box.func.f2:call({21})"),

@@ -786,18 +786,19 @@ function role.revoke(...) return revoke(true, ...) end
 local funcs = {}       -- the box.func table
 local compiled = {}    -- name -> { id, body, fn }: bodies compiled once per version
 
--- The function a body defines: `body` is an expression (`function(a) ... end`).
+-- The function a body defines: `body` is an expression (`function(a) ... end`), evaluated
+-- with no globals (as 2.6 does); the function it gives runs with the global environment.
 local function compile(name, body)
+    local failed = "Failed to dynamically load function '%s': %s"
     local chunk, err = loadstring('return ' .. body)
-    if chunk == nil then
-        return nil, string.format("Failed to dynamically load function '%s': %s", name, err)
-    end
+    if chunk == nil then return nil, string.format(failed, name, err) end
+    setfenv(chunk, {})
     local ok, fn = pcall(chunk)
-    if not ok or type(fn) ~= 'function' then
-        return nil, string.format(
-            "Failed to dynamically load function '%s': given body doesn't define a function", name)
+    if not ok then return nil, string.format(failed, name, tostring(fn)) end
+    if type(fn) ~= 'function' then
+        return nil, string.format(failed, name, "given body doesn't define a function")
     end
-    return fn
+    return setfenv(fn, _G)
 end
 
 -- The compiled body of a `box.func` object, or nil when it has none (a global path).
@@ -901,7 +902,10 @@ box.schema.func = func
 
 function func.create(name, opts)
     opts = check_options(opts, func_options)
-    if type(name) ~= 'string' then illegal('name should be a string') end
+    if type(name) ~= 'string' then
+        -- What 2.6's lookup of the name in `_func` fails with.
+        raise(18, 'Supplied key type of part 0 does not match index part type: expected string')
+    end
     if func_row(name) ~= nil then
         if opts.if_not_exists then return end
         raise(52, string.format("Function '%s' already exists", name))
@@ -933,6 +937,10 @@ function func.drop(name, opts)
     if row == nil then
         if opts.if_exists then return end
         raise(51, string.format("Function '%s' does not exist", tostring(name)))
+    end
+    if row[5] == 'SQL_BUILTIN' then
+        -- 2.6 names the function by its owner's id in this message.
+        raise(71, string.format("Can't drop function %d: function is SQL built-in", row[2]))
     end
     delete_privs_on('function', row[1])
     run_dml('delete', FUNC, { row[1] }, nil, 0)
