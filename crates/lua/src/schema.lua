@@ -812,11 +812,6 @@ local function body_of(f)
     return fn
 end
 
--- For CALL, which has caught up with `_func` when the request started.
-function internal.persistent(name)
-    return body_of(rawget(funcs, name))
-end
-
 local func_methods = {}
 local func_mt = { __index = func_methods }
 
@@ -876,12 +871,16 @@ local function refresh_funcs_if_changed()
 end
 
 -- Every request starts from the current schema, whatever changed it (DDL through the system
--- spaces, a replica's rows).
+-- spaces, a replica's rows). CALL runs a `_func` function's body if it has one; otherwise the
+-- name resolves as a global path (box.lua's `call`).
 local call, eval = internal.call, internal.eval
-function internal.call(...)
+function internal.call(name, ...)
     pcall(refresh)
     pcall(refresh_funcs_if_changed)
-    return call(...)
+    local found, body = pcall(body_of, rawget(funcs, name))
+    if not found then return false, body end
+    if body ~= nil then return pcall(body, ...) end
+    return call(name, ...)
 end
 function internal.eval(...)
     pcall(refresh)
