@@ -252,10 +252,6 @@ internal.checked = checked
 internal.run_dml = dml
 
 function internal.call(name, ...)
-    -- A `_func` function with a body runs it; one without resolves as a global path.
-    local found, body = pcall(internal.persistent, name)
-    if not found then return false, body end
-    if body ~= nil then return pcall(body, ...) end
     local f, object, is_method = resolve(name)
     if f == nil then
         return false, new_error(33, string.format("Procedure '%s' is not defined", name))

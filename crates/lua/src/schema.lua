@@ -61,7 +61,9 @@ local function part_from_row(part)
     if part[1] ~= nil then
         return { fieldno = part[1] + 1, type = part[2], is_nullable = false }
     end
-    return { fieldno = (part.field or 0) + 1, type = part.type, is_nullable = part.is_nullable == true }
+    return {
+        fieldno = (part.field or 0) + 1, type = part.type, is_nullable = part.is_nullable == true,
+    }
 end
 
 local function fill_index(index, row)
@@ -89,6 +91,7 @@ local function fill_space(space, row, index_rows)
     local flags = row[6] or {}
     space.temporary = flags.temporary == true
     space.is_local = flags.group_id == 1 or flags.is_local == true
+    space.is_sync = flags.is_sync == true
     space.enabled = true
     space.index = space.index or setmetatable({}, index_table_mt)
     local old = {}
@@ -106,9 +109,9 @@ end
 
 -- Rebuilds box.space when the schema version moved: objects of live spaces keep their
 -- identity (a `local s = box.space.x` sees a rename), dropped ones leave the table.
-function refresh(force)
+function refresh()
     local version = internal.schema_version()
-    if version == loaded_version and not force then return end
+    if version == loaded_version then return end
     loaded_version = version
     local by_space = {}
     for _, irow in ipairs(sys_select(INDEX, 0, nil)) do
@@ -139,22 +142,11 @@ setmetatable(spaces, {
 })
 box.space = spaces
 
--- Every request starts from the current schema, whatever changed it (DDL through the system
--- spaces, a replica's rows).
-local call, eval = internal.call, internal.eval
-function internal.call(...)
-    pcall(refresh)
-    return call(...)
-end
-function internal.eval(...)
-    pcall(refresh)
-    return eval(...)
-end
-
 -- The space a method was called on, if it still exists.
 local function live_space(space, method)
     if type(space) ~= 'table' or space.id == nil then
-        illegal(string.format('Use space:%s(...) instead of space.%s(...)', method, method))
+        -- A plain Lua error, as 2.6 raises it (with a position in box.schema's code).
+        error(string.format('Use space:%s(...) instead of space.%s(...)', method, method), 3)
     end
     refresh()
     if rawget(spaces, space.id) == nil then
@@ -296,16 +288,13 @@ end
 function space_mt:drop()
     live_space(self, 'drop')
     local id = self.id
-    for _, row in ipairs(sys_select(SPACE_SEQUENCE, 0, { id })) do
-        run_dml('delete', SPACE_SEQUENCE, { row[1] }, nil, 0)
-    end
+    -- The deletes 2.6 makes whether or not there is a row (they need write access).
+    run_dml('delete', SPACE_SEQUENCE, { id }, nil, 0)
     local iids = {}
     for _, row in ipairs(sys_select(INDEX, 0, { id })) do iids[#iids + 1] = row[2] end
     for i = #iids, 1, -1 do run_dml('delete', INDEX, { id, iids[i] }, nil, 0) end
     delete_privs_on('space', id)
-    if first(sys_select(TRUNCATE, 0, { id })) ~= nil then
-        run_dml('delete', TRUNCATE, { id }, nil, 0)
-    end
+    run_dml('delete', TRUNCATE, { id }, nil, 0)
     run_dml('delete', SPACE, { id }, nil, 0)
     refresh()
 end
@@ -409,7 +398,7 @@ function space_mt:create_index(name, opts)
         if opts.if_not_exists then return existing end
         raise(85, string.format("Index '%s' already exists", name))
     end
-    if opts.sequence ~= nil then raise(5, 'spindle does not support sequences') end
+    if opts.sequence then raise(5, 'spindle does not support sequences') end
     local format = space_format(self.id)
     local parts = opts.parts
     if parts == nil then
@@ -433,7 +422,7 @@ end
 
 local function check_index(index, method)
     if type(index) ~= 'table' or index.space_id == nil then
-        illegal(string.format('Use index:%s(...) instead of index.%s(...)', method, method))
+        error(string.format('Use index:%s(...) instead of index.%s(...)', method, method), 3)
     end
 end
 
@@ -617,7 +606,9 @@ local function grant(want_role, user, privilege, object_type, name, opts)
             raise(90, string.format("User '%s' already has role '%s'", tostring(user), name))
         end
         local on = object_type
-        if object_type ~= 'universe' then on = string.format("%s '%s'", on, tostring(name or '')) end
+        if object_type ~= 'universe' then
+            on = string.format("%s '%s'", on, tostring(name or ''))
+        end
         raise(89, string.format("User '%s' already has %s access on %s", tostring(user),
             tostring(privilege), on))
     end
@@ -795,35 +786,30 @@ function role.revoke(...) return revoke(true, ...) end
 local funcs = {}       -- the box.func table
 local compiled = {}    -- name -> { id, body, fn }: bodies compiled once per version
 
--- The function a body defines: `body` is an expression (`function(a) ... end`).
+-- The function a body defines: `body` is an expression (`function(a) ... end`), evaluated
+-- with no globals (as 2.6 does); the function it gives runs with the global environment.
 local function compile(name, body)
+    local failed = "Failed to dynamically load function '%s': %s"
     local chunk, err = loadstring('return ' .. body)
-    if chunk == nil then
-        return nil, string.format("Failed to dynamically load function '%s': %s", name, err)
-    end
+    if chunk == nil then return nil, string.format(failed, name, err) end
+    setfenv(chunk, {})
     local ok, fn = pcall(chunk)
-    if not ok or type(fn) ~= 'function' then
-        return nil, string.format(
-            "Failed to dynamically load function '%s': given body doesn't define a function", name)
+    if not ok then return nil, string.format(failed, name, tostring(fn)) end
+    if type(fn) ~= 'function' then
+        return nil, string.format(failed, name, "given body doesn't define a function")
     end
-    return fn
+    return setfenv(fn, _G)
 end
 
--- The compiled body of the `_func` function `name`, or nil when it has none.
-local function body_of(row)
-    if row == nil or row[6] == nil or row[6] == '' or string.upper(row[5]) ~= 'LUA' then
-        return nil
-    end
-    local cached = compiled[row[3]]
-    if cached ~= nil and cached.id == row[1] and cached.body == row[6] then return cached.fn end
-    local fn, err = compile(row[3], row[6])
+-- The compiled body of a `box.func` object, or nil when it has none (a global path).
+local function body_of(f)
+    if f == nil or f.body == nil or string.upper(f.language) ~= 'LUA' then return nil end
+    local cached = compiled[f.name]
+    if cached ~= nil and cached.id == f.id and cached.body == f.body then return cached.fn end
+    local fn, err = compile(f.name, f.body)
     if fn == nil then error(new_error(99, err), 0) end
-    compiled[row[3]] = { id = row[1], body = row[6], fn = fn }
+    compiled[f.name] = { id = f.id, body = f.body, fn = fn }
     return fn
-end
-
-function internal.persistent(name)
-    return body_of(first(sys_select(FUNC, 2, { name })))
 end
 
 local func_methods = {}
@@ -840,14 +826,29 @@ function func_methods.call(f, args)
     return unpack(results, 2, table.maxn(results))
 end
 
+local function add_func(row)
+    local exports = { lua = false, sql = false }
+    for _, language in ipairs(type(row[15]) == 'table' and row[15] or {}) do
+        exports[string.lower(language)] = true
+    end
+    local opts = type(row[16]) == 'table' and row[16] or {}
+    local f = setmetatable({
+        id = row[1], name = row[3], setuid = row[4] == 1, language = row[5],
+        returns = row[9], aggregate = row[10], is_deterministic = row[12] == true,
+        exports = exports, is_multikey = opts.is_multikey == true,
+    }, func_mt)
+    if row[6] ~= nil and row[6] ~= '' then
+        f.body, f.is_sandboxed = row[6], row[13] == true
+    end
+    rawset(funcs, f.id, f)
+    rawset(funcs, f.name, f)
+end
+
+-- box.func lists the functions Lua can call (SQL built-ins stay out, as in 2.6).
 local function refresh_funcs()
     for k in pairs(funcs) do rawset(funcs, k, nil) end
     for _, row in ipairs(sys_select(FUNC, 0, nil)) do
-        rawset(funcs, row[3], setmetatable({
-            id = row[1], name = row[3], setuid = row[4] == 1, language = row[5],
-            returns = row[9], aggregate = row[10], is_deterministic = row[12] == true,
-            is_sandboxed = row[13] == true,
-        }, func_mt))
+        if row[5] ~= 'SQL_BUILTIN' then add_func(row) end
     end
 end
 
@@ -857,6 +858,35 @@ box.func = setmetatable(funcs, {
         return rawget(funcs, name)
     end,
 })
+
+-- `_func` changes leave the schema version alone: its row count tells creates and drops.
+local funcs_seen = nil
+
+local function refresh_funcs_if_changed()
+    local count = internal.len(FUNC)
+    if count ~= funcs_seen then
+        refresh_funcs()
+        funcs_seen = count
+    end
+end
+
+-- Every request starts from the current schema, whatever changed it (DDL through the system
+-- spaces, a replica's rows). CALL runs a `_func` function's body if it has one; otherwise the
+-- name resolves as a global path (box.lua's `call`).
+local call, eval = internal.call, internal.eval
+function internal.call(name, ...)
+    pcall(refresh)
+    pcall(refresh_funcs_if_changed)
+    local found, body = pcall(body_of, rawget(funcs, name))
+    if not found then return false, body end
+    if body ~= nil then return pcall(body, ...) end
+    return call(name, ...)
+end
+function internal.eval(...)
+    pcall(refresh)
+    pcall(refresh_funcs_if_changed)
+    return eval(...)
+end
 
 local func_options = {
     setuid = 'boolean', if_not_exists = 'boolean', language = 'string', body = 'string',
@@ -871,7 +901,10 @@ box.schema.func = func
 
 function func.create(name, opts)
     opts = check_options(opts, func_options)
-    if type(name) ~= 'string' then illegal('name should be a string') end
+    if type(name) ~= 'string' then
+        -- What 2.6's lookup of the name in `_func` fails with.
+        raise(18, 'Supplied key type of part 0 does not match index part type: expected string')
+    end
     if func_row(name) ~= nil then
         if opts.if_not_exists then return end
         raise(52, string.format("Function '%s' already exists", name))
@@ -903,6 +936,10 @@ function func.drop(name, opts)
     if row == nil then
         if opts.if_exists then return end
         raise(51, string.format("Function '%s' does not exist", tostring(name)))
+    end
+    if row[5] == 'SQL_BUILTIN' then
+        -- 2.6 names the function by its owner's id in this message.
+        raise(71, string.format("Can't drop function %d: function is SQL built-in", row[2]))
     end
     delete_privs_on('function', row[1])
     run_dml('delete', FUNC, { row[1] }, nil, 0)

@@ -24,7 +24,8 @@ pub fn install(lua: &Lua) -> mlua::Result<()> {
 }
 
 /// `box.internal.sys_select(space_id, index_id, key)`: the rows of a system space equal to
-/// `key` (every row for an empty key), decoded to Lua tables, with no access check.
+/// `key` (every row for an empty key), decoded to Lua tables, with no access check — and so
+/// without `_user`'s password hashes.
 fn sys_select(lua: &Lua, (space_id, index_id, key): (u32, u32, Value)) -> mlua::Result<Table> {
     if space_id > sys::SYSTEM_ID_MAX {
         return Err(lua_error(BoxError::illegal_params(
@@ -50,7 +51,12 @@ fn sys_select(lua: &Lua, (space_id, index_id, key): (u32, u32, Value)) -> mlua::
         .map_err(lua_error)?;
     let rows = lua.create_table_with_capacity(tuples.len(), 0)?;
     for (i, tuple) in tuples.iter().enumerate() {
-        rows.raw_set(i + 1, convert::decode(lua, &mut tuple.data())?)?;
+        let row = convert::decode(lua, &mut tuple.data())?;
+        // Anyone may run box.schema's Lua; password hashes stay in `_user` (field 5).
+        if let (sys::USER, Value::Table(t)) = (space_id, &row) {
+            t.raw_set(5, Value::Nil)?;
+        }
+        rows.raw_set(i + 1, row)?;
     }
     Ok(rows)
 }
