@@ -77,6 +77,9 @@ pub struct User {
     pub hash2: Option<[u8; 20]>,
 }
 
+/// The object id of a grant on every object of a type (`_priv` object id '').
+pub const ANY_OBJECT: u32 = u32::MAX;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Grant {
     pub grantee: u32,
@@ -219,7 +222,10 @@ impl Users {
             return Ok(());
         }
         let eff = self.effective(user);
-        if eff.universe & bit != 0 || eff.on(object_type, object_id) & bit != 0 {
+        if eff.universe & bit != 0
+            || eff.on(object_type, object_id) & bit != 0
+            || eff.on(object_type, ANY_OBJECT) & bit != 0
+        {
             return Ok(());
         }
         let name = self.name_of(user);
@@ -311,7 +317,9 @@ pub fn parse_priv(tuple: &[u8]) -> BoxResult<(Grant, u32)> {
     let object_id = match mp::read_value(&mut cur).map_err(|_| bad_row())? {
         Value::Uint(v) => u32::try_from(v).map_err(|_| bad_row())?,
         // Tarantool stores '' (or nil) as the universe object id in some versions.
-        Value::Str(_) | Value::Nil => 0,
+        // '' on another type: every object of that type.
+        Value::Str(_) | Value::Nil if object_type == ObjectType::Universe => 0,
+        Value::Str(_) | Value::Nil => ANY_OBJECT,
         _ => return Err(bad_row()),
     };
     let bits = field_uint(&mut cur)?;

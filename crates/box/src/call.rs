@@ -9,7 +9,7 @@ use spindle_proto::mp::{self, Value};
 use spindle_types::iproto::IteratorType;
 use spindle_types::{BoxError, BoxResult};
 
-use crate::access::{ObjectType, PRIV_R, PRIV_U, PRIV_X};
+use crate::access::{ObjectType, ANY_OBJECT, PRIV_R, PRIV_U, PRIV_X};
 use crate::catalog::Engine;
 use crate::db::Db;
 use crate::reply::Reply;
@@ -130,9 +130,54 @@ fn split_args(args: &[u8]) -> BoxResult<Vec<&[u8]>> {
 /// name can answer ER_ACCESS_DENIED, as in Tarantool).
 pub fn check_call_access(db: &mut Db, user: u32, name: &str) -> BoxResult<()> {
     db.users.check_universe(user, PRIV_U)?;
+    // A function in `_func` can be granted by itself, or is its owner's; any other name needs
+    // execute on universe (or on every function).
+    let (id, owner) = match find_func(db, name) {
+        Some(f) => (f.id, Some(f.owner)),
+        None => (ANY_OBJECT, None),
+    };
     db.users
-        .check(user, PRIV_X, ObjectType::Function, u32::MAX, name, None)
+        .check(user, PRIV_X, ObjectType::Function, id, name, owner)
         .map_err(|_| BoxError::access_denied("Execute", "function", name, &db.users.name_of(user)))
+}
+
+/// What CALL needs of a `_func` row.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FuncRef {
+    pub id: u32,
+    pub owner: u32,
+    pub setuid: bool,
+}
+
+/// The `_func` row named `name`, if any (by its unique `name` index).
+pub fn find_func(db: &Db, name: &str) -> Option<FuncRef> {
+    let entry = db.catalog.space(crate::catalog::sys::FUNC).ok()?;
+    let index = entry.space.index_by_name("name")?.id();
+    let mut key = Vec::with_capacity(name.len() + 8);
+    mp::write_array_len(&mut key, 1);
+    mp::write_str(&mut key, name);
+    let found = entry
+        .space
+        .select(index, IteratorType::Eq, &key, 0, 1)
+        .ok()?;
+    let tuple = found.first()?;
+    let mut cur = tuple.data();
+    mp::read_array_len(&mut cur).ok()?;
+    let id = field_u32(&mut cur)?;
+    let owner = field_u32(&mut cur)?;
+    mp::read_value(&mut cur).ok()?;
+    let setuid = matches!(
+        mp::read_value(&mut cur).ok()?,
+        Value::Uint(1) | Value::Bool(true)
+    );
+    Some(FuncRef { id, owner, setuid })
+}
+
+fn field_u32(cur: &mut &[u8]) -> Option<u32> {
+    match mp::read_value(cur).ok()? {
+        Value::Uint(v) => u32::try_from(v).ok(),
+        _ => None,
+    }
 }
 
 pub fn call(db: &mut Db, user: u32, name: &str, args: &[u8], is_16: bool) -> BoxResult<Reply> {

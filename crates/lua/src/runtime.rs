@@ -96,10 +96,22 @@ impl LuaRuntime {
         f: &Function,
         args: MultiValue,
     ) -> BoxResult<MultiValue> {
+        self.run_as(tx, ctx, ctx.user, f, args)
+    }
+
+    /// `run` with `euid` as the effective user (a setuid function's owner).
+    fn run_as(
+        &self,
+        tx: TxRef,
+        ctx: &ProcCtx,
+        euid: u32,
+        f: &Function,
+        args: MultiValue,
+    ) -> BoxResult<MultiValue> {
         assert_tx_thread();
         let thread = self.thread(f)?;
         let key = thread.to_pointer() as usize;
-        self.callers.borrow_mut().insert(key, ctx.user);
+        self.callers.borrow_mut().insert(key, euid);
         let id = tx.with(|t| t.sessions.get(ctx.route).map_or(0, |s| s.id));
         let info = SessionInfo {
             id,
@@ -262,11 +274,16 @@ impl ProcRuntime for LuaRuntime {
         args: &[u8],
         is_16: bool,
     ) -> BoxResult<Reply> {
-        // Access is checked before the function is looked up, as in Tarantool.
-        tx.with(|t| spindle_box::call::check_call_access(&mut t.db, ctx.user, name))?;
+        // Access is checked before the function is looked up, as in Tarantool. A `setuid`
+        // function in `_func` runs with its owner's rights (the session user stays).
+        let func = tx.with(|t| {
+            spindle_box::call::check_call_access(&mut t.db, ctx.user, name)?;
+            Ok::<_, spindle_types::BoxError>(spindle_box::call::find_func(&t.db, name))
+        })?;
+        let euid = func.filter(|f| f.setuid).map_or(ctx.user, |f| f.owner);
         let name = self.lua.create_string(name).map_err(from_mlua)?;
         let args = self.args(Value::String(name), args)?;
-        outcome(self.run(tx, ctx, &self.call, args)?, is_16)
+        outcome(self.run_as(tx, ctx, euid, &self.call, args)?, is_16)
     }
 
     fn eval(&self, tx: TxRef, ctx: &ProcCtx, expr: &str, args: &[u8]) -> BoxResult<Reply> {
