@@ -8,6 +8,7 @@
 mod api;
 mod context;
 mod convert;
+mod fiber;
 mod modules;
 mod runtime;
 mod text;

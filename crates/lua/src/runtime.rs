@@ -67,8 +67,10 @@ impl LuaRuntime {
         let thread = self.lua.create_thread(f.clone()).map_err(from_mlua)?;
         let key = thread.to_pointer() as usize;
         self.callers.borrow_mut().insert(key, user);
+        crate::fiber::enter_request();
         let result = thread.resume::<MultiValue>(args);
         self.callers.borrow_mut().remove(&key);
+        crate::fiber::leave_request();
         result.map_err(from_mlua)
     }
 
@@ -198,13 +200,21 @@ impl ProcRuntime for LuaRuntime {
         tx.with(|t| spindle_box::call::check_call_access(&mut t.db, ctx.user, name))?;
         let name = self.lua.create_string(name).map_err(from_mlua)?;
         let args = self.args(Value::String(name), args)?;
-        outcome(self.run(ctx.user, &self.call, args)?, is_16)
+        let reply = self
+            .run(ctx.user, &self.call, args)
+            .and_then(|r| outcome(r, is_16));
+        crate::fiber::run_ready();
+        reply
     }
 
     fn eval(&self, tx: TxRef, ctx: &ProcCtx, expr: &str, args: &[u8]) -> BoxResult<Reply> {
         tx.with(|t| t.db.check_universe(ctx.user, PRIV_X))?;
         let expr = self.lua.create_string(expr).map_err(from_mlua)?;
         let args = self.args(Value::String(expr), args)?;
-        outcome(self.run(ctx.user, &self.eval, args)?, false)
+        let reply = self
+            .run(ctx.user, &self.eval, args)
+            .and_then(|r| outcome(r, false));
+        crate::fiber::run_ready();
+        reply
     }
 }

@@ -52,6 +52,12 @@ pub const TX_LONE_POLL_EVERY: u32 = 32;
 /// Fibers that run stored procedures (CALL, EVAL) at once; more wait for a free one (the
 /// network threads' `net_msg_max` bounds how many can wait).
 pub const PROC_FIBERS_MAX: usize = 768;
+/// Fibers Lua code may have alive at once (`fiber.create`, `fiber.new`): past it they fail
+/// with an error. Each costs a may fiber (two memory mappings, ~8 KiB resident) and a Lua
+/// thread; the bound keeps them, with the procedure fibers, well under Linux's default
+/// `vm.max_map_count` (65530), past which may's spawn panics.
+pub const LUA_FIBERS_MAX: usize = 10_000;
+const _: () = assert!(2 * (LUA_FIBERS_MAX + PROC_FIBERS_MAX) < 65_530 / 2);
 /// Stack size of a TX fiber, in machine words (may's unit): 512 KiB, Tarantool's fiber
 /// stack. Lua needs it (C frames of callbacks into Lua: ~9 KiB a `string.gsub` level), and
 /// may pools fibers of its default size only, so every TX fiber gets it.

@@ -17,6 +17,7 @@ pub fn preload_lua(lua: &Lua, name: &str, source: &'static str) -> mlua::Result<
 }
 
 /// Installs every module.
-pub fn install(_lua: &Lua) -> mlua::Result<()> {
+pub fn install(lua: &Lua) -> mlua::Result<()> {
+    crate::fiber::install(lua)?;
     Ok(())
 }
