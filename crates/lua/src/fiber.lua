@@ -4,7 +4,8 @@
 local internal = box.internal.fiber
 local ffi = require('ffi')
 
--- The waits of internal.park(op, arg); the numbers are fiber.rs's `Op::from_lua`.
+-- The waits of internal.park(op, arg); the numbers are fiber.rs's `Op::from_lua` (6 is the
+-- commit wait's, see `install` there).
 local YIELD, SLEEP, WAIT, START, JOIN = 1, 2, 3, 4, 5
 local park = internal.park
 
@@ -123,9 +124,9 @@ end
 local function pack(...) return { n = select('#', ...), ... } end
 
 -- Every Lua fiber runs this in its own Lua thread: errors end the fiber, never more.
-local function body(fn, ...)
+local function run(fn, args)
     local id = internal.id()
-    local r = pack(pcall(fn, ...))
+    local r = pack(pcall(fn, unpack(args, 1, args.n)))
     if internal.joinable(id) then
         results[id] = r
     elseif not r[1] and not is_cancelled_error(r[2]) then
@@ -144,14 +145,19 @@ local function callable(fn)
     return type(m) == 'table' and m.__call ~= nil
 end
 
+local function body(fn, ...)
+    local args = pack(...)
+    return function() return run(fn, args) end
+end
+
 function fiber.new(fn, ...)
     if not callable(fn) then error('Usage: fiber.new(function, ...)', 2) end
-    return object(internal.new(true, body, fn, ...))
+    return object(internal.new(true, body(fn, ...)))
 end
 
 function fiber.create(fn, ...)
     if not callable(fn) then error('Usage: fiber.create(function, ...)', 2) end
-    local id = internal.new(false, body, fn, ...)
+    local id = internal.new(false, body(fn, ...))
     local f = object(id)
     park(START, id)
     return f

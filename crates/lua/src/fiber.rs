@@ -20,7 +20,7 @@ use std::panic::AssertUnwindSafe;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use mlua::{ffi, Function, Lua, MultiValue, Table, Thread, Value};
+use mlua::{ffi, Function, Lua, RegistryKey, Table, Thread, Value};
 use spindle_fiber::{
     current_fiber, fiber_id, in_fiber, park, park_timeout, set_fiber_id, sleep, spawn_fiber, Fiber,
     TxCell,
@@ -51,6 +51,8 @@ enum Op {
     Start(u64),
     /// `f:join()`: wait until this fiber has ended.
     Join(u64),
+    /// A statement's commit is about to park for the WAL (in api.rs, not here).
+    Commit,
 }
 
 impl Op {
@@ -63,6 +65,7 @@ impl Op {
             3 => Some(Op::Wait((arg >= 0.0).then(|| seconds(arg)))),
             4 => Some(Op::Start(arg as u64)),
             5 => Some(Op::Join(arg as u64)),
+            6 => Some(Op::Commit),
             _ => None,
         }
     }
@@ -96,10 +99,11 @@ struct Rec {
     starter: Option<Fiber>,
     joiners: Vec<Fiber>,
     csw: u64,
-    /// The fiber's Lua thread and, until it starts, the arguments of its body.
-    thread: Option<Thread>,
-    args: Option<MultiValue>,
-    storage: Option<Table>,
+    /// The fiber's Lua thread (its body a closure over the arguments) and its storage, as
+    /// registry references: mlua's own references live on a stack of about 8000 slots,
+    /// too few for `LUA_FIBERS_MAX` fibers.
+    thread: Option<RegistryKey>,
+    storage: Option<RegistryKey>,
     /// The user the fiber acts for: its creator's.
     user: u32,
 }
@@ -120,7 +124,6 @@ impl Rec {
             joiners: Vec::new(),
             csw: 0,
             thread: None,
-            args: None,
             storage: None,
             user: spindle_box::session::ADMIN,
         }
@@ -155,8 +158,19 @@ static FIBERS: TxCell<Registry> = TxCell::new(Registry {
 /// Registers `require('fiber')`.
 pub fn install(lua: &Lua) -> mlua::Result<()> {
     FIBERS.with(|r| r.lua = Some(lua.clone()));
+    let box_internal = crate::api::internal(lua)?;
+    let ours = internal(lua)?;
     // The Lua half finds its Rust half as `box.internal.fiber`.
-    crate::api::internal(lua)?.set("fiber", internal(lua)?)?;
+    box_internal.set("fiber", ours.clone())?;
+    // A statement's commit parks in `box.internal.wait` (api.rs): it passes `park_point`
+    // first, so that it hands control over like any other yield.
+    let commit_wait: Function = box_internal.get("wait")?;
+    let park: Function = ours.get("park")?;
+    let wrapped: Function = lua
+        .load("local wait, park = ... return function(seq) park(6) return wait(seq) end")
+        .set_name("=fiber")
+        .call((commit_wait, park))?;
+    box_internal.set("wait", wrapped)?;
     crate::modules::preload_lua(lua, "fiber", SOURCE)
 }
 
@@ -219,12 +233,15 @@ unsafe extern "C-unwind" fn park_c(l: *mut ffi::lua_State) -> c_int {
 }
 
 /// Every park and yield a Lua fiber makes passes here, and only here (channel and condition
-/// waits, sleeps, yields, `fiber.create`, `join`). Two things happen at every one of them
-/// before the fiber gives up the TX thread:
+/// waits, sleeps, yields, `fiber.create`, `join`, and the commit wait of `box.internal.wait`,
+/// which parks right after this returns). Two things happen at every one of them before the
+/// fiber gives up the TX thread:
 /// * control goes where Tarantool sends it (`hand_over`): back to the fiber that started
 ///   this one, else to the fibers `fiber.new` queued;
 /// * `on_yield`, the hook for what must react to a yield (a memtx transaction open in the
-///   fiber is aborted there: Tarantool 2.6's error 154 at commit).
+///   fiber is aborted there: Tarantool 2.6's error 154 at commit). Not for a commit's own
+///   wait: that transaction is complete, and Tarantool detaches it from the fiber's yield
+///   triggers before it waits for the WAL.
 ///
 /// Returns whether a sleep or wait ended by a wake-up rather than by its timeout.
 fn park_point(op: Op) -> bool {
@@ -238,8 +255,11 @@ fn park_point(op: Op) -> bool {
     if !matches!(op, Op::Start(_)) {
         hand_over(me);
     }
-    on_yield(me);
+    if !matches!(op, Op::Commit) {
+        on_yield(me);
+    }
     match op {
+        Op::Commit => false,
         Op::Yield => {
             sleep(Duration::ZERO);
             false
@@ -353,24 +373,23 @@ fn join_wait(id: u64) {
 
 // -- A Lua fiber's life --------------------------------------------------------------------
 
-/// `internal.new(queue, body, ...)`: a new fiber that will run `body(...)` in a Lua thread of
-/// its own; queued in the ready list if `queue` (`fiber.new`), else the caller starts it
+/// `internal.new(queue, body)`: a new fiber that will run `body()` in a Lua thread of its
+/// own; queued in the ready list if `queue` (`fiber.new`), else the caller starts it
 /// (`fiber.create`). Returns its id.
-fn new(lua: &Lua, (queue, body, args): (bool, Function, MultiValue)) -> mlua::Result<u64> {
+fn new(lua: &Lua, (queue, body): (bool, Function)) -> mlua::Result<u64> {
     let full = FIBERS.with(|r| r.lua_alive >= LUA_FIBERS_MAX);
     if full {
         return Err(mlua::Error::runtime(format!(
             "too many fibers: Lua may have at most {LUA_FIBERS_MAX} alive"
         )));
     }
-    let thread = lua.create_thread(body)?;
+    let thread = lua.create_registry_value(lua.create_thread(body)?)?;
     let user = current_user(lua);
     Ok(FIBERS.with(|r| {
         let id = r.next_id;
         r.next_id += 1;
         let mut rec = Rec::new(Kind::Lua, "lua");
         rec.thread = Some(thread);
-        rec.args = Some(args);
         rec.user = user;
         r.fibers.insert(id, rec);
         r.lua_alive += 1;
@@ -389,17 +408,13 @@ fn fiber_main(id: u64) {
         let lua = r.lua.clone()?;
         let f = r.fibers.get_mut(&id)?;
         f.handle = Some(current_fiber());
-        Some((
-            lua,
-            f.thread.clone()?,
-            f.args.take().unwrap_or_default(),
-            f.user,
-        ))
+        let thread = lua.registry_value::<Thread>(f.thread.as_ref()?).ok()?;
+        Some((lua, thread, f.user))
     });
-    if let Some((lua, thread, args, user)) = run {
+    if let Some((lua, thread, user)) = run {
         let key = thread.to_pointer() as usize;
         set_caller(&lua, key, Some(user));
-        if let Err(e) = thread.resume::<()>(args) {
+        if let Err(e) = thread.resume::<()>(()) {
             error!("Lua fiber {id} failed: {e}");
         }
         set_caller(&lua, key, None);
@@ -417,6 +432,21 @@ fn set_caller(lua: &Lua, key: usize, user: Option<u32>) {
     }
 }
 
+/// Drops registry references now, outside the registry's borrow: mlua only marks a dropped
+/// key, and the value it holds (a finished Lua thread) stays reachable until expired.
+fn release<I: IntoIterator<Item = Option<RegistryKey>>>(keys: I) {
+    let mut any = false;
+    for key in keys.into_iter().flatten() {
+        drop(key);
+        any = true;
+    }
+    if any {
+        if let Some(lua) = FIBERS.with(|r| r.lua.clone()) {
+            lua.expire_registry_values();
+        }
+    }
+}
+
 /// A fiber has ended: it is dead, its Lua thread released, its joiners woken; a joinable one
 /// stays listed until joined. Control goes on as at a yield.
 fn finish(id: u64) {
@@ -427,9 +457,7 @@ fn finish(id: u64) {
         let taken = (
             f.starter.take(),
             std::mem::take(&mut f.joiners),
-            f.thread.take(),
-            f.args.take(),
-            f.storage.take(),
+            [f.thread.take(), f.storage.take()],
         );
         if !f.joinable {
             r.fibers.remove(&id);
@@ -437,10 +465,10 @@ fn finish(id: u64) {
         r.lua_alive = r.lua_alive.saturating_sub(1);
         Some(taken)
     });
-    // The Lua values are released here, outside the registry's borrow.
-    let Some((starter, joiners, _thread, _args, _storage)) = taken else {
+    let Some((starter, joiners, keys)) = taken else {
         return;
     };
+    release(keys);
     for joiner in joiners {
         joiner.unpark();
     }
@@ -467,7 +495,7 @@ pub fn leave_request() {
         Some(f) if f.kind == Kind::Request => r.fibers.remove(&id),
         _ => None,
     });
-    drop(rec);
+    release(rec.map(|mut f| f.storage.take()));
 }
 
 // -- Queries and commands ------------------------------------------------------------------
@@ -571,23 +599,28 @@ fn reap(id: u64) -> bool {
         Some(f) if f.dead => r.fibers.remove(&id),
         _ => None,
     });
-    rec.is_some()
+    let reaped = rec.is_some();
+    release(rec.map(|mut f| f.storage.take()));
+    reaped
 }
 
 /// `internal.storage(id)` → fiber `id`'s storage table (made on first use), nil if dead.
 fn storage(lua: &Lua, id: u64) -> mlua::Result<Option<Table>> {
     let existing = FIBERS.with(|r| {
-        r.fibers
-            .get(&id)
-            .filter(|f| !f.dead)
-            .map(|f| f.storage.clone())
+        let f = r.fibers.get(&id).filter(|f| !f.dead)?;
+        Some(f.storage.as_ref().map(|k| lua.registry_value::<Table>(k)))
     });
     match existing {
         None => Ok(None),
-        Some(Some(t)) => Ok(Some(t)),
+        Some(Some(t)) => t.map(Some),
         Some(None) => {
             let t = lua.create_table()?;
-            FIBERS.with(|r| r.fibers.get_mut(&id).map(|f| f.storage = Some(t.clone())));
+            let key = lua.create_registry_value(t.clone())?;
+            let unused = FIBERS.with(|r| match r.fibers.get_mut(&id) {
+                Some(f) => f.storage.replace(key),
+                None => Some(key),
+            });
+            release([unused]);
             Ok(Some(t))
         }
     }

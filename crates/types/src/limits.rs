@@ -53,11 +53,12 @@ pub const TX_LONE_POLL_EVERY: u32 = 32;
 /// network threads' `net_msg_max` bounds how many can wait).
 pub const PROC_FIBERS_MAX: usize = 768;
 /// Fibers Lua code may have alive at once (`fiber.create`, `fiber.new`): past it they fail
-/// with an error. Each costs a may fiber (two memory mappings, ~8 KiB resident) and a Lua
-/// thread; the bound keeps them, with the procedure fibers, well under Linux's default
-/// `vm.max_map_count` (65530), past which may's spawn panics.
-pub const LUA_FIBERS_MAX: usize = 10_000;
-const _: () = assert!(2 * (LUA_FIBERS_MAX + PROC_FIBERS_MAX) < 65_530 / 2);
+/// with an error. A running fiber holds its Lua thread in one of mlua's own references, which
+/// live on an auxiliary Lua stack of about 8,000 slots that request fibers (`PROC_FIBERS_MAX`,
+/// a few each) share; overflowing it is a panic, not an error. Each fiber also costs a may
+/// fiber (two memory mappings, ~8 KiB resident).
+pub const LUA_FIBERS_MAX: usize = 4096;
+const _: () = assert!(LUA_FIBERS_MAX + 4 * PROC_FIBERS_MAX < 7_900);
 /// Stack size of a TX fiber, in machine words (may's unit): 512 KiB, Tarantool's fiber
 /// stack. Lua needs it (C frames of callbacks into Lua: ~9 KiB a `string.gsub` level), and
 /// may pools fibers of its default size only, so every TX fiber gets it.
