@@ -185,6 +185,26 @@ def test_same_reply_as_tarantool(outcomes, i):
     assert got == want, f"case {i} {CASES[i]}:\n  tarantool: {want}\n  spindle:   {got}"
 
 
+def test_requests_meet_through_a_channel(module_server_factory):
+    """One EVAL waits on a channel that an EVAL on another connection fills: each request
+    runs in a fiber of its own, and Lua fibers of different requests can talk."""
+    got = {}
+    for kind in ("tarantool", "spindle"):
+        srv = module_server_factory(kind)()
+        with admin(srv) as a, admin(srv) as b:
+            reply(a, "shared_ch = require('fiber').channel() return true")
+            a.send_bytes(ip.packet({ip.K_TYPE: ip.EVAL, ip.K_SYNC: 7000},
+                                   {ip.K_EXPR: "return shared_ch:get(10), 'a done'",
+                                    ip.K_TUPLE: []}))
+            waiting = reply(b, "local fiber = require('fiber') "
+                               "while not shared_ch:has_readers() do fiber.sleep(0.001) end "
+                               "return shared_ch:put('from b'), shared_ch:count()")
+            h, body, _ = a.read_packet()
+            got[kind] = (waiting, h.get(ip.K_SYNC), body.get(ip.K_DATA))
+    assert got["spindle"] == got["tarantool"]
+    assert got["spindle"][2] == ["from b", "a done"]
+
+
 # -- spindle only -------------------------------------------------------------------------------
 
 COUNT = F + "local n = 0 for _ in pairs(fiber.info()) do n = n + 1 end return n"

@@ -264,20 +264,25 @@ function fiber.channel(size)
     size = size or 0
     if type(size) ~= 'number' then error('fiber.channel(size): bad arguments', 2) end
     if size < 0 then error('fiber.channel(size): negative size', 2) end
-    return setmetatable({ size_ = size, items = {}, readers = {}, writers = {},
-                          closed = false }, channel_mt)
+    return setmetatable({ size_ = size, items = {}, handed = {}, readers = {},
+                          writers = {}, closed = false }, channel_mt)
 end
 
--- A put succeeds while the buffer has room, counting the readers already waiting: a channel
--- of size 0 hands its message to a waiting reader.
+-- A message put while readers wait goes straight to the first of them (`handed`), not into
+-- the buffer; so a channel of size 0 passes messages only from hand to hand.
 function channel_methods.put(ch, message, timeout)
     local deadline = deadline_of(timeout)
     while true do
         if ch.closed then return false end
-        if #ch.items < ch.size_ + #ch.readers then
+        local reader = table.remove(ch.readers, 1)
+        if reader ~= nil then
+            ch.handed[reader] = { message }
+            internal.wakeup(reader)
+            return true
+        end
+        if #ch.items < ch.size_ then
             if message == nil then message = NIL end
             table.insert(ch.items, message)
-            wake_first(ch.readers)
             return true
         end
         if expired(deadline) then return false end
@@ -287,6 +292,7 @@ end
 
 function channel_methods.get(ch, timeout)
     local deadline = deadline_of(timeout)
+    local me = internal.id()
     while true do
         if ch.closed then return nil end
         if #ch.items > 0 then
@@ -296,9 +302,15 @@ function channel_methods.get(ch, timeout)
             return message
         end
         if expired(deadline) then return nil end
-        -- A writer waiting on a full (or size 0) channel can put once this reader waits.
+        -- A writer waiting on a full (or size 0) channel can hand over once this reader waits.
         wake_first(ch.writers)
-        wait_in(ch.readers, deadline)
+        local ok, e = pcall(wait_in, ch.readers, deadline)
+        local handed = ch.handed[me]
+        if handed ~= nil then
+            ch.handed[me] = nil
+            return handed[1]
+        end
+        if not ok then error(e, 0) end
     end
 end
 

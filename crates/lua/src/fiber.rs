@@ -294,8 +294,12 @@ fn hand_over(me: u64) {
 }
 
 /// Starts the fibers `fiber.new` queued, each up to its first yield, in order. Parks the
-/// calling fiber meanwhile. Callers: every Lua fiber's yield, and a request's end.
+/// calling fiber meanwhile. Callers: every Lua fiber's yield, and a request's end. Outside a
+/// may fiber (nothing could park) it does nothing.
 pub fn run_ready() {
+    if !in_fiber() {
+        return;
+    }
     while let Some(id) = FIBERS.with(|r| r.ready.pop_front()) {
         start(id);
     }
