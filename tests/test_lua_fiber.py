@@ -82,6 +82,19 @@ CASES = [
         "table.insert(log, 'woke') end) f:wakeup() local s = f:status() fiber.yield() "
         "return s, log, f:status()",
     F + "return pcall(fiber.testcancel)",
+    F + "local log = {} local f = fiber.new(function() table.insert(log, 'ran') "
+        "fiber.sleep(0) table.insert(log, 'not here') end) f:set_joinable(true) f:cancel() "
+        "local ok, e = f:join() return log, ok, tostring(e), f:status()",
+    F + "local c = fiber.channel() local r = {} local f = fiber.create(function() "
+        "r.v = c:get() end) f:wakeup() fiber.yield() local s = f:status() c:put('late') "
+        "fiber.yield() return s, r.v, f:status()",
+    F + "local c = fiber.cond() local r = {} local f = fiber.create(function() "
+        "r.w = c:wait() end) f:wakeup() fiber.yield() return r.w, f:status()",
+    F + "local f = fiber.create(function() fiber.self():name('renamed') "
+        "fiber.sleep(0.001) end) return f:name(), fiber.name('req'), fiber.name()",
+    F + "sleeper = fiber.create(function() fiber.sleep(1000) end) return sleeper:status()",
+    F + "local f = fiber.find(sleeper:id()) local s = f:status() f:cancel() fiber.yield() "
+        "return s, f == sleeper, sleeper:status(), fiber.find(sleeper:id())",
     # channels
     F + "local ch = fiber.channel() local out = {} "
         "fiber.create(function() for i = 1, 3 do ch:put(i) end ch:put('end') end) "

@@ -71,19 +71,8 @@ impl Op {
     }
 }
 
-#[derive(Clone, Copy, PartialEq)]
-enum Kind {
-    /// Made by `fiber.create` / `fiber.new`; counts against `LUA_FIBERS_MAX`.
-    Lua,
-    /// A CALL/EVAL pool fiber, for the time of its request.
-    Request,
-    /// Any other fiber that ran Lua (registered when Lua first asked about it).
-    Other,
-}
-
 /// One fiber as Lua sees it.
 struct Rec {
-    kind: Kind,
     name: String,
     /// The may fiber, once it runs.
     handle: Option<Fiber>,
@@ -109,9 +98,8 @@ struct Rec {
 }
 
 impl Rec {
-    fn new(kind: Kind, name: &str) -> Rec {
+    fn new(name: &str) -> Rec {
         Rec {
-            kind,
             name: name.to_string(),
             handle: None,
             started: false,
@@ -129,8 +117,9 @@ impl Rec {
         }
     }
 
-    fn running(kind: Kind) -> Rec {
-        let mut rec = Rec::new(kind, "main");
+    /// The calling fiber, running.
+    fn running() -> Rec {
+        let mut rec = Rec::new("main");
         rec.started = true;
         rec.handle = in_fiber().then(current_fiber);
         rec
@@ -142,7 +131,7 @@ struct Registry {
     /// Fibers `fiber.new` made, not started yet, in order.
     ready: VecDeque<u64>,
     next_id: u64,
-    /// Live fibers of kind `Lua`.
+    /// Live fibers made by `fiber.create`/`fiber.new`, bounded by `LUA_FIBERS_MAX`.
     lua_alive: usize,
     lua: Option<Lua>,
 }
@@ -392,7 +381,7 @@ fn new(lua: &Lua, (queue, body): (bool, Function)) -> mlua::Result<u64> {
     Ok(FIBERS.with(|r| {
         let id = r.next_id;
         r.next_id += 1;
-        let mut rec = Rec::new(Kind::Lua, "lua");
+        let mut rec = Rec::new("lua");
         rec.thread = Some(thread);
         rec.user = user;
         r.fibers.insert(id, rec);
@@ -484,22 +473,27 @@ fn finish(id: u64) {
 
 // -- Requests ------------------------------------------------------------------------------
 
-/// A CALL/EVAL starts in the calling pool fiber: for Lua it is fiber `main` with fresh
-/// storage.
+/// A CALL/EVAL starts in the calling pool fiber: for Lua it is a fiber, named `main` when
+/// it first runs Lua, with fresh storage. Like Tarantool's pooled fibers it keeps its id and
+/// name from one request to the next.
 pub fn enter_request() {
     let id = current_id();
-    FIBERS.with(|r| r.fibers.insert(id, Rec::running(Kind::Request)));
+    let old = FIBERS.with(|r| {
+        let f = r.fibers.entry(id).or_insert_with(Rec::running);
+        f.cancelled = false;
+        f.woken = false;
+        f.handle = in_fiber().then(current_fiber);
+        f.storage.take()
+    });
+    release([old]);
 }
 
-/// A CALL/EVAL has returned: its fiber leaves the list. The fibers it made with `fiber.new`
-/// run when its reply has been encoded (`run_ready`), as in Tarantool.
+/// A CALL/EVAL has returned: its storage goes. The fibers it made with `fiber.new` run when
+/// its reply has been encoded (`run_ready`), as in Tarantool.
 pub fn leave_request() {
     let id = current_id();
-    let rec = FIBERS.with(|r| match r.fibers.get(&id) {
-        Some(f) if f.kind == Kind::Request => r.fibers.remove(&id),
-        _ => None,
-    });
-    release(rec.map(|mut f| f.storage.take()));
+    let storage = FIBERS.with(|r| r.fibers.get_mut(&id).and_then(|f| f.storage.take()));
+    release([storage]);
 }
 
 // -- Queries and commands ------------------------------------------------------------------
@@ -512,9 +506,7 @@ fn current_id() -> u64 {
             id = r.next_id;
             r.next_id += 1;
         }
-        r.fibers
-            .entry(id)
-            .or_insert_with(|| Rec::running(Kind::Other));
+        r.fibers.entry(id).or_insert_with(Rec::running);
     });
     set_fiber_id(id);
     id
