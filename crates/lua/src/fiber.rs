@@ -673,3 +673,35 @@ fn monotonic() -> Duration {
 fn micros(d: Duration) -> f64 {
     d.as_micros() as f64
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Op;
+    use std::time::Duration;
+
+    #[test]
+    fn waits_decode_as_tarantool_reads_their_arguments() {
+        assert!(matches!(Op::from_lua(1, 0.0), Some(Op::Yield)));
+        // sleep(0), a negative or a NaN delay only yield.
+        for s in [0.0, -1.0, f64::NAN] {
+            assert!(matches!(Op::from_lua(2, s), Some(Op::Yield)), "{s}");
+        }
+        assert!(
+            matches!(Op::from_lua(2, 0.25), Some(Op::Sleep(d)) if d == Duration::from_millis(250))
+        );
+        assert!(matches!(
+            Op::from_lua(2, f64::INFINITY),
+            Some(Op::Sleep(Duration::MAX))
+        ));
+        assert!(matches!(Op::from_lua(3, -1.0), Some(Op::Wait(None))));
+        assert!(matches!(
+            Op::from_lua(3, 0.0),
+            Some(Op::Wait(Some(Duration::ZERO)))
+        ));
+        assert!(matches!(Op::from_lua(4, 103.0), Some(Op::Start(103))));
+        assert!(matches!(Op::from_lua(5, 104.0), Some(Op::Join(104))));
+        assert!(matches!(Op::from_lua(6, 0.0), Some(Op::Commit)));
+        assert!(Op::from_lua(0, 0.0).is_none());
+        assert!(Op::from_lua(7, 0.0).is_none());
+    }
+}
