@@ -146,7 +146,10 @@ static FIBERS: TxCell<Registry> = TxCell::new(Registry {
 
 /// Registers `require('fiber')`.
 pub fn install(lua: &Lua) -> mlua::Result<()> {
-    FIBERS.with(|r| r.lua = Some(lua.clone()));
+    // A state this replaces (tests may make several) is dropped outside the borrow: its
+    // finalizers may run Lua.
+    let replaced = FIBERS.with(|r| r.lua.replace(lua.clone()));
+    drop(replaced);
     let box_internal = crate::api::internal(lua)?;
     let ours = internal(lua)?;
     // The Lua half finds its Rust half as `box.internal.fiber`.
