@@ -2,13 +2,16 @@
 //!
 //! Every Lua fiber (`fiber.create`, `fiber.new`) is a may fiber of its own on the TX thread
 //! (512 KiB stack) running a Lua thread of its own, which its record here keeps referenced
-//! until the fiber ends. A request's fiber (CALL, EVAL) is a fiber for Lua too, named `main`,
-//! registered for the time of the request (`enter_request`, `leave_request`).
+//! until the fiber ends; at most `LUA_FIBERS_MAX` live at once. It acts for the user of the
+//! fiber that made it (`Callers`). A request's pool fiber (CALL, EVAL) is a fiber for Lua
+//! too, named `main` (`enter_request`, `leave_request`), keeping its id and name from one
+//! request to the next, as Tarantool's pooled fibers do.
 //!
 //! Scheduling follows Tarantool's: `fiber.create` switches to the new fiber at once and gets
 //! control back at the new fiber's first yield; `fiber.new` puts the new fiber in a ready
-//! list that the creator runs at its own next yield. may has no direct switch, so the
-//! creator parks and the new fiber wakes it at its first yield (`hand_over`).
+//! list that the creator runs at its own next yield, or when its request's reply is encoded.
+//! may has no direct switch, so the creator parks and the new fiber wakes it at its first
+//! yield (`hand_over`).
 //!
 //! Every park and yield of a Lua fiber goes through `park_point`, reached from Lua through
 //! one raw C function (`park_c`): a fiber never parks inside an mlua callback. The Lua half
