@@ -111,6 +111,19 @@ CASES = [
     ev("return box.space.luatest:get(109)"),
     ev("box.begin() local ok, e = pcall(box.space.luatest.insert, box.space.luatest, {101}) "
        "box.space.luatest:replace{110} box.commit() return ok, e.code, box.space.luatest:get(110)"),
+    # a memtx transaction that yields is rolled back, and its commit fails with 154 (2.6)
+    ev("local fiber = require('fiber') box.begin() box.space.luatest:replace{120} "
+       "fiber.sleep(0) box.space.luatest:replace{121} "
+       "local inside = box.space.luatest:select({120}, {iterator = 'GE'}) "
+       "local ok, e = pcall(box.commit) "
+       "return inside, ok, e.code, e.message, box.is_in_txn(), box.space.luatest:get(120), "
+       "box.space.luatest:get(121)"),
+    ev("local fiber = require('fiber') box.begin() box.space.luatest:select{} fiber.yield() "
+       "box.space.luatest:select{} local ok, e = pcall(box.commit) return ok, e.code"),
+    ev("local fiber = require('fiber') box.begin() box.space.luatest:replace{122} "
+       "box.rollback() fiber.sleep(0) return box.space.luatest:get(122), box.is_in_txn()"),
+    ev("box.begin() box.space.luatest:replace{123} box.commit() require('fiber').sleep(0) "
+       "return box.space.luatest:get(123)"),
     # sessions, info, tuples
     ev("return box.session.type(), box.session.user(), box.session.uid(), box.session.euid(), "
        "box.session.id() > 0"),

@@ -234,12 +234,14 @@ fn dml(
     };
     let tx = tx()?;
     // A statement inside box.begin() joins the fiber's transaction and commits with it.
-    let joined = crate::txn::with_active(lua, |active| {
-        tx.with(|t| {
+    let joined = crate::txn::take_active().map(|mut active| {
+        let result = tx.with(|t| {
             let result = t.db.dml_as(user, &mut active.txn, statement);
             t.note_schema_change();
             result
-        })
+        });
+        crate::txn::give_back(active);
+        result
     });
     let (result, seq) = match joined {
         Some(result) => (result.map_err(lua_error)?, None),

@@ -121,10 +121,12 @@ impl LuaRuntime {
             route: Some(ctx.route),
         };
         crate::session::enter(&self.lua, key, info);
+        crate::fiber::enter_request();
         let result = thread.resume::<MultiValue>(args);
         crate::session::leave(&self.lua, key);
         self.callers.borrow_mut().remove(&key);
-        let open = crate::txn::finish(&self.lua, key);
+        crate::fiber::leave_request();
+        let open = crate::txn::finish();
         self.recycle(thread);
         let results = result.map_err(from_mlua)?;
         match (open, results.front()) {
@@ -283,13 +285,21 @@ impl ProcRuntime for LuaRuntime {
         let euid = func.filter(|f| f.setuid).map_or(ctx.user, |f| f.owner);
         let name = self.lua.create_string(name).map_err(from_mlua)?;
         let args = self.args(Value::String(name), args)?;
-        outcome(self.run_as(tx, ctx, euid, &self.call, args)?, is_16)
+        let reply = self
+            .run_as(tx, ctx, euid, &self.call, args)
+            .and_then(|r| outcome(r, is_16));
+        crate::fiber::run_ready();
+        reply
     }
 
     fn eval(&self, tx: TxRef, ctx: &ProcCtx, expr: &str, args: &[u8]) -> BoxResult<Reply> {
         tx.with(|t| t.db.check_universe(ctx.user, PRIV_X))?;
         let expr = self.lua.create_string(expr).map_err(from_mlua)?;
         let args = self.args(Value::String(expr), args)?;
-        outcome(self.run(tx, ctx, &self.eval, args)?, false)
+        let reply = self
+            .run(tx, ctx, &self.eval, args)
+            .and_then(|r| outcome(r, false));
+        crate::fiber::run_ready();
+        reply
     }
 }

@@ -4,13 +4,12 @@
 //! it, and its commit fails with ER_TRANSACTION_YIELD. A request that returns with a
 //! transaction open gets ER_FUNCTION_TX_ACTIVE, the transaction rolled back.
 
-use std::cell::RefCell;
-use std::collections::HashMap;
-use std::rc::Rc;
+use std::collections::BTreeMap;
 
 use mlua::{Lua, Table, Value};
 use spindle_box::txn::TxnMark;
 use spindle_box::Txn;
+use spindle_fiber::TxCell;
 use spindle_types::error::code;
 use spindle_types::BoxError;
 
@@ -23,11 +22,10 @@ pub struct Active {
     savepoints: Vec<TxnMark>,
 }
 
-/// Open transactions by Lua thread address. TX-thread only, like the whole Lua state.
-pub type Txns = Rc<RefCell<HashMap<usize, Active>>>;
+/// Open transactions by fiber id (a transaction belongs to its fiber, as in Tarantool).
+static TXNS: TxCell<BTreeMap<u64, Active>> = TxCell::new(BTreeMap::new());
 
 pub fn install(lua: &Lua, internal: &Table) -> mlua::Result<()> {
-    lua.set_app_data(Txns::default());
     internal.set("txn_begin", lua.create_function(begin)?)?;
     internal.set("txn_active", lua.create_function(is_active)?)?;
     internal.set("txn_commit", lua.create_function(commit)?)?;
@@ -37,44 +35,47 @@ pub fn install(lua: &Lua, internal: &Table) -> mlua::Result<()> {
     Ok(())
 }
 
-fn txns(lua: &Lua) -> Txns {
-    lua.app_data_ref::<Txns>()
-        .map(|t| t.clone())
-        .unwrap_or_default()
+fn key() -> u64 {
+    crate::fiber::current_fiber_id()
 }
 
-fn key(lua: &Lua) -> usize {
-    lua.current_thread().to_pointer() as usize
-}
-
-fn begin(lua: &Lua, (): ()) -> mlua::Result<()> {
-    let txns = txns(lua);
-    let mut txns = txns.borrow_mut();
-    let k = key(lua);
-    if txns.contains_key(&k) {
+fn begin(_: &Lua, (): ()) -> mlua::Result<()> {
+    let k = key();
+    let begun = TXNS.with(|txns| {
+        if txns.contains_key(&k) {
+            return false;
+        }
+        txns.insert(
+            k,
+            Active {
+                txn: Txn::new(),
+                aborted: false,
+                savepoints: Vec::new(),
+            },
+        );
+        true
+    });
+    if !begun {
         return Err(lua_error(BoxError::new(
             code::ER_ACTIVE_TRANSACTION,
             "Operation is not permitted when there is an active transaction ",
         )));
     }
-    txns.insert(
-        k,
-        Active {
-            txn: Txn::new(),
-            aborted: false,
-            savepoints: Vec::new(),
-        },
-    );
     Ok(())
 }
 
-fn is_active(lua: &Lua, (): ()) -> mlua::Result<bool> {
-    Ok(txns(lua).borrow().contains_key(&key(lua)))
+fn is_active(_: &Lua, (): ()) -> mlua::Result<bool> {
+    let k = key();
+    Ok(TXNS.with(|txns| txns.contains_key(&k)))
+}
+
+fn take(k: u64) -> Option<Active> {
+    TXNS.with(|txns| txns.remove(&k))
 }
 
 /// Queues the transaction for the WAL: the sequence number to wait for, or nil.
-fn commit(lua: &Lua, (): ()) -> mlua::Result<Value> {
-    let Some(active) = txns(lua).borrow_mut().remove(&key(lua)) else {
+fn commit(_: &Lua, (): ()) -> mlua::Result<Value> {
+    let Some(active) = take(key()) else {
         return Ok(Value::Nil);
     };
     let tx = crate::api::tx()?;
@@ -92,41 +93,42 @@ fn commit(lua: &Lua, (): ()) -> mlua::Result<Value> {
     Ok(seq.map_or(Value::Nil, |s| Value::Number(s as f64)))
 }
 
-fn rollback(lua: &Lua, (): ()) -> mlua::Result<()> {
-    if let Some(active) = txns(lua).borrow_mut().remove(&key(lua)) {
+fn rollback(_: &Lua, (): ()) -> mlua::Result<()> {
+    if let Some(active) = take(key()) {
         crate::api::tx()?.with(|t| t.db.rollback_txn(active.txn));
     }
     Ok(())
 }
 
-fn savepoint(lua: &Lua, (): ()) -> mlua::Result<usize> {
-    let txns = txns(lua);
-    let mut txns = txns.borrow_mut();
-    let Some(active) = txns.get_mut(&key(lua)) else {
-        return Err(lua_error(BoxError::new(
+fn savepoint(_: &Lua, (): ()) -> mlua::Result<usize> {
+    let k = key();
+    let id = TXNS.with(|txns| {
+        let active = txns.get_mut(&k)?;
+        active.savepoints.push(active.txn.mark());
+        Some(active.savepoints.len())
+    });
+    id.ok_or_else(|| {
+        lua_error(BoxError::new(
             code::ER_NO_TRANSACTION,
             "No active transaction",
-        )));
-    };
-    active.savepoints.push(active.txn.mark());
-    Ok(active.savepoints.len())
+        ))
+    })
 }
 
-fn rollback_to(lua: &Lua, id: usize) -> mlua::Result<()> {
-    let txns = txns(lua);
-    let mut txns = txns.borrow_mut();
-    let active = txns
-        .get_mut(&key(lua))
-        .filter(|a| (1..=a.savepoints.len()).contains(&id));
-    let Some(active) = active else {
+fn rollback_to(_: &Lua, id: usize) -> mlua::Result<()> {
+    let k = key();
+    let undone = TXNS.with(|txns| {
+        let active = txns.get_mut(&k)?;
+        let mark = *active.savepoints.get(id.checked_sub(1)?)?;
+        active.savepoints.truncate(id);
+        Some(active.txn.split_off(mark))
+    });
+    let Some(undone) = undone else {
         return Err(lua_error(BoxError::new(
             code::ER_NO_SUCH_SAVEPOINT,
             "Can not rollback to savepoint: the savepoint does not exist",
         )));
     };
-    let mark = active.savepoints[id - 1];
-    active.savepoints.truncate(id);
-    let undone = active.txn.split_off(mark);
     crate::api::tx()?.with(|t| t.db.rollback_txn(undone));
     Ok(())
 }
@@ -138,32 +140,34 @@ fn yield_error() -> BoxError {
     )
 }
 
-/// Runs `f` on the thread's open transaction, if any (a statement joins it).
-pub fn with_active<R>(lua: &Lua, f: impl FnOnce(&mut Active) -> R) -> Option<R> {
-    let txns = txns(lua);
-    let mut txns = txns.borrow_mut();
-    txns.get_mut(&key(lua)).map(f)
+/// Takes the calling fiber's open transaction, if any, for a statement to join; `give_back`
+/// returns it. (Taken out, not borrowed: the statement borrows the TX state meanwhile.)
+pub fn take_active() -> Option<Active> {
+    take(key())
 }
 
-/// The fiber of Lua thread `thread` is about to park: its open transaction, if any, is
-/// rolled back and flagged, as 2.6's memtx does at a yield.
-pub fn on_yield(lua: &Lua, thread: usize) {
-    let txns = txns(lua);
-    let mut txns = txns.borrow_mut();
-    let Some(active) = txns.get_mut(&thread) else {
-        return;
-    };
-    active.aborted = true;
-    let undone = std::mem::take(&mut active.txn);
-    if let Ok(tx) = crate::api::tx() {
+pub fn give_back(active: Active) {
+    let k = key();
+    TXNS.with(|txns| txns.insert(k, active));
+}
+
+/// Fiber `fiber` is about to yield: its open transaction, if any, is rolled back and
+/// flagged, as 2.6's memtx does at a yield.
+pub fn on_yield(fiber: u64) {
+    let undone = TXNS.with(|txns| {
+        let active = txns.get_mut(&fiber)?;
+        active.aborted = true;
+        Some(std::mem::take(&mut active.txn))
+    });
+    if let (Some(undone), Ok(tx)) = (undone, crate::api::tx()) {
         tx.with(|t| t.db.rollback_txn(undone));
     }
 }
 
-/// The request running in `thread` returned: an open transaction is rolled back and the
-/// request fails with ER_FUNCTION_TX_ACTIVE.
-pub fn finish(lua: &Lua, thread: usize) -> Result<(), BoxError> {
-    let Some(active) = txns(lua).borrow_mut().remove(&thread) else {
+/// The request running in the calling fiber returned: an open transaction is rolled back
+/// and the request fails with ER_FUNCTION_TX_ACTIVE.
+pub fn finish() -> Result<(), BoxError> {
+    let Some(active) = take(key()) else {
         return Ok(());
     };
     if let Ok(tx) = crate::api::tx() {

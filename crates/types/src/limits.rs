@@ -55,6 +55,13 @@ pub const PROC_FIBERS_MAX: usize = 768;
 /// Finished Lua threads the runtime keeps to run the next requests in (a reset is cheaper
 /// than a new thread).
 pub const LUA_THREADS_KEPT: usize = 64;
+/// Fibers Lua code may have alive at once (`fiber.create`, `fiber.new`): past it they fail
+/// with an error. A running fiber holds its Lua thread in one of mlua's own references, which
+/// live on an auxiliary Lua stack of about 8,000 slots that request fibers (`PROC_FIBERS_MAX`,
+/// a few each) share; overflowing it is a panic, not an error. Each fiber also costs a may
+/// fiber (two memory mappings, ~8 KiB resident).
+pub const LUA_FIBERS_MAX: usize = 4096;
+const _: () = assert!(LUA_FIBERS_MAX + 4 * PROC_FIBERS_MAX < 7_900);
 /// Stack size of a TX fiber, in machine words (may's unit): 512 KiB, Tarantool's fiber
 /// stack. Lua needs it (C frames of callbacks into Lua: ~9 KiB a `string.gsub` level), and
 /// may pools fibers of its default size only, so every TX fiber gets it.

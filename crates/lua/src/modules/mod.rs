@@ -160,6 +160,7 @@ pub fn install(lua: &Lua) -> mlua::Result<()> {
     preload_lua(lua, "errno", include_str!("errno.lua"))?;
     preload_lua(lua, "fun", include_str!("fun.lua"))?;
     crate::console::install(lua)?;
+    crate::fiber::install(lua)?;
     Ok(())
 }
 
