@@ -8,8 +8,8 @@ inside `pcall`, yielding inside a `table.sort` comparator, fiber storage, and a 
 a space (created through the system spaces) while another reads what it wrote.
 
 spindle only: a thousand short fibers leave no fiber behind (counted with `fiber.info()`),
-fibers that fail leave the server serving, and the bound on live Lua fibers is an error, not
-a crash.
+fibers that fail leave the server serving, cancelled waiters end, the bound on live Lua
+fibers is an error, not a crash, and a fiber acts for the user who made it.
 """
 
 import pytest
@@ -289,3 +289,29 @@ def test_the_fiber_bound_is_an_error(spindle):
     assert kind == "ok" and data[0] is False, got
     assert data[1] == 4096 and "too many fibers" in data[2], got
     assert before == after
+
+
+def test_a_fiber_acts_for_the_user_who_made_it(spindle):
+    """A guest allowed to run code and read a space makes a fiber that writes the space: the
+    write is refused for the guest. (Tarantool 2.6 runs such fibers as admin, in a
+    'background' session; spindle keeps the creator's rights on purpose.)"""
+    with admin(spindle) as conn:
+        for rtype, body in [
+            (ip.INSERT, {ip.K_SPACE_ID: 280,
+                         ip.K_TUPLE: [742, 1, "guarded", "memtx", 0, {}, []]}),
+            (ip.INSERT, {ip.K_SPACE_ID: 288,
+                         ip.K_TUPLE: [742, 0, "pk", "tree", {"unique": True},
+                                      [[0, "unsigned"]]]}),
+            # guest: session + usage (its defaults) + execute on the universe; read on the space
+            (ip.REPLACE, {ip.K_SPACE_ID: 312, ip.K_TUPLE: [1, 0, "universe", 0, 8 | 16 | 4]}),
+            (ip.INSERT, {ip.K_SPACE_ID: 312, ip.K_TUPLE: [1, 0, "space", 742, 1]}),
+        ]:
+            h, b = conn.request(rtype, body)
+            assert not h.get(ip.K_TYPE, 0) & ip.TYPE_ERROR, b
+    with ip.connect(spindle) as guest:
+        got = reply(guest, F + "local f = fiber.new(function() "
+                    "return box.space.guarded:replace{2} end) f:set_joinable(true) "
+                    "local ok, e = f:join() return ok, tostring(e)")
+        rows = reply(guest, "return box.space.guarded:select()")
+    assert got == ("ok", [False, "Write access to space 'guarded' is denied for user 'guest'"])
+    assert rows == ("ok", [[]])

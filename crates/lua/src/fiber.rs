@@ -210,6 +210,21 @@ fn internal(lua: &Lua) -> mlua::Result<Table> {
 /// `internal.park(op, arg)` → `true` if a sleep or wait ended because the fiber was woken
 /// (or cancelled), else `false`. Parks the calling fiber; see `park_point`.
 unsafe extern "C-unwind" fn park_c(l: *mut ffi::lua_State) -> c_int {
+    // SAFETY: `lua_pushthread` pushes one value onto the running C function's own stack
+    // (LuaJIT guarantees it LUA_MINSTACK free slots) and `lua_pop` removes it again.
+    let on_main_state = unsafe {
+        let main = ffi::lua_pushthread(l) == 1;
+        ffi::lua_pop(l, 1);
+        main
+    };
+    if on_main_state {
+        // Only Rust calls Lua on the main state (metamethods while a reply is encoded, the
+        // prelude): every fiber's own calls use that state's stack too, so a park there
+        // would tangle them. Raised as a Lua error instead.
+        // SAFETY: raising from a C function, before any value with a destructor exists in
+        // this frame; the format has no conversions.
+        return unsafe { ffi::luaL_error(l, c"fiber: cannot yield here".as_ptr()) };
+    }
     // SAFETY: reading arguments 1 and 2 of the running C function is always valid; missing
     // ones read as 0.
     let (op, arg) = unsafe { (ffi::lua_tointeger(l, 1) as i64, ffi::lua_tonumber(l, 2)) };
