@@ -219,6 +219,34 @@ box.space = setmetatable({}, {
     end,
 })
 
+-- C-stack guard ---------------------------------------------------------------------------------
+
+-- `string.gsub` with a function (or table) replacement and `table.sort` with a comparator
+-- call Lua back from C: each nesting level takes C stack (about 9 KiB for gsub), and a fiber
+-- has 512 KiB of it, which LuaJIT does not watch (Tarantool 2.6 dies at 58 nested gsubs). A
+-- Lua thread may nest them CALLBACK_DEPTH_MAX deep; past that the call fails with an error.
+local CALLBACK_DEPTH_MAX = 40
+local callback_depth = setmetatable({}, { __mode = 'k' })
+
+local function guarded(raw, needs_guard)
+    return function(...)
+        if not needs_guard(...) then return raw(...) end
+        local co = coroutine.running() or 'main'
+        local depth = (callback_depth[co] or 0) + 1
+        if depth > CALLBACK_DEPTH_MAX then error('C stack overflow', 2) end
+        callback_depth[co] = depth
+        local n, r = pack(pcall(raw, ...))
+        callback_depth[co] = depth - 1
+        if not r[1] then error(r[2], 0) end
+        return unpack(r, 2, n)
+    end
+end
+
+string.gsub = guarded(string.gsub, function(_, _, repl)
+    return type(repl) == 'function' or type(repl) == 'table'
+end)
+table.sort = guarded(table.sort, function(_, cmp) return cmp ~= nil end)
+
 -- CALL and EVAL ---------------------------------------------------------------------------------
 
 -- A dotted name from _G (`f`, `mod.f`, `box.space.tester:select`): the function and, for the

@@ -10,7 +10,7 @@ use spindle_proto::mp;
 use spindle_tx::procs::{ProcCtx, ProcRuntime};
 use spindle_tx::TxRef;
 use spindle_types::error::code;
-use spindle_types::limits::LUA_THREADS_KEPT;
+use spindle_types::limits::{LUA_MEMORY_MAX, LUA_THREADS_KEPT};
 use spindle_types::{BoxError, BoxResult, ErrorKind};
 
 use crate::context::{from_mlua, Callers};
@@ -48,6 +48,7 @@ impl LuaRuntime {
         // SAFETY: `unsafe_new` only loads the libraries `Lua::new` leaves out (`ffi`, `debug`):
         // Tarantool exposes them to Lua, and scripts use them.
         let lua = unsafe { Lua::unsafe_new() };
+        lua.set_memory_limit(LUA_MEMORY_MAX)?;
         let callers = Callers::default();
         lua.set_app_data(callers.clone());
         crate::api::install(&lua)?;

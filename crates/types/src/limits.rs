@@ -52,6 +52,9 @@ pub const TX_LONE_POLL_EVERY: u32 = 32;
 /// Fibers that run stored procedures (CALL, EVAL) at once; more wait for a free one (the
 /// network threads' `net_msg_max` bounds how many can wait).
 pub const PROC_FIBERS_MAX: usize = 768;
+/// Memory the Lua state may hold; past it an allocation fails the Lua code running with
+/// "not enough memory" (an error reply), never the process.
+pub const LUA_MEMORY_MAX: usize = 2 << 30;
 /// Finished Lua threads the runtime keeps to run the next requests in (a reset is cheaper
 /// than a new thread).
 pub const LUA_THREADS_KEPT: usize = 64;
