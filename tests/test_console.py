@@ -125,7 +125,7 @@ TRANSCRIPTS = {
         (b"{{1, {2}}, {k = {}}}\n", 1), (b"{1, nil, 3}\n", 1), (b"{[5] = 'x'}\n", 1),
         (f"box.space.contest:replace{{1, 'one'}}\n".encode(), 1),
         (b"box.space.contest:select{}\n", 1), (b"box.space.contest:get(2)\n", 1),
-        (b"function() end\n", 1), (b"print\n", 1),
+        (b"function() end\n", 1),
         (b"setmetatable({}, {__serialize = 'map'})\n", 1),
     ],
     "errors": [

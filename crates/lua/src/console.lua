@@ -119,8 +119,9 @@ local function parse_output(value)
     return fmt, opts
 end
 
--- Tarantool reports this with the position of its own source line; clients print it as is.
+-- Tarantool reports these with the position of its own source lines; clients print them so.
 local NEED_CONSOLE = 'builtin/box/console.lua:253: console.delimiter(): need existing console'
+local INVALID_DELIMITER = 'builtin/box/console.lua:260: invalid delimiter'
 
 local function delimiter(d)
     local thread = coroutine.running()
@@ -133,7 +134,7 @@ local function delimiter(d)
     elseif type(d) == 'string' then
         state.delimiter = d
     else
-        error('invalid delimiter')
+        error(INVALID_DELIMITER, 0)
     end
 end
 

@@ -39,6 +39,7 @@ const DEFAULT_VERSION: &str = "2.6.0";
 pub fn install(lua: &Lua) -> mlua::Result<()> {
     let internal = lua.create_table()?;
     internal.set("format_yaml", lua.create_function(format_yaml)?)?;
+
     internal.set("format_lua", lua.create_function(format_lua)?)?;
     internal.set("listen", lua.create_function(listen)?)?;
     internal.set("write", lua.create_function(write_stdout)?)?;
@@ -65,6 +66,13 @@ pub fn install(lua: &Lua) -> mlua::Result<()> {
 
 fn internal(lua: &Lua) -> mlua::Result<Table> {
     lua.named_registry_value(INTERNAL_KEY)
+}
+
+/// `internal.format_yaml(...)`: the values as the console's YAML document.
+fn format_yaml(lua: &Lua, values: mlua::MultiValue) -> mlua::Result<String> {
+    let _no_yield = spindle_fiber::NoYield::enter();
+    let values: Vec<Value> = values.into_iter().collect();
+    Ok(crate::modules::yaml::console_format(lua, &values))
 }
 
 /// A value that only the TX thread touches, moved into a TX fiber's closure.
@@ -1012,46 +1020,4 @@ fn base64(bytes: &[u8]) -> String {
         }
     }
     out
-}
-
-// ---------------------------------------------------------------------------------------
-// YAML output: a stand-in until the `yaml` module's console formatter is merged.
-// ---------------------------------------------------------------------------------------
-
-fn format_yaml(_: &Lua, values: mlua::MultiValue) -> mlua::Result<String> {
-    let mut out = String::from("---\n");
-    for v in values.iter() {
-        out.push_str("- ");
-        yaml_value(&mut out, v, 2)?;
-    }
-    out.push_str("...\n");
-    Ok(out)
-}
-
-fn yaml_value(out: &mut String, v: &Value, indent: usize) -> mlua::Result<()> {
-    match v {
-        Value::Nil => out.push_str("null\n"),
-        Value::Table(t) => {
-            let pairs = t
-                .pairs::<Value, Value>()
-                .collect::<mlua::Result<Vec<_>>>()?;
-            if pairs.is_empty() {
-                out.push_str("[]\n");
-            }
-            for (i, (k, v)) in pairs.iter().enumerate() {
-                if i > 0 {
-                    out.push_str(&" ".repeat(indent));
-                }
-                out.push_str(&k.to_string()?);
-                out.push_str(": ");
-                yaml_value(out, v, indent + 2)?;
-            }
-        }
-        Value::Other(_) if v.to_string()?.ends_with(": NULL") => out.push_str("null\n"),
-        other => {
-            out.push_str(&other.to_string()?);
-            out.push('\n');
-        }
-    }
-    Ok(())
 }

@@ -48,10 +48,15 @@ fn encode_at(out: &mut Vec<u8>, v: &Value, depth: usize) -> Result<(), EncodeErr
             if depth >= MAX_DEPTH {
                 return Err(EncodeError("Too high nest level".into()));
             }
+            if let Some(message) = box_error_message(t) {
+                mp::write_str(out, &message);
+                return Ok(());
+            }
             encode_table(out, t, depth)?;
         }
         Value::UserData(ud) => match ud.borrow::<LuaTuple>() {
             Ok(t) => out.extend_from_slice(t.0.data()),
+            Err(_) if crate::modules::encode_ext(out, ud) => {}
             Err(_) => return Err(unsupported(v)),
         },
         Value::Error(e) => mp::write_str(out, &e.to_string()),
@@ -152,6 +157,15 @@ fn array_len(t: &Table) -> Option<usize> {
     (max <= SPARSE_SAFE || max <= SPARSE_RATIO * count).then_some(max)
 }
 
+/// The message of a box.error object (a table whose metatable says `__box_error`).
+fn box_error_message(t: &Table) -> Option<String> {
+    let meta = t.metatable()?;
+    if !meta.raw_get::<bool>("__box_error").unwrap_or(false) {
+        return None;
+    }
+    t.raw_get::<String>("message").ok()
+}
+
 fn serialize_hint(t: &Table) -> Option<String> {
     let meta = t.metatable()?;
     match meta.raw_get::<Value>("__serialize").ok()? {
@@ -200,11 +214,7 @@ fn decode_at(lua: &Lua, buf: &mut &[u8], depth: usize) -> mlua::Result<Value> {
             }
             Value::Table(t)
         }
-        mp::Value::Ext(..) => {
-            return Err(mlua::Error::runtime(
-                "msgpack.decode: unsupported extension",
-            ))
-        }
+        mp::Value::Ext(kind, data) => crate::modules::decode_ext(lua, kind, data)?,
     })
 }
 

@@ -14,6 +14,7 @@ mod runtime;
 mod text;
 mod tuple;
 
+pub use modules::yaml::console_format;
 pub use runtime::LuaRuntime;
 
 use spindle_tx::{ProcRuntime, TxRef};
