@@ -18,6 +18,7 @@ import os
 import re
 import socket
 import subprocess
+import time
 
 import pytest
 
@@ -341,3 +342,46 @@ def test_connect_failures_exit_2(tmp_path):
         code, out, err = client_run(argv + [missing], b"1\n")
         assert (code, out) == (2, b""), argv
         assert b"Failed to connect to Tarantool" in err, argv
+
+
+# -- the REPL on stdin ----------------------------------------------------------------------------
+
+REPL_INPUT = b"1+1\nfor i=1,2 do\nend\n\\set output lua\n{1,2}\nerror('x')\n"
+
+
+def test_repl_on_stdin_matches_tarantool(tmp_path):
+    """`console.start()` reads the server's stdin without blocking the TX thread: another
+    connection is served while the REPL waits; the output equals Tarantool's."""
+    tarantool = servers.require_tool("tarantool")
+    want = subprocess.run([tarantool, "-e", "require('console').start() os.exit(0)"],
+                          input=REPL_INPUT, capture_output=True, timeout=60).stdout
+    port = servers.free_port()
+    data = tmp_path / "data"
+    data.mkdir()
+    with open(tmp_path / "log", "w") as log:
+        proc = subprocess.Popen(
+            [servers.spindle_bin(), "serve", "--listen", f"127.0.0.1:{port}",
+             "--data-dir", str(data), "--admin-password", "pw"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log)
+    try:
+        srv = type("Addr", (), {"host": "127.0.0.1", "port": port})
+        for _ in range(100):
+            if servers._probe_greeting("127.0.0.1", port) or proc.poll() is not None:
+                break
+            time.sleep(0.1)
+        repl = ip.connect(srv, "admin", "pw")
+        repl.send_bytes(ip.packet({ip.K_TYPE: ip.EVAL, ip.K_SYNC: 7},
+                                  {ip.K_EXPR: "require('console').start() return 'done'",
+                                   ip.K_TUPLE: []}))
+        with ip.connect(srv, "admin", "pw") as other:
+            assert other.call(ip.EVAL, {ip.K_EXPR: "return 6 * 7"}) == [42]
+        proc.stdin.write(REPL_INPUT)
+        proc.stdin.close()
+        _, body, _ = repl.read_packet()
+        assert body == {ip.K_DATA: ["done"]}
+        repl.close()
+    finally:
+        proc.terminate()
+        got = proc.stdout.read()
+        proc.wait(timeout=30)
+    assert got == want
