@@ -385,3 +385,73 @@ def test_repl_on_stdin_matches_tarantool(tmp_path):
         got = proc.stdout.read()
         proc.wait(timeout=30)
     assert got == want
+
+
+# -- spindle connect on a terminal ----------------------------------------------------------------
+
+TERMINAL_STEPS = [(b"1+1\r", 1), (b"for i = 1, 2 do\r", 0), (b"end\r", 1), (b"error('x')\r", 1),
+                  (b"math.max(\r", 0), (b"1, 2)\r", 1)]
+TERMINAL_READ_TIMEOUT = 20
+
+
+def strip_terminal(out):
+    return re.sub(rb"\x1b\[[0-9;?]*[A-Za-z]", b"", out).replace(b"\r", b"")
+
+
+def terminal_session(argv, steps):
+    """Runs a client in a pseudo-terminal, typing each line after the previous reply (and
+    the next prompt) arrived; returns the YAML documents it printed and its exit code."""
+    import pty
+    import select
+
+    pid, fd = pty.fork()
+    if pid == 0:
+        os.execv(argv[0], argv)
+    out = b""
+
+    def read_until(done):
+        nonlocal out
+        while not done(strip_terminal(out)):
+            ready, _, _ = select.select([fd], [], [], TERMINAL_READ_TIMEOUT)
+            assert ready, f"no output; so far: {out!r}"
+            try:
+                chunk = os.read(fd, 65536)
+            except OSError:
+                return
+            if not chunk:
+                return
+            out += chunk
+
+    read_until(lambda t: b"> " in t)
+    docs = 0
+    for line, replies in steps:
+        prompts = strip_terminal(out).count(b"> ")
+        os.write(fd, line)
+        docs += replies
+        read_until(lambda t, p=prompts, d=docs: t.count(b"\n...\n") >= d and t.count(b"> ") > p)
+    os.write(fd, b"\x04")
+    read_until(lambda t: False)
+    _, status = os.waitpid(pid, 0)
+    return yaml_documents(strip_terminal(out)), os.waitstatus_to_exitcode(status)
+
+
+def yaml_documents(text):
+    docs, current = [], None
+    for line in text.split(b"\n"):
+        if line == b"---":
+            current = [line]
+        elif current is not None:
+            current.append(line)
+            if line == b"...":
+                docs.append(b"\n".join(current) + b"\n")
+                current = None
+    return docs
+
+
+@pytest.mark.parametrize("port", ["console", "binary"])
+def test_spindle_connect_on_a_terminal(consoles, port):
+    want = terminal_session(tarantoolctl() + [uris(consoles, "tarantool")[port]], TERMINAL_STEPS)
+    got = terminal_session(spindle_connect() + [uris(consoles, "spindle")[port]],
+                           TERMINAL_STEPS)
+    assert got == want
+    assert len(want[0]) == 4 and want[0][-1] == b"---\n- 2\n...\n"
