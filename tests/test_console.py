@@ -455,3 +455,38 @@ def test_spindle_connect_on_a_terminal(consoles, port):
                            TERMINAL_STEPS)
     assert got == want
     assert len(want[0]) == 4 and want[0][-1] == b"---\n- 2\n...\n"
+
+
+def test_server_object_and_close_match_tarantool(consoles):
+    expr = ("local s = require('console').listen(...) "
+            "return type(s), tostring(s):match('aka (.*)'), s:name(), s:close()")
+    got = {}
+    for kind in ("tarantool", "spindle"):
+        srv = consoles[kind][2]
+        port = servers.free_port()
+        got[kind] = admin_eval(srv, expr, f"127.0.0.1:{port}")
+        got[kind][1] = got[kind][1].replace(str(port), "PORT")
+        got[kind][2]["port"] = "PORT"
+        with pytest.raises(ConnectionRefusedError):
+            Console(("127.0.0.1", port))
+    assert got["spindle"] == got["tarantool"]
+    assert got["tarantool"][1:] == ["127.0.0.1:PORT", {
+        "host": "127.0.0.1", "port": "PORT", "family": "AF_INET", "type": "SOCK_STREAM",
+        "protocol": "tcp"}, True]
+
+
+def test_closing_a_unix_console_removes_its_socket(consoles, tmp_path):
+    for kind in ("tarantool", "spindle"):
+        path = str(tmp_path / f"{kind}.sock")
+        srv = consoles[kind][2]
+        admin_eval(srv, "closing = require('console').listen(...)", f"unix/:{path}")
+        assert run_transcript(path, [(b"1\n", 1)])[1][1] == [b"---\n- 1\n...\n"], kind
+        assert admin_eval(srv, "return closing:close()") == [True], kind
+        assert not os.path.exists(path), kind
+
+
+def test_listen_on_port_0_tells_the_port(consoles):
+    srv = consoles["spindle"][2]
+    (port,) = admin_eval(srv, "return require('console').listen('127.0.0.1:0'):name().port")
+    assert port > 0
+    assert run_transcript(("127.0.0.1", port), [(b"'hi'\n", 1)])[1][1] == [b"---\n- hi\n...\n"]

@@ -291,12 +291,42 @@ end
 local LISTEN_ERROR_AT = 'builtin/box/console.lua:865: '
 local USAGE_AT = 'builtin/box/console.lua:857: '
 
+-- A server looks like Tarantool's server socket: `s:name()` (`{host, port, family, type,
+-- protocol}`), `s:fd()`, `s:close()`, and it prints as `{fd, name}`.
+local servers = setmetatable({}, {__mode = 'k'})
+local server_methods = {}
+
+function server_methods.name(self)
+    return servers[self].info.name
+end
+
+function server_methods.fd(self)
+    return servers[self].info.fd
+end
+
+function server_methods.close(self)
+    return servers[self].handle:close()
+end
+
+local server_mt = {
+    __index = server_methods,
+    __serialize = function(self)
+        return servers[self].info
+    end,
+    __tostring = function(self)
+        local info = servers[self].info
+        return string.format('fd %s, aka %s:%s', info.fd, info.name.host, info.name.port)
+    end,
+}
+
 local function listen(uri)
-    local server, err = internal.listen(uri)
-    if server == nil then
+    local handle, err = internal.listen(uri)
+    if handle == nil then
         local at = err:find('^Usage') and USAGE_AT or LISTEN_ERROR_AT
         error(at .. err, 0)
     end
+    local server = setmetatable({}, server_mt)
+    servers[server] = {handle = handle, info = handle:describe()}
     return server
 end
 

@@ -223,29 +223,20 @@ impl Listener {
         }
     }
 
-    /// Wakes a fiber parked in `accept` by connecting to the listener.
-    fn wake(&self) {
-        match self {
-            Listener::Tcp(l) => {
-                if let Ok(mut addr) = l.local_addr() {
-                    if addr.ip().is_unspecified() {
-                        addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
-                    }
-                    let _ = std::net::TcpStream::connect(addr);
-                }
+    /// Stops listening at once: new connections are refused and the fiber parked in
+    /// `accept` wakes with an error (Linux semantics of `shutdown` on a listening socket). The
+    /// descriptor itself closes when the accepting fiber lets go of the listener.
+    fn shut(&self) {
+        use std::os::fd::AsRawFd;
+        let fd = match self {
+            Listener::Tcp(l) => l.as_raw_fd(),
+            Listener::Unix(l, path) => {
+                let _ = std::fs::remove_file(path);
+                l.as_raw_fd()
             }
-            Listener::Unix(_, path) => {
-                let _ = std::os::unix::net::UnixStream::connect(path);
-            }
-        }
-    }
-}
-
-impl Drop for Listener {
-    fn drop(&mut self) {
-        if let Listener::Unix(_, path) = self {
-            let _ = std::fs::remove_file(path);
-        }
+        };
+        // SAFETY: `fd` is the listener's own open descriptor, borrowed for this call.
+        unsafe { libc::shutdown(fd, libc::SHUT_RDWR) };
     }
 }
 
@@ -260,13 +251,52 @@ impl UserData for ConsoleServer {
     fn add_methods<M: mlua::UserDataMethods<Self>>(methods: &mut M) {
         methods.add_method("close", |_, this, ()| {
             if !this.closed.replace(true) {
-                this.listener.wake();
+                this.listener.shut();
             }
             Ok(true)
         });
+        methods.add_method("describe", |lua, this, ()| this.describe(lua));
         methods.add_meta_method("__tostring", |_, this, ()| {
             Ok(format!("console server: {}", this.name))
         });
+    }
+}
+
+impl ConsoleServer {
+    /// The fields Tarantool's server socket shows: `{fd, name = {host, port, family, type,
+    /// protocol}}`.
+    fn describe(&self, lua: &Lua) -> mlua::Result<Table> {
+        use std::os::fd::AsRawFd;
+        let name = lua.create_table()?;
+        name.set("type", "SOCK_STREAM")?;
+        let fd = match &*self.listener {
+            Listener::Tcp(l) => {
+                let addr = l.local_addr().map_err(mlua::Error::external)?;
+                name.set("host", addr.ip().to_string())?;
+                name.set("port", addr.port())?;
+                name.set(
+                    "family",
+                    if addr.is_ipv4() {
+                        "AF_INET"
+                    } else {
+                        "AF_INET6"
+                    },
+                )?;
+                name.set("protocol", "tcp")?;
+                l.as_raw_fd()
+            }
+            Listener::Unix(l, path) => {
+                name.set("host", "unix/")?;
+                name.set("port", path.to_string_lossy().into_owned())?;
+                name.set("family", "AF_UNIX")?;
+                name.set("protocol", 0)?;
+                l.as_raw_fd()
+            }
+        };
+        let info = lua.create_table()?;
+        info.set("fd", fd)?;
+        info.set("name", name)?;
+        Ok(info)
     }
 }
 
