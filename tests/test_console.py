@@ -490,3 +490,12 @@ def test_listen_on_port_0_tells_the_port(consoles):
     (port,) = admin_eval(srv, "return require('console').listen('127.0.0.1:0'):name().port")
     assert port > 0
     assert run_transcript(("127.0.0.1", port), [(b"'hi'\n", 1)])[1][1] == [b"---\n- hi\n...\n"]
+
+
+def test_guest_without_rights_cannot_connect_to_a_binary_port(consoles):
+    results = []
+    for kind, argv in (("tarantool", tarantoolctl()), ("spindle", spindle_connect())):
+        srv = consoles[kind][2]
+        code, out, err = client_run(argv + [f"{srv.host}:{srv.port}"], b"1\n")
+        results.append((code, out, err.splitlines()[:1]))
+    assert results[1] == results[0] == (2, b"", [b"Failed to connect to Tarantool"])
