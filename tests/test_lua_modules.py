@@ -465,6 +465,10 @@ case("json",
      "local json = require('json') json.cfg{encode_invalid_as_nil = true} "
      "local r = json.encode({1, print}) json.cfg{encode_invalid_as_nil = false} return r",
      "return require('json').decode('[1,2]', {})",
+     "return (require('json').encode({function() end}, {encode_use_tostring = true}):gsub('0x%x+', ''))",
+     "return pcall(require('json').encode, {a = {b = {c = 1}}}, {encode_max_depth = 2})",
+     "return require('json').cfg.encode_use_tostring",
+     "local d = require('decimal') return d.new(1) < d.new(2), d.new(3) == d.new(3), d.new(2) <= d.new(1)",
      "return select('#', require('json').decode('1'))",
      "return pcall(require('json').decode)",
      "local ok, e = pcall(require('json').decode, '[') return ok, e",
@@ -517,3 +521,26 @@ def test_same_as_tarantool(outcomes, i):
     want, got = outcomes["tarantool"][i], outcomes["spindle"][i]
     assert got == want, (f"{CASES[i][1]} {CASES[i][2]!r}\n  tarantool: {want!r}\n"
                          f"  spindle:   {got!r}")
+
+
+@pytest.mark.parametrize("kind", ["tarantool", "spindle"])
+@pytest.mark.parametrize("code, want", [("3", 3), ("true", 0), ("false", 0), ("", 0), ("'x'", 0)])
+def test_os_exit_ends_the_process_with_its_code(server_factory, kind, code, want):
+    srv = server_factory(kind)()
+    conn = tarantool.connect(srv.host, srv.port, user="admin", password=srv.password)
+    with pytest.raises(tarantool.error.NetworkError):
+        conn.eval(f"io.stdout:write('bye') os.exit({code})")
+    conn.close()
+    assert srv.proc.wait(timeout=20) == want
+
+
+def test_log_lines_reach_the_server_log(server_factory):
+    srv = server_factory("spindle")()
+    conn = tarantool.connect(srv.host, srv.port, user="admin", password=srv.password)
+    conn.eval("local log = require('log') log.info('modules %s %d', 'info line', 7) "
+              "log.warn({warned = true}) log.debug('not shown')")
+    conn.close()
+    text = srv.log_text()
+    assert "modules info line 7" in text
+    assert '{"warned":true}' in text
+    assert "not shown" not in text
