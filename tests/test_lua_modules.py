@@ -411,6 +411,12 @@ def lua_literal(v):
 
 
 RANDOM_VALUES = [rand_value() for _ in range(60)]
+for v in RANDOM_VALUES[:30]:
+    # The same values as EVAL arguments: decoded arrays and maps keep their kind (flow style
+    # in YAML), big integers are 64-bit cdata.
+    case("random-args", "return require('yaml').encode(...)", "return require('json').encode(...)",
+         "local m = require('msgpack') return m.decode(m.encode(...))", "return ...",
+         args=[v])
 for v in RANDOM_VALUES:
     lit = lua_literal(v)
     case("random", f"return require('yaml').encode({lit})", f"return require('json').encode({lit})",
