@@ -147,6 +147,9 @@ case("msgpack", *[MP + c for c in [
     "return msgpack.decode_unchecked('\\xa3abc')",
     "return getmetatable(msgpack.decode('\\x90')) == msgpack.array_mt",
     "local m = msgpack.new() m.cfg{encode_invalid_as_nil = true} return msgpack.decode(m.encode({1, print, 3}))",
+    "local m = msgpack.new() m.cfg{encode_invalid_as_nil = true} local u = require('uuid').fromstr("
+    "'ae28d4b6-e59f-4ecb-be69-7c1c5b7e5fb0') local v = m.decode(m.encode({u, require('decimal').new('-1.5')})) "
+    "return tostring(v[1]), tostring(v[2])",
     "local v = msgpack.decode(msgpack.encode(require('uuid').fromstr('ae28d4b6-e59f-4ecb-be69-7c1c5b7e5fb0'))) "
     "return tostring(v), v:str()",
     "local v = msgpack.decode(msgpack.encode(require('decimal').new('-12.345'))) return tostring(v), tostring(v + 1)",
@@ -251,6 +254,10 @@ case("digest", *[P + DG + "return " + e for e in [
     "(function() local c = d.crc32.new() c:update('a') c:update('bc') return c:result() end)()",
     "P(d.md5_hex)", "P(d.md5_hex, 1)", "#d.urandom(5)",
     "d.base64_decode(d.base64_encode(string.rep('\\1\\2\\3\\250', 50))) == string.rep('\\1\\2\\3\\250', 50)",
+    "d.murmur('abc'), d.murmur(''), d.murmur('hello world'), d.murmur('abcd'), d.murmur('abcde')",
+    "d.guava(1, 2), d.guava(12345, 100), d.guava(-5, 7), d.guava(0, 1), d.guava(123456789, 1000)",
+    "(function() local m = d.murmur.new() m:update('ab') m:update('c') return m:result() end)()",
+    "d.murmur.new({seed = 0}):result(), d.murmur.new({seed = 5}):result()",
 ]])
 case("log", *[e for e in [
     "local log = require('log') log.info('x %s %d', 'a', 5) log.warn({a = 1}) log.error('e') "
