@@ -166,6 +166,11 @@ case("uuid", *[HEX + U + c for c in [
     "return tostring(uuid.NULL), require('json').encode({u}), require('yaml').encode(u)",
     "return u",
 ]])
+case("uuid", "local u = ... return tostring(u), u:str(), u, require('uuid').is_uuid ~= nil",
+     args=[__import__("uuid").UUID("ae28d4b6-e59f-4ecb-be69-7c1c5b7e5fb0")])
+case("decimal", "local d = ... return tostring(d), tostring(d * 2), d",
+     args=[__import__("decimal").Decimal("-12.345")])
+case("decimal", "local d = ... return tostring(d), d", args=[__import__("decimal").Decimal("1E+5")])
 D = "local decimal = require('decimal') "
 case("decimal", *[D + c for c in [
     "return tostring(decimal.new('1.10')), tostring(decimal.new(1)), tostring(decimal.new('-0.5'))",
