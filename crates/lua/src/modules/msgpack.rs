@@ -195,8 +195,9 @@ fn decode_at(lua: &Lua, args: &MultiValue) -> Result<(Value, usize), String> {
 /// One value with Tarantool's Lua marks (see the module doc).
 pub fn decode(lua: &Lua, buf: &mut &[u8], depth: usize) -> Result<Value, String> {
     let err = |e: mlua::Error| super::message(&e);
-    if depth > 1024 {
-        return Err(INVALID.into());
+    // Nesting costs stack on the fiber (512 KiB); deeper data is refused.
+    if depth > 512 {
+        return Err("msgpack.decode: too deep".into());
     }
     Ok(
         match mp::read_value(buf).map_err(|_| INVALID.to_string())? {

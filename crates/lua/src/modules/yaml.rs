@@ -139,7 +139,8 @@ impl Builder<'_> {
     }
 
     fn node(&mut self, depth: usize) -> mlua::Result<Value> {
-        if depth > 1000 {
+        // Nesting costs stack on the fiber (512 KiB); deeper documents are refused.
+        if depth > 512 {
             return Err(mlua::Error::runtime("yaml.decode: too deep"));
         }
         let Some(ev) = self.next().cloned() else {
@@ -228,15 +229,36 @@ fn number(lua: &Lua, text: &str) -> mlua::Result<Value> {
     tonumber.call::<Value>(text)
 }
 
-/// The shared metatable `{__serialize = kind}` decoded collections carry.
+/// The metatables decoded arrays and maps share, kept where lookups are cheap.
+struct Marks {
+    seq: Table,
+    map: Table,
+}
+
+/// The shared metatable `{__serialize = kind}` (`seq` or `map`) decoded collections carry.
 pub fn kind_meta(lua: &Lua, kind: &str) -> mlua::Result<Table> {
-    let key = format!("spindle.meta.{kind}");
-    if let Ok(t) = lua.named_registry_value::<Table>(&key) {
-        return Ok(t);
+    if let Some(marks) = lua.app_data_ref::<Marks>() {
+        return Ok(if kind == "seq" {
+            marks.seq.clone()
+        } else {
+            marks.map.clone()
+        });
     }
-    let t = lua.create_table()?;
-    t.raw_set("__serialize", kind)?;
-    lua.set_named_registry_value(&key, t.clone())?;
+    let make = |kind: &str| -> mlua::Result<Table> {
+        let t = lua.create_table()?;
+        t.raw_set("__serialize", kind)?;
+        Ok(t)
+    };
+    let marks = Marks {
+        seq: make("seq")?,
+        map: make("map")?,
+    };
+    let t = if kind == "seq" {
+        marks.seq.clone()
+    } else {
+        marks.map.clone()
+    };
+    lua.set_app_data(marks);
     Ok(t)
 }
 
