@@ -244,6 +244,9 @@ BINARY_EVALS = [
     ("return require('console').eval(...)", "\\set output yaml"),
     ("return pcall(require('console').delimiter)",),
     ("return require('console').eval(...)", "\\help"),
+    ("return require('console').eval(...)", "\\q"),
+    ("return require('console').eval(...)", "\\set language"),
+    ("return require('console').eval()",),
 ]
 
 

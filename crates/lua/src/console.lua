@@ -198,7 +198,6 @@ commands.h = commands.help
 
 function commands.quit(state)
     state.running = false
-    return nil
 end
 commands.q = commands.quit
 
