@@ -502,3 +502,25 @@ def test_guest_without_rights_cannot_connect_to_a_binary_port(consoles):
         code, out, err = client_run(argv + [f"{srv.host}:{srv.port}"], b"1\n")
         results.append((code, out, err.splitlines()[:1]))
     assert results[1] == results[0] == (2, b"", [b"Failed to connect to Tarantool"])
+
+
+def test_many_consoles_writing_at_once(consoles):
+    """Console fibers park in their Lua threads while their writes wait for the WAL; many at
+    once must each get their own answers."""
+    address = consoles["spindle"][0]
+    conns = [Console(address) for _ in range(16)]
+    try:
+        for con in conns:
+            assert len(con.greeting_in_one_read()) == GREETING
+        for round_ in range(20):
+            for i, con in enumerate(conns):
+                key = 1000 + i * 100 + round_
+                con.send(f"box.space.contest:replace{{{key}, 'v{round_}'}}\n"
+                         f"box.space.contest:get({key})[2], {i}\n".encode())
+            for i, con in enumerate(conns):
+                key = 1000 + i * 100 + round_
+                assert con.replies(2) == [f"---\n- [{key}, 'v{round_}']\n...\n".encode(),
+                                          f"---\n- v{round_}\n- {i}\n...\n".encode()]
+    finally:
+        for con in conns:
+            con.close()
