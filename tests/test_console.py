@@ -135,6 +135,7 @@ TRANSCRIPTS = {
         (b"x = = 1\n", 1), (b"nosuchfunc()\n", 1), (b"return nosuchfunc()\n", 1),
         (b"local t = nil return t.field_of_a_nil_value_in_a_long_chunk_name\n", 1),
         (b"error('multi\\nline')\n", 1), (b"x y\n", 1), (b"for\n", 1),
+        (b"coroutine.yield(1)\n", 1), (b"'after a yield'\n", 1),
     ],
     "commands": [
         (b"\\set\n", 1), (b"\\set foo bar\n", 1), (b"\\x\n", 1), (b"\\x y z\n", 1),

@@ -522,11 +522,12 @@ impl Session {
 
     fn reply_text(&mut self, reply: Value) -> mlua::Result<Option<Vec<u8>>> {
         if self.thread.status() == ThreadStatus::Resumable {
-            // The request yielded its thread (`coroutine.yield()` at top level): Tarantool's
-            // console thread is not a coroutine, so this is an error there; start afresh.
+            // The request yielded its thread (`coroutine.yield()` at top level). Tarantool runs
+            // it under a C-level pcall, which cannot be yielded across: report that error and
+            // start afresh.
             self.replace_thread()?;
             return Ok(Some(
-                self.error_text("attempt to yield from outside a coroutine"),
+                self.error_text("attempt to yield across C-call boundary"),
             ));
         }
         Ok(match reply {
