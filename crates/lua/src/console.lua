@@ -350,8 +350,32 @@ local function read_statement(state)
     end
 end
 
+local hooks = {}
+
+local function hook_setter(name)
+    return function(f)
+        if f ~= nil and type(f) ~= 'function' then
+            error(string.format('Wrong type of %s hook: %s', name, type(f)))
+        end
+        hooks[name] = f
+    end
+end
+
+-- Completion is the terminal's business here; the switch is kept for scripts that set it.
+local function ac(yes_no)
+    local thread = coroutine.running()
+    local state = thread ~= nil and consoles[thread] or nil
+    if state == nil then
+        error('console.ac(): need existing console')
+    end
+    state.ac = not not yes_no
+end
+
 local function repl(state)
     consoles[coroutine.running()] = state
+    if hooks.on_start ~= nil then
+        hooks.on_start(state)
+    end
     while state.running do
         local line = read_statement(state)
         if line == nil then break end
@@ -391,4 +415,7 @@ return {
     start = start,
     set_default_output = set_default_output,
     get_default_output = get_default_output,
+    on_start = hook_setter('on_start'),
+    on_client_disconnect = hook_setter('on_client_disconnect'),
+    ac = ac,
 }
