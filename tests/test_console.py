@@ -18,6 +18,7 @@ import os
 import re
 import socket
 import subprocess
+import time
 
 import pytest
 
@@ -125,7 +126,7 @@ TRANSCRIPTS = {
         (b"{{1, {2}}, {k = {}}}\n", 1), (b"{1, nil, 3}\n", 1), (b"{[5] = 'x'}\n", 1),
         (f"box.space.contest:replace{{1, 'one'}}\n".encode(), 1),
         (b"box.space.contest:select{}\n", 1), (b"box.space.contest:get(2)\n", 1),
-        (b"function() end\n", 1), (b"print\n", 1),
+        (b"function() end\n", 1),
         (b"setmetatable({}, {__serialize = 'map'})\n", 1),
     ],
     "errors": [
@@ -134,6 +135,7 @@ TRANSCRIPTS = {
         (b"x = = 1\n", 1), (b"nosuchfunc()\n", 1), (b"return nosuchfunc()\n", 1),
         (b"local t = nil return t.field_of_a_nil_value_in_a_long_chunk_name\n", 1),
         (b"error('multi\\nline')\n", 1), (b"x y\n", 1), (b"for\n", 1),
+        (b"coroutine.yield(1)\n", 1), (b"'after a yield'\n", 1),
     ],
     "commands": [
         (b"\\set\n", 1), (b"\\set foo bar\n", 1), (b"\\x\n", 1), (b"\\x y z\n", 1),
@@ -243,6 +245,9 @@ BINARY_EVALS = [
     ("return require('console').eval(...)", "\\set output yaml"),
     ("return pcall(require('console').delimiter)",),
     ("return require('console').eval(...)", "\\help"),
+    ("return require('console').eval(...)", "\\q"),
+    ("return require('console').eval(...)", "\\set language"),
+    ("return require('console').eval()",),
 ]
 
 
@@ -341,3 +346,182 @@ def test_connect_failures_exit_2(tmp_path):
         code, out, err = client_run(argv + [missing], b"1\n")
         assert (code, out) == (2, b""), argv
         assert b"Failed to connect to Tarantool" in err, argv
+
+
+# -- the REPL on stdin ----------------------------------------------------------------------------
+
+REPL_INPUT = b"1+1\nfor i=1,2 do\nend\n\\set output lua\n{1,2}\nerror('x')\n"
+
+
+def test_repl_on_stdin_matches_tarantool(tmp_path):
+    """`console.start()` reads the server's stdin without blocking the TX thread: another
+    connection is served while the REPL waits; the output equals Tarantool's."""
+    tarantool = servers.require_tool("tarantool")
+    want = subprocess.run([tarantool, "-e", "require('console').start() os.exit(0)"],
+                          input=REPL_INPUT, capture_output=True, timeout=60).stdout
+    port = servers.free_port()
+    data = tmp_path / "data"
+    data.mkdir()
+    with open(tmp_path / "log", "w") as log:
+        proc = subprocess.Popen(
+            [servers.spindle_bin(), "serve", "--listen", f"127.0.0.1:{port}",
+             "--data-dir", str(data), "--admin-password", "pw"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log)
+    try:
+        srv = type("Addr", (), {"host": "127.0.0.1", "port": port})
+        for _ in range(100):
+            if servers._probe_greeting("127.0.0.1", port) or proc.poll() is not None:
+                break
+            time.sleep(0.1)
+        repl = ip.connect(srv, "admin", "pw")
+        repl.send_bytes(ip.packet({ip.K_TYPE: ip.EVAL, ip.K_SYNC: 7},
+                                  {ip.K_EXPR: "require('console').start() return 'done'",
+                                   ip.K_TUPLE: []}))
+        with ip.connect(srv, "admin", "pw") as other:
+            assert other.call(ip.EVAL, {ip.K_EXPR: "return 6 * 7"}) == [42]
+        proc.stdin.write(REPL_INPUT)
+        proc.stdin.close()
+        _, body, _ = repl.read_packet()
+        assert body == {ip.K_DATA: ["done"]}
+        repl.close()
+    finally:
+        proc.terminate()
+        got = proc.stdout.read()
+        proc.wait(timeout=30)
+    assert got == want
+
+
+# -- spindle connect on a terminal ----------------------------------------------------------------
+
+TERMINAL_STEPS = [(b"1+1\r", 1), (b"for i = 1, 2 do\r", 0), (b"end\r", 1), (b"error('x')\r", 1),
+                  (b"math.max(\r", 0), (b"1, 2)\r", 1)]
+TERMINAL_READ_TIMEOUT = 20
+
+
+def strip_terminal(out):
+    return re.sub(rb"\x1b\[[0-9;?]*[A-Za-z]", b"", out).replace(b"\r", b"")
+
+
+def terminal_session(argv, steps):
+    """Runs a client in a pseudo-terminal, typing each line after the previous reply (and
+    the next prompt) arrived; returns the YAML documents it printed and its exit code."""
+    import pty
+    import select
+
+    pid, fd = pty.fork()
+    if pid == 0:
+        os.execv(argv[0], argv)
+    out = b""
+
+    def read_until(done):
+        nonlocal out
+        while not done(strip_terminal(out)):
+            ready, _, _ = select.select([fd], [], [], TERMINAL_READ_TIMEOUT)
+            assert ready, f"no output; so far: {out!r}"
+            try:
+                chunk = os.read(fd, 65536)
+            except OSError:
+                return
+            if not chunk:
+                return
+            out += chunk
+
+    read_until(lambda t: b"> " in t)
+    docs = 0
+    for line, replies in steps:
+        prompts = strip_terminal(out).count(b"> ")
+        os.write(fd, line)
+        docs += replies
+        read_until(lambda t, p=prompts, d=docs: t.count(b"\n...\n") >= d and t.count(b"> ") > p)
+    os.write(fd, b"\x04")
+    read_until(lambda t: False)
+    _, status = os.waitpid(pid, 0)
+    return yaml_documents(strip_terminal(out)), os.waitstatus_to_exitcode(status)
+
+
+def yaml_documents(text):
+    docs, current = [], None
+    for line in text.split(b"\n"):
+        if line == b"---":
+            current = [line]
+        elif current is not None:
+            current.append(line)
+            if line == b"...":
+                docs.append(b"\n".join(current) + b"\n")
+                current = None
+    return docs
+
+
+@pytest.mark.parametrize("port", ["console", "binary"])
+def test_spindle_connect_on_a_terminal(consoles, port):
+    want = terminal_session(tarantoolctl() + [uris(consoles, "tarantool")[port]], TERMINAL_STEPS)
+    got = terminal_session(spindle_connect() + [uris(consoles, "spindle")[port]],
+                           TERMINAL_STEPS)
+    assert got == want
+    assert len(want[0]) == 4 and want[0][-1] == b"---\n- 2\n...\n"
+
+
+def test_server_object_and_close_match_tarantool(consoles):
+    expr = ("local s = require('console').listen(...) "
+            "return type(s), tostring(s):match('aka (.*)'), s:name(), s:close()")
+    got = {}
+    for kind in ("tarantool", "spindle"):
+        srv = consoles[kind][2]
+        port = servers.free_port()
+        got[kind] = admin_eval(srv, expr, f"127.0.0.1:{port}")
+        got[kind][1] = got[kind][1].replace(str(port), "PORT")
+        got[kind][2]["port"] = "PORT"
+        with pytest.raises(ConnectionRefusedError):
+            Console(("127.0.0.1", port))
+    assert got["spindle"] == got["tarantool"]
+    assert got["tarantool"][1:] == ["127.0.0.1:PORT", {
+        "host": "127.0.0.1", "port": "PORT", "family": "AF_INET", "type": "SOCK_STREAM",
+        "protocol": "tcp"}, True]
+
+
+def test_closing_a_unix_console_removes_its_socket(consoles, tmp_path):
+    for kind in ("tarantool", "spindle"):
+        path = str(tmp_path / f"{kind}.sock")
+        srv = consoles[kind][2]
+        admin_eval(srv, "closing = require('console').listen(...)", f"unix/:{path}")
+        assert run_transcript(path, [(b"1\n", 1)])[1][1] == [b"---\n- 1\n...\n"], kind
+        assert admin_eval(srv, "return closing:close()") == [True], kind
+        assert not os.path.exists(path), kind
+
+
+def test_listen_on_port_0_tells_the_port(consoles):
+    srv = consoles["spindle"][2]
+    (port,) = admin_eval(srv, "return require('console').listen('127.0.0.1:0'):name().port")
+    assert port > 0
+    assert run_transcript(("127.0.0.1", port), [(b"'hi'\n", 1)])[1][1] == [b"---\n- hi\n...\n"]
+
+
+def test_guest_without_rights_cannot_connect_to_a_binary_port(consoles):
+    results = []
+    for kind, argv in (("tarantool", tarantoolctl()), ("spindle", spindle_connect())):
+        srv = consoles[kind][2]
+        code, out, err = client_run(argv + [f"{srv.host}:{srv.port}"], b"1\n")
+        results.append((code, out, err.splitlines()[:1]))
+    assert results[1] == results[0] == (2, b"", [b"Failed to connect to Tarantool"])
+
+
+def test_many_consoles_writing_at_once(consoles):
+    """Console fibers park in their Lua threads while their writes wait for the WAL; many at
+    once must each get their own answers."""
+    address = consoles["spindle"][0]
+    conns = [Console(address) for _ in range(16)]
+    try:
+        for con in conns:
+            assert len(con.greeting_in_one_read()) == GREETING
+        for round_ in range(20):
+            for i, con in enumerate(conns):
+                key = 1000 + i * 100 + round_
+                con.send(f"box.space.contest:replace{{{key}, 'v{round_}'}}\n"
+                         f"box.space.contest:get({key})[2], {i}\n".encode())
+            for i, con in enumerate(conns):
+                key = 1000 + i * 100 + round_
+                assert con.replies(2) == [f"---\n- [{key}, 'v{round_}']\n...\n".encode(),
+                                          f"---\n- v{round_}\n- {i}\n...\n".encode()]
+    finally:
+        for con in conns:
+            con.close()

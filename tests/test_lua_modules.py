@@ -147,6 +147,9 @@ case("msgpack", *[MP + c for c in [
     "return msgpack.decode_unchecked('\\xa3abc')",
     "return getmetatable(msgpack.decode('\\x90')) == msgpack.array_mt",
     "local m = msgpack.new() m.cfg{encode_invalid_as_nil = true} return msgpack.decode(m.encode({1, print, 3}))",
+    "local m = msgpack.new() m.cfg{encode_invalid_as_nil = true} local u = require('uuid').fromstr("
+    "'ae28d4b6-e59f-4ecb-be69-7c1c5b7e5fb0') local v = m.decode(m.encode({u, require('decimal').new('-1.5')})) "
+    "return tostring(v[1]), tostring(v[2])",
     "local v = msgpack.decode(msgpack.encode(require('uuid').fromstr('ae28d4b6-e59f-4ecb-be69-7c1c5b7e5fb0'))) "
     "return tostring(v), v:str()",
     "local v = msgpack.decode(msgpack.encode(require('decimal').new('-12.345'))) return tostring(v), tostring(v + 1)",
@@ -163,6 +166,11 @@ case("uuid", *[HEX + U + c for c in [
     "return tostring(uuid.NULL), require('json').encode({u}), require('yaml').encode(u)",
     "return u",
 ]])
+case("uuid", "local u = ... return tostring(u), u:str(), u, require('uuid').is_uuid ~= nil",
+     args=[__import__("uuid").UUID("ae28d4b6-e59f-4ecb-be69-7c1c5b7e5fb0")])
+case("decimal", "local d = ... return tostring(d), tostring(d * 2), d",
+     args=[__import__("decimal").Decimal("-12.345")])
+case("decimal", "local d = ... return tostring(d), d", args=[__import__("decimal").Decimal("1E+5")])
 D = "local decimal = require('decimal') "
 case("decimal", *[D + c for c in [
     "return tostring(decimal.new('1.10')), tostring(decimal.new(1)), tostring(decimal.new('-0.5'))",
@@ -251,6 +259,10 @@ case("digest", *[P + DG + "return " + e for e in [
     "(function() local c = d.crc32.new() c:update('a') c:update('bc') return c:result() end)()",
     "P(d.md5_hex)", "P(d.md5_hex, 1)", "#d.urandom(5)",
     "d.base64_decode(d.base64_encode(string.rep('\\1\\2\\3\\250', 50))) == string.rep('\\1\\2\\3\\250', 50)",
+    "d.murmur('abc'), d.murmur(''), d.murmur('hello world'), d.murmur('abcd'), d.murmur('abcde')",
+    "d.guava(1, 2), d.guava(12345, 100), d.guava(-5, 7), d.guava(0, 1), d.guava(123456789, 1000)",
+    "(function() local m = d.murmur.new() m:update('ab') m:update('c') return m:result() end)()",
+    "d.murmur.new({seed = 0}):result(), d.murmur.new({seed = 5}):result()",
 ]])
 case("log", *[e for e in [
     "local log = require('log') log.info('x %s %d', 'a', 5) log.warn({a = 1}) log.error('e') "
@@ -411,6 +423,12 @@ def lua_literal(v):
 
 
 RANDOM_VALUES = [rand_value() for _ in range(60)]
+for v in RANDOM_VALUES[:30]:
+    # The same values as EVAL arguments: decoded arrays and maps keep their kind (flow style
+    # in YAML), big integers are 64-bit cdata.
+    case("random-args", "return require('yaml').encode(...)", "return require('json').encode(...)",
+         "local m = require('msgpack') return m.decode(m.encode(...))", "return ...",
+         args=[v])
 for v in RANDOM_VALUES:
     lit = lua_literal(v)
     case("random", f"return require('yaml').encode({lit})", f"return require('json').encode({lit})",
@@ -465,6 +483,10 @@ case("json",
      "local json = require('json') json.cfg{encode_invalid_as_nil = true} "
      "local r = json.encode({1, print}) json.cfg{encode_invalid_as_nil = false} return r",
      "return require('json').decode('[1,2]', {})",
+     "return (require('json').encode({function() end}, {encode_use_tostring = true}):gsub('0x%x+', ''))",
+     "return pcall(require('json').encode, {a = {b = {c = 1}}}, {encode_max_depth = 2})",
+     "return require('json').cfg.encode_use_tostring",
+     "local d = require('decimal') return d.new(1) < d.new(2), d.new(3) == d.new(3), d.new(2) <= d.new(1)",
      "return select('#', require('json').decode('1'))",
      "return pcall(require('json').decode)",
      "local ok, e = pcall(require('json').decode, '[') return ok, e",
@@ -517,3 +539,26 @@ def test_same_as_tarantool(outcomes, i):
     want, got = outcomes["tarantool"][i], outcomes["spindle"][i]
     assert got == want, (f"{CASES[i][1]} {CASES[i][2]!r}\n  tarantool: {want!r}\n"
                          f"  spindle:   {got!r}")
+
+
+@pytest.mark.parametrize("kind", ["tarantool", "spindle"])
+@pytest.mark.parametrize("code, want", [("3", 3), ("true", 0), ("false", 0), ("", 0), ("'x'", 0)])
+def test_os_exit_ends_the_process_with_its_code(server_factory, kind, code, want):
+    srv = server_factory(kind)()
+    conn = tarantool.connect(srv.host, srv.port, user="admin", password=srv.password)
+    with pytest.raises(tarantool.error.NetworkError):
+        conn.eval(f"io.stdout:write('bye') os.exit({code})")
+    conn.close()
+    assert srv.proc.wait(timeout=20) == want
+
+
+def test_log_lines_reach_the_server_log(server_factory):
+    srv = server_factory("spindle")()
+    conn = tarantool.connect(srv.host, srv.port, user="admin", password=srv.password)
+    conn.eval("local log = require('log') log.info('modules %s %d', 'info line', 7) "
+              "log.warn({warned = true}) log.debug('not shown')")
+    conn.close()
+    text = srv.log_text()
+    assert "modules info line 7" in text
+    assert '{"warned":true}' in text
+    assert "not shown" not in text

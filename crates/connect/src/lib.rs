@@ -74,7 +74,7 @@ pub fn run(args: ConnectArgs) -> ExitCode {
             return ExitCode::from(EXIT_NO_CONNECTION);
         }
         Err(Failure::Server(message)) => {
-            eprintln!("{message}");
+            eprintln!("Failed to connect to Tarantool\n{message}");
             return ExitCode::from(EXIT_NO_CONNECTION);
         }
     };

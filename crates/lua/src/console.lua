@@ -119,8 +119,9 @@ local function parse_output(value)
     return fmt, opts
 end
 
--- Tarantool reports this with the position of its own source line; clients print it as is.
+-- Tarantool reports these with the position of its own source lines; clients print them so.
 local NEED_CONSOLE = 'builtin/box/console.lua:253: console.delimiter(): need existing console'
+local INVALID_DELIMITER = 'builtin/box/console.lua:260: invalid delimiter'
 
 local function delimiter(d)
     local thread = coroutine.running()
@@ -133,7 +134,7 @@ local function delimiter(d)
     elseif type(d) == 'string' then
         state.delimiter = d
     else
-        error('invalid delimiter')
+        error(INVALID_DELIMITER, 0)
     end
 end
 
@@ -197,7 +198,6 @@ commands.h = commands.help
 
 function commands.quit(state)
     state.running = false
-    return nil
 end
 commands.q = commands.quit
 
@@ -290,12 +290,42 @@ end
 local LISTEN_ERROR_AT = 'builtin/box/console.lua:865: '
 local USAGE_AT = 'builtin/box/console.lua:857: '
 
+-- A server looks like Tarantool's server socket: `s:name()` (`{host, port, family, type,
+-- protocol}`), `s:fd()`, `s:close()`, and it prints as `{fd, name}`.
+local servers = setmetatable({}, {__mode = 'k'})
+local server_methods = {}
+
+function server_methods.name(self)
+    return servers[self].info.name
+end
+
+function server_methods.fd(self)
+    return servers[self].info.fd
+end
+
+function server_methods.close(self)
+    return servers[self].handle:close()
+end
+
+local server_mt = {
+    __index = server_methods,
+    __serialize = function(self)
+        return servers[self].info
+    end,
+    __tostring = function(self)
+        local info = servers[self].info
+        return string.format('fd %s, aka %s:%s', info.fd, info.name.host, info.name.port)
+    end,
+}
+
 local function listen(uri)
-    local server, err = internal.listen(uri)
-    if server == nil then
+    local handle, err = internal.listen(uri)
+    if handle == nil then
         local at = err:find('^Usage') and USAGE_AT or LISTEN_ERROR_AT
         error(at .. err, 0)
     end
+    local server = setmetatable({}, server_mt)
+    servers[server] = {handle = handle, info = handle:describe()}
     return server
 end
 
@@ -320,8 +350,32 @@ local function read_statement(state)
     end
 end
 
+local hooks = {}
+
+local function hook_setter(name)
+    return function(f)
+        if f ~= nil and type(f) ~= 'function' then
+            error(string.format('Wrong type of %s hook: %s', name, type(f)))
+        end
+        hooks[name] = f
+    end
+end
+
+-- Completion is the terminal's business here; the switch is kept for scripts that set it.
+local function ac(yes_no)
+    local thread = coroutine.running()
+    local state = thread ~= nil and consoles[thread] or nil
+    if state == nil then
+        error('console.ac(): need existing console')
+    end
+    state.ac = not not yes_no
+end
+
 local function repl(state)
     consoles[coroutine.running()] = state
+    if hooks.on_start ~= nil then
+        hooks.on_start(state)
+    end
     while state.running do
         local line = read_statement(state)
         if line == nil then break end
@@ -361,4 +415,7 @@ return {
     start = start,
     set_default_output = set_default_output,
     get_default_output = get_default_output,
+    on_start = hook_setter('on_start'),
+    on_client_disconnect = hook_setter('on_client_disconnect'),
+    ac = ac,
 }

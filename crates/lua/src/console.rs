@@ -47,8 +47,9 @@ pub fn install(lua: &Lua) -> mlua::Result<()> {
         lua.create_function(|_, ()| Ok(may::coroutine::is_coroutine()))?,
     )?;
     internal.set("spawn", lua.create_function(spawn_lua)?)?;
-    // SAFETY: `read_line` follows the lua_CFunction contract: it reads no arguments, pushes
-    // one result and returns 1, and catches every panic before it could unwind into LuaJIT.
+    // SAFETY: `read_line` follows the lua_CFunction contract: it reads its one argument with
+    // the C API, pushes one result and returns 1, and catches every panic before it could
+    // unwind into LuaJIT.
     internal.set("read_line", unsafe { lua.create_c_function(read_line)? })?;
     let null = lua
         .load("return require('ffi').cast('void *', 0)")
@@ -57,7 +58,7 @@ pub fn install(lua: &Lua) -> mlua::Result<()> {
     lua.set_named_registry_value(INTERNAL_KEY, internal.clone())?;
     let module: Table = lua
         .load(CONSOLE_LUA)
-        .set_name("@builtin/console.lua")
+        .set_name("@builtin/box/console.lua")
         .call(internal)?;
     let loaded: Table = lua.globals().get::<Table>("package")?.get("loaded")?;
     loaded.set("console", module)
@@ -67,11 +68,19 @@ fn internal(lua: &Lua) -> mlua::Result<Table> {
     lua.named_registry_value(INTERNAL_KEY)
 }
 
+/// `internal.format_yaml(...)`: the values as the console's YAML document.
+fn format_yaml(lua: &Lua, values: mlua::MultiValue) -> mlua::Result<String> {
+    let _no_yield = spindle_fiber::NoYield::enter();
+    let values: Vec<Value> = values.into_iter().collect();
+    Ok(crate::modules::yaml::console_format(lua, &values))
+}
+
 /// A value that only the TX thread touches, moved into a TX fiber's closure.
 struct TxOnly<T>(T);
 
-// SAFETY: TX fibers run on the TX thread only (one may worker, no timed waits in them that
-// could resume them on may's timer thread), and the Lua state this wraps never leaves it.
+// SAFETY: TX fibers run on the TX thread only (one may worker; the one timed wait here is
+// followed by a yield, which brings the fiber back from may's timer thread before it touches
+// anything), and the Lua state this wraps never leaves that thread.
 unsafe impl<T> Send for TxOnly<T> {}
 
 impl<T> TxOnly<T> {
@@ -214,29 +223,20 @@ impl Listener {
         }
     }
 
-    /// Wakes a fiber parked in `accept` by connecting to the listener.
-    fn wake(&self) {
-        match self {
-            Listener::Tcp(l) => {
-                if let Ok(mut addr) = l.local_addr() {
-                    if addr.ip().is_unspecified() {
-                        addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
-                    }
-                    let _ = std::net::TcpStream::connect(addr);
-                }
+    /// Stops listening at once: new connections are refused and the fiber parked in
+    /// `accept` wakes with an error (Linux semantics of `shutdown` on a listening socket). The
+    /// descriptor itself closes when the accepting fiber lets go of the listener.
+    fn shut(&self) {
+        use std::os::fd::AsRawFd;
+        let fd = match self {
+            Listener::Tcp(l) => l.as_raw_fd(),
+            Listener::Unix(l, path) => {
+                let _ = std::fs::remove_file(path);
+                l.as_raw_fd()
             }
-            Listener::Unix(_, path) => {
-                let _ = std::os::unix::net::UnixStream::connect(path);
-            }
-        }
-    }
-}
-
-impl Drop for Listener {
-    fn drop(&mut self) {
-        if let Listener::Unix(_, path) = self {
-            let _ = std::fs::remove_file(path);
-        }
+        };
+        // SAFETY: `fd` is the listener's own open descriptor, borrowed for this call.
+        unsafe { libc::shutdown(fd, libc::SHUT_RDWR) };
     }
 }
 
@@ -251,13 +251,52 @@ impl UserData for ConsoleServer {
     fn add_methods<M: mlua::UserDataMethods<Self>>(methods: &mut M) {
         methods.add_method("close", |_, this, ()| {
             if !this.closed.replace(true) {
-                this.listener.wake();
+                this.listener.shut();
             }
             Ok(true)
         });
+        methods.add_method("describe", |lua, this, ()| this.describe(lua));
         methods.add_meta_method("__tostring", |_, this, ()| {
             Ok(format!("console server: {}", this.name))
         });
+    }
+}
+
+impl ConsoleServer {
+    /// The fields Tarantool's server socket shows: `{fd, name = {host, port, family, type,
+    /// protocol}}`.
+    fn describe(&self, lua: &Lua) -> mlua::Result<Table> {
+        use std::os::fd::AsRawFd;
+        let name = lua.create_table()?;
+        name.set("type", "SOCK_STREAM")?;
+        let fd = match &*self.listener {
+            Listener::Tcp(l) => {
+                let addr = l.local_addr().map_err(mlua::Error::external)?;
+                name.set("host", addr.ip().to_string())?;
+                name.set("port", addr.port())?;
+                name.set(
+                    "family",
+                    if addr.is_ipv4() {
+                        "AF_INET"
+                    } else {
+                        "AF_INET6"
+                    },
+                )?;
+                name.set("protocol", "tcp")?;
+                l.as_raw_fd()
+            }
+            Listener::Unix(l, path) => {
+                name.set("host", "unix/")?;
+                name.set("port", path.to_string_lossy().into_owned())?;
+                name.set("family", "AF_UNIX")?;
+                name.set("protocol", 0)?;
+                l.as_raw_fd()
+            }
+        };
+        let info = lua.create_table()?;
+        info.set("fd", fd)?;
+        info.set("name", name)?;
+        Ok(info)
     }
 }
 
@@ -351,59 +390,79 @@ fn serve(lua: &Lua, mut stream: Stream) {
             return;
         }
     };
-    let mut buf = Vec::new();
+    let mut framer = Framer::default();
     let mut chunk = vec![0u8; READ_CHUNK];
     'conn: loop {
-        while let Some(request) = next_request(&buf, &session.delimiter) {
-            if request.is_escape(&buf, &session.delimiter) {
+        while let Some((request, raw)) = framer.next(&session.delimiter) {
+            if session.delimiter.is_empty() && raw == b"~.\n" {
                 break 'conn;
             }
-            let reply = session.eval(&buf[..request.len]);
-            buf.drain(..request.consumed);
-            match reply {
+            match session.eval(request) {
                 Some(text) if stream.write_all(&text).is_ok() => {}
                 _ => break 'conn,
             }
         }
-        if buf.len() > REQUEST_BYTES_MAX {
+        if framer.pending() > REQUEST_BYTES_MAX {
             break;
         }
         match stream.read(&mut chunk) {
             Ok(0) | Err(_) => break,
-            Ok(n) => buf.extend_from_slice(chunk.get(..n).unwrap_or_default()),
+            Ok(n) => framer.push(chunk.get(..n).unwrap_or_default()),
         }
     }
     session.close();
 }
 
-/// Where a complete request sits at the start of the buffer.
-#[derive(Debug, PartialEq, Eq)]
-struct Request {
-    /// The request's own bytes, without the delimiter and terminator.
-    len: usize,
-    /// With them.
-    consumed: usize,
+/// Splits what a connection sends into requests: each ends at the delimiter followed by
+/// `\n` or `\r`. `~.` and a newline, without a delimiter, close the connection (as in ssh).
+#[derive(Default)]
+struct Framer {
+    buf: Vec<u8>,
+    /// Where the next request starts.
+    start: usize,
+    /// How many bytes after `start` were searched for a terminator already.
+    scanned: usize,
 }
 
-impl Request {
-    /// `~.` and a newline close the connection, as in ssh (only without a delimiter).
-    fn is_escape(&self, buf: &[u8], delimiter: &[u8]) -> bool {
-        delimiter.is_empty() && buf.get(..self.consumed) == Some(b"~.\n".as_slice())
+impl Framer {
+    fn push(&mut self, bytes: &[u8]) {
+        if self.start > 0 {
+            self.buf.drain(..self.start);
+            self.start = 0;
+        }
+        self.buf.extend_from_slice(bytes);
     }
-}
 
-/// The first request in `buf`: it ends at the delimiter followed by `\n` or `\r`.
-fn next_request(buf: &[u8], delimiter: &[u8]) -> Option<Request> {
-    let end = delimiter.len() + 1;
-    (0..buf.len()).find_map(|at| {
-        let tail = buf.get(at..)?;
-        let terminated =
-            tail.starts_with(delimiter) && matches!(tail.get(delimiter.len()), Some(b'\n' | b'\r'));
-        terminated.then_some(Request {
-            len: at,
-            consumed: at + end,
-        })
-    })
+    /// Bytes received that are not part of a complete request yet.
+    fn pending(&self) -> usize {
+        self.buf.len().saturating_sub(self.start)
+    }
+
+    /// The next complete request: its text (without the delimiter and terminator) and all
+    /// its bytes.
+    fn next(&mut self, delimiter: &[u8]) -> Option<(&[u8], &[u8])> {
+        let pending = self.buf.get(self.start..)?;
+        let terminator = pending
+            .iter()
+            .enumerate()
+            .skip(self.scanned)
+            .position(|(at, byte)| {
+                matches!(byte, b'\n' | b'\r')
+                    && at >= delimiter.len()
+                    && pending.get(at - delimiter.len()..at) == Some(delimiter)
+            })
+            .map(|offset| self.scanned + offset);
+        let Some(at) = terminator else {
+            self.scanned = pending.len();
+            return None;
+        };
+        let begin = self.start;
+        self.start += at + 1;
+        self.scanned = 0;
+        let text = self.buf.get(begin..begin + at - delimiter.len())?;
+        let raw = self.buf.get(begin..=begin + at)?;
+        Some((text, raw))
+    }
 }
 
 /// A console session: its state table (delimiter, output format, language) and the Lua
@@ -463,11 +522,12 @@ impl Session {
 
     fn reply_text(&mut self, reply: Value) -> mlua::Result<Option<Vec<u8>>> {
         if self.thread.status() == ThreadStatus::Resumable {
-            // The request yielded its thread (`coroutine.yield()` at top level): Tarantool's
-            // console thread is not a coroutine, so this is an error there; start afresh.
+            // The request yielded its thread (`coroutine.yield()` at top level). Tarantool runs
+            // it under a C-level pcall, which cannot be yielded across: report that error and
+            // start afresh.
             self.replace_thread()?;
             return Ok(Some(
-                self.error_text("attempt to yield from outside a coroutine"),
+                self.error_text("attempt to yield across C-call boundary"),
             ));
         }
         Ok(match reply {
@@ -569,6 +629,22 @@ fn stdin_is_terminal() -> bool {
     io::stdin().is_terminal()
 }
 
+/// Shows the prompt and waits for a line. A terminal echoes what is typed; other input is
+/// echoed here, after the prompt, so that the output reads as a transcript (as Tarantool's
+/// does).
+fn prompt_and_read(prompt: &[u8]) -> Option<Vec<u8>> {
+    let mut out = io::stdout();
+    let _ = out.write_all(prompt).and_then(|()| out.flush());
+    let line = stdin_lines()?.recv().ok()?;
+    if !stdin_is_terminal() {
+        let _ = out
+            .write_all(&line)
+            .and_then(|()| out.write_all(b"\n"))
+            .and_then(|()| out.flush());
+    }
+    Some(line)
+}
+
 /// `internal.read_line(prompt)` → the next line of stdin, or nil at its end. It parks the
 /// fiber until the line is there, so it is a raw C function (see `api::wait`).
 unsafe extern "C-unwind" fn read_line(l: *mut ffi::lua_State) -> c_int {
@@ -582,15 +658,9 @@ unsafe extern "C-unwind" fn read_line(l: *mut ffi::lua_State) -> c_int {
         // is on the stack; they are copied before anything else runs.
         unsafe { std::slice::from_raw_parts(prompt.cast::<u8>(), len) }.to_vec()
     };
-    let line = std::panic::catch_unwind(AssertUnwindSafe(|| {
-        if stdin_is_terminal() {
-            let mut out = io::stdout();
-            let _ = out.write_all(&prompt).and_then(|()| out.flush());
-        }
-        stdin_lines().and_then(|rx| rx.recv().ok())
-    }))
-    .ok()
-    .flatten();
+    let line = std::panic::catch_unwind(AssertUnwindSafe(|| prompt_and_read(&prompt)))
+        .ok()
+        .flatten();
     // SAFETY: pushing one value onto the running C function's own stack, which LuaJIT
     // guarantees has room for LUA_MINSTACK values.
     unsafe {
@@ -1014,44 +1084,99 @@ fn base64(bytes: &[u8]) -> String {
     out
 }
 
-// ---------------------------------------------------------------------------------------
-// YAML output: a stand-in until the `yaml` module's console formatter is merged.
-// ---------------------------------------------------------------------------------------
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-fn format_yaml(_: &Lua, values: mlua::MultiValue) -> mlua::Result<String> {
-    let mut out = String::from("---\n");
-    for v in values.iter() {
-        out.push_str("- ");
-        yaml_value(&mut out, v, 2)?;
+    fn requests(framer: &mut Framer, delimiter: &[u8]) -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        while let Some((text, _)) = framer.next(delimiter) {
+            out.push(text.to_vec());
+        }
+        out
     }
-    out.push_str("...\n");
-    Ok(out)
-}
 
-fn yaml_value(out: &mut String, v: &Value, indent: usize) -> mlua::Result<()> {
-    match v {
-        Value::Nil => out.push_str("null\n"),
-        Value::Table(t) => {
-            let pairs = t
-                .pairs::<Value, Value>()
-                .collect::<mlua::Result<Vec<_>>>()?;
-            if pairs.is_empty() {
-                out.push_str("[]\n");
-            }
-            for (i, (k, v)) in pairs.iter().enumerate() {
-                if i > 0 {
-                    out.push_str(&" ".repeat(indent));
-                }
-                out.push_str(&k.to_string()?);
-                out.push_str(": ");
-                yaml_value(out, v, indent + 2)?;
-            }
-        }
-        Value::Other(_) if v.to_string()?.ends_with(": NULL") => out.push_str("null\n"),
-        other => {
-            out.push_str(&other.to_string()?);
-            out.push('\n');
+    #[test]
+    fn requests_end_at_newline_or_return() {
+        let mut f = Framer::default();
+        f.push(b"1\n2\r\n3");
+        assert_eq!(
+            requests(&mut f, b""),
+            [b"1".to_vec(), b"2".to_vec(), b"".to_vec()]
+        );
+        assert_eq!(f.pending(), 1);
+        f.push(b"4\n");
+        assert_eq!(requests(&mut f, b""), [b"34".to_vec()]);
+        assert_eq!(f.pending(), 0);
+    }
+
+    #[test]
+    fn a_delimiter_may_arrive_in_pieces() {
+        let mut f = Framer::default();
+        f.push(b"a\nb$E");
+        assert!(requests(&mut f, b"$EOF$").is_empty());
+        f.push(b"OF$");
+        assert!(requests(&mut f, b"$EOF$").is_empty());
+        f.push(b"\nnext");
+        assert_eq!(requests(&mut f, b"$EOF$"), [b"a\nb".to_vec()]);
+        assert_eq!(f.pending(), 4);
+    }
+
+    #[test]
+    fn raw_bytes_keep_the_terminator() {
+        let mut f = Framer::default();
+        f.push(b"~.\n~.\r");
+        assert_eq!(
+            f.next(b"").map(|(_, raw)| raw.to_vec()),
+            Some(b"~.\n".to_vec())
+        );
+        assert_eq!(
+            f.next(b"").map(|(_, raw)| raw.to_vec()),
+            Some(b"~.\r".to_vec())
+        );
+    }
+
+    #[test]
+    fn numbers_as_tarantool_prints_them() {
+        for (n, text) in [
+            (10.0 / 3.0, "3.3333333333333"),
+            (2f64.powi(64), "1.844674407371e+19"),
+            (0.1 + 0.2, "0.3"),
+            (1e100, "1e+100"),
+            (1e-7, "1e-07"),
+            (-0.0, "0"),
+            (2f64.powi(63), "9223372036854775808"),
+            (1.5, "1.5"),
+            (123456.789, "123456.789"),
+            (f64::INFINITY, "inf"),
+        ] {
+            assert_eq!(format_number(n), text, "{n}");
         }
     }
-    Ok(())
+
+    #[test]
+    fn base64_pads() {
+        assert_eq!(base64(b"\xff"), "/w==");
+        assert_eq!(base64(b"\t\x01\xff"), "CQH/");
+        assert_eq!(base64(b"ab"), "YWI=");
+    }
+
+    #[test]
+    fn console_uris() {
+        let tcp = |v: Value| match parse_uri(&v) {
+            Some(Endpoint::Tcp(a)) => Some(a),
+            _ => None,
+        };
+        assert_eq!(tcp(Value::Integer(3313)).as_deref(), Some("0.0.0.0:3313"));
+        let lua = Lua::new();
+        let s = |t: &str| Value::String(lua.create_string(t).expect("string"));
+        assert_eq!(tcp(s("127.0.0.1:3313")).as_deref(), Some("127.0.0.1:3313"));
+        assert_eq!(tcp(s("3313")).as_deref(), Some("0.0.0.0:3313"));
+        assert!(matches!(
+            parse_uri(&s("unix/:/tmp/x.sock")),
+            Some(Endpoint::Unix(_))
+        ));
+        assert!(parse_uri(&s("nonsense")).is_none());
+        assert!(parse_uri(&s("unix/:")).is_none());
+    }
 }

@@ -2,7 +2,9 @@
 //! range become integers, tables that are sequences become arrays (holes as nil, within
 //! Tarantool's sparse-array limits), other tables maps, `nil` and `box.NULL` nil, a tuple its
 //! stored array; a function (or anything else without an encoding) fails the whole value with
-//! "unsupported Lua type". Decoding gives MessagePack nil as `box.NULL`, as Tarantool does.
+//! "unsupported Lua type". Decoding gives MessagePack nil as `box.NULL`, arrays and maps
+//! marked `__serialize = 'seq'`/`'map'` and integers beyond ±(10^14 - 1) as 64-bit cdata, as
+//! Tarantool does.
 
 use mlua::{Lua, Table, Value};
 use spindle_memtx::tuple::Tuple;
@@ -191,13 +193,14 @@ fn decode_at(lua: &Lua, buf: &mut &[u8], depth: usize) -> mlua::Result<Value> {
     Ok(match head {
         mp::Value::Nil => null(lua),
         mp::Value::Bool(b) => Value::Boolean(b),
-        mp::Value::Uint(u) => uint(u),
-        mp::Value::Int(i) => int(i),
+        mp::Value::Uint(u) => crate::modules::big_int(lua, i128::from(u))?.unwrap_or(uint(u)),
+        mp::Value::Int(i) => crate::modules::big_int(lua, i128::from(i))?.unwrap_or(int(i)),
         mp::Value::F32(f) => Value::Number(f64::from(f)),
         mp::Value::F64(f) => Value::Number(f),
         mp::Value::Str(s) | mp::Value::Bin(s) => Value::String(lua.create_string(s)?),
         mp::Value::Array(n) => {
             let t = lua.create_table_with_capacity(n.min(1024) as usize, 0)?;
+            t.set_metatable(Some(crate::modules::kind_meta(lua, "seq")?))?;
             for i in 1..=n {
                 t.raw_set(i, decode_at(lua, buf, depth + 1)?)?;
             }
@@ -205,6 +208,7 @@ fn decode_at(lua: &Lua, buf: &mut &[u8], depth: usize) -> mlua::Result<Value> {
         }
         mp::Value::Map(n) => {
             let t = lua.create_table_with_capacity(0, n.min(1024) as usize)?;
+            t.set_metatable(Some(crate::modules::kind_meta(lua, "map")?))?;
             for _ in 0..n {
                 let k = decode_at(lua, buf, depth + 1)?;
                 let v = decode_at(lua, buf, depth + 1)?;

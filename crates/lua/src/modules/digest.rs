@@ -1,5 +1,5 @@
 //! `digest`: `md5`, `sha1`, `sha224`, `sha256`, `sha384`, `sha512` (raw and `_hex`),
-//! `base64_encode` (72-column lines unless `nowrap`; `nopad`, `urlsafe`), `base64_decode`
+//! `murmur` (MurmurHash3, seed 13), `guava` (consistent hash), `base64_encode` (72-column lines unless `nowrap`; `nopad`, `urlsafe`), `base64_decode`
 //! (skipping what is not base64), `crc32` (CRC-32C without the final inversion, as
 //! Tarantool computes it), `crc32_update`, `crc32.new()`, `urandom(n)`.
 
@@ -44,6 +44,55 @@ fn add_hash(lua: &Lua, m: &Table, name: &'static str, f: HashFn) -> mlua::Result
             _ => Err(usage(true)),
         })?,
     )
+}
+
+/// MurmurHash3 (x86, 32-bit) of `data` with `seed`.
+fn murmur3_32(data: &[u8], seed: u32) -> u32 {
+    const C1: u32 = 0xcc9e_2d51;
+    const C2: u32 = 0x1b87_3593;
+    let mut h = seed;
+    let mut chunks = data.chunks_exact(4);
+    for block in &mut chunks {
+        let mut k = u32::from_le_bytes([block[0], block[1], block[2], block[3]]);
+        k = k.wrapping_mul(C1).rotate_left(15).wrapping_mul(C2);
+        h ^= k;
+        h = h.rotate_left(13).wrapping_mul(5).wrapping_add(0xe654_6b64);
+    }
+    let tail = chunks.remainder();
+    if !tail.is_empty() {
+        let mut k: u32 = 0;
+        for (i, b) in tail.iter().enumerate() {
+            k |= u32::from(*b) << (8 * i);
+        }
+        h ^= k.wrapping_mul(C1).rotate_left(15).wrapping_mul(C2);
+    }
+    h ^= data.len() as u32;
+    h ^= h >> 16;
+    h = h.wrapping_mul(0x85eb_ca6b);
+    h ^= h >> 13;
+    h = h.wrapping_mul(0xc2b2_ae35);
+    h ^ (h >> 16)
+}
+
+/// Tarantool's `digest.murmur` seed.
+const MURMUR_SEED: u32 = 13;
+
+/// Guava's consistent hash: the bucket in `0..buckets` of `state`.
+fn guava(state: i64, buckets: i32) -> i32 {
+    let mut state = state as u64;
+    let mut candidate: i64 = 0;
+    loop {
+        state = state
+            .wrapping_mul(2_862_933_555_777_941_757)
+            .wrapping_add(1);
+        let next_double = f64::from(((state >> 33) as i32).wrapping_add(1)) / 2_147_483_648.0;
+        let next = ((candidate + 1) as f64 / next_double) as i64;
+        if next >= 0 && next < i64::from(buckets) {
+            candidate = next;
+        } else {
+            return candidate as i32;
+        }
+    }
 }
 
 /// Tarantool's CRC-32: CRC-32C from `crc`, without the final inversion.
@@ -116,6 +165,22 @@ return setmetatable({
 }, {__call = function(_, s) return update(4294967295, s) end})
 "#;
 
+/// `digest.murmur(s)` and `digest.murmur.new({seed = n})`, whose `update`s hash everything
+/// fed so far.
+const MURMUR_LUA: &str = r#"
+local hash = ...
+local methods = {}
+methods.__index = methods
+function methods:update(s) self.data = self.data .. s end
+function methods:result() return hash(self.data, self.seed) end
+function methods:copy() return setmetatable({data = self.data, seed = self.seed}, methods) end
+return setmetatable({
+    new = function(opts)
+        return setmetatable({data = '', seed = opts and opts.seed or 13}, methods)
+    end,
+}, {__call = function(_, s) return hash(s) end})
+"#;
+
 fn module(lua: &Lua) -> mlua::Result<Table> {
     let m = lua.create_table()?;
     add_hash(lua, &m, "md5", hash::<md5::Md5>)?;
@@ -151,6 +216,20 @@ fn module(lua: &Lua) -> mlua::Result<Table> {
             .call::<Table>(update)?,
     )?;
     m.set(
+        "murmur",
+        lua.load(MURMUR_LUA)
+            .set_name("=digest.murmur")
+            .call::<Table>(lua.create_function(
+                |_, (s, seed): (mlua::String, Option<u32>)| {
+                    Ok(murmur3_32(&s.as_bytes(), seed.unwrap_or(MURMUR_SEED)))
+                },
+            )?)?,
+    )?;
+    m.set(
+        "guava",
+        lua.create_function(|_, (state, buckets): (i64, i32)| Ok(guava(state, buckets)))?,
+    )?;
+    m.set(
         "urandom",
         lua.create_function(|lua, n: usize| {
             let bytes: Vec<u8> = (0..n).map(|_| rand::random::<u8>()).collect();
@@ -174,5 +253,9 @@ mod tests {
         assert_eq!(base64_encode(b"abc", None), "YWJj");
         assert_eq!(base64_decode(b"YW Jj!!"), b"abc");
         assert_eq!(base64_decode(b"YWI"), b"ab");
+        assert_eq!(murmur3_32(b"abc", MURMUR_SEED), 3_408_160_902);
+        assert_eq!(murmur3_32(b"abcde", MURMUR_SEED), 3_580_978_379);
+        assert_eq!(guava(12345, 100), 29);
+        assert_eq!(guava(123_456_789, 1000), 294);
     }
 }

@@ -243,6 +243,6 @@ os.environ = internal.environ
 function os.exit(code)
     io.stdout:flush()
     io.stderr:flush()
-    if code == true or code == nil then code = 0 elseif code == false then code = 1 end
-    internal.exit(tonumber(code) or 0)
+    -- Only a number is a status: anything else (true, false, nil) exits with 0.
+    internal.exit(type(code) == 'number' and code or 0)
 end

@@ -23,14 +23,14 @@ fn instance(lua: &Lua) -> mlua::Result<Table> {
     m.set(
         "encode",
         super::function(lua, move |lua, args: MultiValue| {
-            let value = match (args.len(), args.get(1)) {
-                (1, _) | (2, Some(Value::Table(_) | Value::Nil)) => {
-                    args.front().cloned().unwrap_or(Value::Nil)
-                }
+            let opts = match (args.len(), args.get(1)) {
+                (1, _) | (2, Some(Value::Nil)) => Options::from_cfg(&cfg),
+                (2, Some(Value::Table(t))) => Options::with_overrides(lua, &cfg, t),
                 (2, Some(_)) => return Err("attempt to index a number value".into()),
                 _ => return Err(ARGS.into()),
             };
-            let text = encode(lua, &value, &Options::from_cfg(&cfg))?;
+            let value = args.front().cloned().unwrap_or(Value::Nil);
+            let text = encode(lua, &value, &opts)?;
             lua.create_string(text).map_err(|e| super::message(&e))
         })?,
     )?;

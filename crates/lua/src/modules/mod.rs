@@ -206,3 +206,22 @@ pub fn ext_text(ud: &mlua::AnyUserData) -> Option<spindle_emit::Value> {
         .ok()
         .map(|d| spindle_emit::Value::Decimal(d.text()))
 }
+
+/// The shared metatable `{__serialize = kind}` of decoded arrays (`seq`) and maps (`map`).
+pub fn kind_meta(lua: &Lua, kind: &str) -> mlua::Result<Table> {
+    yaml::kind_meta(lua, kind)
+}
+
+/// A decoded integer beyond ±(10^14 - 1) (Tarantool's `DBL_INT_MAX`) as the 64-bit cdata
+/// Tarantool pushes for it; `None` for integers a Lua number holds.
+pub fn big_int(lua: &Lua, n: i128) -> mlua::Result<Option<Value>> {
+    const DBL_INT_MAX: i128 = 99_999_999_999_999;
+    if (-DBL_INT_MAX..=DBL_INT_MAX).contains(&n) {
+        return Ok(None);
+    }
+    match (u64::try_from(n), i64::try_from(n)) {
+        (Ok(u), _) => uint64(lua, u).map(Some),
+        (_, Ok(i)) => int64(lua, i).map(Some),
+        _ => Ok(None),
+    }
+}

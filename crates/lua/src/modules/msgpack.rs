@@ -65,7 +65,18 @@ fn write(out: &mut Vec<u8>, v: &Out) {
         Out::U64(u) => mp::write_uint(out, *u),
         Out::I64(i) => mp::write_int(out, *i),
         Out::Str(s) => mp::write_str_bytes(out, s),
-        Out::Decimal(s) | Out::Uuid(s) => mp::write_str(out, s),
+        Out::Uuid(s) => match ::uuid::Uuid::parse_str(s) {
+            Ok(u) => write_ext(out, super::uuid::EXT_UUID, u.as_bytes()),
+            Err(_) => mp::write_str(out, s),
+        },
+        Out::Decimal(s) => match s.parse::<rust_decimal::Decimal>() {
+            Ok(d) => write_ext(
+                out,
+                super::decimal::EXT_DECIMAL,
+                &super::decimal::ext_payload(&d),
+            ),
+            Err(_) => mp::write_str(out, s),
+        },
         Out::Ext(kind, data) => write_ext(out, *kind, data),
         Out::Table(t) => match t.as_ref() {
             OutTable::Seq(items) => write_items(out, items.iter()),
@@ -184,8 +195,9 @@ fn decode_at(lua: &Lua, args: &MultiValue) -> Result<(Value, usize), String> {
 /// One value with Tarantool's Lua marks (see the module doc).
 pub fn decode(lua: &Lua, buf: &mut &[u8], depth: usize) -> Result<Value, String> {
     let err = |e: mlua::Error| super::message(&e);
-    if depth > 1024 {
-        return Err(INVALID.into());
+    // Nesting costs stack on the fiber (512 KiB); deeper data is refused.
+    if depth > 512 {
+        return Err("msgpack.decode: too deep".into());
     }
     Ok(
         match mp::read_value(buf).map_err(|_| INVALID.to_string())? {

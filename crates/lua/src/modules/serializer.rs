@@ -39,6 +39,21 @@ impl Default for Options {
 }
 
 impl Options {
+    /// The options of `cfg`, with those `overrides` sets taking precedence (`json.encode(v,
+    /// {encode_use_tostring = true})`).
+    pub fn with_overrides(lua: &Lua, cfg: &Table, overrides: &Table) -> Options {
+        let Ok(copy) = lua.create_table() else {
+            return Options::from_cfg(cfg);
+        };
+        for (k, v) in cfg.pairs::<Value, Value>().flatten() {
+            let _ = copy.raw_set(k, v);
+        }
+        for (k, v) in overrides.pairs::<Value, Value>().flatten() {
+            let _ = copy.raw_set(k, v);
+        }
+        Options::from_cfg(&copy)
+    }
+
     /// The options a `cfg` table holds now.
     pub fn from_cfg(cfg: &Table) -> Options {
         let flag = |name: &str, default: bool| -> bool {

@@ -98,12 +98,6 @@ fn module(lua: &Lua) -> mlua::Result<Table> {
             Ok(Some(LuaUuid(LuaUuid(arr).bin(order.as_deref()))))
         })?,
     )?;
-    m.set(
-        "is_uuid",
-        lua.create_function(|_, v: Value| {
-            Ok(matches!(v, Value::UserData(ud) if ud.is::<LuaUuid>()))
-        })?,
-    )?;
     // `uuid()` calls `new`.
     let meta = lua.create_table()?;
     meta.set(

@@ -139,7 +139,8 @@ impl Builder<'_> {
     }
 
     fn node(&mut self, depth: usize) -> mlua::Result<Value> {
-        if depth > 1000 {
+        // Nesting costs stack on the fiber (512 KiB); deeper documents are refused.
+        if depth > 512 {
             return Err(mlua::Error::runtime("yaml.decode: too deep"));
         }
         let Some(ev) = self.next().cloned() else {
@@ -228,15 +229,36 @@ fn number(lua: &Lua, text: &str) -> mlua::Result<Value> {
     tonumber.call::<Value>(text)
 }
 
-/// The shared metatable `{__serialize = kind}` decoded collections carry.
+/// The metatables decoded arrays and maps share, kept where lookups are cheap.
+struct Marks {
+    seq: Table,
+    map: Table,
+}
+
+/// The shared metatable `{__serialize = kind}` (`seq` or `map`) decoded collections carry.
 pub fn kind_meta(lua: &Lua, kind: &str) -> mlua::Result<Table> {
-    let key = format!("spindle.meta.{kind}");
-    if let Ok(t) = lua.named_registry_value::<Table>(&key) {
-        return Ok(t);
+    if let Some(marks) = lua.app_data_ref::<Marks>() {
+        return Ok(if kind == "seq" {
+            marks.seq.clone()
+        } else {
+            marks.map.clone()
+        });
     }
-    let t = lua.create_table()?;
-    t.raw_set("__serialize", kind)?;
-    lua.set_named_registry_value(&key, t.clone())?;
+    let make = |kind: &str| -> mlua::Result<Table> {
+        let t = lua.create_table()?;
+        t.raw_set("__serialize", kind)?;
+        Ok(t)
+    };
+    let marks = Marks {
+        seq: make("seq")?,
+        map: make("map")?,
+    };
+    let t = if kind == "seq" {
+        marks.seq.clone()
+    } else {
+        marks.map.clone()
+    };
+    lua.set_app_data(marks);
     Ok(t)
 }
 
@@ -283,6 +305,65 @@ mod tests {
         assert!(fmt(&l, "return function() end").starts_with("---\n- 'function: 0x"));
         let globals = fmt(&l, "return _G");
         assert!(globals.contains("_G: 'table: 0x"), "{globals}");
+    }
+
+    /// Replies of Tarantool 2.6's console (`require('console').eval(...)`) to the same values.
+    #[test]
+    fn console_matches_tarantool() {
+        let l = lua();
+        for (src, want) in [
+            ("return nil, nil", "---\n- null\n- null\n...\n"),
+            (
+                "return 1, nil, 'x', box_null",
+                "---\n- 1\n- null\n- x\n- null\n...\n",
+            ),
+            (
+                "return setmetatable({}, {__serialize = function() return nil end})",
+                "---\n- null\n...\n",
+            ),
+            (
+                "return setmetatable({1}, {__serialize = function() return 's' end})",
+                "---\n- s\n...\n",
+            ),
+            (
+                "return 1/0, -1/0, 0/0, 10/3",
+                "---\n- inf\n- -inf\n- -nan\n- 3.3333333333333\n...\n",
+            ),
+            ("return 'a\\n\\nb'", "---\n- |-\n  a\n\n  b\n...\n"),
+            (
+                "return setmetatable({'a\\n\\nb', 'x\\ty', '\\n\\n'}, {__serialize = 'seq'})",
+                "---\n- ['a\n\n\n    b', \"x\\ty\", '\n\n\n    ']\n...\n",
+            ),
+            ("return 1ULL, 2LL", "---\n- 1\n- 2\n...\n"),
+            ("return require('ffi').new('int', 5)", "---\n- 5\n...\n"),
+            (
+                "return setmetatable({}, {__index = function() error('x') end})",
+                "---\n- []\n...\n",
+            ),
+            ("return {1, 2, 3}", "---\n- - 1\n  - 2\n  - 3\n...\n"),
+            (
+                "return {a = 1, b = {c = 'd'}}",
+                "---\n- a: 1\n  b:\n    c: d\n...\n",
+            ),
+            (
+                "return 2^63, -0.0",
+                "---\n- 9223372036854775808\n- 0\n...\n",
+            ),
+        ] {
+            let src = src.replace("box_null", "require('ffi').cast('void *', 0)");
+            let got = fmt(&l, &src);
+            // Only a two-key table's order could differ; these have one key or a fixed order.
+            if src.contains("a = 1, b") {
+                assert!(
+                    got == want || got == "---\n- b:\n    c: d\n  a: 1\n...\n",
+                    "{src}: {got}"
+                );
+            } else {
+                assert_eq!(got, want, "{src}");
+            }
+        }
+        let arr = fmt(&l, "return require('ffi').new('int[2]')");
+        assert!(arr.starts_with("---\n- 'cdata<int [2]>: 0x"), "{arr}");
     }
 
     #[test]
