@@ -474,6 +474,7 @@ struct Session {
     state: Table,
     thread: Thread,
     delimiter: Vec<u8>,
+    info: crate::session::SessionInfo,
 }
 
 impl Session {
@@ -489,6 +490,18 @@ impl Session {
         callers
             .borrow_mut()
             .insert(thread_key(&thread), spindle_box::session::ADMIN);
+        // A session of its own (`box.session.id()`, `type()`), as admin.
+        let id = crate::api::tx()
+            .map(|tx| tx.with(|t| t.sessions.next_id()))
+            .unwrap_or(0);
+        let info = crate::session::SessionInfo {
+            id,
+            uid: spindle_box::session::ADMIN,
+            kind: if kind == "repl" { "repl" } else { "console" },
+            sync: 0,
+            route: None,
+        };
+        crate::session::enter(lua, thread_key(&thread), info);
         Ok(Session {
             lua: lua.clone(),
             callers,
@@ -496,6 +509,7 @@ impl Session {
             state,
             thread,
             delimiter: Vec::new(),
+            info,
         })
     }
 
@@ -511,6 +525,10 @@ impl Session {
             Ok(reply) => reply,
             Err(e) => Some(self.error_text(&e.to_string())),
         };
+        // Waiting for the next request yields the fiber: a transaction left open by this one
+        // is aborted, as in Tarantool 2.6 (its commit on a later line fails with 154).
+        crate::txn::on_yield(crate::fiber::current_fiber_id());
+        crate::fiber::run_ready();
         self.delimiter = self
             .state
             .get::<mlua::String>("delimiter")
@@ -563,12 +581,15 @@ impl Session {
         callers.remove(&thread_key(&self.thread));
         callers.insert(thread_key(&thread), spindle_box::session::ADMIN);
         drop(callers);
+        crate::session::leave(&self.lua, thread_key(&self.thread));
+        crate::session::enter(&self.lua, thread_key(&thread), self.info);
         self.thread = thread;
         Ok(())
     }
 
     fn close(self) {
         self.callers.borrow_mut().remove(&thread_key(&self.thread));
+        crate::session::leave(&self.lua, thread_key(&self.thread));
     }
 }
 
