@@ -140,7 +140,7 @@ impl Builder<'_> {
 
     fn node(&mut self, depth: usize) -> mlua::Result<Value> {
         // Nesting costs stack on the fiber (512 KiB); deeper documents are refused.
-        if depth > 512 {
+        if depth > 256 {
             return Err(mlua::Error::runtime("yaml.decode: too deep"));
         }
         let Some(ev) = self.next().cloned() else {
