@@ -145,6 +145,7 @@ case("msgpack", *[MP + c for c in [
     "return msgpack.NULL == box.NULL, msgpack.cfg.encode_sparse_ratio, msgpack.cfg.nosuch",
     "return pcall(msgpack.decode, '\\xd4\\x05\\x01')", "return msgpack.decode('\\xa3abc', 2)",
     "return msgpack.decode_unchecked('\\xa3abc')",
+    "local ok = pcall(msgpack.decode, string.rep('\\145', 200) .. '\\1') return ok",
     "return getmetatable(msgpack.decode('\\x90')) == msgpack.array_mt",
     "local m = msgpack.new() m.cfg{encode_invalid_as_nil = true} return msgpack.decode(m.encode({1, print, 3}))",
     "local m = msgpack.new() m.cfg{encode_invalid_as_nil = true} local u = require('uuid').fromstr("
@@ -562,3 +563,18 @@ def test_log_lines_reach_the_server_log(server_factory):
     assert "modules info line 7" in text
     assert '{"warned":true}' in text
     assert "not shown" not in text
+
+
+def test_deep_documents_fail_without_harming_the_server(server_factory):
+    """Nesting deeper than the fiber's stack allows is refused with an error, not a crash."""
+    srv = server_factory("spindle")()
+    conn = tarantool.connect(srv.host, srv.port, user="admin", password=srv.password)
+    for chunk in ["return pcall(require('msgpack').decode, string.rep('\\145', 5000) .. '\\1')",
+                  "return pcall(require('yaml').decode, string.rep('- ', 5000) .. '1')",
+                  "return pcall(require('json').decode, string.rep('[', 5000))",
+                  "local t = {} local c = t for i = 1, 5000 do c[1] = {} c = c[1] end "
+                  "return pcall(require('yaml').encode, t)"]:
+        ok, _err = conn.eval(chunk).data
+        assert ok is False, chunk
+    assert conn.eval("return 1").data == [1]
+    conn.close()

@@ -104,7 +104,8 @@ pub fn message(e: &mlua::Error) -> String {
     }
 }
 
-/// `box.NULL`; at install time (before the runtime stores it) a fresh NULL pointer cdata.
+/// `box.NULL` (the registry value `spindle.NULL` the runtime stores after `install`; the
+/// modules read it when first required).
 pub fn null(lua: &Lua) -> Value {
     crate::convert::null(lua)
 }

@@ -196,7 +196,7 @@ fn decode_at(lua: &Lua, args: &MultiValue) -> Result<(Value, usize), String> {
 pub fn decode(lua: &Lua, buf: &mut &[u8], depth: usize) -> Result<Value, String> {
     let err = |e: mlua::Error| super::message(&e);
     // Nesting costs stack on the fiber (512 KiB); deeper data is refused.
-    if depth > 512 {
+    if depth > 256 {
         return Err("msgpack.decode: too deep".into());
     }
     Ok(

@@ -65,11 +65,13 @@ impl Options {
             }
         };
         let d = Options::default();
+        // Deeper nesting than the default would recurse off the fiber's stack.
         let max_depth = match cfg.raw_get::<Value>("encode_max_depth") {
             Ok(Value::Integer(i)) if i > 0 => i as usize,
             Ok(Value::Number(n)) if n >= 1.0 => n as usize,
             _ => d.max_depth,
-        };
+        }
+        .min(MAX_DEPTH);
         Options {
             use_tostring: flag("encode_use_tostring", d.use_tostring),
             invalid_as_nil: flag("encode_invalid_as_nil", d.invalid_as_nil),

@@ -98,6 +98,9 @@ impl MarkedEventReceiver for Events {
 
 /// `yaml.decode(text)`: one value per document; nothing for an empty stream.
 fn decode(lua: &Lua, text: &str) -> Result<MultiValue, String> {
+    if nesting_bound(text) > MAX_NESTING {
+        return Err("yaml.decode: too deep".into());
+    }
     let mut events = Events::default();
     Parser::new_from_str(text)
         .load(&mut events, true)
@@ -116,6 +119,29 @@ fn decode(lua: &Lua, text: &str) -> Result<MultiValue, String> {
         }
     }
     Ok(MultiValue::from_vec(docs))
+}
+
+/// Deepest nesting decoded: the parser and the builder recurse per level on the fiber's
+/// 512 KiB stack.
+const MAX_NESTING: usize = 256;
+
+/// An upper bound of a document's block nesting, computed before parsing (the parser itself
+/// does not bound it): a level needs a column of indentation or an indicator (`- `, `? `,
+/// `: `) on its line. Flow nesting the parser bounds itself.
+fn nesting_bound(text: &str) -> usize {
+    text.lines()
+        .map(|line| {
+            let indent = line.len() - line.trim_start_matches(' ').len();
+            let b = line.as_bytes();
+            let indicators = b
+                .windows(2)
+                .filter(|w| matches!(w, [b'-' | b'?' | b':', b' ']))
+                .count()
+                + usize::from(matches!(b.last(), Some(b'-' | b'?' | b':')));
+            indent + indicators
+        })
+        .max()
+        .unwrap_or(0)
 }
 
 struct Builder<'a> {
@@ -140,7 +166,7 @@ impl Builder<'_> {
 
     fn node(&mut self, depth: usize) -> mlua::Result<Value> {
         // Nesting costs stack on the fiber (512 KiB); deeper documents are refused.
-        if depth > 512 {
+        if depth > MAX_NESTING {
             return Err(mlua::Error::runtime("yaml.decode: too deep"));
         }
         let Some(ev) = self.next().cloned() else {
