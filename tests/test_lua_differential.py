@@ -132,6 +132,21 @@ CASES = [
        "type(box.info.cluster.uuid), box.info().status, box.info.package"),
     ev("return box.tuple.new{1, 'a', {2, 3}}, box.tuple.new(1, 2, 3), box.tuple.new()"),
     ev("return box.tuple.is(box.tuple.new{1}), box.tuple.is({1})"),
+    ev("local t = box.tuple.new{10, 20, 30, 40} return t:find(30), t:find(2, 40), t:find(99), "
+       "t:findall(20)"),
+    ev("local t = box.tuple.new{10, 20, 30, 40} return {t:slice(1, 3)}, {t:slice(-1)}, "
+       "{t:slice(0)}"),
+    ev("local t = box.tuple.new{1, 2, 3, 4} return t:transform(2, 1, 'a', 'b'), "
+       "t:transform(1, 4)"),
+    ev("local t = box.tuple.new{1, 'a', 5} return t:update{{'=', 2, 'b'}, {'+', 3, 10}}, t"),
+    ev("local t = box.tuple.new{1, 'a', 5} return t:update{{'+', 2, 1}}"),
+    ev("local t = box.tuple.new{1, 'a'} local out = {} for i, v in t:pairs() do "
+       "out[#out + 1] = {i, v} end return out"),
+    ev("local out = {} for _, t in box.space.luatest:pairs({11}, {iterator = 'GE'}) do "
+       "out[#out + 1] = t[1] end return out"),
+    ev("return box.space.luatest:pairs():map(function(t) return t[1] end):take(3):totable()"),
+    ev("return box.space.luatest:pairs():filter(function(t) return t[1] > 100 end)"
+       ":map(function(t) return t[1] end):totable()"),
     ev("return box.snapshot()"),
 ]
 

@@ -161,8 +161,10 @@ function index_mt:count(key, opts)
     return #checked(internal.select, self.space_id, self.id, it, key, 0, 4294967295)
 end
 
+-- A luafun iterator over the selected tuples, as Tarantool's `pairs()` returns: a for loop
+-- gets `(position, tuple)`, and `:map()`, `:filter()`, ... chain.
 function index_mt:pairs(key, opts)
-    return ipairs(self:select(key, opts))
+    return require('fun').wrap(ipairs(self:select(key, opts)))
 end
 
 function index_mt:delete(key) return dml('delete', self.space_id, key, nil, self.id) end

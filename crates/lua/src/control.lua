@@ -194,6 +194,59 @@ function box.tuple.new(...)
 end
 function box.tuple.is(v) return internal.is_tuple(v) end
 
+-- Tuple methods written in Lua; the Rust userdata (crates/lua/src/tuple.rs) looks names it
+-- does not know up here.
+local tuple_methods = debug.getregistry()['spindle.tuple_methods']
+
+function tuple_methods.find(t, start, v)
+    if v == nil then start, v = 1, start end
+    for i = start, #t do if t[i] == v then return i end end
+    return nil
+end
+
+function tuple_methods.findall(t, start, v)
+    if v == nil then start, v = 1, start end
+    local out = {}
+    for i = start, #t do if t[i] == v then out[#out + 1] = i end end
+    return out
+end
+
+-- 0-based positions, `to` exclusive, negative positions count from the end.
+function tuple_methods.slice(t, from, to)
+    local n = #t
+    if from < 0 then from = n + from end
+    if to == nil then to = n elseif to < 0 then to = n + to end
+    local out = {}
+    for i = from + 1, to do out[#out + 1] = t[i] end
+    return unpack(out, 1, math.max(to - from, 0))
+end
+
+function tuple_methods.transform(t, from, count, ...)
+    local fields = t:totable()
+    local out = {}
+    for i = 1, from - 1 do out[#out + 1] = fields[i] end
+    for i = 1, select('#', ...) do out[#out + 1] = (select(i, ...)) end
+    for i = from + count, #fields do out[#out + 1] = fields[i] end
+    return box.tuple.new(out)
+end
+
+function tuple_methods.update(t, ops) return checked(internal.tuple_update, t, ops, false) end
+function tuple_methods.upsert(t, ops) return checked(internal.tuple_update, t, ops, true) end
+
+function tuple_methods.tomap(t)
+    local out = {}
+    for i = 1, #t do out[i] = t[i] end
+    return out
+end
+
+local function tuple_next(t, i)
+    i = i + 1
+    if i > #t then return nil end
+    return i, t[i]
+end
+function tuple_methods.ipairs(t) return tuple_next, t, 0 end
+function tuple_methods.pairs(t) return tuple_next, t, 0 end
+
 -- Checkpoints ----------------------------------------------------------------------------------
 
 function box.snapshot()

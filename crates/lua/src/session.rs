@@ -38,6 +38,8 @@ pub fn install(lua: &Lua, internal: &Table) -> mlua::Result<()> {
     internal.set("push", lua.create_function(push)?)?;
     internal.set("tuple_new", lua.create_function(tuple_new)?)?;
     internal.set("is_tuple", lua.create_function(is_tuple)?)?;
+    internal.set("tuple_update", lua.create_function(tuple_update)?)?;
+    lua.set_named_registry_value("spindle.tuple_methods", lua.create_table()?)?;
     Ok(())
 }
 
@@ -208,4 +210,27 @@ fn push(lua: &Lua, value: Value) -> mlua::Result<Option<&'static str>> {
         }
     });
     Ok(None)
+}
+
+/// `t:update(ops)` / `t:upsert(ops)`: a new tuple with the operations applied (`upsert` skips
+/// the ones that fail, as UPSERT does).
+fn tuple_update(lua: &Lua, (t, ops, upsert): (Value, Value, bool)) -> mlua::Result<Value> {
+    let Value::UserData(ud) = &t else {
+        return Err(mlua::Error::runtime(
+            "Usage: tuple:update({ { op, field, arg}+ })",
+        ));
+    };
+    let old = ud.borrow::<crate::convert::LuaTuple>()?.0.clone();
+    let mut op_bytes = Vec::new();
+    crate::convert::encode(&mut op_bytes, &ops).map_err(|e| mlua::Error::runtime(e.0))?;
+    let format = spindle_memtx::format::TupleFormat::default();
+    let data = if upsert {
+        spindle_memtx::update::check_upsert_ops(&op_bytes, 1).map_err(crate::context::lua_error)?;
+        spindle_memtx::update::apply_upsert(old.data(), &op_bytes, 1, &format)
+    } else {
+        spindle_memtx::update::apply_update(old.data(), &op_bytes, 1, &format)
+            .map_err(crate::context::lua_error)?
+    };
+    let tuple = spindle_memtx::tuple::Tuple::from_vec(data).map_err(crate::context::lua_error)?;
+    crate::tuple::push(lua, Some(tuple))
 }

@@ -42,8 +42,12 @@ impl UserData for LuaTuple {
         methods.add_meta_method(MetaMethod::Index, |lua, t, key: Value| match key {
             Value::Integer(i) => t.field(lua, i),
             Value::Number(n) if n.fract() == 0.0 => t.field(lua, n as i64),
-            // Fields by format name come with space formats in Lua; methods are found before
-            // this metamethod is asked.
+            // Methods written in Lua (`box.tuple` extras in control.lua); field names need
+            // the space format, which tuples do not carry here.
+            Value::String(name) => {
+                let extra: mlua::Table = lua.named_registry_value("spindle.tuple_methods")?;
+                extra.raw_get(name)
+            }
             _ => Ok(Value::Nil),
         });
         methods.add_meta_method(MetaMethod::Len, |_, t, ()| Ok(t.field_count()));
