@@ -54,3 +54,8 @@ def test_out_of_lua_memory_is_an_error(conn):
 def test_error_in_a_fiber_leaves_the_server_serving(conn):
     conn.eval("require('fiber').create(function() error('boom in a fiber') end)")
     assert conn.eval("return 2").data == [2]
+
+
+def test_sql_says_it_is_not_supported(conn):
+    for expr in ("return box.execute('SELECT 1')", "return box.prepare('SELECT 1')"):
+        assert error_of(conn, expr) == (5, "SQL is not supported yet")

@@ -257,3 +257,13 @@ function box.snapshot()
     end
     return 'ok'
 end
+
+-- SQL --------------------------------------------------------------------------------------------
+
+-- Until spindle has SQL (its own issue), these say so plainly, with ER_UNSUPPORTED.
+local function no_sql()
+    box.error(new_error(5, 'SQL is not supported yet'))
+end
+box.execute = no_sql
+box.prepare = no_sql
+box.unprepare = no_sql
