@@ -6,9 +6,8 @@
 
 use std::os::raw::c_int;
 use std::panic::AssertUnwindSafe;
-use std::sync::OnceLock;
 
-use mlua::{ffi, Lua, MultiValue, Table, Value};
+use mlua::{ffi, Lua, MultiValue, Value};
 use spindle_box::catalog::Engine;
 use spindle_box::{Dml, Txn};
 use spindle_proto::mp;
@@ -20,14 +19,6 @@ use spindle_types::BoxError;
 use crate::context::{current_user, from_mlua, lua_error};
 use crate::convert;
 use crate::tuple;
-
-/// The TX state, for the raw C functions (they get no `Lua` handle to look it up in).
-static TX: OnceLock<TxRef> = OnceLock::new();
-
-/// Gives the box API the TX state, once `box.cfg{}` has made it.
-pub fn attach(tx: TxRef) {
-    let _ = TX.set(tx);
-}
 
 pub fn install(lua: &Lua) -> mlua::Result<()> {
     let internal = lua.create_table()?;
@@ -45,17 +36,12 @@ pub fn install(lua: &Lua) -> mlua::Result<()> {
     internal.set("wait_snapshot", unsafe {
         lua.create_c_function(wait_snapshot)?
     })?;
-    crate::txn::install(lua, &internal)?;
-    crate::session::install(lua, &internal)?;
     lua.set_named_registry_value("spindle.internal", internal)?;
-    crate::schema::install(lua)?;
     Ok(())
 }
 
-pub(crate) fn tx() -> mlua::Result<TxRef> {
-    TX.get()
-        .copied()
-        .ok_or_else(|| mlua::Error::runtime("Please call box.cfg{} first"))
+fn tx() -> mlua::Result<TxRef> {
+    crate::state::tx()
 }
 
 /// Runs `f` with the TX state; a BoxError becomes a Lua error carrying it.
@@ -286,10 +272,11 @@ fn arg_bytes(v: &Value, op: &str) -> mlua::Result<Vec<u8>> {
 unsafe extern "C-unwind" fn wait(l: *mut ffi::lua_State) -> c_int {
     // SAFETY: reading argument 1 of the running C function is always valid.
     let seq = unsafe { ffi::lua_tonumber(l, 1) } as u64;
-    let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| match TX.get() {
-        Some(tx) => wait_commit(tx, seq),
-        None => Err(BoxError::unknown()),
-    }));
+    let outcome =
+        std::panic::catch_unwind(AssertUnwindSafe(|| match crate::state::tx_if_booted() {
+            Some(tx) => wait_commit(tx, seq),
+            None => Err(BoxError::unknown()),
+        }));
     let result = match outcome {
         Ok(result) => result,
         Err(_) => Err(BoxError::proc_lua(
@@ -320,7 +307,7 @@ unsafe extern "C-unwind" fn wait_snapshot(l: *mut ffi::lua_State) -> c_int {
     // SAFETY: reading argument 1 of the running C function is always valid.
     let seen = unsafe { ffi::lua_tonumber(l, 1) } as u64;
     let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| {
-        let tx = TX.get()?;
+        let tx = crate::state::tx_if_booted()?;
         loop {
             let done = tx.with(|t| {
                 if t.checkpoints.done > seen {
@@ -365,9 +352,4 @@ fn unpack_error(_: &Lua, e: Value) -> mlua::Result<(u32, String, &'static str)> 
         other => BoxError::proc_lua(&other.to_string()?),
     };
     Ok((e.code, e.message, e.kind.as_str()))
-}
-
-/// The `box.internal` table, for the prelude.
-pub fn internal(lua: &Lua) -> mlua::Result<Table> {
-    lua.named_registry_value("spindle.internal")
 }

@@ -76,7 +76,7 @@ fn boot(lua: &Lua, options: Table) -> mlua::Result<()> {
         runtime,
     )
     .map_err(cfg_error)?;
-    crate::api::attach(tx);
+    crate::state::attach(tx);
     lua.set_app_data(Booted(Some(tx)));
     Ok(())
 }

@@ -491,7 +491,7 @@ impl Session {
             .borrow_mut()
             .insert(thread_key(&thread), spindle_box::session::ADMIN);
         // A session of its own (`box.session.id()`, `type()`), as admin.
-        let id = crate::api::tx()
+        let id = crate::state::tx()
             .map(|tx| tx.with(|t| t.sessions.next_id()))
             .unwrap_or(0);
         let info = crate::session::SessionInfo {

@@ -58,7 +58,7 @@ fn encode_at(out: &mut Vec<u8>, v: &Value, depth: usize) -> Result<(), EncodeErr
         }
         Value::UserData(ud) => match ud.borrow::<LuaTuple>() {
             Ok(t) => out.extend_from_slice(t.0.data()),
-            Err(_) if crate::modules::encode_ext(out, ud) => {}
+            Err(_) if (hooks().encode_ext)(out, ud) => {}
             Err(_) => return Err(unsupported(v)),
         },
         Value::Error(e) => mp::write_str(out, &e.to_string()),
@@ -193,14 +193,14 @@ fn decode_at(lua: &Lua, buf: &mut &[u8], depth: usize) -> mlua::Result<Value> {
     Ok(match head {
         mp::Value::Nil => null(lua),
         mp::Value::Bool(b) => Value::Boolean(b),
-        mp::Value::Uint(u) => crate::modules::big_int(lua, i128::from(u))?.unwrap_or(uint(u)),
-        mp::Value::Int(i) => crate::modules::big_int(lua, i128::from(i))?.unwrap_or(int(i)),
+        mp::Value::Uint(u) => (hooks().big_int)(lua, i128::from(u))?.unwrap_or(uint(u)),
+        mp::Value::Int(i) => (hooks().big_int)(lua, i128::from(i))?.unwrap_or(int(i)),
         mp::Value::F32(f) => Value::Number(f64::from(f)),
         mp::Value::F64(f) => Value::Number(f),
         mp::Value::Str(s) | mp::Value::Bin(s) => Value::String(lua.create_string(s)?),
         mp::Value::Array(n) => {
             let t = lua.create_table_with_capacity(n.min(1024) as usize, 0)?;
-            t.set_metatable(Some(crate::modules::kind_meta(lua, "seq")?))?;
+            t.set_metatable(Some((hooks().kind_meta)(lua, "seq")?))?;
             for i in 1..=n {
                 t.raw_set(i, decode_at(lua, buf, depth + 1)?)?;
             }
@@ -208,7 +208,7 @@ fn decode_at(lua: &Lua, buf: &mut &[u8], depth: usize) -> mlua::Result<Value> {
         }
         mp::Value::Map(n) => {
             let t = lua.create_table_with_capacity(0, n.min(1024) as usize)?;
-            t.set_metatable(Some(crate::modules::kind_meta(lua, "map")?))?;
+            t.set_metatable(Some((hooks().kind_meta)(lua, "map")?))?;
             for _ in 0..n {
                 let k = decode_at(lua, buf, depth + 1)?;
                 let v = decode_at(lua, buf, depth + 1)?;
@@ -218,7 +218,7 @@ fn decode_at(lua: &Lua, buf: &mut &[u8], depth: usize) -> mlua::Result<Value> {
             }
             Value::Table(t)
         }
-        mp::Value::Ext(kind, data) => crate::modules::decode_ext(lua, kind, data)?,
+        mp::Value::Ext(kind, data) => (hooks().decode_ext)(lua, kind, data)?,
     })
 }
 
@@ -233,6 +233,35 @@ fn uint(u: u64) -> Value {
 
 fn int(i: i64) -> Value {
     Value::Integer(i)
+}
+
+/// What the modules add to the conversion (uuid and decimal extensions, 64-bit integers as
+/// cdata, the array/map marks of decoded tables); set once by `modules::install`, so that
+/// this file does not depend on the modules that depend on it.
+pub struct Hooks {
+    pub encode_ext: fn(&mut Vec<u8>, &mlua::AnyUserData) -> bool,
+    pub decode_ext: fn(&Lua, i8, &[u8]) -> mlua::Result<Value>,
+    pub big_int: fn(&Lua, i128) -> mlua::Result<Option<Value>>,
+    pub kind_meta: fn(&Lua, &str) -> mlua::Result<Table>,
+}
+
+static HOOKS: std::sync::OnceLock<Hooks> = std::sync::OnceLock::new();
+
+pub fn set_hooks(hooks: Hooks) {
+    let _ = HOOKS.set(hooks);
+}
+
+fn hooks() -> &'static Hooks {
+    HOOKS.get_or_init(|| Hooks {
+        encode_ext: |_, _| false,
+        decode_ext: |_, kind, _| {
+            Err(mlua::Error::runtime(format!(
+                "Unsuported MsgPack extension type: {kind}"
+            )))
+        },
+        big_int: |_, _| Ok(None),
+        kind_meta: |lua, _| lua.create_table(),
+    })
 }
 
 /// `box.NULL`, kept in the registry by the runtime.
@@ -314,11 +343,18 @@ mod tests {
             V::Binary(b) => V::String(rmpv::Utf8String::from(
                 String::from_utf8_lossy(b).into_owned(),
             )),
-            V::F64(f) if f.fract() == 0.0 && f.abs() < 9.0e15 => V::from(*f as i64),
+            // Integral numbers in [-2^63, 2^64) travel as integers, as Tarantool sends them.
+            V::F64(f) if f.fract() == 0.0 && *f >= 0.0 && *f < 18_446_744_073_709_551_616.0 => {
+                V::from(*f as u64)
+            }
+            V::F64(f) if f.fract() == 0.0 && *f >= -9_223_372_036_854_775_808.0 => {
+                V::from(*f as i64)
+            }
             V::F32(f) => normalized(&V::F64(f64::from(*f))),
-            V::Integer(i) => match i.as_i64() {
-                Some(n) => V::from(n),
-                None => v.clone(),
+            V::Integer(i) => match (i.as_u64(), i.as_i64()) {
+                (Some(n), _) => V::from(n),
+                (None, Some(n)) => V::from(n),
+                _ => v.clone(),
             },
             V::Array(items) => V::Array(items.iter().map(normalized).collect()),
             V::Map(pairs) if pairs.is_empty() => V::Array(vec![]),

@@ -153,7 +153,7 @@ pub fn install(lua: &Lua) -> mlua::Result<()> {
     // finalizers may run Lua.
     let replaced = FIBERS.with(|r| r.lua.replace(lua.clone()));
     drop(replaced);
-    let box_internal = crate::api::internal(lua)?;
+    let box_internal = crate::state::internal(lua)?;
     let ours = internal(lua)?;
     // The Lua half finds its Rust half as `box.internal.fiber`.
     box_internal.set("fiber", ours.clone())?;
@@ -292,7 +292,17 @@ fn park_point(op: Op) -> bool {
 /// The hook for "this fiber yields": a memtx transaction the fiber has open is aborted here
 /// (rolled back; its commit then fails with 154 `ER_TRANSACTION_YIELD`).
 fn on_yield(fiber: u64) {
-    crate::txn::on_yield(fiber);
+    if let Some(hook) = YIELD_HOOK.get() {
+        hook(fiber);
+    }
+}
+
+/// What runs at every yield of a Lua fiber (set once: the transaction rule of `txn`), so this
+/// file does not depend on the transaction code that depends on it.
+static YIELD_HOOK: std::sync::OnceLock<fn(u64)> = std::sync::OnceLock::new();
+
+pub fn set_yield_hook(hook: fn(u64)) {
+    let _ = YIELD_HOOK.set(hook);
 }
 
 /// Runs the fibers that must run before this one goes on: its starter, if `fiber.create`

@@ -16,6 +16,7 @@ mod runtime;
 mod schema;
 mod script;
 mod session;
+mod state;
 mod text;
 mod tuple;
 pub mod txn;

@@ -53,11 +53,17 @@ impl LuaRuntime {
         lua.set_app_data(callers.clone());
         crate::api::install(&lua)?;
         crate::modules::install(&lua)?;
+        let internal_table = crate::state::internal(&lua)?;
+        crate::txn::install(&lua, &internal_table)?;
+        crate::session::install(&lua, &internal_table)?;
+        crate::schema::install(&lua)?;
+        crate::console::install(&lua)?;
+        crate::fiber::install(&lua)?;
         let null = lua
             .load("return require('ffi').cast('void *', 0)")
             .eval::<Value>()?;
         lua.set_named_registry_value("spindle.NULL", null)?;
-        let internal = crate::api::internal(&lua)?;
+        let internal = crate::state::internal(&lua)?;
         lua.load(PRELUDE)
             .set_name("=box.lua")
             .call::<()>(internal.clone())?;
@@ -79,7 +85,7 @@ impl LuaRuntime {
     /// Installs `box.cfg` with the process's `host`; the last part of the prelude, run once
     /// the runtime has its `'static` address.
     pub fn install_cfg(&'static self, host: Box<dyn crate::cfg::Host>) -> mlua::Result<()> {
-        let internal = crate::api::internal(&self.lua)?;
+        let internal = crate::state::internal(&self.lua)?;
         crate::cfg::install(&self.lua, &internal, host, self)?;
         self.lua.load(CFG).set_name("=cfg.lua").call::<()>(internal)
     }

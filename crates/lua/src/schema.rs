@@ -10,9 +10,9 @@ use spindle_tx::TxRef;
 use spindle_types::iproto::IteratorType;
 use spindle_types::BoxError;
 
-use crate::api::internal;
 use crate::context::{current_user, lua_error};
 use crate::convert;
+use crate::state::internal;
 
 pub fn install(lua: &Lua) -> mlua::Result<()> {
     let table = internal(lua)?;
@@ -155,5 +155,5 @@ fn truncate_row(space_id: u32) -> (Vec<u8>, Vec<u8>) {
 }
 
 fn tx() -> mlua::Result<TxRef> {
-    crate::api::tx()
+    crate::state::tx()
 }

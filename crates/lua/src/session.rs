@@ -87,7 +87,7 @@ fn set_user(lua: &Lua, (uid, session_uid): (u32, Option<u32>)) -> mlua::Result<(
     let new_uid = session_uid.unwrap_or(uid);
     if let Some(s) = map.get_mut(&key) {
         s.uid = new_uid;
-        if let (Some(route), Ok(tx)) = (s.route, crate::api::tx()) {
+        if let (Some(route), Ok(tx)) = (s.route, crate::state::tx()) {
             tx.with(|t| {
                 if let Some(session) = t.sessions.get_mut(route) {
                     session.user = new_uid;
@@ -103,7 +103,7 @@ fn user_lookup(
     _: &Lua,
     key: Value,
 ) -> mlua::Result<(Option<u32>, Option<String>, Option<&'static str>)> {
-    let tx = crate::api::tx()?;
+    let tx = crate::state::tx()?;
     let found = tx.with(|t| {
         let users = t.db.users();
         let user = match &key {
@@ -123,7 +123,7 @@ fn user_lookup(
 
 /// The fields of `box.info` that come from the database.
 fn info(lua: &Lua, (): ()) -> mlua::Result<Table> {
-    let tx = crate::api::tx()?;
+    let tx = crate::state::tx()?;
     let (id, uuid, ro, vclock, cluster) = tx.with(|t| {
         (
             t.db.replica_id(),
@@ -160,7 +160,7 @@ fn info(lua: &Lua, (): ()) -> mlua::Result<Table> {
 /// `box.snapshot()`, first half: starts a checkpoint (or joins the one running) and returns
 /// how many had finished before, for `wait_snapshot`.
 fn snapshot(_: &Lua, (): ()) -> mlua::Result<u64> {
-    let tx = crate::api::tx()?;
+    let tx = crate::state::tx()?;
     let (started, done) = tx.with(|t| (t.begin_checkpoint(), t.checkpoints.done));
     if !started {
         return Err(crate::context::lua_error(spindle_types::BoxError::new(
@@ -201,7 +201,7 @@ fn push(lua: &Lua, value: Value) -> mlua::Result<Option<&'static str>> {
     };
     let mut data = Vec::new();
     crate::convert::encode(&mut data, &value).map_err(|e| mlua::Error::runtime(e.0))?;
-    let tx = crate::api::tx()?;
+    let tx = crate::state::tx()?;
     tx.with(|t| {
         let schema_version = t.db.schema_version();
         t.outboxes.push_chunk(route, sync, schema_version, &data);

@@ -26,6 +26,7 @@ pub struct Active {
 static TXNS: TxCell<BTreeMap<u64, Active>> = TxCell::new(BTreeMap::new());
 
 pub fn install(lua: &Lua, internal: &Table) -> mlua::Result<()> {
+    crate::fiber::set_yield_hook(on_yield);
     internal.set("txn_begin", lua.create_function(begin)?)?;
     internal.set("txn_active", lua.create_function(is_active)?)?;
     internal.set("txn_commit", lua.create_function(commit)?)?;
@@ -78,7 +79,7 @@ fn commit(_: &Lua, (): ()) -> mlua::Result<Value> {
     let Some(active) = take(key()) else {
         return Ok(Value::Nil);
     };
-    let tx = crate::api::tx()?;
+    let tx = crate::state::tx()?;
     if active.aborted {
         tx.with(|t| t.db.rollback_txn(active.txn));
         return Err(lua_error(yield_error()));
@@ -95,7 +96,7 @@ fn commit(_: &Lua, (): ()) -> mlua::Result<Value> {
 
 fn rollback(_: &Lua, (): ()) -> mlua::Result<()> {
     if let Some(active) = take(key()) {
-        crate::api::tx()?.with(|t| t.db.rollback_txn(active.txn));
+        crate::state::tx()?.with(|t| t.db.rollback_txn(active.txn));
     }
     Ok(())
 }
@@ -129,7 +130,7 @@ fn rollback_to(_: &Lua, id: usize) -> mlua::Result<()> {
             "Can not rollback to savepoint: the savepoint does not exist",
         )));
     };
-    crate::api::tx()?.with(|t| t.db.rollback_txn(undone));
+    crate::state::tx()?.with(|t| t.db.rollback_txn(undone));
     Ok(())
 }
 
@@ -159,7 +160,7 @@ pub fn on_yield(fiber: u64) {
         active.aborted = true;
         Some(std::mem::take(&mut active.txn))
     });
-    if let (Some(undone), Ok(tx)) = (undone, crate::api::tx()) {
+    if let (Some(undone), Ok(tx)) = (undone, crate::state::tx()) {
         tx.with(|t| t.db.rollback_txn(undone));
     }
 }
@@ -170,7 +171,7 @@ pub fn finish() -> Result<(), BoxError> {
     let Some(active) = take(key()) else {
         return Ok(());
     };
-    if let Ok(tx) = crate::api::tx() {
+    if let Ok(tx) = crate::state::tx() {
         tx.with(|t| t.db.rollback_txn(active.txn));
     }
     Err(BoxError::new(

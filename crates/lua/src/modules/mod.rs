@@ -148,6 +148,12 @@ pub fn install(lua: &Lua) -> mlua::Result<()> {
     for name in ["tonumber", "int64", "uint64"] {
         lua.set_named_registry_value(&format!("spindle.{name}"), reg.get::<Function>(name)?)?;
     }
+    crate::convert::set_hooks(crate::convert::Hooks {
+        encode_ext,
+        decode_ext,
+        big_int,
+        kind_meta,
+    });
     yaml::install(lua)?;
     json::install(lua)?;
     msgpack::install(lua)?;
@@ -160,8 +166,6 @@ pub fn install(lua: &Lua) -> mlua::Result<()> {
     preload_lua(lua, "clock", include_str!("clock.lua"))?;
     preload_lua(lua, "errno", include_str!("errno.lua"))?;
     preload_lua(lua, "fun", include_str!("fun.lua"))?;
-    crate::console::install(lua)?;
-    crate::fiber::install(lua)?;
     Ok(())
 }
 
