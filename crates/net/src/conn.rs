@@ -1,12 +1,12 @@
 //! One client connection: socket, input and output buffers, and its state.
 
-use mio::net::TcpStream;
 use std::io::{self, Read, Write};
 
+use crate::stream::Stream;
 use spindle_types::limits::{CONN_READ_CHUNK, NET_BUFFER_POOL_MAX};
 
 pub struct Conn {
-    pub stream: TcpStream,
+    pub stream: Stream,
     pub generation: u32,
     /// Read buffer: `input[consumed..filled]` is read and not yet framed; the bytes past
     /// `filled` are zeroed spare room, kept so that reads never re-zero memory.
@@ -50,7 +50,7 @@ pub enum ReadOutcome {
 }
 
 impl Conn {
-    pub fn new(stream: TcpStream, generation: u32) -> Conn {
+    pub fn new(stream: Stream, generation: u32) -> Conn {
         Conn {
             stream,
             generation,

@@ -1,5 +1,6 @@
 //! The IPROTO network threads. Each thread owns its sockets (mio, edge-triggered, never
-//! `may::net`): it accepts on its own `SO_REUSEPORT` listener, sends the greeting, frames and
+//! `may::net`): thread 0 accepts on the listener (TCP or a Unix socket) and hands connections
+//! out round-robin; each thread sends the greeting, frames and
 //! decodes requests, and hands each decoded request to the TX thread over the bus. It stops
 //! reading a connection once the thread or the connection has too many requests in flight or
 //! too many unsent reply bytes (backpressure; the bounds are in `types::limits` and
@@ -9,6 +10,8 @@
 //! broken length prefix is answered and the connection closed.
 
 mod conn;
+mod stream;
 mod thread;
 
+pub use stream::ListenAddr;
 pub use thread::{start, NetConfig, NetHandle, NetShared, NetStopper, ReplySink};

@@ -2,13 +2,11 @@
 
 use std::collections::VecDeque;
 use std::io;
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use crossbeam_channel::{Receiver, Sender};
-use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 use tracing::{debug, warn};
 
@@ -21,8 +19,10 @@ use spindle_types::limits::{
     CONN_MSG_MAX, CONN_OUTPUT_MAX, CONN_TURN_MIN, CONN_TURN_REQUESTS, NET_BATCH_BYTES_MAX,
     NET_BATCH_MAX, NET_OUTPUT_MAX, PIPELINE_CHUNK,
 };
+use spindle_types::BoxError;
 
 use crate::conn::{BufferPool, Conn, ReadOutcome};
+use crate::stream::{ListenAddr, Listener, SocketFile, Stream};
 
 const LISTENER: Token = Token(usize::MAX - 1);
 const WAKER: Token = Token(usize::MAX - 2);
@@ -31,7 +31,7 @@ const READS_PER_TURN: usize = 4;
 
 #[derive(Clone, Debug)]
 pub struct NetConfig {
-    pub listen: SocketAddr,
+    pub listen: ListenAddr,
     pub threads: usize,
     pub net_msg_max: usize,
     pub packet_max: usize,
@@ -61,7 +61,9 @@ pub struct NetHandle {
     outlets: Vec<Outlet>,
     threads: Vec<JoinHandle<()>>,
     shared: Arc<NetShared>,
-    pub local_addr: SocketAddr,
+    pub local_addr: ListenAddr,
+    /// Removes a Unix socket file once the handle is gone.
+    _socket_file: SocketFile,
 }
 
 impl NetHandle {
@@ -150,8 +152,9 @@ pub fn start<M>(cfg: NetConfig, shared: Arc<NetShared>, bus: Bus<M>) -> io::Resu
 where
     M: From<NetEvent> + Send + 'static,
 {
-    let listener = bind_listener(cfg.listen)?;
-    let local_addr = listener.local_addr()?;
+    let listener = Listener::bind(&cfg.listen)?;
+    let socket_file = SocketFile::new(&cfg.listen);
+    let local_addr = listener.local_addr(&cfg.listen)?;
     let threads_count = cfg.threads.max(1);
     let mut polls = Vec::new();
     let mut outlets = Vec::new();
@@ -192,17 +195,8 @@ where
         threads,
         shared,
         local_addr,
+        _socket_file: socket_file,
     })
-}
-
-fn bind_listener(addr: SocketAddr) -> io::Result<TcpListener> {
-    use socket2::{Domain, Socket, Type};
-    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
-    socket.set_reuse_address(true)?;
-    socket.set_nonblocking(true)?;
-    socket.bind(&addr.into())?;
-    socket.listen(1024)?;
-    Ok(TcpListener::from_std(socket.into()))
 }
 
 /// Requests each of `queued` connections may hand over in one round of the work queue: one
@@ -228,9 +222,9 @@ struct NetThread<M> {
     bus: Bus<M>,
     receiver: Option<Receiver<ReplyBatch>>,
     /// Connections accepted by thread 0 for this thread.
-    incoming: Option<Receiver<TcpStream>>,
+    incoming: Option<Receiver<Stream>>,
     /// Thread 0 only: where to hand accepted connections (index = thread).
-    handoffs: Vec<(Sender<TcpStream>, Arc<Waker>)>,
+    handoffs: Vec<(Sender<Stream>, Arc<Waker>)>,
     next_thread: usize,
     sleeping: Arc<AtomicBool>,
     conns: Vec<Option<Conn>>,
@@ -302,7 +296,7 @@ impl<M: From<NetEvent> + Send + 'static> NetThread<M> {
         }
     }
 
-    fn run(mut self, mut poll: Poll, mut listener: Option<TcpListener>) {
+    fn run(mut self, mut poll: Poll, mut listener: Option<Listener>) {
         self.registry = poll.registry().try_clone().ok();
         if let Some(l) = listener.as_mut() {
             if let Err(e) = poll.registry().register(l, LISTENER, Interest::READABLE) {
@@ -367,20 +361,20 @@ impl<M: From<NetEvent> + Send + 'static> NetThread<M> {
         self.shared.exit.load(Ordering::SeqCst)
     }
 
-    fn maybe_stop_listening(&mut self, poll: &Poll, listener: &mut TcpListener) {
+    fn maybe_stop_listening(&mut self, poll: &Poll, listener: &mut Listener) {
         if self.listening && self.shared.stop_reading.load(Ordering::SeqCst) {
             let _ = poll.registry().deregister(listener);
             self.listening = false;
         }
     }
 
-    fn accept_all(&mut self, poll: &Poll, listener: &mut TcpListener) {
+    fn accept_all(&mut self, poll: &Poll, listener: &mut Listener) {
         if !self.listening {
             return;
         }
         loop {
             match listener.accept() {
-                Ok((stream, _peer)) => self.route_conn(poll, stream),
+                Ok(stream) => self.route_conn(poll, stream),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
@@ -393,7 +387,7 @@ impl<M: From<NetEvent> + Send + 'static> NetThread<M> {
     }
 
     /// Keeps the connection or hands it to the next thread, round-robin.
-    fn route_conn(&mut self, poll: &Poll, stream: TcpStream) {
+    fn route_conn(&mut self, poll: &Poll, stream: Stream) {
         let count = self.handoffs.len().max(1);
         let target = self.next_thread % count;
         self.next_thread = self.next_thread.wrapping_add(1);
@@ -419,8 +413,8 @@ impl<M: From<NetEvent> + Send + 'static> NetThread<M> {
         }
     }
 
-    fn add_conn(&mut self, poll: &Poll, mut stream: TcpStream) {
-        let _ = stream.set_nodelay(true);
+    fn add_conn(&mut self, poll: &Poll, mut stream: Stream) {
+        stream.tune();
         let slot = match self.free.pop() {
             Some(slot) => slot,
             None => {
@@ -612,6 +606,14 @@ impl<M: From<NetEvent> + Send + 'static> NetThread<M> {
             generation: conn.generation,
         };
         match decode_request(packet) {
+            Ok((header, request))
+                if is_handoff(&request) && matches!(conn.stream, Stream::Unix(_)) =>
+            {
+                // The relay threads own blocking TCP sockets only.
+                let err = BoxError::unsupported("spindle", "replication over Unix sockets");
+                encode_error(&mut conn.output, header.sync, schema_version, &err);
+                self.dirty.push(slot);
+            }
             Ok((header, request)) if is_handoff(&request) => {
                 let packet = packet.to_vec();
                 self.hand_off(slot, route, header, request, packet);
@@ -697,7 +699,11 @@ impl<M: From<NetEvent> + Send + 'static> NetThread<M> {
         }
         let output = conn.output.split_off(conn.written);
         let input = conn.pending_input().to_vec();
-        let stream = std::net::TcpStream::from(conn.stream);
+        let Stream::Tcp(stream) = conn.stream else {
+            self.bus.send(M::from(NetEvent::Disconnect { route }));
+            return;
+        };
+        let stream = std::net::TcpStream::from(stream);
         if stream.set_nonblocking(false).is_err() {
             self.bus.send(M::from(NetEvent::Disconnect { route }));
             return;

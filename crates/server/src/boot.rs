@@ -12,7 +12,7 @@ use tracing::info;
 use spindle_box::recovery::{recover, RecoveryConfig};
 use spindle_fiber::{Bus, BusReceiver};
 use spindle_lua::{BootParts, Host};
-use spindle_net::{NetConfig, NetHandle, NetShared, NetStopper, ReplySink};
+use spindle_net::{ListenAddr, NetConfig, NetHandle, NetShared, NetStopper, ReplySink};
 use spindle_tx::{TxHooks, TxMsg};
 use spindle_wal::{SyncMode, WalConfig, WalHandle};
 use spindle_xlog::OsFs;
@@ -109,12 +109,12 @@ impl ServerHost {
     }
 
     /// Starts the IPROTO listener on `listen`.
-    fn start_net(&mut self, listen: std::net::SocketAddr) -> Result<(), String> {
+    fn start_net(&mut self, listen: ListenAddr) -> Result<(), String> {
         let Some(shared) = self.shared.clone() else {
             return Err("the database is not configured".into());
         };
         let net_cfg = NetConfig {
-            listen,
+            listen: listen.clone(),
             threads: self.cfg.iproto_threads,
             net_msg_max: self.cfg.net_msg_max,
             packet_max: self.cfg.max_packet_size,
@@ -176,7 +176,7 @@ impl Host for ServerHost {
             stop_reading: AtomicBool::new(false),
             exit: AtomicBool::new(false),
         }));
-        if let Some(listen) = self.cfg.listen {
+        if let Some(listen) = self.cfg.listen.clone() {
             self.start_net(listen)?;
         }
         if self.cfg.checkpoint_interval > 0.0 {
@@ -220,10 +220,10 @@ impl Host for ServerHost {
             };
             let addr = text.map(|t| parse_listen(&t)).transpose()?;
             let started = self.lock().net.is_some();
-            match (addr, started) {
-                (Some(addr), false) => self.start_net(addr)?,
+            match (&addr, started) {
+                (Some(addr), false) => self.start_net(addr.clone())?,
                 (None, false) => {}
-                (addr, true) if addr == self.cfg.listen => {}
+                (addr, true) if *addr == self.cfg.listen => {}
                 _ => return Err("spindle cannot move a running listener yet".into()),
             }
             self.cfg.listen = addr;

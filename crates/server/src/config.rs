@@ -7,6 +7,8 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde::Deserialize;
 
+use spindle_net::ListenAddr;
+
 use spindle_types::limits::{
     NET_MSG_MAX_DEFAULT, PACKET_SIZE_MAX_DEFAULT, REPLICATION_TIMEOUT_DEFAULT, WAL_MAX_SIZE_DEFAULT,
 };
@@ -132,7 +134,7 @@ struct FileConfig {
 #[derive(Debug)]
 pub struct Config {
     /// None: no IPROTO listener (an init script's `box.cfg{}` without `listen`).
-    pub listen: Option<SocketAddr>,
+    pub listen: Option<ListenAddr>,
     pub wal_dir: PathBuf,
     pub memtx_dir: PathBuf,
     pub wal_mode: WalModeArg,
@@ -191,7 +193,7 @@ impl Config {
     pub fn box_cfg(&self) -> serde_json::Value {
         let replication: Vec<String> = self.replication.iter().map(|u| u.full()).collect();
         serde_json::json!({
-            "listen": self.listen.map(|a| a.to_string()),
+            "listen": self.listen.as_ref().map(|a| a.to_string()),
             "wal_dir": self.wal_dir.display().to_string(),
             "memtx_dir": self.memtx_dir.display().to_string(),
             "wal_mode": wal_mode_name(self.wal_mode),
@@ -420,8 +422,18 @@ fn parse_replication(text: Option<String>) -> Result<Vec<spindle_repl::Uri>, Str
         .collect()
 }
 
-/// Accepts `HOST:PORT`, `:PORT` or a bare port, as box.cfg.listen does.
-pub fn parse_listen(text: &str) -> Result<SocketAddr, String> {
+/// Accepts `HOST:PORT`, `:PORT`, a bare port, a socket path (`/...`, `./...`) or
+/// `unix/:PATH`, as box.cfg.listen does.
+pub fn parse_listen(text: &str) -> Result<ListenAddr, String> {
+    if let Some(path) = text.strip_prefix("unix/:") {
+        if path.is_empty() {
+            return Err(format!("cannot parse listen address '{text}'"));
+        }
+        return Ok(ListenAddr::Unix(PathBuf::from(path)));
+    }
+    if text.starts_with('/') || text.starts_with("./") || text.starts_with("../") {
+        return Ok(ListenAddr::Unix(PathBuf::from(text)));
+    }
     let candidate = if let Ok(port) = text.parse::<u16>() {
         format!("127.0.0.1:{port}")
     } else if let Some(port) = text.strip_prefix(':') {
@@ -430,6 +442,34 @@ pub fn parse_listen(text: &str) -> Result<SocketAddr, String> {
         text.replace("localhost", "127.0.0.1")
     };
     candidate
-        .parse()
+        .parse::<SocketAddr>()
+        .map(ListenAddr::Tcp)
         .map_err(|_| format!("cannot parse listen address '{text}'"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse_listen_accepts_tcp_and_unix_forms() {
+        let tcp = |s: &str| ListenAddr::Tcp(s.parse().unwrap_or_else(|e| panic!("{s}: {e}")));
+        assert_eq!(parse_listen("3301"), Ok(tcp("127.0.0.1:3301")));
+        assert_eq!(parse_listen(":3301"), Ok(tcp("0.0.0.0:3301")));
+        assert_eq!(parse_listen("localhost:3301"), Ok(tcp("127.0.0.1:3301")));
+        let unix = |s: &str| ListenAddr::Unix(PathBuf::from(s));
+        assert_eq!(parse_listen("/tmp/x.sock"), Ok(unix("/tmp/x.sock")));
+        assert_eq!(parse_listen("./x.sock"), Ok(unix("./x.sock")));
+        assert_eq!(parse_listen("unix/:/tmp/x.sock"), Ok(unix("/tmp/x.sock")));
+        assert_eq!(parse_listen("unix/:x.sock"), Ok(unix("x.sock")));
+        assert!(parse_listen("unix/:").is_err());
+        assert!(parse_listen("x.sock").is_err());
+    }
+
+    #[test]
+    fn unix_listen_address_prints_back_parseable() {
+        let addr = ListenAddr::Unix(PathBuf::from("/tmp/x.sock"));
+        assert_eq!(addr.to_string(), "unix/:/tmp/x.sock");
+        assert_eq!(parse_listen(&addr.to_string()), Ok(addr));
+    }
 }
