@@ -128,17 +128,21 @@ fn split_args(args: &[u8]) -> BoxResult<Vec<&[u8]>> {
 
 /// The rights a CALL of `name` needs, checked before the name is looked up (so an unknown
 /// name can answer ER_ACCESS_DENIED, as in Tarantool).
-pub fn check_call_access(db: &mut Db, user: u32, name: &str) -> BoxResult<()> {
+pub fn check_call_access(db: &mut Db, user: u32, name: &str) -> BoxResult<Option<FuncRef>> {
     db.users.check_universe(user, PRIV_U)?;
     // A function in `_func` can be granted by itself, or is its owner's; any other name needs
     // execute on universe (or on every function).
-    let (id, owner) = match find_func(db, name) {
+    let func = find_func(db, name);
+    let (id, owner) = match func {
         Some(f) => (f.id, Some(f.owner)),
         None => (ANY_OBJECT, None),
     };
     db.users
         .check(user, PRIV_X, ObjectType::Function, id, name, owner)
-        .map_err(|_| BoxError::access_denied("Execute", "function", name, &db.users.name_of(user)))
+        .map_err(|_| {
+            BoxError::access_denied("Execute", "function", name, &db.users.name_of(user))
+        })?;
+    Ok(func)
 }
 
 /// What CALL needs of a `_func` row.

@@ -216,10 +216,12 @@ impl Db {
             sys::INDEX => self.catalog.on_index(old, new),
             sys::USER => self.users.on_user(old, new),
             sys::PRIV => self.users.on_priv(old, new),
+            // Functions are resolved by CALL from the schema: a change is a new version.
+            sys::FUNC => Ok(()),
             _ => return Ok(()),
         };
         if result.is_ok() {
-            if matches!(space_id, sys::USER | sys::PRIV) {
+            if matches!(space_id, sys::USER | sys::PRIV | sys::FUNC) {
                 self.catalog.bump_version();
             }
             self.schema_changed = true;

@@ -253,16 +253,37 @@ table.sort = guarded(table.sort, function(_, cmp) return cmp ~= nil end)
 
 -- A dotted name from _G (`f`, `mod.f`, `box.space.tester:select`): the function and, for the
 -- method form, the object it is called on; nil if a step is missing.
-local function resolve(name)
+-- Names parsed once: `{parts..., method = m}`, or false for a malformed name. Bounded.
+local NAME_CACHE_MAX = 1024
+local parsed_names, parsed_count = {}, 0
+
+local function parse_name(name)
+    local parsed = parsed_names[name]
+    if parsed ~= nil then return parsed end
     local path, method = name:match('^([^:]+):([^:.]+)$')
     path = path or name
+    if path:find('%.%.') or path:sub(1, 1) == '.' or path:sub(-1) == '.' then
+        parsed = false
+    else
+        parsed = { method = method }
+        for part in string.gmatch(path, '[^.]+') do parsed[#parsed + 1] = part end
+    end
+    if parsed_count >= NAME_CACHE_MAX then parsed_names, parsed_count = {}, 0 end
+    parsed_names[name] = parsed
+    parsed_count = parsed_count + 1
+    return parsed
+end
+
+local function resolve(name)
+    local parsed = parse_name(name)
+    if not parsed then return nil end
+    local method = parsed.method
     local node = _G
-    for part in string.gmatch(path, '[^.]+') do
+    for i = 1, #parsed do
         if type(node) ~= 'table' and type(node) ~= 'userdata' then return nil end
-        node = node[part]
+        node = node[parsed[i]]
         if node == nil then return nil end
     end
-    if path:find('%.%.') or path:sub(1, 1) == '.' or path:sub(-1) == '.' then return nil end
     if method ~= nil then
         if type(node) ~= 'table' and type(node) ~= 'userdata' then return nil end
         local f = node[method]

@@ -285,10 +285,7 @@ impl ProcRuntime for LuaRuntime {
     ) -> BoxResult<Reply> {
         // Access is checked before the function is looked up, as in Tarantool. A `setuid`
         // function in `_func` runs with its owner's rights (the session user stays).
-        let func = tx.with(|t| {
-            spindle_box::call::check_call_access(&mut t.db, ctx.user, name)?;
-            Ok::<_, spindle_types::BoxError>(spindle_box::call::find_func(&t.db, name))
-        })?;
+        let func = tx.with(|t| spindle_box::call::check_call_access(&mut t.db, ctx.user, name))?;
         let euid = func.filter(|f| f.setuid).map_or(ctx.user, |f| f.owner);
         let name = self.lua.create_string(name).map_err(from_mlua)?;
         let args = self.args(Value::String(name), args)?;

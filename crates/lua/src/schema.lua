@@ -860,31 +860,35 @@ box.func = setmetatable(funcs, {
 })
 
 -- `_func` changes leave the schema version alone: its row count tells creates and drops.
-local funcs_seen = nil
-
-local function refresh_funcs_if_changed()
-    local count = internal.len(FUNC)
-    if count ~= funcs_seen then
-        refresh_funcs()
-        funcs_seen = count
-    end
-end
-
 -- Every request starts from the current schema, whatever changed it (DDL through the system
 -- spaces, a replica's rows). CALL runs a `_func` function's body if it has one; otherwise the
 -- name resolves as a global path (box.lua's `call`).
 local call, eval = internal.call, internal.eval
-function internal.call(name, ...)
+local schema_version = internal.schema_version
+-- The schema version the objects were last refreshed at: a `_func` change bumps it too, so
+-- one number tells a request whether anything needs reloading.
+local seen_version
+
+local function fresh()
+    local version = schema_version()
+    if version == seen_version then return end
     pcall(refresh)
-    pcall(refresh_funcs_if_changed)
-    local found, body = pcall(body_of, rawget(funcs, name))
-    if not found then return false, body end
-    if body ~= nil then return pcall(body, ...) end
+    pcall(refresh_funcs)
+    seen_version = version
+end
+
+function internal.call(name, ...)
+    fresh()
+    local f = rawget(funcs, name)
+    if f ~= nil then
+        local found, body = pcall(body_of, f)
+        if not found then return false, body end
+        if body ~= nil then return pcall(body, ...) end
+    end
     return call(name, ...)
 end
 function internal.eval(...)
-    pcall(refresh)
-    pcall(refresh_funcs_if_changed)
+    fresh()
     return eval(...)
 end
 
