@@ -220,7 +220,7 @@ local function create_space(name, opts)
     opts = check_options(opts, space_options)
     refresh()
     if rawget(spaces, name) ~= nil then
-        if opts.if_not_exists then return spaces[name] end
+        if opts.if_not_exists then return spaces[name], 'not created' end
         raise(10, string.format("Space '%s' already exists", name))
     end
     -- As in 2.6, the id is taken before the owner and the format are checked.
@@ -240,7 +240,7 @@ local function create_space(name, opts)
         id, owner, name, opts.engine or 'memtx', opts.field_count or 0, flags, format,
     })
     refresh()
-    return spaces[id]
+    return spaces[id], 'created'
 end
 
 box.schema = box.schema or {}

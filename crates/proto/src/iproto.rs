@@ -862,8 +862,10 @@ fn encode_error_entry(out: &mut Vec<u8>, err: &BoxError) {
     mp::write_map_len(out, if err.access.is_some() { 7 } else { 6 });
     out.push(ek::TYPE);
     mp::write_str(out, err.kind.as_str());
+    // Tarantool names the C file and line that raised the error; spindle has no such place to
+    // give, and clients (tarantool-python's tests) expect a positive line.
     out.push(ek::LINE);
-    mp::write_uint(out, 0);
+    mp::write_uint(out, 1);
     out.push(ek::FILE);
     mp::write_str(out, ERROR_FILE);
     out.push(ek::MESSAGE);
