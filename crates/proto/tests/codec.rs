@@ -39,10 +39,11 @@ fn ping_response_is_byte_exact() {
 fn tuple_found_layout_matches_capture() {
     let msg = "Duplicate key exists in unique index 'primary' in space 'test'";
     // Captured from 2.6.0 (sync 8, schema 84), with our FILE/LINE in place of
-    // "./src/box/memtx_tree.c"/577 (clients only need them present with these types).
+    // "./src/box/memtx_tree.c"/577 (clients need them present with these types, and a
+    // positive line: tarantool-python's tests check it).
     let expected = hex(&format!(
         "ce 000000bb 83 00 ce 00008003 01 cf 0000000000000008 05 ce 00000054
-         82 31 d9 3e {m} 52 81 00 91 86 00 ab {client_error} 02 00 01 a7 {file} 03 d9 3e {m} 04 00 05 03",
+         82 31 d9 3e {m} 52 81 00 91 86 00 ab {client_error} 02 01 01 a7 {file} 03 d9 3e {m} 04 00 05 03",
         m = hex_str(msg),
         client_error = hex_str("ClientError"),
         file = hex_str("spindle"),
