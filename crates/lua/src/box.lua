@@ -26,7 +26,7 @@ end
 
 function error_methods.raise(e) error(e, 2) end
 function error_methods.unpack(e)
-    return { code = e.code, message = e.message, type = e.type, prev = e.prev }
+    return { code = e.code, message = e.message, type = e.type, trace = e.trace, prev = e.prev }
 end
 function error_methods.set_prev(e, prev) rawset(e, 'prev', prev) end
 
@@ -72,11 +72,26 @@ local function error_from(arg, ...)
     error('box.error(): bad arguments', 3)
 end
 
+-- A new error object remembers where it was made (its maker's chunk and line), as
+-- Tarantool's do; an error passed in is kept as it is.
+local function made_here(e, arg)
+    if e ~= arg and rawget(e, 'trace') == nil then
+        local info = debug.getinfo(3, 'Sl')
+        if info ~= nil and info.currentline ~= nil and info.currentline > 0 then
+            rawset(e, 'trace', { { file = info.short_src, line = info.currentline } })
+        end
+    end
+    return e
+end
+
 box.error = setmetatable({
-    new = function(...) return error_from(...) end,
+    new = function(arg, ...)
+        local e = made_here(error_from(arg, ...), arg)
+        return e -- not a tail call: made_here looks two frames up, at the caller
+    end,
     is = function(e) return type(e) == 'table' and getmetatable(e) == error_mt end,
 }, {
-    __call = function(_, ...) error(error_from(...), 2) end,
+    __call = function(_, arg, ...) error(made_here(error_from(arg, ...), arg), 2) end,
     __index = codes,
 })
 

@@ -177,21 +177,8 @@ impl LuaRuntime {
 /// A Lua error value as a BoxError: a box.error object keeps its code and type; anything else
 /// is ER_PROC_LUA with its string form.
 fn error_value(v: &Value) -> BoxError {
-    if let Value::Table(t) = v {
-        let is_box_error = t
-            .metatable()
-            .and_then(|m| m.raw_get::<bool>("__box_error").ok())
-            .unwrap_or(false);
-        if is_box_error {
-            let code: u32 = t.raw_get("code").unwrap_or(code::ER_UNKNOWN);
-            let message: String = t.raw_get("message").unwrap_or_default();
-            let kind: String = t.raw_get("type").unwrap_or_default();
-            let mut e = BoxError::new(code, message);
-            if kind == "AccessDeniedError" {
-                e = e.with_kind(ErrorKind::AccessDeniedError);
-            }
-            return e;
-        }
+    if let Some(e) = box_error(v, ERROR_CHAIN_MAX) {
+        return e;
     }
     if let Value::Error(e) = v {
         return from_mlua((**e).clone());
@@ -203,6 +190,46 @@ fn error_value(v: &Value) -> BoxError {
             .unwrap_or_else(|_| other.type_name().to_string()),
     };
     BoxError::proc_lua(&text)
+}
+
+/// Causes of an error followed at most (`set_prev` can make a cycle).
+const ERROR_CHAIN_MAX: usize = 16;
+
+/// A box.error object (a table with the prelude's error metatable) as a BoxError: its code,
+/// message, type, where it was made and its `prev` chain.
+fn box_error(v: &Value, depth: usize) -> Option<BoxError> {
+    let Value::Table(t) = v else { return None };
+    let is_box_error = t
+        .metatable()
+        .and_then(|m| m.raw_get::<bool>("__box_error").ok())
+        .unwrap_or(false);
+    if !is_box_error {
+        return None;
+    }
+    let code: u32 = t.raw_get("code").unwrap_or(code::ER_UNKNOWN);
+    let message: String = t.raw_get("message").unwrap_or_default();
+    let kind: String = t.raw_get("type").unwrap_or_default();
+    let mut e = BoxError::new(code, message);
+    if kind == "AccessDeniedError" {
+        e = e.with_kind(ErrorKind::AccessDeniedError);
+    }
+    let frame: Option<mlua::Table> = t
+        .raw_get::<mlua::Table>("trace")
+        .ok()
+        .and_then(|trace| trace.raw_get(1).ok());
+    if let Some(frame) = frame {
+        if let (Ok(file), Ok(line)) = (
+            frame.raw_get::<String>("file"),
+            frame.raw_get::<u32>("line"),
+        ) {
+            e.trace = Some(Box::new((file, line)));
+        }
+    }
+    if depth > 0 {
+        let prev: Value = t.raw_get("prev").unwrap_or(Value::Nil);
+        e.prev = box_error(&prev, depth - 1).map(Box::new);
+    }
+    Some(e)
 }
 
 /// `(true, results...)` or `(false, error)` of a `pcall`, as a reply or an error.

@@ -852,10 +852,18 @@ pub fn encode_error(out: &mut Vec<u8>, sync: u64, schema_version: u32, err: &Box
     out.push(key::ERROR);
     mp::write_map_len(out, 1);
     out.push(spindle_types::iproto::error_key::STACK);
-    mp::write_array_len(out, 1);
-    encode_error_entry(out, err);
+    let stack: Vec<&BoxError> = std::iter::successors(Some(err), |e| e.prev.as_deref())
+        .take(ERROR_STACK_MAX)
+        .collect();
+    mp::write_array_len(out, stack.len() as u32);
+    for entry in stack {
+        encode_error_entry(out, entry);
+    }
     finish_response(out, start);
 }
+
+/// Entries of an error stack sent at most (a `set_prev` chain could be long).
+const ERROR_STACK_MAX: usize = 16;
 
 fn encode_error_entry(out: &mut Vec<u8>, err: &BoxError) {
     use spindle_types::iproto::error_key as ek;
@@ -864,10 +872,14 @@ fn encode_error_entry(out: &mut Vec<u8>, err: &BoxError) {
     mp::write_str(out, err.kind.as_str());
     // Tarantool names the C file and line that raised the error; spindle has no such place to
     // give, and clients (tarantool-python's tests) expect a positive line.
+    let (file, line) = match err.trace.as_deref() {
+        Some((file, line)) => (file.as_str(), *line),
+        None => (ERROR_FILE, 1),
+    };
     out.push(ek::LINE);
-    mp::write_uint(out, 1);
+    mp::write_uint(out, u64::from(line));
     out.push(ek::FILE);
-    mp::write_str(out, ERROR_FILE);
+    mp::write_str(out, file);
     out.push(ek::MESSAGE);
     mp::write_str(out, &err.message);
     out.push(ek::ERRNO);

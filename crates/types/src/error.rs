@@ -139,6 +139,11 @@ pub struct BoxError {
     pub message: String,
     pub kind: ErrorKind,
     pub access: Option<Box<AccessFields>>,
+    /// Where a Lua error object was made (`box.error.new` records its caller's chunk and
+    /// line), for the error stack; None: spindle itself raised it.
+    pub trace: Option<Box<(String, u32)>>,
+    /// The error this one was caused by (`e:set_prev(cause)`): the next entry of the stack.
+    pub prev: Option<Box<BoxError>>,
 }
 
 pub type BoxResult<T> = Result<T, BoxError>;
@@ -158,6 +163,8 @@ impl BoxError {
             message: message.into(),
             kind: ErrorKind::ClientError,
             access: None,
+            trace: None,
+            prev: None,
         }
     }
 
@@ -377,6 +384,8 @@ impl BoxError {
                 object_name: object_name.to_string(),
                 access_type: access.to_string(),
             })),
+            trace: None,
+            prev: None,
         }
     }
     pub fn create_user(user: &str, details: &str) -> Self {
