@@ -31,64 +31,17 @@ use spindle_fiber::BusReceiver;
 use spindle_types::limits::TX_FIBER_STACK_WORDS;
 use tracing::error;
 
-/// Runs the TX thread's main loop until a clean shutdown, with the built-in procedures. Call
-/// from the first fiber of `spindle_fiber::run_tx`.
-pub fn run(db: Db, hooks: TxHooks, bus: BusReceiver<TxMsg>, admin_password: Option<String>) {
-    run_with(db, hooks, bus, admin_password, None, |_| Ok(&Builtin));
-}
-
-/// Makes the procedure runtime once the TX state exists (Lua keeps a reference to it).
-pub type MakeRuntime = fn(TxRef) -> Result<&'static dyn ProcRuntime, String>;
-
-/// `run`, serving replicas with `replication` (None with `wal_mode = none`) and running
-/// procedures in the runtime `make_runtime` builds.
-pub fn run_with(
-    mut db: Db,
-    hooks: TxHooks,
-    bus: BusReceiver<TxMsg>,
-    admin_password: Option<String>,
-    replication: Option<ReplSetup>,
-    make_runtime: MakeRuntime,
-) {
-    db.identify();
-    let mut t = Tx::new(db, hooks);
-    if let Some(setup) = replication {
-        t.repl.configure(setup);
-    }
-    let tx = state::install(t);
-    if let Some(password) = admin_password {
-        if let Err(e) = admin::set_admin_password(tx, &password) {
-            error!("cannot set the admin password: {e}");
-        }
-    }
-    let runtime = make_runtime(tx).unwrap_or_else(|e| {
-        error!("{e}; procedures run without Lua");
-        &Builtin
-    });
-    dispatch::dispatch(tx, bus, runtime);
-}
-
 /// Installs the TX state and starts the dispatcher in a fiber of its own, then returns: the
 /// calling fiber (an init script's) goes on. `wait_stopped` parks until a clean shutdown.
 pub fn start(
-    mut db: Db,
+    db: Db,
     hooks: TxHooks,
     bus: BusReceiver<TxMsg>,
     admin_password: Option<String>,
     replication: Option<ReplSetup>,
     runtime: &'static dyn ProcRuntime,
 ) -> Result<TxRef, String> {
-    db.identify();
-    let mut t = Tx::new(db, hooks);
-    if let Some(setup) = replication {
-        t.repl.configure(setup);
-    }
-    let tx = state::install(t);
-    if let Some(password) = admin_password {
-        if let Err(e) = admin::set_admin_password(tx, &password) {
-            error!("cannot set the admin password: {e}");
-        }
-    }
+    let tx = install(db, hooks, admin_password, replication);
     spindle_fiber::spawn_fiber(TX_FIBER_STACK_WORDS, move || {
         dispatch::dispatch(tx, bus, runtime);
         let waiter = tx.with(|t| {
@@ -101,6 +54,27 @@ pub fn start(
     })
     .map_err(|e| format!("cannot start the TX dispatcher: {e}"))?;
     Ok(tx)
+}
+
+/// The TX state made from the recovered database, with the admin password set.
+fn install(
+    mut db: Db,
+    hooks: TxHooks,
+    admin_password: Option<String>,
+    replication: Option<ReplSetup>,
+) -> TxRef {
+    db.identify();
+    let mut t = Tx::new(db, hooks);
+    if let Some(setup) = replication {
+        t.repl.configure(setup);
+    }
+    let tx = state::install(t);
+    if let Some(password) = admin_password {
+        if let Err(e) = admin::set_admin_password(tx, &password) {
+            error!("cannot set the admin password: {e}");
+        }
+    }
+    tx
 }
 
 /// Parks the calling fiber until the dispatcher `start` began has shut down cleanly.
