@@ -32,6 +32,8 @@ def call(name, *args, who="admin", is_16=False):
             {ip.K_FUNCTION_NAME: name, ip.K_TUPLE: list(args)})
 
 
+LIM = "lim"
+
 CASES = [
     # values
     ev("return 1"), ev("return -1"), ev("return 1, 2, 3"), ev("return"), ev("return nil"),
@@ -148,12 +150,35 @@ CASES = [
     ev("return box.space.luatest:pairs():filter(function(t) return t[1] > 100 end)"
        ":map(function(t) return t[1] end):totable()"),
     ev("return box.snapshot()"),
+    # a user's rights hold inside the coroutines its request starts
+    ev("box.schema.user.create('lim', {password = 'lim'}) "
+       "box.schema.user.grant('lim', 'execute', 'universe') "
+       "box.schema.user.grant('lim', 'read', 'space', 'luatest')"),
+    ev("return box.session.user(), box.session.euid() == "
+       "coroutine.wrap(function() return box.session.euid() end)()", who=LIM),
+    ev("return coroutine.wrap(function() return box.space.luatest:replace{555} end)()", who=LIM),
+    ev("return coroutine.wrap(function() return box.space.luatest:get(11) end)()", who=LIM),
+    ev("return box.space.luatest:replace({556, 'x', {1, {a = 2}}, true, -1.5})", who=LIM),
+    ev("return box.space.luatest:get(555), "
+       "box.space.luatest:get(556)"),
+    # statements with plain tables, nested tables, tuples and cdata as their arguments
+    ev("return box.space.luatest:replace{557, {x = {1, 2, {}}, [1] = 'a'}, {[1] = 1, [3] = 3}}"),
+    ev("return box.space.luatest:replace(box.tuple.new{558, 'tuple'}), "
+       "box.space.luatest:replace{559, box.NULL, 1ULL, -2LL}"),
+    ev("return box.space.luatest:replace{560, setmetatable({1, 2}, {__serialize = 'map'})}"),
+    ev("return box.space.luatest:update(557, {{'=', 2, 'b'}}), box.space.luatest:delete{558}, "
+       "box.space.luatest:delete(999), box.space.luatest:upsert({561}, {{'+', 2, 1}})"),
+    ev("return box.space.luatest:insert{557}"),
+    ev("return box.space.luatest:replace{'nope'}"),
+    ev("return box.space.luatest:replace(7)"),
 ]
 
 
 def connect(server, who):
     if who == "guest":
         return ip.connect(server)
+    if who == LIM:
+        return ip.connect(server, "lim", "lim")
     return ip.connect(server, "admin", server.password)
 
 

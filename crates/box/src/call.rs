@@ -129,10 +129,20 @@ fn split_args(args: &[u8]) -> BoxResult<Vec<&[u8]>> {
 /// The rights a CALL of `name` needs, checked before the name is looked up (so an unknown
 /// name can answer ER_ACCESS_DENIED, as in Tarantool).
 pub fn check_call_access(db: &mut Db, user: u32, name: &str) -> BoxResult<Option<FuncRef>> {
+    let func = find_func(db, name);
+    check_func_access(db, user, name, func)
+}
+
+/// `check_call_access` with the `_func` row of `name` looked up already (`find_func`).
+pub fn check_func_access(
+    db: &mut Db,
+    user: u32,
+    name: &str,
+    func: Option<FuncRef>,
+) -> BoxResult<Option<FuncRef>> {
     db.users.check_universe(user, PRIV_U)?;
     // A function in `_func` can be granted by itself, or is its owner's; any other name needs
     // execute on universe (or on every function).
-    let func = find_func(db, name);
     let (id, owner) = match func {
         Some(f) => (f.id, Some(f.owner)),
         None => (ANY_OBJECT, None),

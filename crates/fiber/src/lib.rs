@@ -12,7 +12,7 @@ mod tx;
 mod watch;
 
 pub use bus::{Bus, BusReceiver, Doorbell};
-pub use sleep::{fiber_id, in_fiber, park_timeout, set_fiber_id, sleep};
+pub use sleep::{in_fiber, park_timeout, sleep};
 pub use tx::{
     assert_may_yield, assert_tx_thread, current_fiber, is_tx_thread, park, run_tx, spawn_fiber,
     yield_now, Fiber, NoYield, TxCell,

@@ -1,14 +1,10 @@
-//! Timed waits that are safe on the TX thread, and a per-fiber number for the Lua `fiber`
-//! module. A may fiber whose timed wait expires resumes on may's timer thread (may.md P1), so
+//! Timed waits that are safe on the TX thread. A may fiber whose timed wait expires resumes on may's timer thread (may.md P1), so
 //! each wait here yields once more before it returns: the caller is back on the TX thread
 //! before it touches any state.
 
-use std::cell::Cell;
 use std::time::Duration;
 
 use crate::tx::assert_may_yield;
-
-may::coroutine_local!(static FIBER_ID: Cell<u64> = Cell::new(0));
 
 /// Sleeps for `d` (zero: until the scheduler's next round through the timer), then returns
 /// on the TX thread.
@@ -38,18 +34,6 @@ fn whole_millis(d: Duration) -> Duration {
 /// True inside a may fiber; parking anywhere else returns at once without waiting.
 pub fn in_fiber() -> bool {
     may::coroutine::is_coroutine()
-}
-
-/// The number the Lua `fiber` module gave the calling fiber, 0 while it has none. Lives as
-/// long as the may fiber (a pooled request fiber keeps its number from one request to the
-/// next, as Tarantool's pooled fibers keep their ids).
-pub fn fiber_id() -> u64 {
-    FIBER_ID.with(Cell::get)
-}
-
-/// Gives the calling fiber its number (see `fiber_id`).
-pub fn set_fiber_id(id: u64) {
-    FIBER_ID.with(|c| c.set(id));
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@
 use std::os::raw::c_int;
 use std::panic::AssertUnwindSafe;
 
-use mlua::{ffi, Lua, MultiValue, Value};
+use mlua::{ffi, Lua, Value};
 use spindle_box::catalog::Engine;
 use spindle_box::{Dml, Txn};
 use spindle_proto::mp;
@@ -18,6 +18,7 @@ use spindle_types::BoxError;
 
 use crate::context::{current_user, from_mlua, lua_error};
 use crate::convert;
+use crate::state::Unlimited;
 use crate::tuple;
 
 pub fn install(lua: &Lua) -> mlua::Result<()> {
@@ -175,42 +176,45 @@ fn len(_: &Lua, space_id: u32) -> mlua::Result<usize> {
     with_tx(|t| Ok(t.db.space(space_id)?.space.len()))
 }
 
-/// `box.internal.dml(op, space, ...)`: applies one statement as its own transaction and
-/// queues it for the WAL. Returns the statement's tuple and, if something must be waited for,
-/// the commit's sequence number (for `wait`).
+/// `box.internal.dml(op, space, ...)`: applies one statement (`op`: 1 insert, 2 replace,
+/// 3 delete, 4 update, 5 upsert, as box.lua numbers them) as its own transaction and queues
+/// it for the WAL. Returns the statement's tuple and, if something must be waited for, the
+/// commit's sequence number (for `wait`).
 fn dml(
     lua: &Lua,
-    (op, space_id, a, b, c): (String, u32, Value, Value, Value),
-) -> mlua::Result<MultiValue> {
+    (op, space_id, a, b, c): (u8, u32, Value, Value, Value),
+) -> mlua::Result<(Value, Value)> {
+    let _unlimited = Unlimited::new(lua);
     let user = current_user(lua);
-    let (first, second) = (arg_bytes(&a, &op)?, arg_bytes(&b, &op)?);
-    let index_id = match (&op[..], &c) {
-        (_, Value::Integer(i)) => u32::try_from(*i).unwrap_or(u32::MAX),
-        (_, Value::Number(n)) => *n as u32,
+    let is_key = matches!(op, 3 | 4);
+    let (first, second) = (arg_bytes(&a, is_key)?, arg_bytes(&b, is_key)?);
+    let index_id = match &c {
+        Value::Integer(i) => u32::try_from(*i).unwrap_or(u32::MAX),
+        Value::Number(n) => *n as u32,
         _ => 0,
     };
-    let statement = match op.as_str() {
-        "insert" => Dml::Insert {
+    let statement = match op {
+        1 => Dml::Insert {
             space_id,
             tuple: &first,
         },
-        "replace" => Dml::Replace {
+        2 => Dml::Replace {
             space_id,
             tuple: &first,
         },
-        "delete" => Dml::Delete {
+        3 => Dml::Delete {
             space_id,
             index_id,
             key: &first,
         },
-        "update" => Dml::Update {
+        4 => Dml::Update {
             space_id,
             index_id,
             key: &first,
             ops: &second,
             index_base: 1,
         },
-        "upsert" => Dml::Upsert {
+        5 => Dml::Upsert {
             space_id,
             tuple: &first,
             ops: &second,
@@ -247,14 +251,11 @@ fn dml(
         Dml::Upsert { .. } => Value::Nil,
         _ => tuple::push(lua, result)?,
     };
-    Ok(MultiValue::from_vec(vec![
-        result,
-        seq.map_or(Value::Nil, |s| Value::Number(s as f64)),
-    ]))
+    Ok((result, seq.map_or(Value::Nil, |s| Value::Number(s as f64))))
 }
 
 /// A tuple, key or operations argument as MessagePack; a key may be a scalar.
-fn arg_bytes(v: &Value, op: &str) -> mlua::Result<Vec<u8>> {
+fn arg_bytes(v: &Value, is_key: bool) -> mlua::Result<Vec<u8>> {
     match v {
         Value::Nil => Ok(Vec::new()),
         Value::Table(_) | Value::UserData(_) => {
@@ -262,7 +263,7 @@ fn arg_bytes(v: &Value, op: &str) -> mlua::Result<Vec<u8>> {
             encode(&mut out, v)?;
             Ok(out)
         }
-        _ if op == "delete" || op == "update" => key_bytes(v),
+        _ if is_key => key_bytes(v),
         _ => Err(lua_error(BoxError::tuple_not_array())),
     }
 }

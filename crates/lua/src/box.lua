@@ -114,14 +114,33 @@ end
 
 -- Data ----------------------------------------------------------------------------------------
 
-local function dml(op, space_id, a, b, c)
-    local result, seq = checked(internal.dml, op, space_id, a, b, c)
+-- Statements by the number `internal.dml` takes.
+local INSERT, REPLACE, DELETE, UPDATE, UPSERT = 1, 2, 3, 4, 5
+local op_codes = { insert = INSERT, replace = REPLACE, delete = DELETE, update = UPDATE, upsert = UPSERT }
+local internal_dml, internal_wait, dml_fast = internal.dml, internal.wait, internal.dml_fast
+
+-- One statement: applied, then (outside box.begin) its fiber parks until the WAL answers.
+-- Plain arguments take one raw C call (crates/lua/src/fast.rs); the rest the general path.
+local function dml_op(op, space_id, a, b, c)
+    local done, result, message, etype = dml_fast(op, space_id, a, b, c)
+    if done then
+        if result == nil then return end
+        return result
+    end
+    if done == false then error(new_error(result, message, etype), 2) end
+    local ok, seq
+    ok, result, seq = pcall(internal_dml, op, space_id, a, b, c)
+    if not ok then rethrow(result) end
     if seq ~= nil then
-        local ok, code, message = internal.wait(seq)
-        if not ok then error(new_error(code, message), 3) end
+        local committed, code, text = internal_wait(seq)
+        if not committed then error(new_error(code, text), 2) end
     end
     if result == nil then return end
     return result
+end
+
+local function dml(op, space_id, a, b, c)
+    return dml_op(op_codes[op], space_id, a, b, c)
 end
 
 local iterator_codes = {
@@ -182,19 +201,19 @@ function index_mt:pairs(key, opts)
     return require('fun').wrap(ipairs(self:select(key, opts)))
 end
 
-function index_mt:delete(key) return dml('delete', self.space_id, key, nil, self.id) end
-function index_mt:update(key, ops) return dml('update', self.space_id, key, ops, self.id) end
+function index_mt:delete(key) return dml_op(DELETE, self.space_id, key, nil, self.id) end
+function index_mt:update(key, ops) return dml_op(UPDATE, self.space_id, key, ops, self.id) end
 function index_mt:len() return checked(internal.len, self.space_id) end
 
 local space_mt = {}
 space_mt.__index = space_mt
 
-function space_mt:insert(tuple) return dml('insert', self.id, tuple) end
-function space_mt:replace(tuple) return dml('replace', self.id, tuple) end
-function space_mt:put(tuple) return dml('replace', self.id, tuple) end
-function space_mt:delete(key) return dml('delete', self.id, key, nil, 0) end
-function space_mt:update(key, ops) return dml('update', self.id, key, ops, 0) end
-function space_mt:upsert(tuple, ops) dml('upsert', self.id, tuple, ops) end
+function space_mt:insert(tuple) return dml_op(INSERT, self.id, tuple) end
+function space_mt:replace(tuple) return dml_op(REPLACE, self.id, tuple) end
+function space_mt:put(tuple) return dml_op(REPLACE, self.id, tuple) end
+function space_mt:delete(key) return dml_op(DELETE, self.id, key, nil, 0) end
+function space_mt:update(key, ops) return dml_op(UPDATE, self.id, key, ops, 0) end
+function space_mt:upsert(tuple, ops) dml_op(UPSERT, self.id, tuple, ops) end
 function space_mt:len() return checked(internal.len, self.id) end
 
 local function primary(space)

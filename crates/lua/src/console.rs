@@ -21,7 +21,7 @@ use mlua::{ffi, Function, Lua, Table, Thread, ThreadStatus, UserData, Value};
 use spindle_types::limits::TX_FIBER_STACK_WORDS;
 use tracing::{info, warn};
 
-use crate::context::Callers;
+use crate::context::{set_fiber_ctx, FiberCtx};
 use crate::convert::{self, LuaTuple};
 
 const CONSOLE_LUA: &str = include_str!("console.lua");
@@ -469,12 +469,10 @@ impl Framer {
 /// thread that evaluates its requests, registered as acting for admin.
 struct Session {
     lua: Lua,
-    callers: Callers,
     serve: Function,
     state: Table,
     thread: Thread,
     delimiter: Vec<u8>,
-    info: crate::session::SessionInfo,
 }
 
 impl Session {
@@ -482,14 +480,7 @@ impl Session {
         let internal = internal(lua)?;
         let serve: Function = internal.get("serve")?;
         let state: Table = internal.get::<Function>("new_session")?.call(kind)?;
-        let callers = lua
-            .app_data_ref::<Callers>()
-            .map(|c| c.clone())
-            .unwrap_or_default();
         let thread = lua.create_thread(serve.clone())?;
-        callers
-            .borrow_mut()
-            .insert(thread_key(&thread), spindle_box::session::ADMIN);
         // A session of its own (`box.session.id()`, `type()`), as admin.
         let id = crate::state::tx()
             .map(|tx| tx.with(|t| t.sessions.next_id()))
@@ -501,15 +492,17 @@ impl Session {
             sync: 0,
             route: None,
         };
-        crate::session::enter(lua, thread_key(&thread), info);
+        // The connection's fiber serves the session, as admin.
+        set_fiber_ctx(Some(FiberCtx {
+            euid: spindle_box::session::ADMIN,
+            session: Some(info),
+        }));
         Ok(Session {
             lua: lua.clone(),
-            callers,
             serve,
             state,
             thread,
             delimiter: Vec::new(),
-            info,
         })
     }
 
@@ -576,25 +569,13 @@ impl Session {
     }
 
     fn replace_thread(&mut self) -> mlua::Result<()> {
-        let thread = self.lua.create_thread(self.serve.clone())?;
-        let mut callers = self.callers.borrow_mut();
-        callers.remove(&thread_key(&self.thread));
-        callers.insert(thread_key(&thread), spindle_box::session::ADMIN);
-        drop(callers);
-        crate::session::leave(&self.lua, thread_key(&self.thread));
-        crate::session::enter(&self.lua, thread_key(&thread), self.info);
-        self.thread = thread;
+        self.thread = self.lua.create_thread(self.serve.clone())?;
         Ok(())
     }
 
     fn close(self) {
-        self.callers.borrow_mut().remove(&thread_key(&self.thread));
-        crate::session::leave(&self.lua, thread_key(&self.thread));
+        set_fiber_ctx(None);
     }
-}
-
-fn thread_key(thread: &Thread) -> usize {
-    thread.to_pointer() as usize
 }
 
 // ---------------------------------------------------------------------------------------
@@ -706,19 +687,14 @@ fn write_stdout(_: &Lua, text: mlua::String) -> mlua::Result<()> {
 /// `internal.spawn(fn)`: runs `fn` in a new TX fiber, in a Lua thread acting for admin.
 fn spawn_lua(lua: &Lua, f: Function) -> mlua::Result<()> {
     let thread = lua.create_thread(f)?;
-    let callers = lua
-        .app_data_ref::<Callers>()
-        .map(|c| c.clone())
-        .unwrap_or_default();
     spawn_tx(move || {
-        let key = thread_key(&thread);
-        callers
-            .borrow_mut()
-            .insert(key, spindle_box::session::ADMIN);
+        set_fiber_ctx(Some(FiberCtx {
+            euid: spindle_box::session::ADMIN,
+            session: None,
+        }));
         if let Err(e) = thread.resume::<()>(()) {
             warn!("console: {e}");
         }
-        callers.borrow_mut().remove(&key);
     })
     .map_err(|e| mlua::Error::runtime(format!("console: cannot start a fiber: {e}")))
 }

@@ -1,24 +1,77 @@
-//! What the `box` functions need to know about the request running them, and errors between
-//! Rust and Lua: the user each live Lua thread acts for, BoxErrors raised into Lua, and Lua
-//! errors read back as BoxErrors.
+//! What the `box` functions need to know about the fiber running them, and errors between
+//! Rust and Lua: the user a fiber acts for and the session it serves, BoxErrors raised into
+//! Lua, and Lua errors read back as BoxErrors.
+//!
+//! Both belong to the fiber, not to a Lua thread: coroutines a request starts
+//! (`coroutine.wrap`, luafun's iterators) act for the request's user, as in Tarantool.
 
-use std::cell::RefCell;
-use std::collections::HashMap;
-use std::rc::Rc;
+use std::cell::Cell;
 
 use mlua::Lua;
+use spindle_proto::route::Route;
 use spindle_types::BoxError;
 
-/// Who runs each live Lua thread (keyed by the thread's address): the user whose rights
-/// `box` calls check. Shared with the Lua state's app data, for the callbacks.
-pub type Callers = Rc<RefCell<HashMap<usize, u32>>>;
+/// The session a fiber serves.
+#[derive(Clone, Copy, Debug)]
+pub struct SessionInfo {
+    pub id: u64,
+    /// The session user (`box.session.uid()`); the effective one is `FiberCtx::euid`.
+    pub uid: u32,
+    pub kind: &'static str,
+    pub sync: u64,
+    pub route: Option<Route>,
+}
 
-/// The user a running `box` call acts for: the caller registered for the current thread.
-pub fn current_user(lua: &Lua) -> u32 {
-    let key = lua.current_thread().to_pointer() as usize;
-    lua.app_data_ref::<Callers>()
-        .and_then(|c| c.borrow().get(&key).copied())
-        .unwrap_or(spindle_box::session::ADMIN)
+/// Who a fiber running Lua acts for.
+#[derive(Clone, Copy, Debug)]
+pub struct FiberCtx {
+    /// The user whose rights `box` calls check.
+    pub euid: u32,
+    /// None for background fibers (the init script, `fiber.create`'s).
+    pub session: Option<SessionInfo>,
+}
+
+/// What belongs to the running may fiber: its number in the `fiber` module and its context.
+struct FiberLocal {
+    id: Cell<u64>,
+    ctx: Cell<Option<FiberCtx>>,
+}
+
+may::coroutine_local!(static LOCAL: FiberLocal = FiberLocal {
+    id: Cell::new(0),
+    ctx: Cell::new(None),
+});
+
+/// The calling fiber's context; None before one was set (the init script: admin).
+pub fn fiber_ctx() -> Option<FiberCtx> {
+    LOCAL.with(|l| l.ctx.get())
+}
+
+/// Sets the calling fiber's context; the previous one.
+pub fn set_fiber_ctx(ctx: Option<FiberCtx>) -> Option<FiberCtx> {
+    LOCAL.with(|l| l.ctx.replace(ctx))
+}
+
+/// The number the `fiber` module gave the calling fiber, 0 while it has none. Lives as long
+/// as the may fiber (a pooled request fiber keeps its number from one request to the next,
+/// as Tarantool's pooled fibers keep their ids).
+pub fn fiber_id() -> u64 {
+    LOCAL.with(|l| l.id.get())
+}
+
+/// Gives the calling fiber its number (see `fiber_id`).
+pub fn set_fiber_id(id: u64) {
+    LOCAL.with(|l| l.id.set(id));
+}
+
+/// The user a running `box` call acts for.
+pub fn current_user(_: &Lua) -> u32 {
+    fiber_user()
+}
+
+/// `current_user`, for raw C functions (they have no `Lua`).
+pub fn fiber_user() -> u32 {
+    fiber_ctx().map_or(spindle_box::session::ADMIN, |c| c.euid)
 }
 
 /// A BoxError raised into Lua: a box.error object the prelude builds from it.

@@ -78,7 +78,7 @@ fn write_i64(out: &mut Vec<u8>, i: i64) {
 
 /// Integral doubles in the int64/uint64 range are integers on the wire; everything else is a
 /// float64.
-fn write_number(out: &mut Vec<u8>, n: f64) {
+pub(crate) fn write_number(out: &mut Vec<u8>, n: f64) {
     const TWO_64: f64 = 18_446_744_073_709_551_616.0;
     const TWO_63: f64 = 9_223_372_036_854_775_808.0;
     if n.fract() == 0.0 && n.is_finite() {

@@ -3,7 +3,7 @@
 //! Every Lua fiber (`fiber.create`, `fiber.new`) is a may fiber of its own on the TX thread
 //! (512 KiB stack) running a Lua thread of its own, which its record here keeps referenced
 //! until the fiber ends; at most `LUA_FIBERS_MAX` live at once. It acts for the user of the
-//! fiber that made it (`Callers`). A request's pool fiber (CALL, EVAL) is a fiber for Lua
+//! fiber that made it (`context::FiberCtx`). A request's pool fiber (CALL, EVAL) is a fiber for Lua
 //! too, named `main` (`enter_request`, `leave_request`), keeping its id and name from one
 //! request to the next, as Tarantool's pooled fibers do.
 //!
@@ -25,13 +25,12 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use mlua::{ffi, Function, Lua, RegistryKey, Table, Thread, Value};
 use spindle_fiber::{
-    current_fiber, fiber_id, in_fiber, park, park_timeout, set_fiber_id, sleep, spawn_fiber, Fiber,
-    TxCell,
+    current_fiber, in_fiber, park, park_timeout, sleep, spawn_fiber, Fiber, TxCell,
 };
 use spindle_types::limits::{LUA_FIBERS_MAX, TX_FIBER_STACK_WORDS};
 use tracing::error;
 
-use crate::context::{current_user, Callers};
+use crate::context::{current_user, fiber_id, set_fiber_ctx, set_fiber_id, FiberCtx};
 
 const SOURCE: &str = include_str!("fiber.lua");
 
@@ -289,6 +288,14 @@ fn park_point(op: Op) -> bool {
     }
 }
 
+/// A statement's commit is about to park its fiber for the WAL (`fast::dml_fast`): control
+/// goes where any other yield sends it first.
+pub fn commit_park_point() {
+    if in_fiber() {
+        park_point(Op::Commit);
+    }
+}
+
 /// The hook for "this fiber yields": a memtx transaction the fiber has open is aborted here
 /// (rolled back; its commit then fails with 154 `ER_TRANSACTION_YIELD`).
 fn on_yield(fiber: u64) {
@@ -437,25 +444,16 @@ fn fiber_main(id: u64) {
         let thread = lua.registry_value::<Thread>(f.thread.as_ref()?).ok()?;
         Some((lua, thread, f.user))
     });
-    if let Some((lua, thread, user)) = run {
-        let key = thread.to_pointer() as usize;
-        set_caller(&lua, key, Some(user));
+    if let Some((_lua, thread, user)) = run {
+        set_fiber_ctx(Some(FiberCtx {
+            euid: user,
+            session: None,
+        }));
         if let Err(e) = thread.resume::<()>(()) {
             error!("Lua fiber {id} failed: {e}");
         }
-        set_caller(&lua, key, None);
     }
     finish(id);
-}
-
-fn set_caller(lua: &Lua, key: usize, user: Option<u32>) {
-    if let Some(callers) = lua.app_data_ref::<Callers>() {
-        let mut callers = callers.borrow_mut();
-        match user {
-            Some(user) => callers.insert(key, user),
-            None => callers.remove(&key),
-        };
-    }
 }
 
 /// Drops registry references now, outside the registry's borrow: mlua only marks a dropped
@@ -538,13 +536,15 @@ pub fn current_fiber_id() -> u64 {
 
 /// The calling fiber's id; a fiber that never ran Lua before is registered now.
 fn current_id() -> u64 {
-    let mut id = fiber_id();
-    FIBERS.with(|r| {
-        if id == 0 {
-            id = r.next_id;
-            r.next_id += 1;
-        }
-        r.fibers.entry(id).or_insert_with(Rec::running);
+    let id = fiber_id();
+    if id != 0 {
+        return id;
+    }
+    let id = FIBERS.with(|r| {
+        let id = r.next_id;
+        r.next_id += 1;
+        r.fibers.insert(id, Rec::running());
+        id
     });
     set_fiber_id(id);
     id

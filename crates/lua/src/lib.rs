@@ -10,6 +10,7 @@ mod cfg;
 mod console;
 mod context;
 mod convert;
+mod fast;
 mod fiber;
 pub mod modules;
 mod runtime;

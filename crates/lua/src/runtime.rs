@@ -2,8 +2,11 @@
 //! Each request gets a Lua thread of its own, run in its pool fiber; it parks only in raw C
 //! functions (`api::wait`), so other requests' fibers run Lua meanwhile.
 
+use std::collections::HashMap;
+
 use mlua::{Function, Lua, MultiValue, Thread, ThreadStatus, Value};
 use spindle_box::access::PRIV_X;
+use spindle_box::call::FuncRef;
 use spindle_box::Reply;
 use spindle_fiber::assert_tx_thread;
 use spindle_proto::mp;
@@ -13,19 +16,27 @@ use spindle_types::error::code;
 use spindle_types::limits::{LUA_MEMORY_MAX, LUA_THREADS_KEPT};
 use spindle_types::{BoxError, BoxResult, ErrorKind};
 
-use crate::context::{from_mlua, Callers};
+use crate::context::{from_mlua, set_fiber_ctx, FiberCtx, SessionInfo};
 use crate::convert::{self, LuaTuple};
-use crate::session::SessionInfo;
+use crate::state::Unlimited;
 
 const PRELUDE: &str = include_str!("box.lua");
 const SCHEMA: &str = include_str!("schema.lua");
 const CFG: &str = include_str!("cfg.lua");
 const CONTROL: &str = include_str!("control.lua");
 
+type FuncsByName = HashMap<Box<str>, Option<FuncRef>>;
+
+/// CALL names kept as Lua strings (`LuaRuntime::name`).
+const CALL_NAMES_KEPT: usize = 1024;
+
 pub struct LuaRuntime {
     lua: Lua,
     threads: std::cell::RefCell<Vec<Thread>>,
-    callers: Callers,
+    /// CALL names as Lua strings: clients call the same few functions again and again.
+    names: std::cell::RefCell<HashMap<Box<[u8]>, mlua::String>>,
+    /// `_func` rows by CALL name, as of a schema version (a `_func` change makes a new one).
+    funcs: std::cell::RefCell<(u32, FuncsByName)>,
     /// `box.internal.call(name, ...)` and `box.internal.eval(expr, ...)` from the prelude: they
     /// resolve and run under `pcall` and return its results.
     call: Function,
@@ -49,12 +60,11 @@ impl LuaRuntime {
         // Tarantool exposes them to Lua, and scripts use them.
         let lua = unsafe { Lua::unsafe_new() };
         lua.set_memory_limit(LUA_MEMORY_MAX)?;
-        let callers = Callers::default();
-        lua.set_app_data(callers.clone());
         crate::api::install(&lua)?;
         crate::modules::install(&lua)?;
         let internal_table = crate::state::internal(&lua)?;
         crate::txn::install(&lua, &internal_table)?;
+        crate::fast::install(&lua, &internal_table)?;
         crate::session::install(&lua, &internal_table)?;
         crate::schema::install(&lua)?;
         crate::console::install(&lua)?;
@@ -75,7 +85,8 @@ impl LuaRuntime {
             .call::<()>(internal.clone())?;
         Ok(LuaRuntime {
             threads: std::cell::RefCell::new(Vec::new()),
-            callers,
+            names: std::cell::RefCell::new(HashMap::new()),
+            funcs: std::cell::RefCell::new((0, HashMap::new())),
             call: internal.get("call")?,
             eval: internal.get("eval")?,
             lua,
@@ -117,21 +128,21 @@ impl LuaRuntime {
     ) -> BoxResult<MultiValue> {
         assert_tx_thread();
         let thread = self.thread(f)?;
-        let key = thread.to_pointer() as usize;
-        self.callers.borrow_mut().insert(key, euid);
         let id = tx.with(|t| t.sessions.get(ctx.route).map_or(0, |s| s.id));
-        let info = SessionInfo {
+        let session = SessionInfo {
             id,
             uid: ctx.user,
             kind: "binary",
             sync: ctx.sync,
             route: Some(ctx.route),
         };
-        crate::session::enter(&self.lua, key, info);
+        set_fiber_ctx(Some(FiberCtx {
+            euid,
+            session: Some(session),
+        }));
         crate::fiber::enter_request();
         let result = thread.resume::<MultiValue>(args);
-        crate::session::leave(&self.lua, key);
-        self.callers.borrow_mut().remove(&key);
+        set_fiber_ctx(None);
         crate::fiber::leave_request();
         let open = crate::txn::finish();
         self.recycle(thread);
@@ -144,12 +155,42 @@ impl LuaRuntime {
 
     /// A Lua thread set to run `f`: a finished one from the pool, or a new one.
     fn thread(&self, f: &Function) -> BoxResult<Thread> {
+        let _unlimited = Unlimited::new(&self.lua);
         if let Some(thread) = self.threads.borrow_mut().pop() {
             if thread.reset(f.clone()).is_ok() {
                 return Ok(thread);
             }
         }
         self.lua.create_thread(f.clone()).map_err(from_mlua)
+    }
+
+    /// The `_func` row of `name` (`find_func`), looked up once per schema version.
+    fn find_func(&self, db: &spindle_box::Db, name: &str) -> Option<FuncRef> {
+        let mut funcs = self.funcs.borrow_mut();
+        let version = db.schema_version();
+        if funcs.0 != version || funcs.1.len() >= CALL_NAMES_KEPT {
+            *funcs = (version, HashMap::new());
+        }
+        if let Some(found) = funcs.1.get(name) {
+            return *found;
+        }
+        let found = spindle_box::call::find_func(db, name);
+        funcs.1.insert(name.into(), found);
+        found
+    }
+
+    /// `name` as a Lua string, made once per name (the cache is bounded).
+    fn name(&self, name: &str) -> BoxResult<mlua::String> {
+        let mut names = self.names.borrow_mut();
+        if let Some(s) = names.get(name.as_bytes()) {
+            return Ok(s.clone());
+        }
+        let s = self.lua.create_string(name).map_err(from_mlua)?;
+        if names.len() >= CALL_NAMES_KEPT {
+            names.clear();
+        }
+        names.insert(name.as_bytes().into(), s.clone());
+        Ok(s)
     }
 
     /// Keeps a thread that ran to its end for the next request (a reset is cheaper than a
@@ -312,24 +353,36 @@ impl ProcRuntime for LuaRuntime {
     ) -> BoxResult<Reply> {
         // Access is checked before the function is looked up, as in Tarantool. A `setuid`
         // function in `_func` runs with its owner's rights (the session user stays).
-        let func = tx.with(|t| spindle_box::call::check_call_access(&mut t.db, ctx.user, name))?;
+        let func = tx.with(|t| {
+            let func = self.find_func(&t.db, name);
+            spindle_box::call::check_func_access(&mut t.db, ctx.user, name, func)
+        })?;
         let euid = func.filter(|f| f.setuid).map_or(ctx.user, |f| f.owner);
-        let name = self.lua.create_string(name).map_err(from_mlua)?;
-        let args = self.args(Value::String(name), args)?;
-        let reply = self
-            .run_as(tx, ctx, euid, &self.call, args)
-            .and_then(|r| outcome(r, is_16));
+        let args = {
+            let _unlimited = Unlimited::new(&self.lua);
+            self.args(Value::String(self.name(name)?), args)?
+        };
+        let results = self.run_as(tx, ctx, euid, &self.call, args);
+        let reply = {
+            let _unlimited = Unlimited::new(&self.lua);
+            results.and_then(|r| outcome(r, is_16))
+        };
         crate::fiber::run_ready();
         reply
     }
 
     fn eval(&self, tx: TxRef, ctx: &ProcCtx, expr: &str, args: &[u8]) -> BoxResult<Reply> {
         tx.with(|t| t.db.check_universe(ctx.user, PRIV_X))?;
-        let expr = self.lua.create_string(expr).map_err(from_mlua)?;
-        let args = self.args(Value::String(expr), args)?;
-        let reply = self
-            .run(tx, ctx, &self.eval, args)
-            .and_then(|r| outcome(r, false));
+        let args = {
+            let _unlimited = Unlimited::new(&self.lua);
+            let expr = self.lua.create_string(expr).map_err(from_mlua)?;
+            self.args(Value::String(expr), args)?
+        };
+        let results = self.run(tx, ctx, &self.eval, args);
+        let reply = {
+            let _unlimited = Unlimited::new(&self.lua);
+            results.and_then(|r| outcome(r, false))
+        };
         crate::fiber::run_ready();
         reply
     }

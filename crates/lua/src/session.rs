@@ -1,34 +1,17 @@
-//! `box.session` and `box.info` from Rust: which session each live Lua thread runs for (a
+//! `box.session` and `box.info` from Rust: which session each fiber serves (a
 //! binary connection's, the console's, or none for background fibers), the user it acts as,
 //! and what the instance reports about itself.
 
-use std::cell::RefCell;
-use std::collections::HashMap;
-use std::rc::Rc;
 use std::time::Instant;
 
 use mlua::{Lua, Table, Value};
-use spindle_proto::route::Route;
 
-use crate::context::{current_user, Callers};
-
-/// The session a Lua thread serves.
-#[derive(Clone, Copy, Debug)]
-pub struct SessionInfo {
-    pub id: u64,
-    /// The session user (`box.session.uid()`); the effective one is in `Callers`.
-    pub uid: u32,
-    pub kind: &'static str,
-    pub sync: u64,
-    pub route: Option<Route>,
-}
-
-pub type SessionMap = Rc<RefCell<HashMap<usize, SessionInfo>>>;
+pub use crate::context::SessionInfo;
+use crate::context::{current_user, fiber_ctx, set_fiber_ctx, FiberCtx};
 
 struct Started(Instant);
 
 pub fn install(lua: &Lua, internal: &Table) -> mlua::Result<()> {
-    lua.set_app_data(SessionMap::default());
     lua.set_app_data(Started(Instant::now()));
     internal.set("session", lua.create_function(session)?)?;
     internal.set("set_user", lua.create_function(set_user)?)?;
@@ -43,31 +26,15 @@ pub fn install(lua: &Lua, internal: &Table) -> mlua::Result<()> {
     Ok(())
 }
 
-fn sessions(lua: &Lua) -> SessionMap {
-    lua.app_data_ref::<SessionMap>()
-        .map(|m| m.clone())
-        .unwrap_or_default()
-}
-
-/// Registers the session of a request's (or console's) Lua thread.
-pub fn enter(lua: &Lua, thread: usize, info: SessionInfo) {
-    sessions(lua).borrow_mut().insert(thread, info);
-}
-
-pub fn leave(lua: &Lua, thread: usize) {
-    sessions(lua).borrow_mut().remove(&thread);
-}
-
-fn this(lua: &Lua) -> Option<SessionInfo> {
-    let key = lua.current_thread().to_pointer() as usize;
-    sessions(lua).borrow().get(&key).copied()
+fn this() -> Option<SessionInfo> {
+    fiber_ctx().and_then(|c| c.session)
 }
 
 /// `id, uid, euid, type, sync` of the running thread's session (a background session for
 /// threads without one: init script, fibers).
 fn session(lua: &Lua, (): ()) -> mlua::Result<(u64, u32, u32, &'static str, u64)> {
     let euid = current_user(lua);
-    Ok(match this(lua) {
+    Ok(match this() {
         Some(s) => (s.id, s.uid, euid, s.kind, s.sync),
         None => (0, euid, euid, "background", 0),
     })
@@ -76,16 +43,11 @@ fn session(lua: &Lua, (): ()) -> mlua::Result<(u64, u32, u32, &'static str, u64)
 /// Makes `uid` the running thread's user: effective and session (`box.session.su`). Returns
 /// the previous pair, for `su(user, fn)` to restore.
 fn set_user(lua: &Lua, (uid, session_uid): (u32, Option<u32>)) -> mlua::Result<(u32, u32)> {
-    let key = lua.current_thread().to_pointer() as usize;
     let old_euid = current_user(lua);
-    if let Some(callers) = lua.app_data_ref::<Callers>() {
-        callers.borrow_mut().insert(key, uid);
-    }
-    let map = sessions(lua);
-    let mut map = map.borrow_mut();
-    let old_uid = map.get(&key).map_or(old_euid, |s| s.uid);
+    let mut session = this();
+    let old_uid = session.map_or(old_euid, |s| s.uid);
     let new_uid = session_uid.unwrap_or(uid);
-    if let Some(s) = map.get_mut(&key) {
+    if let Some(s) = session.as_mut() {
         s.uid = new_uid;
         if let (Some(route), Ok(tx)) = (s.route, crate::state::tx()) {
             tx.with(|t| {
@@ -95,6 +57,7 @@ fn set_user(lua: &Lua, (uid, session_uid): (u32, Option<u32>)) -> mlua::Result<(
             });
         }
     }
+    set_fiber_ctx(Some(FiberCtx { euid: uid, session }));
     Ok((old_euid, old_uid))
 }
 
@@ -190,14 +153,14 @@ fn is_tuple(_: &Lua, v: Value) -> mlua::Result<bool> {
 
 /// `box.session.push(value)` on a binary session: an IPROTO_CHUNK with the request's sync,
 /// ahead of its reply. Returns the session kind for the sessions that cannot push.
-fn push(lua: &Lua, value: Value) -> mlua::Result<Option<&'static str>> {
+fn push(_: &Lua, value: Value) -> mlua::Result<Option<&'static str>> {
     let Some(SessionInfo {
         route: Some(route),
         sync,
         ..
-    }) = this(lua)
+    }) = this()
     else {
-        return Ok(Some(this(lua).map_or("background", |s| s.kind)));
+        return Ok(Some(this().map_or("background", |s| s.kind)));
     };
     let mut data = Vec::new();
     crate::convert::encode(&mut data, &value).map_err(|e| mlua::Error::runtime(e.0))?;

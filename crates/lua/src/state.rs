@@ -31,3 +31,43 @@ pub fn tx_if_booted() -> Option<TxRef> {
 pub fn internal(lua: &Lua) -> mlua::Result<Table> {
     lua.named_registry_value("spindle.internal")
 }
+
+thread_local! {
+    /// How many `Unlimited` sections the TX thread is inside.
+    static UNLIMITED: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
+
+/// The Lua memory limit (`LUA_MEMORY_MAX`) lifted while Rust puts a few values into the Lua
+/// state (a request's arguments, a statement's tuple). The limit is for Lua code: what runs
+/// away is a script, and its allocation fails inside the script's `pcall`. With a limit set,
+/// mlua wraps every value it creates in a protected call of a fresh C closure (the garbage of
+/// which cost ~10% of a CALL); without one it creates values directly. A section never
+/// parks (mlua callbacks and the Rust around a resume do not), so sections nest only within
+/// one fiber's turn.
+pub struct Unlimited<'a> {
+    lua: &'a Lua,
+}
+
+impl<'a> Unlimited<'a> {
+    pub fn new(lua: &'a Lua) -> Unlimited<'a> {
+        if UNLIMITED.with(|d| d.replace(d.get() + 1)) == 0 {
+            let _ = lua.set_memory_limit(0);
+        }
+        Unlimited { lua }
+    }
+}
+
+impl Drop for Unlimited<'_> {
+    fn drop(&mut self) {
+        let depth = UNLIMITED.with(|d| {
+            let left = d.get().saturating_sub(1);
+            d.set(left);
+            left
+        });
+        if depth == 0 {
+            let _ = self
+                .lua
+                .set_memory_limit(spindle_types::limits::LUA_MEMORY_MAX);
+        }
+    }
+}

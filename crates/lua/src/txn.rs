@@ -74,6 +74,11 @@ fn take(k: u64) -> Option<Active> {
     TXNS.with(|txns| txns.remove(&k))
 }
 
+/// No fiber has a transaction open: the common case, known without the fiber's id.
+fn none_open() -> bool {
+    TXNS.with(|txns| txns.is_empty())
+}
+
 /// Queues the transaction for the WAL: the sequence number to wait for, or nil.
 fn commit(_: &Lua, (): ()) -> mlua::Result<Value> {
     let Some(active) = take(key()) else {
@@ -144,6 +149,9 @@ fn yield_error() -> BoxError {
 /// Takes the calling fiber's open transaction, if any, for a statement to join; `give_back`
 /// returns it. (Taken out, not borrowed: the statement borrows the TX state meanwhile.)
 pub fn take_active() -> Option<Active> {
+    if none_open() {
+        return None;
+    }
     take(key())
 }
 
@@ -168,6 +176,9 @@ pub fn on_yield(fiber: u64) {
 /// The request running in the calling fiber returned: an open transaction is rolled back
 /// and the request fails with ER_FUNCTION_TX_ACTIVE.
 pub fn finish() -> Result<(), BoxError> {
+    if none_open() {
+        return Ok(());
+    }
     let Some(active) = take(key()) else {
         return Ok(());
     };

@@ -56,8 +56,8 @@ pub const PROC_FIBERS_MAX: usize = 768;
 /// "not enough memory" (an error reply), never the process.
 pub const LUA_MEMORY_MAX: usize = 2 << 30;
 /// Finished Lua threads the runtime keeps to run the next requests in (a reset is cheaper
-/// than a new thread).
-pub const LUA_THREADS_KEPT: usize = 64;
+/// than a new thread): one for each request fiber, so a full pipeline makes none.
+pub const LUA_THREADS_KEPT: usize = PROC_FIBERS_MAX;
 /// Fibers Lua code may have alive at once (`fiber.create`, `fiber.new`): past it they fail
 /// with an error. A running fiber holds its Lua thread in one of mlua's own references, which
 /// live on an auxiliary Lua stack of about 8,000 slots that request fibers (`PROC_FIBERS_MAX`,

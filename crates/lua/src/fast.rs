@@ -1,0 +1,349 @@
+//! The common statement as one raw C function: `box.internal.dml_fast(op, space, a, b, c)`
+//! reads its arguments off the Lua stack, encodes plain tables (no metatable; numbers,
+//! strings, booleans and plain tables inside) straight to MessagePack, applies the statement
+//! and, outside `box.begin`, parks its fiber until the WAL answers. That is one crossing from
+//! Lua instead of an mlua callback (arguments as registry references, a table walk through
+//! them) followed by the commit wait.
+//!
+//! Anything else (tuples, cdata, `box.NULL`, tables with a metatable, very deep nesting)
+//! makes it answer `nil`, and box.lua takes the general path (`api::dml`, same rules through
+//! `convert`). Results: `true, tuple` (nil for UPSERT), or `false, code, message, type`.
+
+use std::cell::Cell;
+use std::os::raw::c_int;
+use std::panic::AssertUnwindSafe;
+
+use mlua::{ffi, Lua, Value};
+use spindle_box::{Dml, Txn};
+use spindle_memtx::tuple::Tuple;
+use spindle_proto::mp;
+use spindle_tx::commit::wait_commit;
+use spindle_types::BoxError;
+
+use crate::context::fiber_user;
+use crate::convert::write_number;
+
+/// Deepest nesting this path encodes; deeper values take the general path (which also knows
+/// the error for too deep ones).
+const FAST_DEPTH_MAX: usize = 16;
+/// Lua stack slots a walk of `FAST_DEPTH_MAX` nested tables needs (key, value, table).
+const STACK_NEEDED: c_int = 3 * FAST_DEPTH_MAX as c_int + 8;
+/// Sparse arrays, as `convert` decides them.
+const SPARSE_SAFE: usize = 10;
+const SPARSE_RATIO: usize = 2;
+
+thread_local! {
+    /// A statement's tuple on its way to Lua (`take_result`): set after the commit wait, taken
+    /// at once, so no other fiber sees it.
+    static RESULT: Cell<Option<Tuple>> = const { Cell::new(None) };
+}
+
+/// Registers `dml_fast`, with `take_result` (which makes the tuple userdata) as its upvalue.
+pub fn install(lua: &Lua, internal: &mlua::Table) -> mlua::Result<()> {
+    let take = lua.create_function(take_result)?;
+    // SAFETY: `dml_fast` follows the lua_CFunction contract (see there); it runs only with
+    // the one upvalue given here.
+    let raw = unsafe { lua.create_c_function(dml_fast)? };
+    // The raw function gets `take` as its first argument through this closure: mlua makes
+    // C functions without upvalues.
+    let wrapped: mlua::Function = lua
+        .load("local raw, take = ... return function(...) return raw(take, ...) end")
+        .set_name("=fast")
+        .call((raw, take))?;
+    internal.set("dml_fast", wrapped)
+}
+
+fn take_result(lua: &Lua, (): ()) -> mlua::Result<Value> {
+    let _unlimited = crate::state::Unlimited::new(lua);
+    crate::tuple::push(lua, RESULT.with(Cell::take))
+}
+
+/// What the statement came to.
+enum Outcome {
+    /// The arguments need the general path.
+    Fallback,
+    Done(Option<Tuple>),
+    Failed(BoxError),
+}
+
+/// `dml_fast(take, op, space, a, b, c)`.
+unsafe extern "C-unwind" fn dml_fast(l: *mut ffi::lua_State) -> c_int {
+    // SAFETY: every call below works on the running C function's own stack. Errors can only
+    // come from `lua_checkstack` here (before any Rust value with a destructor exists) and from
+    // the `take` call at the end, after every such value is gone.
+    unsafe {
+        if ffi::lua_checkstack(l, STACK_NEEDED) == 0 || on_main_state(l) {
+            return fallback(l);
+        }
+        let outcome = statement(l);
+        match outcome {
+            Outcome::Fallback => fallback(l),
+            Outcome::Done(None) => {
+                ffi::lua_pushboolean(l, 1);
+                ffi::lua_pushnil(l);
+                2
+            }
+            Outcome::Done(Some(tuple)) => {
+                RESULT.with(|r| r.set(Some(tuple)));
+                ffi::lua_pushboolean(l, 1);
+                ffi::lua_pushvalue(l, 1);
+                ffi::lua_call(l, 0, 1);
+                2
+            }
+            Outcome::Failed(e) => {
+                ffi::lua_pushboolean(l, 0);
+                ffi::lua_pushnumber(l, f64::from(e.code));
+                push_str(l, &e.message);
+                push_str(l, e.kind.as_str());
+                drop(e);
+                4
+            }
+        }
+    }
+}
+
+unsafe fn fallback(l: *mut ffi::lua_State) -> c_int {
+    // SAFETY: one push onto the running C function's stack (LUA_MINSTACK free slots).
+    unsafe { ffi::lua_pushnil(l) };
+    1
+}
+
+unsafe fn push_str(l: *mut ffi::lua_State, s: &str) {
+    // SAFETY: see `dml_fast`; the bytes are copied into Lua.
+    unsafe {
+        ffi::lua_pushlstring(l, s.as_ptr().cast(), s.len());
+    }
+}
+
+/// Only Rust calls Lua on the main state; a park there would tangle every fiber's calls.
+unsafe fn on_main_state(l: *mut ffi::lua_State) -> bool {
+    // SAFETY: pushes one value and pops it again.
+    unsafe {
+        let main = ffi::lua_pushthread(l) == 1;
+        ffi::lua_pop(l, 1);
+        main
+    }
+}
+
+/// Reads and runs the statement; parks for its commit.
+unsafe fn statement(l: *mut ffi::lua_State) -> Outcome {
+    // SAFETY: reads of the arguments (2 to 6) of the running C function.
+    let (op, space_id, index_id) = unsafe {
+        if ffi::lua_type(l, 2) != ffi::LUA_TNUMBER || ffi::lua_type(l, 3) != ffi::LUA_TNUMBER {
+            return Outcome::Fallback;
+        }
+        let index_id = match ffi::lua_type(l, 6) {
+            ffi::LUA_TNUMBER => ffi::lua_tonumber(l, 6) as u32,
+            _ => 0,
+        };
+        (
+            ffi::lua_tointeger(l, 2),
+            ffi::lua_tonumber(l, 3) as u32,
+            index_id,
+        )
+    };
+    let is_key = matches!(op, 3 | 4);
+    let (mut first, mut second) = (Vec::new(), Vec::new());
+    // SAFETY: arguments 4 and 5 of the running C function; the walk stays within the slots
+    // `dml_fast` checked.
+    let encoded = unsafe { arg(l, 4, is_key, &mut first) && arg(l, 5, false, &mut second) };
+    if !encoded {
+        return Outcome::Fallback;
+    }
+    let statement = match op {
+        1 => Dml::Insert {
+            space_id,
+            tuple: &first,
+        },
+        2 => Dml::Replace {
+            space_id,
+            tuple: &first,
+        },
+        3 => Dml::Delete {
+            space_id,
+            index_id,
+            key: &first,
+        },
+        4 => Dml::Update {
+            space_id,
+            index_id,
+            key: &first,
+            ops: &second,
+            index_base: 1,
+        },
+        5 => Dml::Upsert {
+            space_id,
+            tuple: &first,
+            ops: &second,
+            index_base: 1,
+        },
+        _ => return Outcome::Fallback,
+    };
+    let is_upsert = op == 5;
+    let run = std::panic::catch_unwind(AssertUnwindSafe(|| apply(statement)));
+    match run {
+        Ok(Ok(tuple)) => Outcome::Done(tuple.filter(|_| !is_upsert)),
+        Ok(Err(e)) => Outcome::Failed(e),
+        Err(_) => Outcome::Failed(BoxError::proc_lua("the statement failed")),
+    }
+}
+
+/// Applies `statement` in the fiber's transaction, or as its own and waits for its commit.
+fn apply(statement: Dml<'_>) -> Result<Option<Tuple>, BoxError> {
+    let Some(tx) = crate::state::tx_if_booted() else {
+        return Err(BoxError::new(
+            spindle_types::error::code::ER_UNKNOWN,
+            "Please call box.cfg{} first",
+        ));
+    };
+    let user = fiber_user();
+    if let Some(mut active) = crate::txn::take_active() {
+        let result = tx.with(|t| {
+            let result = t.db.dml_as(user, &mut active.txn, statement);
+            t.note_schema_change();
+            result
+        });
+        crate::txn::give_back(active);
+        return result;
+    }
+    let (result, seq) = tx.with(|t| {
+        let mut txn = Txn::new();
+        let result = t.db.dml_as(user, &mut txn, statement);
+        t.note_schema_change();
+        let result = result?;
+        let seq = t.commit_for_fiber(txn, true);
+        if !t.in_turn {
+            t.flush_journal();
+        }
+        Ok::<_, BoxError>((result, seq))
+    })?;
+    if let Some(seq) = seq {
+        crate::fiber::commit_park_point();
+        wait_commit(tx, seq)?;
+    }
+    Ok(result)
+}
+
+/// Argument `idx` as MessagePack: nil is nothing, a plain table itself, a scalar key `[key]`.
+/// False if it needs the general path.
+unsafe fn arg(l: *mut ffi::lua_State, idx: c_int, is_key: bool, out: &mut Vec<u8>) -> bool {
+    // SAFETY: reads argument `idx`; see `encode`.
+    unsafe {
+        match ffi::lua_type(l, idx) {
+            ffi::LUA_TNIL | ffi::LUA_TNONE => true,
+            ffi::LUA_TTABLE => encode(l, idx, out, 0),
+            ffi::LUA_TNUMBER | ffi::LUA_TSTRING if is_key => {
+                mp::write_array_len(out, 1);
+                encode(l, idx, out, 0)
+            }
+            _ => false,
+        }
+    }
+}
+
+/// Appends the value at stack slot `idx` (a positive index); false for what this path leaves
+/// to `convert`. Leaves the stack as it found it.
+unsafe fn encode(l: *mut ffi::lua_State, idx: c_int, out: &mut Vec<u8>, depth: usize) -> bool {
+    // SAFETY: reads of slot `idx` of the running C function's stack; strings are read
+    // without conversion (only for LUA_TSTRING).
+    unsafe {
+        match ffi::lua_type(l, idx) {
+            ffi::LUA_TNIL => mp::write_nil(out),
+            ffi::LUA_TBOOLEAN => mp::write_bool(out, ffi::lua_toboolean(l, idx) != 0),
+            ffi::LUA_TNUMBER => write_number(out, ffi::lua_tonumber(l, idx)),
+            ffi::LUA_TSTRING => {
+                let mut len = 0usize;
+                let p = ffi::lua_tolstring(l, idx, &mut len);
+                if p.is_null() {
+                    return false;
+                }
+                mp::write_str_bytes(out, std::slice::from_raw_parts(p.cast::<u8>(), len));
+            }
+            ffi::LUA_TTABLE => return encode_table(l, idx, out, depth),
+            _ => return false,
+        }
+        true
+    }
+}
+
+unsafe fn encode_table(
+    l: *mut ffi::lua_State,
+    idx: c_int,
+    out: &mut Vec<u8>,
+    depth: usize,
+) -> bool {
+    if depth >= FAST_DEPTH_MAX {
+        return false;
+    }
+    // SAFETY: the walk pushes at most 2 slots per level (`STACK_NEEDED` covers every level)
+    // and pops them again; `lua_next` is given keys it returned itself.
+    unsafe {
+        if ffi::lua_getmetatable(l, idx) != 0 {
+            ffi::lua_pop(l, 1);
+            return false;
+        }
+        match array_len(l, idx) {
+            Some(n) => {
+                mp::write_array_len(out, n as u32);
+                for i in 1..=n {
+                    ffi::lua_rawgeti(l, idx, i as ffi::lua_Integer);
+                    let top = ffi::lua_gettop(l);
+                    let ok = encode(l, top, out, depth + 1);
+                    ffi::lua_pop(l, 1);
+                    if !ok {
+                        return false;
+                    }
+                }
+            }
+            None => {
+                let mut count = 0u32;
+                ffi::lua_pushnil(l);
+                while ffi::lua_next(l, idx) != 0 {
+                    count += 1;
+                    ffi::lua_pop(l, 1);
+                }
+                mp::write_map_len(out, count);
+                ffi::lua_pushnil(l);
+                while ffi::lua_next(l, idx) != 0 {
+                    let top = ffi::lua_gettop(l);
+                    // A number key must not be turned into a string: `lua_next` needs it.
+                    let ok = encode(l, top - 1, out, depth + 1) && encode(l, top, out, depth + 1);
+                    ffi::lua_pop(l, 1);
+                    if !ok {
+                        ffi::lua_pop(l, 1);
+                        return false;
+                    }
+                }
+            }
+        }
+        true
+    }
+}
+
+/// The array length of a plain table that encodes as an array (`convert::array_len`'s rule),
+/// or None for a map.
+unsafe fn array_len(l: *mut ffi::lua_State, idx: c_int) -> Option<usize> {
+    let (mut count, mut max) = (0usize, 0usize);
+    let mut is_array = true;
+    // SAFETY: a `lua_next` walk of the table at `idx`; keys are only read as numbers.
+    unsafe {
+        ffi::lua_pushnil(l);
+        while ffi::lua_next(l, idx) != 0 {
+            ffi::lua_pop(l, 1);
+            let n = if ffi::lua_type(l, -1) == ffi::LUA_TNUMBER {
+                ffi::lua_tonumber(l, -1)
+            } else {
+                0.0
+            };
+            if n >= 1.0 && n.fract() == 0.0 && n < 4_294_967_296.0 {
+                count += 1;
+                max = max.max(n as usize);
+            } else {
+                ffi::lua_pop(l, 1);
+                is_array = false;
+                break;
+            }
+        }
+    }
+    (is_array && (max <= SPARSE_SAFE || max <= SPARSE_RATIO * count)).then_some(max)
+}
