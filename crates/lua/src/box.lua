@@ -114,7 +114,12 @@ end
 
 -- Data ----------------------------------------------------------------------------------------
 
+-- Spaces with triggers (space id -> true): their statements run in triggers.lua.
+local triggered = {}
+internal.triggered = triggered
+
 local function dml(op, space_id, a, b, c)
+    if triggered[space_id] then return internal.triggered_dml(op, space_id, a, b, c) end
     local result, seq = checked(internal.dml, op, space_id, a, b, c)
     if seq ~= nil then
         local ok, code, message = internal.wait(seq)

@@ -7,7 +7,7 @@ use spindle_box::access::PRIV_X;
 use spindle_box::Reply;
 use spindle_fiber::assert_tx_thread;
 use spindle_proto::mp;
-use spindle_tx::procs::{ProcCtx, ProcRuntime};
+use spindle_tx::procs::{DmlJob, ProcCtx, ProcRuntime};
 use spindle_tx::TxRef;
 use spindle_types::error::code;
 use spindle_types::limits::{LUA_MEMORY_MAX, LUA_THREADS_KEPT};
@@ -73,6 +73,7 @@ impl LuaRuntime {
         lua.load(CONTROL)
             .set_name("=control.lua")
             .call::<()>(internal.clone())?;
+        crate::triggers::install(&lua, &internal)?;
         Ok(LuaRuntime {
             threads: std::cell::RefCell::new(Vec::new()),
             callers,
@@ -176,7 +177,7 @@ impl LuaRuntime {
 
 /// A Lua error value as a BoxError: a box.error object keeps its code and type; anything else
 /// is ER_PROC_LUA with its string form.
-fn error_value(v: &Value) -> BoxError {
+pub(crate) fn error_value(v: &Value) -> BoxError {
     if let Some(e) = box_error(v, ERROR_CHAIN_MAX) {
         return e;
     }
@@ -330,6 +331,15 @@ impl ProcRuntime for LuaRuntime {
         let reply = self
             .run(tx, ctx, &self.eval, args)
             .and_then(|r| outcome(r, false));
+        crate::fiber::run_ready();
+        reply
+    }
+
+    fn dml(&self, tx: TxRef, ctx: &ProcCtx, job: &DmlJob) -> BoxResult<Reply> {
+        let (f, args) = crate::triggers::dml_call(&self.lua, job)?;
+        let reply = self
+            .run(tx, ctx, &f, args)
+            .and_then(crate::triggers::dml_reply);
         crate::fiber::run_ready();
         reply
     }

@@ -12,7 +12,7 @@ use spindle_proto::iproto::{array_or_empty, slice, Header, Request};
 use spindle_proto::route::Route;
 use spindle_types::{BoxError, BoxResult};
 
-use crate::pool::{ProcJob, ProcKind};
+use crate::pool::{DmlJob, ProcJob, ProcKind};
 use crate::replication::ballot;
 use crate::state::{PendingReply, Tx};
 
@@ -84,6 +84,9 @@ pub fn run(
         }
     }
     let result = match handler {
+        Handler::Write if has_triggers(t, request) => {
+            return Some(dml_job(t, route, header, request, packet))
+        }
         Handler::Write => return run_write(t, route, header, request, packet),
         Handler::Proc => return Some(proc_job(t, route, header, request, packet)),
         Handler::Ping => Ok(Reply::Empty),
@@ -132,6 +135,94 @@ fn run_write(
         Err(e) => t.send_reply(route, header.sync, Err(e)),
     }
     None
+}
+
+/// True if the request writes to a space with triggers (Lua runs them, in a procedure).
+fn has_triggers(t: &Tx, request: &Request) -> bool {
+    let triggered = &t.procs.triggered;
+    !triggered.is_empty() && write_space(request).is_some_and(|id| triggered.contains(&id))
+}
+
+fn write_space(request: &Request) -> Option<u32> {
+    match *request {
+        Request::Insert { space_id, .. }
+        | Request::Replace { space_id, .. }
+        | Request::Delete { space_id, .. }
+        | Request::Update { space_id, .. }
+        | Request::Upsert { space_id, .. } => Some(space_id),
+        _ => None,
+    }
+}
+
+/// A write request as a `DmlJob`, with its tuple, key and operations copied out of `packet`.
+fn dml_job_parts(request: &Request, packet: &[u8]) -> Option<DmlJob> {
+    let bytes = |span| slice(packet, span).to_vec();
+    let job = |op, space_id, index_id, index_base, first, second| DmlJob {
+        op,
+        space_id,
+        index_id,
+        index_base,
+        first,
+        second,
+    };
+    Some(match request {
+        Request::Insert { space_id, tuple } => {
+            job("insert", *space_id, 0, 0, bytes(tuple), Vec::new())
+        }
+        Request::Replace { space_id, tuple } => {
+            job("replace", *space_id, 0, 0, bytes(tuple), Vec::new())
+        }
+        Request::Delete {
+            space_id,
+            index_id,
+            key,
+        } => job("delete", *space_id, *index_id, 0, bytes(key), Vec::new()),
+        Request::Update {
+            space_id,
+            index_id,
+            index_base,
+            key,
+            ops,
+        } => job(
+            "update",
+            *space_id,
+            *index_id,
+            *index_base,
+            bytes(key),
+            bytes(ops),
+        ),
+        Request::Upsert {
+            space_id,
+            index_base,
+            tuple,
+            ops,
+        } => job(
+            "upsert",
+            *space_id,
+            0,
+            *index_base,
+            bytes(tuple),
+            bytes(ops),
+        ),
+        _ => return None,
+    })
+}
+
+fn dml_job(t: &Tx, route: Route, header: &Header, request: &Request, packet: &[u8]) -> ProcJob {
+    let kind = match dml_job_parts(request, packet) {
+        Some(job) => ProcKind::Dml(job),
+        None => ProcKind::Call {
+            name: String::new(),
+            args: Vec::new(),
+            is_16: false,
+        },
+    };
+    ProcJob {
+        route,
+        sync: header.sync,
+        user: t.sessions.user(route),
+        kind,
+    }
 }
 
 /// A CALL or EVAL, with its name and arguments copied out of the packet.
