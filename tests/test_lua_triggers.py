@@ -8,8 +8,9 @@ arguments a trigger gets for each request type from Lua and from plain IPROTO re
 order of several triggers, what each before_replace return does, errors in triggers (the
 statement is rolled back, with the trigger's own DML), DML in a trigger joining the
 statement's transaction, triggers inside box.begin(), a yield in a trigger (154), the session
-a trigger runs in, pushes from a trigger to the client of a plain INSERT, and triggers
-dropped with their space.
+a trigger runs in, pushes from a trigger to the client of a plain INSERT, triggers dropped
+with their space, and box.on_commit/box.on_rollback (forms, order, the changes iterator,
+a rollback after a yield).
 """
 
 import pytest
@@ -164,6 +165,32 @@ CASES = [
        "return #box.space.trg:on_replace(), #box.space.trg:before_replace()"),
     dml(ip.INSERT, space=SPACE, tuple=[60, "plain"]),
     ev("return take()"),
+    # box.on_commit / box.on_rollback inside box.begin()
+    ev("local r = {} for _, f in ipairs({box.on_commit, box.on_rollback}) do "
+       "local ok, e = pcall(f, function() end) table.insert(r, {ok, tostring(e)}) end return r"),
+    ev("function txlog(name) return function(it) local r = {name, type(it)} "
+       "for n, o, nw, sid in it() do table.insert(r, {n, show(o), show(nw), sid}) end "
+       "table.insert(log, r) end end "
+       "c1, c2 = txlog('c1'), txlog('c2') local s = box.space.trg box.begin() "
+       "local a, b = box.on_commit(c1), box.on_commit(c2) "
+       "local l = box.on_commit() s:replace{1} s:replace{2} s:delete{1} box.commit() "
+       "return a == c1, b == c2, #l, l[1] == c1, take()"),
+    ev("local s = box.space.trg box.begin() box.on_rollback(c1) box.on_rollback(c2) "
+       "box.on_commit(c1) s:replace{3} box.rollback() return take(), s:get(3)"),
+    ev("box.begin() box.on_commit(c1) local r = {box.on_commit(nil, c1)} "
+       "table.insert(r, #box.on_commit()) table.insert(r, {pcall(box.on_commit, nil, c2)}) "
+       "local ok, e = pcall(box.on_commit, 5) table.insert(r, {ok, tostring(e)}) "
+       "box.commit() return r, take()"),
+    ev("local s = box.space.trg box.begin() box.on_rollback(c2) box.on_commit(c1) "
+       "s:replace{5} require('fiber').sleep(0) local ok, e = pcall(box.commit) "
+       "return ok, e.code, take()"),
+    ev("box.begin() box.on_commit(c2) box.commit() return take()"),
+    ev("return box.atomic(function() box.on_commit(c1) box.space.trg:replace{6} end), take()"),
+    ev("box.space.trg:on_replace(function(o, n) box.on_rollback(c2) "
+       "if n[2] == 'bad' then error('bad') end end) "
+       "box.begin() box.on_rollback(c1) box.space.trg:replace{7, 'ok'} "
+       "pcall(box.space.trg.replace, box.space.trg, {8, 'bad'}) box.rollback() "
+       "return take(), box.space.trg:select()"),
 ]
 
 

@@ -68,6 +68,10 @@ impl Undo {
     pub fn tuples(&self) -> (Option<Tuple>, Option<Tuple>) {
         (self.old.clone(), self.new.clone())
     }
+
+    pub fn space_id(&self) -> u32 {
+        self.space_id
+    }
 }
 
 impl Db {

@@ -61,6 +61,11 @@ impl Txn {
         Some(undo.tuples())
     }
 
+    /// Every change so far, oldest first (for `box.on_commit` triggers).
+    pub fn undo_records(&self) -> &[Undo] {
+        &self.undo
+    }
+
     /// Takes off the changes made after `mark` as a transaction of their own, for
     /// `Db::rollback_txn`; the rest stays.
     pub fn split_off(&mut self, mark: TxnMark) -> Txn {

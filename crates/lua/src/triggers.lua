@@ -82,6 +82,12 @@ function space_mt:upsert(tuple, ops)
     return upsert(self, tuple, ops)
 end
 
+local rename = space_mt.rename
+function space_mt:rename(name)
+    rename(self, name)
+    if lists[self.id] ~= nil then lists[self.id].name = name end
+end
+
 local drop = space_mt.drop
 function space_mt:drop(...)
     drop(self, ...)
@@ -161,15 +167,17 @@ local function statement(sp, ...)
     return result
 end
 
+local begin_txn -- below: box.begin() for the transaction triggers
+
 -- One statement with its triggers, in the fiber's transaction or one of its own.
 local function run(...)
     local autocommit = not internal.txn_active()
-    if autocommit then checked(internal.txn_begin) end
+    if autocommit then begin_txn() end
     local sp = checked(internal.txn_savepoint)
     local ok, result = pcall(statement, sp, ...)
     if not ok then
         if autocommit then
-            internal.txn_rollback()
+            box.rollback()
         else
             pcall(internal.txn_rollback_to, sp)
         end
@@ -188,4 +196,104 @@ end
 -- A plain IPROTO request (`ProcKind::Dml`): its tuple or key and operations as MessagePack.
 function internal.iproto_dml(op, space_id, index_id, index_base, first, second)
     return pcall(run, op, space_id, index_id, index_base, true, first, second)
+end
+
+-- Transaction triggers ---------------------------------------------------------------------------
+
+-- box.on_commit(f[, old]) and box.on_rollback(f[, old]) inside box.begin(): by fiber id, the
+-- lists of the fiber's open transaction. A trigger gets an iterator over the transaction's
+-- changes: `for n, old, new, space_id in it() do`. Commit triggers run oldest first,
+-- rollback triggers newest first; an error in one is logged (2.6 crashes).
+local txn_lists = {}
+local fiber_id
+
+local function current_lists()
+    fiber_id = fiber_id or require('fiber').id
+    return fiber_id()
+end
+
+local function set_txn_trigger(kind, name)
+    local usage = string.format(
+        'Usage inside a transaction: box.%s([function | nil, [function | nil]])', name)
+    return function(new, old)
+        if not internal.txn_active() then error(usage, 0) end
+        if (new ~= nil and type(new) ~= 'function') or (old ~= nil and type(old) ~= 'function') then
+            error('trigger reset: incorrect arguments', 0)
+        end
+        local id = current_lists()
+        local l = txn_lists[id] or { commit = {}, rollback = {} }
+        txn_lists[id] = l
+        local list = l[kind]
+        if new == nil and old == nil then return copy(list) end
+        if old ~= nil then
+            local i = index_of(list, old)
+            if i == nil then error('trigger reset: Trigger is not found', 0) end
+            if new == nil then
+                table.remove(list, i)
+                return
+            end
+            list[i] = new
+            return new
+        end
+        table.insert(list, new)
+        return new
+    end
+end
+
+box.on_commit = set_txn_trigger('commit', 'on_commit')
+box.on_rollback = set_txn_trigger('rollback', 'on_rollback')
+
+local function changes_iterator(changes)
+    local function step(_, i)
+        i = i + 1
+        local c = changes[i]
+        if c == nil then return nil end
+        return i, c.old, c.new, c.space
+    end
+    return function() return step, nil, 0 end
+end
+
+local function fire(list, from, to, by, changes)
+    local it = changes_iterator(changes)
+    for i = from, to, by do
+        local ok, e = pcall(list[i], it)
+        if not ok then require('log').error('transaction trigger failed: %s', tostring(e)) end
+    end
+end
+
+local raw_begin, raw_commit, raw_rollback = box.begin, box.commit, box.rollback
+
+begin_txn = function()
+    checked(internal.txn_begin)
+    txn_lists[current_lists()] = nil
+end
+
+function box.begin()
+    raw_begin()
+    txn_lists[current_lists()] = nil
+end
+
+function box.commit()
+    local id = current_lists()
+    local l = txn_lists[id]
+    if l == nil or not internal.txn_active() then return raw_commit() end
+    txn_lists[id] = nil
+    local changes = internal.txn_changes()
+    local ok, e = pcall(raw_commit)
+    if ok then
+        fire(l.commit, 1, #l.commit, 1, changes)
+        return
+    end
+    fire(l.rollback, #l.rollback, 1, -1, changes)
+    error(e, 2)
+end
+
+function box.rollback()
+    local id = current_lists()
+    local l = txn_lists[id]
+    if l == nil or not internal.txn_active() then return raw_rollback() end
+    txn_lists[id] = nil
+    local changes = internal.txn_changes()
+    raw_rollback()
+    fire(l.rollback, #l.rollback, 1, -1, changes)
 end

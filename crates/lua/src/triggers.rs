@@ -22,6 +22,7 @@ pub fn install(lua: &Lua, internal: &Table) -> mlua::Result<()> {
     internal.set("trigger_key", lua.create_function(key)?)?;
     internal.set("trigger_same_key", lua.create_function(same_key)?)?;
     internal.set("trigger_flag", lua.create_function(flag)?)?;
+    internal.set("txn_changes", lua.create_function(txn_changes)?)?;
     lua.load(TRIGGERS)
         .set_name("=triggers.lua")
         .call::<()>(internal.clone())
@@ -164,6 +165,30 @@ fn flag(_: &Lua, (space_id, on): (u32, bool)) -> mlua::Result<()> {
         }
     });
     Ok(())
+}
+
+/// `internal.txn_changes()`: the changes of the fiber's open transaction, oldest first, as
+/// `{old = t, new = t, space = id}` (for `box.on_commit` and `box.on_rollback` triggers).
+fn txn_changes(lua: &Lua, (): ()) -> mlua::Result<Table> {
+    let list = lua.create_table()?;
+    let Some(active) = crate::txn::take_active() else {
+        return Ok(list);
+    };
+    let changes: Vec<_> = active
+        .txn
+        .undo_records()
+        .iter()
+        .map(|u| (u.space_id(), u.tuples()))
+        .collect();
+    crate::txn::give_back(active);
+    for (i, (space_id, (old, new))) in changes.into_iter().enumerate() {
+        let change = lua.create_table()?;
+        change.set("old", tuple::push(lua, old)?)?;
+        change.set("new", tuple::push(lua, new)?)?;
+        change.set("space", space_id)?;
+        list.raw_set(i + 1, change)?;
+    }
+    Ok(list)
 }
 
 /// The Lua function an IPROTO DML request runs (`internal.iproto_dml`) and its arguments.
