@@ -151,6 +151,16 @@ CASES = [
     dml(ip.DELETE, space=SPACE, index=0, key=[40]),
     dml(ip.INSERT, space=SPACE, tuple=[42, "raw"]),
     ev("mode = nil return take(), box.space.trg:select()"),
+    # an INSERT of a taken key: before_replace sees the tuple there and may save the insert
+    *[ev("local s = box.space.trg s:truncate() s:replace{1, 'one'} take() mode = ... "
+         "local ok, e = pcall(s.insert, s, {1, 'dup'}) if not ok then e = tostring(e) end "
+         "mode = nil return ok, e, s:select(), take()", m)
+      for m in ("none", "nil", "old", "other", "err")],
+    ev("mode = 'other' return true"),
+    dml(ip.INSERT, space=SPACE, tuple=[1, "dup"]),
+    ev("mode = nil return true"),
+    dml(ip.INSERT, space=SPACE, tuple=[1, "dup"]),
+    ev("return take()"),
     # several before_replace triggers: newest first, each given the previous one's tuple
     ev("local s = box.space.trg for _, f in ipairs(s:before_replace()) do "
        "s:before_replace(nil, f) end "

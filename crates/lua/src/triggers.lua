@@ -151,14 +151,31 @@ local function apply_before(l, sp, args, old, new, request_type)
     return result, old2, new2, changed, 'REPLACE'
 end
 
+-- An INSERT of a taken key: its before_replace triggers run with the tuple it found, and
+-- unless they change the statement it fails again.
+local function insert_conflict(l, sp, args, e)
+    local ok, old, new = pcall(internal.trigger_conflict, args[2], args[5], args[6])
+    if not ok or old == nil then error(e, 0) end
+    return apply_before(l, sp, args, old, new, 'INSERT')
+end
+
 local function statement(sp, ...)
     local args = { ... }
     local space_id = args[2]
-    local result, old, new, changed = checked(apply, ...)
     local l = lists[space_id]
-    if not changed or l == nil then return result end
+    local has_before = l ~= nil and #l.before_replace > 0
+    local ok, result, old, new, changed = pcall(checked, apply, ...)
     local request_type = args[1]:upper()
-    if #l.before_replace > 0 then
+    if not ok then
+        local e = result
+        if not (has_before and request_type == 'INSERT' and type(e) == 'table' and e.code == 3) then
+            error(e, 0)
+        end
+        result, old, new, changed, request_type = insert_conflict(l, sp, args, e)
+        if not changed then return result end
+    elseif not changed or l == nil then
+        return result
+    elseif has_before then
         result, old, new, changed, request_type = apply_before(l, sp, args, old, new, request_type)
         if not changed then return result end
     end

@@ -7,6 +7,7 @@
 
 use mlua::{AnyUserData, Function, Lua, MultiValue, Table, Value};
 use spindle_box::{Dml, Reply};
+use spindle_memtx::tuple::Tuple;
 use spindle_proto::mp;
 use spindle_tx::procs::DmlJob;
 use spindle_types::{BoxError, BoxResult};
@@ -23,6 +24,7 @@ pub fn install(lua: &Lua, internal: &Table) -> mlua::Result<()> {
     internal.set("trigger_same_key", lua.create_function(same_key)?)?;
     internal.set("trigger_flag", lua.create_function(flag)?)?;
     internal.set("txn_changes", lua.create_function(txn_changes)?)?;
+    internal.set("trigger_conflict", lua.create_function(conflict)?)?;
     lua.load(TRIGGERS)
         .set_name("=triggers.lua")
         .call::<()>(internal.clone())
@@ -137,6 +139,17 @@ fn primary_key(space_id: u32, t: &AnyUserData) -> mlua::Result<Option<Vec<u8>>> 
         let pk = entry.space.index(0)?;
         Some(pk.key_def().extract_key(&tuple))
     }))
+}
+
+/// `internal.trigger_conflict(space, raw, tuple)` → `old, new`: an INSERT that found its key
+/// taken, as its before_replace triggers see it (2.6 runs them before the engine refuses).
+fn conflict(lua: &Lua, (space_id, raw, v): (u32, bool, Value)) -> mlua::Result<(Value, Value)> {
+    let new = Tuple::from_vec(arg_bytes(&v, raw, "insert")?).map_err(lua_error)?;
+    let old = crate::state::tx()?.with(|t| {
+        let pk = t.db.catalog().get(space_id)?.space.index(0)?;
+        pk.get(&pk.key_def().extract_key(&new)).ok().flatten()
+    });
+    Ok((tuple::push(lua, old)?, tuple::push(lua, Some(new))?))
 }
 
 /// `internal.trigger_key(space, tuple)`: its primary key as raw MessagePack, for a delete.
