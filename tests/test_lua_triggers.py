@@ -243,3 +243,64 @@ def case_id(n, c):
 def test_same_reply_as_tarantool(outcomes, i):
     want, got = outcomes["tarantool"][i], outcomes["spindle"][i]
     assert got == want, f"case {i} {CASES[i][1:]}:\n  tarantool: {want}\n  spindle:   {got}"
+
+
+PLAIN = 743
+
+PIPELINE_SETUP = (
+    f"box.schema.space.create('trg', {{id = {SPACE}}}) box.space.trg:create_index('pk') "
+    f"box.schema.space.create('audit', {{id = {AUDIT}}}) box.space.audit:create_index('pk') "
+    f"box.schema.space.create('plain', {{id = {PLAIN}}}) box.space.plain:create_index('pk') "
+    "seen = {} box.space.trg:on_replace(function(o, n) table.insert(seen, n[1]) "
+    "box.space.audit:replace{n[1], #seen} if n[2] == 'bad' then error('bad', 0) end end) "
+    "return true"
+)
+
+
+def pipelined(conn):
+    """Writes to a space with triggers, to one without, and reads, sent before any reply is
+    read: the replies by sync, then what the triggers saw and the data."""
+    packets, sync = [], 100
+    for i in range(30):
+        body = {ip.K_SPACE_ID: SPACE, ip.K_TUPLE: [i, "bad" if i % 7 == 3 else "ok"]}
+        packets.append(ip.packet({ip.K_TYPE: ip.INSERT, ip.K_SYNC: sync}, body))
+        packets.append(ip.packet({ip.K_TYPE: ip.INSERT, ip.K_SYNC: sync + 1},
+                                 {ip.K_SPACE_ID: PLAIN, ip.K_TUPLE: [i]}))
+        packets.append(ip.packet({ip.K_TYPE: ip.EVAL, ip.K_SYNC: sync + 2},
+                                 {ip.K_EXPR: "return #seen, box.space.plain:len()",
+                                  ip.K_TUPLE: []}))
+        sync += 3
+    conn.send_bytes(b"".join(packets))
+    replies = {}
+    for _ in packets:
+        h, b, _ = conn.read_packet()
+        code = h.get(ip.K_TYPE, 0)
+        replies[h[ip.K_SYNC]] = (code & 0x7FFF if code & ip.TYPE_ERROR else 0,
+                                 (b or {}).get(ip.K_DATA) or (b or {}).get(ip.K_ERROR_24))
+    return sorted(replies.items())
+
+
+def state(conn):
+    return conn.call(ip.EVAL, {ip.K_EXPR: "return box.space.trg:select(), "
+                               "box.space.audit:select(), box.space.plain:len()",
+                               ip.K_TUPLE: []})
+
+
+def test_pipelined_writes_and_restart_as_tarantool(server_factory):
+    """Pipelined plain INSERTs on a space with triggers interleave with other requests as on
+    Tarantool, failed ones leave nothing, and what they wrote survives a restart."""
+    results = {}
+    for kind in ("tarantool", "spindle"):
+        srv = server_factory(kind)()
+        with connect(srv) as conn:
+            conn.call(ip.EVAL, {ip.K_EXPR: PIPELINE_SETUP, ip.K_TUPLE: []})
+            replies = pipelined(conn)
+            seen = conn.call(ip.EVAL, {ip.K_EXPR: "return seen", ip.K_TUPLE: []})
+            before = state(conn)
+        srv.restart()
+        with connect(srv) as conn:
+            after = state(conn)
+        results[kind] = (replies, seen, before, after)
+    want, got = results["tarantool"], results["spindle"]
+    for part, name in enumerate(("replies", "seen", "state", "state after restart")):
+        assert got[part] == want[part], f"{name}:\n  tarantool: {want[part]}\n  spindle:   {got[part]}"

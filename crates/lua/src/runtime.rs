@@ -177,7 +177,7 @@ impl LuaRuntime {
 
 /// A Lua error value as a BoxError: a box.error object keeps its code and type; anything else
 /// is ER_PROC_LUA with its string form.
-pub(crate) fn error_value(v: &Value) -> BoxError {
+fn error_value(v: &Value) -> BoxError {
     if let Some(e) = box_error(v, ERROR_CHAIN_MAX) {
         return e;
     }
@@ -339,7 +339,7 @@ impl ProcRuntime for LuaRuntime {
         let (f, args) = crate::triggers::dml_call(&self.lua, job)?;
         let reply = self
             .run(tx, ctx, &f, args)
-            .and_then(crate::triggers::dml_reply);
+            .and_then(|r| crate::triggers::dml_reply(r, error_value));
         crate::fiber::run_ready();
         reply
     }

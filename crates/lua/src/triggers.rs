@@ -223,8 +223,8 @@ pub fn dml_call(lua: &Lua, job: &DmlJob) -> BoxResult<(Function, MultiValue)> {
 }
 
 /// The `pcall` results of `internal.iproto_dml` as the reply the plain path sends: the
-/// statement's tuple, if any.
-pub fn dml_reply(results: MultiValue) -> BoxResult<Reply> {
+/// statement's tuple, if any; `error_value` converts a Lua error (the runtime's rules).
+pub fn dml_reply(results: MultiValue, error_value: fn(&Value) -> BoxError) -> BoxResult<Reply> {
     let mut values = results.into_iter();
     match values.next() {
         Some(Value::Boolean(true)) => {
@@ -237,9 +237,7 @@ pub fn dml_reply(results: MultiValue) -> BoxResult<Reply> {
             };
             Ok(Reply::Tuples(tuples))
         }
-        Some(Value::Boolean(false)) => Err(crate::runtime::error_value(
-            &values.next().unwrap_or(Value::Nil),
-        )),
+        Some(Value::Boolean(false)) => Err(error_value(&values.next().unwrap_or(Value::Nil))),
         _ => Err(BoxError::proc_lua("the statement did not return a status")),
     }
 }
