@@ -24,10 +24,10 @@ def ev(expr, *args):
     return ("eval", ip.EVAL, {ip.K_EXPR: expr, ip.K_TUPLE: list(args)})
 
 
-def dml(rtype, **body):
+def dml(rtype, who="admin", **body):
     keys = {"space": ip.K_SPACE_ID, "index": ip.K_INDEX_ID, "key": ip.K_KEY,
             "tuple": ip.K_TUPLE, "ops": ip.K_OPS, "index_base": ip.K_INDEX_BASE}
-    return ("dml", rtype, {keys[k]: v for k, v in body.items()})
+    return ("dml", rtype, {keys[k]: v for k, v in body.items()}, who)
 
 
 # The log the test triggers fill: {name, old, new, space name, request type}, NULL for nil.
@@ -83,6 +83,12 @@ CASES = [
     dml(ip.DELETE, space=SPACE, index=0, key=[10]),
     dml(ip.DELETE, space=SPACE, index=0, key=["bad"]),
     ev("return take(), box.space.trg:select()"),
+    # access is checked before any trigger runs; with the grant the trigger runs as guest
+    dml(ip.INSERT, who="guest", space=SPACE, tuple=[12, "guest"]),
+    ev("box.schema.user.grant('guest', 'read,write', 'space', 'trg') return true"),
+    dml(ip.INSERT, who="guest", space=SPACE, tuple=[12, "guest"]),
+    ev("box.schema.user.revoke('guest', 'read,write', 'space', 'trg') "
+       "box.space.trg:delete(12) return take()"),
     # a push from a trigger reaches the client of a plain INSERT before its reply
     ev("box.space.trg:on_replace(function(o, n) box.session.push({'pushed', show(n)}) end) "
        "return true"),
@@ -229,8 +235,13 @@ def outcomes(module_server_factory):
     results = {}
     for kind in ("tarantool", "spindle"):
         srv = module_server_factory(kind)()
-        with connect(srv) as conn:
-            results[kind] = [reply(conn, rtype, body) for _what, rtype, body in CASES]
+        conns = {"admin": connect(srv), "guest": ip.connect(srv)}
+        try:
+            results[kind] = [reply(conns[c[3] if len(c) > 3 else "admin"], c[1], c[2])
+                             for c in CASES]
+        finally:
+            for conn in conns.values():
+                conn.close()
     return results
 
 
