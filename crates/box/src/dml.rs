@@ -63,6 +63,17 @@ pub struct Undo {
     new: Option<Tuple>,
 }
 
+impl Undo {
+    /// The tuple the change replaced and the one it put.
+    pub fn tuples(&self) -> (Option<Tuple>, Option<Tuple>) {
+        (self.old.clone(), self.new.clone())
+    }
+
+    pub fn space_id(&self) -> u32 {
+        self.space_id
+    }
+}
+
 impl Db {
     /// Applies one change to memory (and, for system spaces, to the schema). Errors leave
     /// everything unchanged.

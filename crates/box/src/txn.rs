@@ -54,6 +54,18 @@ impl Txn {
         }
     }
 
+    /// The tuples the newest change replaced and put, if it came after `mark` (for space
+    /// triggers: a statement that changed nothing has no undo record).
+    pub fn last_change(&self, mark: TxnMark) -> Option<(Option<Tuple>, Option<Tuple>)> {
+        let undo = self.undo.get(mark.undo..)?.last()?;
+        Some(undo.tuples())
+    }
+
+    /// Every change so far, oldest first (for `box.on_commit` triggers).
+    pub fn undo_records(&self) -> &[Undo] {
+        &self.undo
+    }
+
     /// Takes off the changes made after `mark` as a transaction of their own, for
     /// `Db::rollback_txn`; the rest stays.
     pub fn split_off(&mut self, mark: TxnMark) -> Txn {

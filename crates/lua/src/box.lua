@@ -119,9 +119,15 @@ local INSERT, REPLACE, DELETE, UPDATE, UPSERT = 1, 2, 3, 4, 5
 local op_codes = { insert = INSERT, replace = REPLACE, delete = DELETE, update = UPDATE, upsert = UPSERT }
 local internal_dml, internal_wait, dml_fast = internal.dml, internal.wait, internal.dml_fast
 
+-- Spaces with triggers (space id -> true): their statements run in triggers.lua.
+local triggered = {}
+internal.triggered = triggered
+local op_names = { 'insert', 'replace', 'delete', 'update', 'upsert' }
+
 -- One statement: applied, then (outside box.begin) its fiber parks until the WAL answers.
 -- Plain arguments take one raw C call (crates/lua/src/fast.rs); the rest the general path.
 local function dml_op(op, space_id, a, b, c)
+    if triggered[space_id] then return internal.triggered_dml(op_names[op], space_id, a, b, c) end
     local done, result, message, etype = dml_fast(op, space_id, a, b, c)
     if done then
         if result == nil then return end

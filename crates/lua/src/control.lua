@@ -44,11 +44,7 @@ function box.atomic(fn, ...)
     return unpack(r, 2, n)
 end
 
-local function unsupported_trigger(what)
-    return function() error(what .. ' triggers are not supported by spindle yet', 2) end
-end
-box.on_commit = unsupported_trigger('box.on_commit')
-box.on_rollback = unsupported_trigger('box.on_rollback')
+-- box.on_commit and box.on_rollback are in triggers.lua.
 
 -- Sessions -----------------------------------------------------------------------------------
 

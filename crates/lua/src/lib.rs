@@ -19,6 +19,7 @@ mod script;
 mod session;
 mod state;
 mod text;
+mod triggers;
 mod tuple;
 pub mod txn;
 

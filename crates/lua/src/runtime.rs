@@ -10,7 +10,7 @@ use spindle_box::call::FuncRef;
 use spindle_box::Reply;
 use spindle_fiber::assert_tx_thread;
 use spindle_proto::mp;
-use spindle_tx::procs::{ProcCtx, ProcRuntime};
+use spindle_tx::procs::{DmlJob, ProcCtx, ProcRuntime};
 use spindle_tx::TxRef;
 use spindle_types::error::code;
 use spindle_types::limits::{LUA_MEMORY_MAX, LUA_THREADS_KEPT};
@@ -83,6 +83,7 @@ impl LuaRuntime {
         lua.load(CONTROL)
             .set_name("=control.lua")
             .call::<()>(internal.clone())?;
+        crate::triggers::install(&lua, &internal)?;
         Ok(LuaRuntime {
             threads: std::cell::RefCell::new(Vec::new()),
             names: std::cell::RefCell::new(HashMap::new()),
@@ -383,6 +384,15 @@ impl ProcRuntime for LuaRuntime {
             let _unlimited = Unlimited::new(&self.lua);
             results.and_then(|r| outcome(r, false))
         };
+        crate::fiber::run_ready();
+        reply
+    }
+
+    fn dml(&self, tx: TxRef, ctx: &ProcCtx, job: &DmlJob) -> BoxResult<Reply> {
+        let (f, args) = crate::triggers::dml_call(&self.lua, job)?;
+        let reply = self
+            .run(tx, ctx, &f, args)
+            .and_then(|r| crate::triggers::dml_reply(r, error_value));
         crate::fiber::run_ready();
         reply
     }

@@ -3,7 +3,7 @@
 //! the dispatcher's borrow of the TX state. Idle fibers park and are reused; at most
 //! `PROC_FIBERS_MAX` exist, and jobs past that wait in the queue, which `net_msg_max` bounds.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeSet, VecDeque};
 
 use spindle_fiber::Fiber;
 use spindle_proto::route::Route;
@@ -26,6 +26,21 @@ pub enum ProcKind {
         expr: String,
         args: Vec<u8>,
     },
+    /// A DML request on a space with triggers (see `DmlJob`).
+    Dml(DmlJob),
+}
+
+/// A plain INSERT, REPLACE, UPDATE, DELETE or UPSERT on a space with triggers: the triggers
+/// are Lua, so the statement runs in a procedure fiber instead of the dispatcher. `first` is
+/// the tuple (INSERT, REPLACE, UPSERT) or key (UPDATE, DELETE), `second` the operations.
+pub struct DmlJob {
+    /// Lower-case: `insert`, `replace`, `update`, `delete` or `upsert`.
+    pub op: &'static str,
+    pub space_id: u32,
+    pub index_id: u32,
+    pub index_base: u32,
+    pub first: Vec<u8>,
+    pub second: Vec<u8>,
 }
 
 #[derive(Default)]
@@ -37,4 +52,6 @@ pub struct Pool {
     pub fibers: usize,
     /// The dispatcher, parked while a new pool fiber starts (see `procs::start`).
     pub starter: Option<Fiber>,
+    /// Spaces with triggers: their DML requests run as procedures (`DmlJob`).
+    pub triggered: BTreeSet<u32>,
 }

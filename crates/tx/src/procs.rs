@@ -15,6 +15,7 @@ use spindle_types::limits::{PROC_FIBERS_MAX, TX_FIBER_STACK_WORDS};
 use spindle_types::{BoxError, BoxResult};
 use tracing::error;
 
+pub use crate::pool::DmlJob;
 use crate::pool::{ProcJob, ProcKind};
 use crate::state::TxRef;
 
@@ -39,6 +40,14 @@ pub trait ProcRuntime: Sync {
     ) -> BoxResult<Reply>;
 
     fn eval(&self, tx: TxRef, ctx: &ProcCtx, expr: &str, args: &[u8]) -> BoxResult<Reply>;
+
+    /// A DML request on a space with triggers; the reply is the plain path's.
+    fn dml(&self, _tx: TxRef, _ctx: &ProcCtx, _job: &DmlJob) -> BoxResult<Reply> {
+        Err(BoxError::unsupported(
+            "spindle",
+            "space triggers without Lua",
+        ))
+    }
 }
 
 /// CALL of the built-in `box.space.<name>:<method>` procedures; EVAL needs Lua.
@@ -139,6 +148,7 @@ fn run(tx: TxRef, runtime: &dyn ProcRuntime, job: ProcJob) {
     let result = match &job.kind {
         ProcKind::Call { name, args, is_16 } => runtime.call(tx, &ctx, name, args, *is_16),
         ProcKind::Eval { expr, args } => runtime.eval(tx, &ctx, expr, args),
+        ProcKind::Dml(dml) => runtime.dml(tx, &ctx, dml),
     };
     tx.with(|t| {
         t.send_reply(ctx.route, ctx.sync, result);

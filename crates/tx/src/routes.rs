@@ -12,7 +12,7 @@ use spindle_proto::iproto::{array_or_empty, slice, Header, Request};
 use spindle_proto::route::Route;
 use spindle_types::{BoxError, BoxResult};
 
-use crate::pool::{ProcJob, ProcKind};
+use crate::pool::{DmlJob, ProcJob, ProcKind};
 use crate::replication::ballot;
 use crate::state::{PendingReply, Tx};
 
@@ -84,7 +84,12 @@ pub fn run(
         }
     }
     let result = match handler {
-        Handler::Write => return run_write(t, route, header, request, packet),
+        Handler::Write => {
+            return match triggered_job(t, route, header, request, packet) {
+                Some(job) => Some(job),
+                None => run_write(t, route, header, request, packet),
+            };
+        }
         Handler::Proc => return Some(proc_job(t, route, header, request, packet)),
         Handler::Ping => Ok(Reply::Empty),
         Handler::Auth => t.db.execute_auth(&mut t.sessions, route, request, packet),
@@ -132,6 +137,97 @@ fn run_write(
         Err(e) => t.send_reply(route, header.sync, Err(e)),
     }
     None
+}
+
+/// True if the request writes to a space with triggers (Lua runs them, in a procedure).
+fn has_triggers(t: &Tx, request: &Request) -> bool {
+    let triggered = &t.procs.triggered;
+    !triggered.is_empty() && write_space(request).is_some_and(|id| triggered.contains(&id))
+}
+
+fn write_space(request: &Request) -> Option<u32> {
+    match *request {
+        Request::Insert { space_id, .. }
+        | Request::Replace { space_id, .. }
+        | Request::Delete { space_id, .. }
+        | Request::Update { space_id, .. }
+        | Request::Upsert { space_id, .. } => Some(space_id),
+        _ => None,
+    }
+}
+
+/// A write request as a `DmlJob`, with its tuple, key and operations copied out of `packet`.
+fn dml_job_parts(request: &Request, packet: &[u8]) -> Option<DmlJob> {
+    let bytes = |span| slice(packet, span).to_vec();
+    let job = |op, space_id, index_id, index_base, first, second| DmlJob {
+        op,
+        space_id,
+        index_id,
+        index_base,
+        first,
+        second,
+    };
+    Some(match request {
+        Request::Insert { space_id, tuple } => {
+            job("insert", *space_id, 0, 0, bytes(tuple), Vec::new())
+        }
+        Request::Replace { space_id, tuple } => {
+            job("replace", *space_id, 0, 0, bytes(tuple), Vec::new())
+        }
+        Request::Delete {
+            space_id,
+            index_id,
+            key,
+        } => job("delete", *space_id, *index_id, 0, bytes(key), Vec::new()),
+        Request::Update {
+            space_id,
+            index_id,
+            index_base,
+            key,
+            ops,
+        } => job(
+            "update",
+            *space_id,
+            *index_id,
+            *index_base,
+            bytes(key),
+            bytes(ops),
+        ),
+        Request::Upsert {
+            space_id,
+            index_base,
+            tuple,
+            ops,
+        } => job(
+            "upsert",
+            *space_id,
+            0,
+            *index_base,
+            bytes(tuple),
+            bytes(ops),
+        ),
+        _ => return None,
+    })
+}
+
+/// A write to a space with triggers as a procedure job; None for any other write (the
+/// dispatcher's fast path, which costs one emptiness check while no space has triggers).
+fn triggered_job(
+    t: &Tx,
+    route: Route,
+    header: &Header,
+    request: &Request,
+    packet: &[u8],
+) -> Option<ProcJob> {
+    if !has_triggers(t, request) {
+        return None;
+    }
+    Some(ProcJob {
+        route,
+        sync: header.sync,
+        user: t.sessions.user(route),
+        kind: ProcKind::Dml(dml_job_parts(request, packet)?),
+    })
 }
 
 /// A CALL or EVAL, with its name and arguments copied out of the packet.
@@ -226,5 +322,27 @@ mod tests {
         }
         assert!(!checks_schema(Handler::Unknown) && !checks_schema(Handler::Id));
         assert!(checks_schema(Handler::Proc) && checks_schema(Handler::Write));
+    }
+
+    #[test]
+    fn a_write_becomes_a_dml_job_with_its_bytes() {
+        let packet = [0x91, 0x07, 0x91, 0x90];
+        let update = Request::Update {
+            space_id: 5,
+            index_id: 1,
+            index_base: 1,
+            key: 0..2,
+            ops: 2..4,
+        };
+        let job = dml_job_parts(&update, &packet).expect("a write");
+        assert_eq!(
+            (job.op, job.space_id, job.index_id, job.index_base),
+            ("update", 5, 1, 1)
+        );
+        assert_eq!(job.first.as_slice(), &packet[..2]);
+        assert_eq!(job.second.as_slice(), &packet[2..]);
+        assert_eq!(write_space(&update), Some(5));
+        assert!(dml_job_parts(&Request::Ping, &packet).is_none());
+        assert!(write_space(&Request::Vote).is_none());
     }
 }
