@@ -506,25 +506,32 @@ fn finish(id: u64) {
 
 /// A CALL/EVAL starts in the calling pool fiber: for Lua it is a fiber, named `main` when
 /// it first runs Lua, with fresh storage. Like Tarantool's pooled fibers it keeps its id and
-/// name from one request to the next.
-pub fn enter_request() {
+/// name from one request to the next. Returns its id, for `leave_request`.
+pub fn enter_request() -> u64 {
     let id = current_id();
     let old = FIBERS.with(|r| {
         let f = r.fibers.entry(id).or_insert_with(Rec::running);
         f.cancelled = false;
         f.woken = false;
-        f.handle = in_fiber().then(current_fiber);
+        // A pooled fiber keeps its may fiber, so its handle from an earlier request holds.
+        if f.handle.is_none() {
+            f.handle = in_fiber().then(current_fiber);
+        }
         f.storage.take()
     });
-    release([old]);
+    if old.is_some() {
+        release([old]);
+    }
+    id
 }
 
 /// A CALL/EVAL has returned: its storage goes. The fibers it made with `fiber.new` run when
 /// its reply has been encoded (`run_ready`), as in Tarantool.
-pub fn leave_request() {
-    let id = current_id();
+pub fn leave_request(id: u64) {
     let storage = FIBERS.with(|r| r.fibers.get_mut(&id).and_then(|f| f.storage.take()));
-    release([storage]);
+    if storage.is_some() {
+        release([storage]);
+    }
 }
 
 // -- Queries and commands ------------------------------------------------------------------

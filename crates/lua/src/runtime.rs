@@ -33,7 +33,8 @@ const CALL_NAMES_KEPT: usize = 1024;
 pub struct LuaRuntime {
     lua: Lua,
     threads: std::cell::RefCell<Vec<Thread>>,
-    /// CALL names as Lua strings: clients call the same few functions again and again.
+    /// CALL names and EVAL expressions as Lua strings: clients send the same few again and
+    /// again.
     names: std::cell::RefCell<HashMap<Box<[u8]>, mlua::String>>,
     /// `_func` rows by CALL name, as of a schema version (a `_func` change makes a new one).
     funcs: std::cell::RefCell<(u32, FuncsByName)>,
@@ -115,20 +116,24 @@ impl LuaRuntime {
         f: &Function,
         args: MultiValue,
     ) -> BoxResult<MultiValue> {
-        self.run_as(tx, ctx, ctx.user, f, args)
+        let thread = {
+            let _unlimited = Unlimited::new(&self.lua);
+            self.thread(f)?
+        };
+        self.run_as(tx, ctx, ctx.user, thread, args)
     }
 
-    /// `run` with `euid` as the effective user (a setuid function's owner).
+    /// `run` in `thread` (from `thread`), with `euid` as the effective user (a setuid
+    /// function's owner).
     fn run_as(
         &self,
         tx: TxRef,
         ctx: &ProcCtx,
         euid: u32,
-        f: &Function,
+        thread: Thread,
         args: MultiValue,
     ) -> BoxResult<MultiValue> {
         assert_tx_thread();
-        let thread = self.thread(f)?;
         let id = tx.with(|t| t.sessions.get(ctx.route).map_or(0, |s| s.id));
         let session = SessionInfo {
             id,
@@ -141,10 +146,10 @@ impl LuaRuntime {
             euid,
             session: Some(session),
         }));
-        crate::fiber::enter_request();
+        let fiber = crate::fiber::enter_request();
+        // The context stays until the fiber's next request sets its own.
         let result = thread.resume::<MultiValue>(args);
-        set_fiber_ctx(None);
-        crate::fiber::leave_request();
+        crate::fiber::leave_request(fiber);
         let open = crate::txn::finish();
         self.recycle(thread);
         let results = result.map_err(from_mlua)?;
@@ -154,9 +159,9 @@ impl LuaRuntime {
         }
     }
 
-    /// A Lua thread set to run `f`: a finished one from the pool, or a new one.
+    /// A Lua thread set to run `f`: a finished one from the pool, or a new one. Called in an
+    /// `Unlimited` section.
     fn thread(&self, f: &Function) -> BoxResult<Thread> {
-        let _unlimited = Unlimited::new(&self.lua);
         if let Some(thread) = self.threads.borrow_mut().pop() {
             if thread.reset(f.clone()).is_ok() {
                 return Ok(thread);
@@ -180,7 +185,8 @@ impl LuaRuntime {
         found
     }
 
-    /// `name` as a Lua string, made once per name (the cache is bounded).
+    /// A CALL name or EVAL expression as a Lua string, made once per text (the cache is
+    /// bounded).
     fn name(&self, name: &str) -> BoxResult<mlua::String> {
         let mut names = self.names.borrow_mut();
         if let Some(s) = names.get(name.as_bytes()) {
@@ -359,11 +365,12 @@ impl ProcRuntime for LuaRuntime {
             spindle_box::call::check_func_access(&mut t.db, ctx.user, name, func)
         })?;
         let euid = func.filter(|f| f.setuid).map_or(ctx.user, |f| f.owner);
-        let args = {
+        let (thread, args) = {
             let _unlimited = Unlimited::new(&self.lua);
-            self.args(Value::String(self.name(name)?), args)?
+            let args = self.args(Value::String(self.name(name)?), args)?;
+            (self.thread(&self.call)?, args)
         };
-        let results = self.run_as(tx, ctx, euid, &self.call, args);
+        let results = self.run_as(tx, ctx, euid, thread, args);
         let reply = {
             let _unlimited = Unlimited::new(&self.lua);
             results.and_then(|r| outcome(r, is_16))
@@ -374,12 +381,12 @@ impl ProcRuntime for LuaRuntime {
 
     fn eval(&self, tx: TxRef, ctx: &ProcCtx, expr: &str, args: &[u8]) -> BoxResult<Reply> {
         tx.with(|t| t.db.check_universe(ctx.user, PRIV_X))?;
-        let args = {
+        let (thread, args) = {
             let _unlimited = Unlimited::new(&self.lua);
-            let expr = self.lua.create_string(expr).map_err(from_mlua)?;
-            self.args(Value::String(expr), args)?
+            let args = self.args(Value::String(self.name(expr)?), args)?;
+            (self.thread(&self.eval)?, args)
         };
-        let results = self.run(tx, ctx, &self.eval, args);
+        let results = self.run_as(tx, ctx, ctx.user, thread, args);
         let reply = {
             let _unlimited = Unlimited::new(&self.lua);
             results.and_then(|r| outcome(r, false))

@@ -128,11 +128,12 @@ fn worker(tx: TxRef, runtime: &'static dyn ProcRuntime) {
     if let Some(starter) = tx.with(|t| t.procs.starter.take()) {
         starter.unpark();
     }
+    let me = current_fiber();
     loop {
         match tx.with(|t| t.procs.queue.pop_front()) {
             Some(job) => run(tx, runtime, job),
             None => {
-                tx.with(|t| t.procs.idle.push(current_fiber()));
+                tx.with(|t| t.procs.idle.push(me.clone()));
                 park();
             }
         }
