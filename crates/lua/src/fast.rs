@@ -28,6 +28,8 @@ use crate::convert::write_number;
 const FAST_DEPTH_MAX: usize = 16;
 /// Lua stack slots a walk of `FAST_DEPTH_MAX` nested tables needs (key, value, table).
 const STACK_NEEDED: c_int = 3 * FAST_DEPTH_MAX as c_int + 8;
+/// Bytes reserved for a statement's tuple or key: most fit without growing.
+const ARG_CAPACITY: usize = 128;
 /// Sparse arrays, as `convert` decides them.
 const SPARSE_SAFE: usize = 10;
 const SPARSE_RATIO: usize = 2;
@@ -143,7 +145,7 @@ unsafe fn statement(l: *mut ffi::lua_State) -> Outcome {
         )
     };
     let is_key = matches!(op, 3 | 4);
-    let (mut first, mut second) = (Vec::new(), Vec::new());
+    let (mut first, mut second) = (Vec::with_capacity(ARG_CAPACITY), Vec::new());
     // SAFETY: arguments 4 and 5 of the running C function; the walk stays within the slots
     // `dml_fast` checked.
     let encoded = unsafe { arg(l, 4, is_key, &mut first) && arg(l, 5, false, &mut second) };
