@@ -171,6 +171,18 @@ CASES = [
     ev("return box.space.luatest:insert{557}"),
     ev("return box.space.luatest:replace{'nope'}"),
     ev("return box.space.luatest:replace(7)"),
+    # tuples of a space with a format have field names
+    ev("local s = box.schema.space.create('named', {format = {{'id', 'unsigned'}, "
+       "{'update', 'string'}, {'name', 'string', is_nullable = true}}}) "
+       "s:create_index('pk') return s.id > 0"),
+    ev("local t = box.space.named:replace{1, 'u', 'nm', 99} "
+       "return type(t.update), t.name, t.id, t[4], t.nosuch, t['name']"),
+    ev("local t = box.space.named:get(1) return t:tomap(), t:tomap({names_only = true})"),
+    ev("return box.space.named:select(1)[1].name, box.space.named.index.pk:get(1).update, "
+       "box.space.named:insert{2, 'x'}.name, box.space.named:delete(2).update"),
+    ev("return box.tuple.new{1, 2}.id, box.tuple.new{1, 2}:tomap()"),
+    ev("local t = box.space.named:get(1) box.space.named:format({{'id', 'unsigned'}, "
+       "{'renamed', 'string'}}) return type(t.update), t.renamed, box.space.named:get(1).renamed"),
 ]
 
 

@@ -29,6 +29,7 @@ pub fn install(lua: &Lua) -> mlua::Result<()> {
     internal.set("len", lua.create_function(len)?)?;
     internal.set("dml", lua.create_function(dml)?)?;
     internal.set("unpack_error", lua.create_function(unpack_error)?)?;
+    internal.set("tuple_names", lua.create_function(tuple::names)?)?;
     // SAFETY: `wait` follows the lua_CFunction contract: it reads its one argument with the
     // C API, pushes its results and returns their count, and never lets a panic unwind into
     // LuaJIT (see `wait`).
@@ -168,7 +169,7 @@ fn select(
     let tuples = with_tx(|t| {
         t.db.select_as(user, space_id, index_id, it, &key, offset, limit)
     })?;
-    tuple::push_all(lua, tuples)
+    tuple::push_all(lua, tuples, space_id)
 }
 
 /// `box.internal.len(space)`.
@@ -249,7 +250,7 @@ fn dml(
     };
     let result = match statement {
         Dml::Upsert { .. } => Value::Nil,
-        _ => tuple::push(lua, result)?,
+        _ => tuple::push_of(lua, result, Some(space_id))?,
     };
     Ok((result, seq.map_or(Value::Nil, |s| Value::Number(s as f64))))
 }

@@ -229,9 +229,20 @@ end
 function tuple_methods.update(t, ops) return checked(internal.tuple_update, t, ops, false) end
 function tuple_methods.upsert(t, ops) return checked(internal.tuple_update, t, ops, true) end
 
-function tuple_methods.tomap(t)
+-- Fields by number and, for a tuple of a space with a format, by name too;
+-- `{names_only = true}` gives the named ones only.
+function tuple_methods.tomap(t, opts)
+    local names_only = type(opts) == 'table' and opts.names_only
     local out = {}
-    for i = 1, #t do out[i] = t[i] end
+    local names = internal.tuple_names(t)
+    if not names_only then
+        for i = 1, #t do out[i] = t[i] end
+    end
+    if names ~= nil then
+        for i, name in ipairs(names) do
+            if i <= #t then out[name] = t[i] end
+        end
+    end
     return out
 end
 

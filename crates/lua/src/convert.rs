@@ -10,8 +10,9 @@ use mlua::{Lua, Table, Value};
 use spindle_memtx::tuple::Tuple;
 use spindle_proto::mp;
 
-/// A tuple held by Lua (its methods are in `tuple`): encoded as its stored array.
-pub struct LuaTuple(pub Tuple);
+/// A tuple held by Lua (its methods are in `tuple`): encoded as its stored array. A tuple
+/// read from or written to a space keeps the space's id, for its field names.
+pub struct LuaTuple(pub Tuple, pub Option<u32>);
 
 /// Deepest nesting encoded (Tarantool's `encode_max_depth`); deeper tables fail.
 const MAX_DEPTH: usize = 128;

@@ -37,7 +37,7 @@ const SPARSE_RATIO: usize = 2;
 thread_local! {
     /// A statement's tuple on its way to Lua (`take_result`): set after the commit wait, taken
     /// at once, so no other fiber sees it.
-    static RESULT: Cell<Option<Tuple>> = const { Cell::new(None) };
+    static RESULT: Cell<Option<(Tuple, u32)>> = const { Cell::new(None) };
 }
 
 /// Registers `dml_fast`, with `take_result` (which makes the tuple userdata) as its upvalue.
@@ -57,14 +57,15 @@ pub fn install(lua: &Lua, internal: &mlua::Table) -> mlua::Result<()> {
 
 fn take_result(lua: &Lua, (): ()) -> mlua::Result<Value> {
     let _unlimited = crate::state::Unlimited::new(lua);
-    crate::tuple::push(lua, RESULT.with(Cell::take))
+    let (tuple, space) = RESULT.with(Cell::take).unzip();
+    crate::tuple::push_of(lua, tuple, space)
 }
 
 /// What the statement came to.
 enum Outcome {
     /// The arguments need the general path.
     Fallback,
-    Done(Option<Tuple>),
+    Done(Option<(Tuple, u32)>),
     Failed(BoxError),
 }
 
@@ -184,7 +185,7 @@ unsafe fn statement(l: *mut ffi::lua_State) -> Outcome {
     let is_upsert = op == 5;
     let run = std::panic::catch_unwind(AssertUnwindSafe(|| apply(statement)));
     match run {
-        Ok(Ok(tuple)) => Outcome::Done(tuple.filter(|_| !is_upsert)),
+        Ok(Ok(tuple)) => Outcome::Done(tuple.filter(|_| !is_upsert).map(|t| (t, space_id))),
         Ok(Err(e)) => Outcome::Failed(e),
         Err(_) => Outcome::Failed(BoxError::proc_lua("the statement failed")),
     }

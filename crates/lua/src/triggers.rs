@@ -79,14 +79,14 @@ fn apply(
     let result = result.map_err(lua_error)?;
     let result = match statement {
         Dml::Upsert { .. } => Value::Nil,
-        _ => tuple::push(lua, result)?,
+        _ => tuple::push_of(lua, result, Some(space_id))?,
     };
     let changed = change.is_some();
     let (old, new) = change.unwrap_or((None, None));
     Ok(MultiValue::from_vec(vec![
         result,
-        tuple::push(lua, old)?,
-        tuple::push(lua, new)?,
+        tuple::push_of(lua, old, Some(space_id))?,
+        tuple::push_of(lua, new, Some(space_id))?,
         Value::Boolean(changed),
     ]))
 }
@@ -149,7 +149,11 @@ fn conflict(lua: &Lua, (space_id, raw, v): (u32, bool, Value)) -> mlua::Result<(
         let pk = t.db.catalog().get(space_id)?.space.index(0)?;
         pk.get(&pk.key_def().extract_key(&new)).ok().flatten()
     });
-    Ok((tuple::push(lua, old)?, tuple::push(lua, Some(new))?))
+    let space = Some(space_id);
+    Ok((
+        tuple::push_of(lua, old, space)?,
+        tuple::push_of(lua, Some(new), space)?,
+    ))
 }
 
 /// `internal.trigger_key(space, tuple)`: its primary key as raw MessagePack, for a delete.
@@ -196,8 +200,8 @@ fn txn_changes(lua: &Lua, (): ()) -> mlua::Result<Table> {
     crate::txn::give_back(active);
     for (i, (space_id, (old, new))) in changes.into_iter().enumerate() {
         let change = lua.create_table()?;
-        change.set("old", tuple::push(lua, old)?)?;
-        change.set("new", tuple::push(lua, new)?)?;
+        change.set("old", tuple::push_of(lua, old, Some(space_id))?)?;
+        change.set("new", tuple::push_of(lua, new, Some(space_id))?)?;
         change.set("space", space_id)?;
         list.raw_set(i + 1, change)?;
     }

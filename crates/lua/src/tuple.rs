@@ -9,7 +9,34 @@ use spindle_proto::mp;
 
 use crate::convert::{self, LuaTuple};
 
+/// `box.internal.tuple_names(t)`: the field names of a tuple's space format, in field order
+/// (nil for a tuple of no space).
+pub fn names(_: &Lua, t: mlua::AnyUserData) -> mlua::Result<Option<Vec<String>>> {
+    let space = t.borrow::<LuaTuple>()?.1;
+    Ok(space.and_then(format_names))
+}
+
+fn format_names(space: u32) -> Option<Vec<String>> {
+    let tx = crate::state::tx_if_booted()?;
+    tx.with(|t| {
+        let entry = t.db.catalog().get(space)?;
+        Some(entry.def.format.iter().map(|f| f.name.clone()).collect())
+    })
+}
+
 impl LuaTuple {
+    /// The 0-based number of the field called `name` in the format of the tuple's space, as
+    /// the space is now (2.6 also names a tuple by its space's current format).
+    fn field_no(&self, name: &str) -> Option<u32> {
+        let space = self.1?;
+        let tx = crate::state::tx_if_booted()?;
+        let no = tx.with(|t| {
+            let entry = t.db.catalog().get(space)?;
+            entry.def.format.iter().position(|f| f.name == name)
+        })?;
+        u32::try_from(no).ok()
+    }
+
     fn field_count(&self) -> usize {
         let mut cur = self.0.data();
         mp::read_array_len(&mut cur).map_or(0, |n| n as usize)
@@ -42,9 +69,12 @@ impl UserData for LuaTuple {
         methods.add_meta_method(MetaMethod::Index, |lua, t, key: Value| match key {
             Value::Integer(i) => t.field(lua, i),
             Value::Number(n) if n.fract() == 0.0 => t.field(lua, n as i64),
-            // Methods written in Lua (`box.tuple` extras in control.lua); field names need
-            // the space format, which tuples do not carry here.
+            // A field of the space format by name first (as in 2.6, a field named like a
+            // method hides it), then the methods written in Lua (control.lua).
             Value::String(name) => {
+                if let Some(no) = t.field_no(&name.to_str()?) {
+                    return t.field(lua, i64::from(no) + 1);
+                }
                 let extra: mlua::Table = lua.named_registry_value("spindle.tuple_methods")?;
                 extra.raw_get(name)
             }
@@ -69,17 +99,22 @@ impl UserData for LuaTuple {
 
 /// A tuple or nil, for Lua.
 pub fn push(lua: &Lua, tuple: Option<Tuple>) -> mlua::Result<Value> {
+    push_of(lua, tuple, None)
+}
+
+/// A tuple of space `space` (its field names are the space's) or nil, for Lua.
+pub fn push_of(lua: &Lua, tuple: Option<Tuple>, space: Option<u32>) -> mlua::Result<Value> {
     match tuple {
-        Some(t) => Ok(Value::UserData(lua.create_userdata(LuaTuple(t))?)),
+        Some(t) => Ok(Value::UserData(lua.create_userdata(LuaTuple(t, space))?)),
         None => Ok(Value::Nil),
     }
 }
 
-/// Tuples as a Lua array.
-pub fn push_all(lua: &Lua, tuples: Vec<Tuple>) -> mlua::Result<Value> {
+/// Tuples of space `space` as a Lua array.
+pub fn push_all(lua: &Lua, tuples: Vec<Tuple>, space: u32) -> mlua::Result<Value> {
     let table = lua.create_table_with_capacity(tuples.len(), 0)?;
     for (i, t) in tuples.into_iter().enumerate() {
-        table.raw_set(i + 1, LuaTuple(t))?;
+        table.raw_set(i + 1, LuaTuple(t, Some(space)))?;
     }
     table
         .into_lua_multi(lua)
