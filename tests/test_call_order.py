@@ -65,3 +65,30 @@ def test_a_call_behind_another_connections_write_sees_it(server):
             reader.send_bytes(call_get(2, key) + call_get(3, key + 1))
             got = replies_by_sync(reader, 2)
             assert got[2] == [[key, r]] and got[3] == [], got
+
+
+def eval_packet(sync, expr):
+    return ip.packet({ip.K_TYPE: ip.EVAL, ip.K_SYNC: sync}, {ip.K_EXPR: expr, ip.K_TUPLE: []})
+
+
+def test_pipelined_procedures_run_in_order_each_seeing_the_ones_before(server):
+    """EVALs and CALLs in one pipeline: each sees what the ones before it did, including a
+    change of the session's user (`box.session.su` without a function)."""
+    with ip.connect(server, "admin", server.password) as c:
+        c.call(ip.EVAL, {ip.K_EXPR: "box.schema.user.create('ordered_u', {if_not_exists = true}) "
+                                    "box.schema.user.grant('ordered_u', 'execute', 'universe', "
+                                    "nil, {if_not_exists = true}) counter = 0", ip.K_TUPLE: []})
+        exprs = ["counter = counter + 1 return counter"] * 5 + [
+            "box.session.su('ordered_u') return box.session.user()",
+            "return box.session.user(), counter",
+            "counter = counter + 1 return counter",
+        ]
+        c.send_bytes(b"".join(eval_packet(i + 1, e) for i, e in enumerate(exprs)))
+        got = {}
+        for _ in exprs:
+            h, b, _ = c.read_packet()
+            got[h[ip.K_SYNC]] = (h.get(ip.K_TYPE), b.get(ip.K_DATA) or b.get(ip.K_ERROR_24))
+        assert [got[i + 1][1] for i in range(5)] == [[1], [2], [3], [4], [5]]
+        assert got[6] == (ip.OK, ["ordered_u"])
+        assert got[7] == (ip.OK, ["ordered_u", 5])
+        assert got[8] == (ip.OK, [6])

@@ -11,7 +11,7 @@ use tracing::{error, info};
 use spindle_box::plan::SelectPlan;
 use spindle_fiber::{yield_now, BusReceiver};
 use spindle_proto::route::{NetEvent, RequestBatch};
-use spindle_types::limits::{PIPELINE_CHUNK, TX_DISPATCH_BATCH, TX_LONE_SPIN};
+use spindle_types::limits::{PIPELINE_CHUNK, PROC_BATCH_MAX, TX_DISPATCH_BATCH, TX_LONE_SPIN};
 use spindle_xlog::journal::{JournalReply, JournalRequest};
 
 use crate::msg::TxMsg;
@@ -22,10 +22,10 @@ use crate::state::{CheckpointState, Tx, TxRef};
 /// Work the dispatcher leaves its borrow of the TX state for.
 enum Outside {
     /// A message that starts or wakes fibers (replication).
-    Msg(TxMsg),
-    /// A procedure to start, then the rest of its batch from item `next`.
-    Proc {
-        job: ProcJob,
+    Msg(Box<TxMsg>),
+    /// Procedures to start, in order, then the rest of their batch from item `next`.
+    Procs {
+        jobs: Vec<ProcJob>,
         batch: Option<(RequestBatch, usize)>,
     },
 }
@@ -121,9 +121,9 @@ fn run_outside(tx: TxRef, outside: Outside, runtime: &'static dyn ProcRuntime) {
     let mut next = Some(outside);
     while let Some(outside) = next.take() {
         match outside {
-            Outside::Msg(msg) => handle_with_fibers(tx, msg),
-            Outside::Proc { job, batch } => {
-                procs::start(tx, runtime, job);
+            Outside::Msg(msg) => handle_with_fibers(tx, *msg),
+            Outside::Procs { jobs, batch } => {
+                procs::start(tx, runtime, jobs);
                 if let Some((batch, from)) = batch {
                     next = tx.with(|t| run_batch(t, batch, from));
                 }
@@ -195,7 +195,7 @@ fn close_journal(tx: TxRef, bus: &mut BusReceiver<TxMsg>) {
 fn handle(t: &mut Tx, msg: TxMsg) -> Option<Outside> {
     match msg {
         msg @ (TxMsg::Net(NetEvent::Handoff { .. }) | TxMsg::Repl(_)) => {
-            return Some(Outside::Msg(msg))
+            return Some(Outside::Msg(Box::new(msg)))
         }
         TxMsg::Net(NetEvent::Connect { route, salt }) => t.sessions.connect(route, salt),
         TxMsg::Net(NetEvent::Disconnect { route }) => t.sessions.disconnect(route),
@@ -206,7 +206,10 @@ fn handle(t: &mut Tx, msg: TxMsg) -> Option<Outside> {
             packet,
         }) => {
             let job = crate::routes::run(t, route, &header, &request, &packet, None);
-            return job.map(|job| Outside::Proc { job, batch: None });
+            return job.map(|job| Outside::Procs {
+                jobs: vec![job],
+                batch: None,
+            });
         }
         TxMsg::Net(NetEvent::Requests(batch)) => {
             let only = match batch.items.as_slice() {
@@ -231,7 +234,9 @@ fn handle(t: &mut Tx, msg: TxMsg) -> Option<Outside> {
     None
 }
 
-/// Runs the requests of `batch` from item `from` on, until one needs a procedure fiber.
+/// Runs the requests of `batch` from item `from` on, until one needs a procedure fiber; the
+/// CALLs and EVALs right after it go with it (their fibers start in order, each running to
+/// its first park before the next, and all before the request after them).
 fn run_batch(t: &mut Tx, batch: RequestBatch, from: usize) -> Option<Outside> {
     let mut plan = SelectPlan::default();
     for i in from..batch.items.len() {
@@ -242,9 +247,27 @@ fn run_batch(t: &mut Tx, batch: RequestBatch, from: usize) -> Option<Outside> {
         let packet = batch.packet(item);
         let job = crate::routes::run(t, item.route, &item.header, &item.request, packet, lookup);
         if let Some(job) = job {
-            let rest = (i + 1 < batch.items.len()).then_some((batch, i + 1));
-            return Some(Outside::Proc { job, batch: rest });
+            let mut jobs = vec![job];
+            let next = more_procs(t, &batch, i + 1, &mut jobs);
+            let rest = (next < batch.items.len()).then_some((batch, next));
+            return Some(Outside::Procs { jobs, batch: rest });
         }
     }
     None
+}
+
+/// Adds the jobs of the procedure requests from item `from` on, up to the first other
+/// request; the index of that one.
+fn more_procs(t: &mut Tx, batch: &RequestBatch, from: usize, jobs: &mut Vec<ProcJob>) -> usize {
+    let mut next = from;
+    while let Some(item) = batch.items.get(next) {
+        if !crate::routes::is_proc(&item.request) || jobs.len() >= PROC_BATCH_MAX {
+            break;
+        }
+        let packet = batch.packet(item);
+        let job = crate::routes::run(t, item.route, &item.header, &item.request, packet, None);
+        jobs.extend(job);
+        next += 1;
+    }
+    next
 }

@@ -8,11 +8,11 @@ use std::collections::{BTreeSet, VecDeque};
 use spindle_fiber::Fiber;
 use spindle_proto::route::Route;
 
-/// A CALL or EVAL to run, with what its reply needs.
+/// A CALL or EVAL to run, with what its reply needs. It runs for the session's user as it is
+/// when the job starts (an earlier procedure of the connection may have changed it).
 pub struct ProcJob {
     pub route: Route,
     pub sync: u64,
-    pub user: u32,
     pub kind: ProcKind,
 }
 

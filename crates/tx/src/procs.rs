@@ -71,32 +71,34 @@ impl ProcRuntime for Builtin {
     }
 }
 
-/// Queues a procedure and lets a pool fiber start it: an idle one is woken, or a new one
-/// started while the pool is below its bound. Returns after the fiber ran up to its end or
-/// its first park, so the next request runs after it. With every fiber busy the job waits
-/// for the next free one.
+/// Queues procedures and lets pool fibers start them: idle ones are woken (all at once, so
+/// the dispatcher switches away once for them), new ones started while the pool is below
+/// its bound. Returns after each has run up to its end or its first park, in order, so the
+/// next request runs after them. With every fiber busy the rest wait for the next free one.
 ///
-/// may runs a fiber woken on the TX thread before one that yields after waking it (its local
-/// run queue is FIFO), but a new fiber only once nothing else is runnable: for a new one
-/// the dispatcher parks until the fiber, as it starts, wakes it again.
-pub fn start(tx: TxRef, runtime: &'static dyn ProcRuntime, job: ProcJob) {
-    let (wake, spawn) = tx.with(|t| {
-        t.procs.queue.push_back(job);
-        match t.procs.idle.pop() {
-            Some(fiber) => (Some(fiber), false),
-            None if t.procs.fibers < PROC_FIBERS_MAX => {
-                t.procs.fibers += 1;
-                t.procs.starter = Some(current_fiber());
-                (None, true)
-            }
-            None => (None, false),
-        }
+/// may runs fibers woken on the TX thread before one that yields after waking them (its
+/// local run queue is FIFO), but a new fiber only once nothing else is runnable: for a new
+/// one the dispatcher parks until the fiber, as it starts, wakes it again.
+pub fn start(tx: TxRef, runtime: &'static dyn ProcRuntime, jobs: Vec<ProcJob>) {
+    let woken = tx.with(|t| {
+        let wake = jobs.len().min(t.procs.idle.len());
+        t.procs.queue.extend(jobs);
+        let keep = t.procs.idle.len() - wake;
+        t.procs.idle.split_off(keep)
     });
-    // The dispatcher stays inside its turn (`in_turn`): it flushes what the procedure queued.
-    if let Some(fiber) = wake {
-        fiber.unpark();
+    // The dispatcher stays inside its turn (`in_turn`): it flushes what the procedures queued.
+    if !woken.is_empty() {
+        for fiber in &woken {
+            fiber.unpark();
+        }
         yield_now();
-    } else if spawn {
+    }
+    while let Some(()) = tx.with(|t| {
+        (!t.procs.queue.is_empty() && t.procs.fibers < PROC_FIBERS_MAX).then(|| {
+            t.procs.fibers += 1;
+            t.procs.starter = Some(current_fiber());
+        })
+    }) {
         if let Err(e) = spawn_fiber(TX_FIBER_STACK_WORDS, move || worker(tx, runtime)) {
             error!("cannot start a procedure fiber: {e}");
             tx.with(|t| {
@@ -142,7 +144,7 @@ fn worker(tx: TxRef, runtime: &'static dyn ProcRuntime) {
 
 fn run(tx: TxRef, runtime: &dyn ProcRuntime, job: ProcJob) {
     let ctx = ProcCtx {
-        user: job.user,
+        user: tx.with(|t| t.sessions.user(job.route)),
         route: job.route,
         sync: job.sync,
     };

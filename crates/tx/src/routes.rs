@@ -90,7 +90,7 @@ pub fn run(
                 None => run_write(t, route, header, request, packet),
             };
         }
-        Handler::Proc => return Some(proc_job(t, route, header, request, packet)),
+        Handler::Proc => return Some(proc_job(route, header, request, packet)),
         Handler::Ping => Ok(Reply::Empty),
         Handler::Auth => t.db.execute_auth(&mut t.sessions, route, request, packet),
         Handler::Select => {
@@ -105,6 +105,12 @@ pub fn run(
     };
     t.send_reply(route, header.sync, result);
     None
+}
+
+/// Whether `request` runs in a procedure fiber whatever it holds (CALL, CALL_16, EVAL): it
+/// changes nothing before its fiber runs, so the dispatcher may queue several in a row.
+pub fn is_proc(request: &Request) -> bool {
+    matches!(route(request), Handler::Proc)
 }
 
 fn unknown(request: &Request) -> BoxError {
@@ -225,13 +231,12 @@ fn triggered_job(
     Some(ProcJob {
         route,
         sync: header.sync,
-        user: t.sessions.user(route),
         kind: ProcKind::Dml(dml_job_parts(request, packet)?),
     })
 }
 
 /// A CALL or EVAL, with its name and arguments copied out of the packet.
-fn proc_job(t: &Tx, route: Route, header: &Header, request: &Request, packet: &[u8]) -> ProcJob {
+fn proc_job(route: Route, header: &Header, request: &Request, packet: &[u8]) -> ProcJob {
     let text = |span| String::from_utf8_lossy(slice(packet, span)).into_owned();
     let kind = match request {
         Request::Call { name, args, is_16 } => ProcKind::Call {
@@ -252,7 +257,6 @@ fn proc_job(t: &Tx, route: Route, header: &Header, request: &Request, packet: &[
     ProcJob {
         route,
         sync: header.sync,
-        user: t.sessions.user(route),
         kind,
     }
 }

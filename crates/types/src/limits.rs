@@ -52,6 +52,8 @@ pub const TX_LONE_POLL_EVERY: u32 = 32;
 /// Fibers that run stored procedures (CALL, EVAL) at once; more wait for a free one (the
 /// network threads' `net_msg_max` bounds how many can wait).
 pub const PROC_FIBERS_MAX: usize = 768;
+/// Procedure requests in a row the dispatcher starts with one switch to their fibers.
+pub const PROC_BATCH_MAX: usize = 64;
 /// Memory the Lua state may hold; past it an allocation fails the Lua code running with
 /// "not enough memory" (an error reply), never the process.
 pub const LUA_MEMORY_MAX: usize = 2 << 30;
