@@ -17,7 +17,8 @@
 //! one raw C function (`park_c`): a fiber never parks inside an mlua callback. The Lua half
 //! (`fiber.lua`) builds the API, channels and conditions included, over these primitives.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::os::raw::c_int;
 use std::panic::AssertUnwindSafe;
 use std::sync::OnceLock;
@@ -129,7 +130,7 @@ impl Rec {
 }
 
 struct Registry {
-    fibers: BTreeMap<u64, Rec>,
+    fibers: hashbrown::HashMap<u64, Rec, BuildHasherDefault<IdHasher>>,
     /// Fibers `fiber.new` made, not started yet, in order.
     ready: VecDeque<u64>,
     next_id: u64,
@@ -139,12 +140,36 @@ struct Registry {
 }
 
 static FIBERS: TxCell<Registry> = TxCell::new(Registry {
-    fibers: BTreeMap::new(),
+    fibers: hashbrown::HashMap::with_hasher(BuildHasherDefault::new()),
     ready: VecDeque::new(),
     next_id: FIRST_ID,
     lua_alive: 0,
     lua: None,
 });
+
+/// Hashes fiber ids (sequential numbers) with one multiplication: every request looks its
+/// fiber up a few times, among as many records as there are pool and Lua fibers.
+#[derive(Default)]
+struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(*b)).wrapping_mul(ID_MULTIPLIER);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n.wrapping_mul(ID_MULTIPLIER);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+/// 2^64 divided by the golden ratio, odd: spreads sequential ids over the table.
+const ID_MULTIPLIER: u64 = 0x9E37_79B9_7F4A_7C15;
 
 /// Registers `require('fiber')`.
 pub fn install(lua: &Lua) -> mlua::Result<()> {
@@ -255,14 +280,18 @@ unsafe extern "C-unwind" fn park_c(l: *mut ffi::lua_State) -> c_int {
 /// Returns whether a sleep or wait ended by a wake-up rather than by its timeout.
 fn park_point(op: Op) -> bool {
     let me = current_id();
-    let cancelled = FIBERS.with(|r| {
-        let rec = r.fibers.get_mut(&me)?;
-        rec.csw += 1;
-        rec.woken = false;
-        Some(rec.cancelled)
+    let hands_over = !matches!(op, Op::Start(_));
+    let (cancelled, starter) = FIBERS.with(|r| match r.fibers.get_mut(&me) {
+        Some(rec) => {
+            rec.csw += 1;
+            rec.woken = false;
+            let starter = if hands_over { rec.starter.take() } else { None };
+            (Some(rec.cancelled), starter)
+        }
+        None => (None, None),
     });
-    if !matches!(op, Op::Start(_)) {
-        hand_over(me);
+    if hands_over {
+        hand_over(starter);
     }
     if !matches!(op, Op::Commit) {
         on_yield(me);
@@ -314,8 +343,7 @@ pub fn set_yield_hook(hook: fn(u64)) {
 
 /// Runs the fibers that must run before this one goes on: its starter, if `fiber.create`
 /// started it and this is its first yield, else the queued `fiber.new` ones.
-fn hand_over(me: u64) {
-    let starter = FIBERS.with(|r| r.fibers.get_mut(&me).and_then(|f| f.starter.take()));
+fn hand_over(starter: Option<Fiber>) {
     match starter {
         Some(starter) => starter.unpark(),
         None => run_ready(),
