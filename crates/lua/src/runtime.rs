@@ -2,7 +2,7 @@
 //! Each request gets a Lua thread of its own, run in its pool fiber; it parks only in raw C
 //! functions (`api::wait`), so other requests' fibers run Lua meanwhile.
 
-use std::collections::HashMap;
+use hashbrown::HashMap;
 
 use mlua::{Function, Lua, MultiValue, Thread, ThreadStatus, Value};
 use spindle_box::access::PRIV_X;
