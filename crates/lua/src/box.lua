@@ -26,7 +26,9 @@ end
 
 function error_methods.raise(e) error(e, 2) end
 function error_methods.unpack(e)
-    return { code = e.code, message = e.message, type = e.type, trace = e.trace, prev = e.prev }
+    return { code = e.code, message = e.message, type = e.type, trace = e.trace, prev = e.prev,
+             object_type = e.object_type, object_name = e.object_name,
+             access_type = e.access_type }
 end
 function error_methods.set_prev(e, prev) rawset(e, 'prev', prev) end
 
@@ -98,8 +100,10 @@ box.error = setmetatable({
 -- An error a `box.internal` function raised, as a box.error object.
 local function rethrow(e)
     if type(e) == 'userdata' then
-        local code, message, etype = internal.unpack_error(e)
-        error(new_error(code, message, etype), 3)
+        local code, message, etype, otype, oname, atype = internal.unpack_error(e)
+        local err = new_error(code, message, etype)
+        err.object_type, err.object_name, err.access_type = otype, oname, atype
+        error(err, 3)
     end
     error(e, 3)
 end

@@ -93,12 +93,13 @@ local function user_id(user)
 end
 
 function session.su(user, fn, ...)
-    if session.euid() ~= 1 and session.uid() ~= 1 then
-        local _, name = internal.user_lookup(session.euid())
-        box.error(new_error(42, string.format(
-            "Session access to universe '' is denied for user '%s'", name or '?')))
-    end
     local id = user_id(user)
+    local denied = internal.session_denied(id)
+    if denied ~= nil then
+        local e = new_error(42, denied, 'AccessDeniedError')
+        e.object_type, e.object_name, e.access_type = 'universe', '', 'Session'
+        box.error(e)
+    end
     if fn == nil then
         internal.set_user(id)
         return
