@@ -23,6 +23,10 @@ def ev(expr, *args, who="admin"):
     return (who, ip.EVAL, {ip.K_EXPR: expr, ip.K_TUPLE: list(args)})
 
 
+def call(name, *args, who="admin"):
+    return (who, ip.CALL, {ip.K_FUNCTION_NAME: name, ip.K_TUPLE: list(args)})
+
+
 def raw(rtype, space, tuple_or_key, who, ops=None):
     """An IPROTO write into a system space: INSERT/REPLACE take a tuple, DELETE a key,
     UPDATE a key and ops."""
@@ -170,7 +174,17 @@ CASES = [
     ev("box.schema.user.grant('ex', 'read', 'space', 's_top')", who=TOP),
     ev("box.schema.user.grant('ex', 'read', 'space', 'adm')", who=TOP),
     ev("box.schema.user.grant('ex', 'read', 'universe')", who=TOP),
+    ev("box.schema.user.grant('ex', 'write', 'space', 's_top')"),
+    ev("box.schema.user.revoke('ex', 'write', 'space', 's_top')", who=TOP),
+    ev("box.schema.user.revoke('ex', 'read', 'space', 's_top')", who=TOP),
     ev("box.space.s_top:drop() box.space.adm:drop()", who=TOP),
+    # -- a setuid function creates for its caller, as its owner -----------------------------
+    ev("box.schema.func.create('mk', {setuid = true, body = "
+       "'function(n) box.schema.space.create(n) return box.space[n].id end'}) "
+       "box.schema.user.grant('ex', 'execute', 'function', 'mk')"),
+    call("mk", "s_mk", who=EX),
+    ev("return box.space._space.index.name:get('s_mk')[2]"),
+    ev("box.schema.space.create('s_mk2')", who=EX),
     # -- a user changes its own password ----------------------------------------------------
     ev("box.schema.user.passwd('p2b')", who=EX),
     ev("return 1", who=("ex", "p2b")),
@@ -222,7 +236,7 @@ def outcomes(module_server_factory):
 
 def case_id(n, case):
     who, _rtype, body = case[:3]
-    text = body.get(ip.K_EXPR) or f"raw {body.get(ip.K_SPACE_ID)}"
+    text = body.get(ip.K_EXPR) or body.get(ip.K_FUNCTION_NAME) or f"raw {body.get(ip.K_SPACE_ID)}"
     user = who if isinstance(who, str) else who[0]
     return f"{n:03d}-{user}-{text}"[:70]
 
