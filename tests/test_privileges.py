@@ -40,6 +40,15 @@ def raw(rtype, space, tuple_or_key, who, ops=None):
     return (who, rtype, body)
 
 
+def gap(case, reason):
+    """A case spindle is known to answer differently, for `reason`."""
+    return case + ({"gap": reason},)
+
+
+CHECK_ORDER = ("spindle_box checks DDL access before it validates the new system space row; "
+               "2.6 decodes the row first, so a malformed one by an unprivileged user gets "
+               "the decoding error")
+
 SPACE, INDEX, FUNC, USER, PRIV = 280, 288, 296, 304, 312
 
 CASES = [
@@ -85,6 +94,12 @@ CASES = [
     raw(ip.DELETE, SPACE, [512], RW),
     raw(ip.INSERT, INDEX, [512, 1, "sk", "tree", {"unique": True}, [[1, "unsigned"]]], RW),
     raw(ip.INSERT, SPACE, [701, 2, "raw_s2", "memtx", 0, {}, []], EX),
+    raw(ip.UPDATE, SPACE, [512], RW, ops=[["=", 2, "adm_x"]]),
+    raw(ip.UPDATE, INDEX, [512, 0], RW, ops=[["=", 2, "pk_x"]]),
+    raw(ip.DELETE, INDEX, [512, 0], RW),
+    raw(ip.DELETE, FUNC, [68], RW),
+    raw(ip.UPDATE, USER, [1], RW, ops=[["=", 2, "admin2"]]),
+    gap(raw(ip.UPDATE, SPACE, [512], RW, ops=[["=", 3, "no_engine"]]), CHECK_ORDER),
     # -- create on an object type -----------------------------------------------------------
     ev("box.schema.user.grant('own', 'create', 'space')"),
     ev("return box.schema.space.create('s_own').id", who=OWN),
@@ -241,7 +256,13 @@ def case_id(n, case):
     return f"{n:03d}-{user}-{text}"[:70]
 
 
-@pytest.mark.parametrize("i", [pytest.param(n, id=case_id(n, c)) for n, c in enumerate(CASES)])
+def case_param(n, case):
+    reason = case[3].get("gap") if len(case) > 3 else None
+    marks = [pytest.mark.xfail(strict=True, reason=reason)] if reason else []
+    return pytest.param(n, id=case_id(n, case), marks=marks)
+
+
+@pytest.mark.parametrize("i", [case_param(n, c) for n, c in enumerate(CASES)])
 def test_same_reply_as_tarantool(outcomes, i):
     want, got = outcomes["tarantool"][i], outcomes["spindle"][i]
     assert got == want, f"case {i} {CASES[i]}:\n  tarantool: {want}\n  spindle:   {got}"
