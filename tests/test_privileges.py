@@ -200,6 +200,13 @@ CASES = [
     call("mk", "s_mk", who=EX),
     ev("return box.space._space.index.name:get('s_mk')[2]"),
     ev("box.schema.space.create('s_mk2')", who=EX),
+    # -- box.session.su checks the target user, not the caller -----------------------------
+    ev("return box.session.su('admin', function() return box.session.euid() end)", who=RW),
+    ev("return box.session.su('public', function() return 1 end)", who=RW),
+    ev("return box.session.su('nobody', function() return 1 end)", who=RW),
+    ev("box.schema.user.revoke('ex', 'session', 'universe')"),
+    ev("return box.session.su('ex', function() return 1 end)", who=RW),
+    ev("box.schema.user.grant('ex', 'session', 'universe')"),
     # -- a user changes its own password ----------------------------------------------------
     ev("box.schema.user.passwd('p2b')", who=EX),
     ev("return 1", who=("ex", "p2b")),

@@ -84,9 +84,10 @@ function session.push(value, sync)
 end
 function session.exists(id) return id == session.id() end
 
+-- A user (not a role) to switch to.
 local function user_id(user)
-    local id = internal.user_lookup(user)
-    if id == nil then
+    local id, _, kind = internal.user_lookup(user)
+    if id == nil or kind == 'role' then
         box.error(new_error(45, string.format("User '%s' is not found", tostring(user))))
     end
     return id
