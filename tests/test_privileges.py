@@ -78,6 +78,10 @@ CASES = [
     ev("box.schema.user.drop('adm_user')", who=RW),
     ev("box.schema.role.drop('adm_role')", who=RW),
     ev("box.schema.user.passwd('adm_user', 'x')", who=RW),
+    ev("box.schema.user.create('alt_user') box.schema.user.grant('rw', 'alter', 'user', "
+       "'alt_user')"),
+    ev("box.schema.user.passwd('alt_user', 'x')", who=RW),
+    ev("box.schema.user.drop('alt_user')", who=RW),
     ev("box.space.adm:rename('adm2')", who=RW),
     ev("box.space.adm:truncate()", who=RW),
     # -- execute only: the system spaces themselves are closed ------------------------------
