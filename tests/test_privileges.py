@@ -6,7 +6,12 @@ MP_ERROR fields (object_type, object_name, access_type) of each error stack entr
 
 Users: `rw` has execute,read,write on the universe (like tarantool-python's `test` user) and
 gets the `create`/`drop`/`alter` privileges case by case; `ex` has execute only; `own`
-creates objects and then owns them; `top` has every DDL privilege on the universe.
+creates objects and then owns them; `top` has every DDL privilege on the universe. Also
+covered: what box.schema does as the admin in 2.6 (a new user's universe grants, a dropped
+user's privileges, changing one's own password), `box.session.su` (checks the target), a
+setuid function creating a space, and raw deletes of `_user` rows of users that still own
+objects. Grants on every object of a type by a non-admin are left out: 2.6 answers them with
+a garbage object type or crashes.
 """
 
 import pytest
