@@ -189,6 +189,15 @@ CASES = [
     ev("box.schema.user.drop('adm_user')", who=RW),
     ev("box.schema.user.grant('rw', 'alter', 'user', 'adm_user')"),
     ev("box.schema.user.passwd('adm_user', 'x')", who=RW),
+    # -- drop and alter on an object type ---------------------------------------------------
+    ev("box.schema.func.create('adm_f2') box.schema.space.create('adm3')"),
+    ev("box.schema.func.drop('adm_f2')", who=RW),
+    ev("box.schema.user.grant('rw', 'drop', 'function')"),
+    ev("box.schema.func.drop('adm_f2') return box.schema.func.exists('adm_f2')", who=RW),
+    ev("box.space.adm3:format({{'k', 'unsigned'}})", who=RW),
+    ev("box.schema.user.grant('rw', 'alter', 'space')"),
+    ev("box.space.adm3:format({{'k', 'unsigned'}}) box.space.adm3:rename('adm4')", who=RW),
+    ev("box.space.adm4:drop()", who=RW),
     # -- the universe -----------------------------------------------------------------------
     ev("box.schema.space.create('s_top') box.space.s_top:create_index('pk')", who=TOP),
     ev("box.space.adm:create_index('sk3', {parts = {1, 'unsigned'}})", who=TOP),
