@@ -38,50 +38,12 @@ impl Db {
             return Ok(());
         };
         let bit = change_bit(old, new);
+        let old = old.map(Tuple::data);
         match space_id {
-            sys::SPACE | sys::FUNC => {
-                let object_type = if space_id == sys::SPACE {
-                    ObjectType::Space
-                } else {
-                    ObjectType::Function
-                };
-                let (id, owner, name) = row_head(row.data())?;
-                // Altering keeps the owner the object had.
-                let owner = match old {
-                    Some(old) => row_head(old.data())?.1,
-                    None => owner,
-                };
-                let object = DdlObject {
-                    object_type,
-                    id,
-                    name: &name,
-                    owner,
-                };
-                self.users.check_ddl(user, bit, object)
-            }
+            sys::SPACE => self.check_owned_change(user, bit, ObjectType::Space, row.data(), old),
+            sys::FUNC => self.check_owned_change(user, bit, ObjectType::Function, row.data(), old),
             sys::INDEX => self.check_index_change(user, bit, row),
-            sys::USER => {
-                let target = parse_user(row.data())?;
-                let owner = match old {
-                    Some(old) => parse_user(old.data())?.owner,
-                    None => target.owner,
-                };
-                let object = DdlObject {
-                    object_type: if target.is_role {
-                        ObjectType::Role
-                    } else {
-                        ObjectType::User
-                    },
-                    id: target.id,
-                    name: &target.name,
-                    owner,
-                };
-                self.users.check_ddl(user, bit, object)?;
-                if bit == PRIV_D && self.user_has_objects(target.id) {
-                    return Err(BoxError::drop_user(&target.name, "the user has objects"));
-                }
-                Ok(())
-            }
+            sys::USER => self.check_user_change(user, bit, row.data(), old),
             sys::PRIV => {
                 let bit = if new.is_some() {
                     PRIV_GRANT
@@ -92,6 +54,60 @@ impl Db {
             }
             _ => Ok(()),
         }
+    }
+
+    /// A space or a function (`[id, owner, name, ...]` rows); altering keeps the owner the
+    /// object had.
+    fn check_owned_change(
+        &mut self,
+        user: u32,
+        bit: u32,
+        object_type: ObjectType,
+        row: &[u8],
+        old: Option<&[u8]>,
+    ) -> BoxResult<()> {
+        let (id, owner, name) = row_head(row)?;
+        let owner = match old {
+            Some(old) => row_head(old)?.1,
+            None => owner,
+        };
+        let object = DdlObject {
+            object_type,
+            id,
+            name: &name,
+            owner,
+        };
+        self.users.check_ddl(user, bit, object)
+    }
+
+    /// A user or a role; one that still owns objects cannot be dropped.
+    fn check_user_change(
+        &mut self,
+        user: u32,
+        bit: u32,
+        row: &[u8],
+        old: Option<&[u8]>,
+    ) -> BoxResult<()> {
+        let target = parse_user(row)?;
+        let owner = match old {
+            Some(old) => parse_user(old)?.owner,
+            None => target.owner,
+        };
+        let object = DdlObject {
+            object_type: if target.is_role {
+                ObjectType::Role
+            } else {
+                ObjectType::User
+            },
+            id: target.id,
+            name: &target.name,
+            owner,
+        };
+        self.users.check_ddl(user, bit, object)?;
+        if bit == PRIV_D && self.user_has_objects(target.id) {
+            return Err(BoxError::drop_user(&target.name, "the user has objects"));
+        }
+        Ok(())
     }
 
     /// Indexes are created, altered and dropped with that right on their space.
