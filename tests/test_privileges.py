@@ -50,10 +50,6 @@ def gap(case, reason):
     return case + ({"gap": reason},)
 
 
-CHECK_ORDER = ("spindle_box checks DDL access before it validates the new system space row; "
-               "2.6 decodes the row first, so a malformed one by an unprivileged user gets "
-               "the decoding error")
-
 SPACE, INDEX, FUNC, USER, PRIV = 280, 288, 296, 304, 312
 
 CASES = [
@@ -108,7 +104,9 @@ CASES = [
     raw(ip.DELETE, INDEX, [512, 0], RW),
     raw(ip.DELETE, FUNC, [68], RW),
     raw(ip.UPDATE, USER, [1], RW, ops=[["=", 2, "admin2"]]),
-    gap(raw(ip.UPDATE, SPACE, [512], RW, ops=[["=", 3, "no_engine"]]), CHECK_ORDER),
+    raw(ip.UPDATE, SPACE, [512], RW, ops=[["=", 3, "no_engine"]]),
+    raw(ip.INSERT, SPACE, [702, 2, "raw_s3", "memtx", "x", {}, []], RW),
+    raw(ip.INSERT, INDEX, [512, 1, "sk", "nope", {}, [[1, "unsigned"]]], RW),
     # -- create on an object type -----------------------------------------------------------
     ev("box.schema.user.grant('own', 'create', 'space')"),
     ev("return box.schema.space.create('s_own').id", who=OWN),

@@ -12,7 +12,7 @@ use crate::access::{
     access_name, parse_priv, parse_user, DdlObject, ObjectType, ANY_OBJECT, PRIV_A, PRIV_C, PRIV_D,
     PRIV_GRANT, PRIV_REVOKE, PRIV_X, ROLE_PUBLIC,
 };
-use crate::catalog::sys;
+use crate::catalog::{parse_space_def, sys};
 use crate::db::Db;
 use crate::session::ADMIN;
 
@@ -38,6 +38,9 @@ impl Db {
             return Ok(());
         };
         let bit = change_bit(old, new);
+        if let Some(new) = new {
+            self.decode_new_row(space_id, new.data(), old.is_some())?;
+        }
         let old = old.map(Tuple::data);
         match space_id {
             sys::SPACE => self.check_owned_change(user, bit, ObjectType::Space, row.data(), old),
@@ -52,6 +55,15 @@ impl Db {
                 };
                 self.check_priv_change(user, bit, row.data())
             }
+            _ => Ok(()),
+        }
+    }
+
+    /// 2.6 decodes a new `_space` row before it checks access (an `_index` row after), so a
+    /// malformed one fails with the decoding error whoever writes it.
+    fn decode_new_row(&self, space_id: u32, row: &[u8], existing: bool) -> BoxResult<()> {
+        match space_id {
+            sys::SPACE => parse_space_def(row, existing).map(|_| ()),
             _ => Ok(()),
         }
     }
