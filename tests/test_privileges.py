@@ -166,6 +166,11 @@ CASES = [
        "return box.space._priv:get{ex, 'space', box.space.s_own.id}[5]", who=OWN),
     ev("box.space._user:delete{box.space._user.index.name:get('own')[1]}"),
     ev("box.space._user:delete{box.space._user.index.name:get('ex')[1]}"),
+    ev("box.schema.role.create('r9') box.schema.role.grant('r9', 'read', 'space', '_space') "
+       "box.schema.user.grant('ex', 'r9') "
+       "box.space._priv:delete{box.space._user.index.name:get('r9')[1], 'space', 281}"),
+    ev("box.space._user:delete{box.space._user.index.name:get('r9')[1]}"),
+    ev("box.schema.role.drop('r9') return box.schema.role.exists('r9')"),
     # -- owners drop what they own, and nothing else ----------------------------------------
     ev("box.schema.user.drop('u_own')", who=OWN),
     ev("box.schema.role.drop('r_own')", who=OWN),

@@ -214,8 +214,9 @@ impl Db {
         })
     }
 
-    /// Whether a user or role still owns spaces or functions, or holds or gave privileges:
-    /// box.schema removes those first, a raw delete of its `_user` row is refused.
+    /// Whether a user or role still owns spaces or functions, holds or gave privileges, or
+    /// (a role) is granted to someone: box.schema removes those first, a raw delete of its
+    /// `_user` row is refused.
     fn user_has_objects(&self, uid: u32) -> bool {
         let owns_space = self
             .catalog
@@ -226,8 +227,11 @@ impl Db {
         owns_space
             || self.system_rows(sys::FUNC, |row| row_head(row).is_ok_and(|h| h.1 == uid))
             || self.system_rows(sys::PRIV, |row| {
-                let grantee = parse_priv(row).map(|(g, _)| g.grantee);
-                priv_grantor(row) == Ok(uid) || grantee == Ok(uid)
+                let Ok((grant, _)) = parse_priv(row) else {
+                    return false;
+                };
+                let granted_role = grant.object_type == ObjectType::Role && grant.object_id == uid;
+                priv_grantor(row) == Ok(uid) || grant.grantee == uid || granted_role
             })
     }
 
