@@ -13,6 +13,10 @@ pub const PRIV_U: u32 = 16;
 pub const PRIV_C: u32 = 32;
 pub const PRIV_D: u32 = 64;
 pub const PRIV_A: u32 = 128;
+/// Checked when a `_priv` row is written (grant) or deleted (revoke); never granted itself
+/// except as part of the admin's "everything".
+pub const PRIV_GRANT: u32 = 8192;
+pub const PRIV_REVOKE: u32 = 16384;
 
 pub const ROLE_PUBLIC: u32 = 2;
 pub const ROLE_SUPER: u32 = 31;
@@ -63,6 +67,8 @@ pub fn access_name(bit: u32) -> &'static str {
         PRIV_C => "Create",
         PRIV_D => "Drop",
         PRIV_A => "Alter",
+        PRIV_GRANT => "Grant",
+        PRIV_REVOKE => "Revoke",
         _ => "Access",
     }
 }
@@ -79,6 +85,15 @@ pub struct User {
 
 /// The object id of a grant on every object of a type (`_priv` object id '').
 pub const ANY_OBJECT: u32 = u32::MAX;
+
+/// The object a DDL change is about, as `check_ddl` needs it.
+#[derive(Clone, Copy, Debug)]
+pub struct DdlObject<'a> {
+    pub object_type: ObjectType,
+    pub id: u32,
+    pub name: &'a str,
+    pub owner: u32,
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Grant {
@@ -237,6 +252,41 @@ impl Users {
         ))
     }
 
+    /// The check Tarantool 2.6 makes before a DDL change (`access_check_ddl`): `bit` (create,
+    /// drop, alter, grant or revoke) and usage on the universe, else on every object of the
+    /// type; the object's owner (and the admin) needs neither unless creating or lacking
+    /// usage; else `bit` on the object itself.
+    pub fn check_ddl(&mut self, user: u32, bit: u32, object: DdlObject<'_>) -> BoxResult<()> {
+        let eff = self.effective(user);
+        let mut missing = (PRIV_U | bit) & !eff.universe;
+        if missing == 0 {
+            return Ok(());
+        }
+        missing &= !eff.on(object.object_type, ANY_OBJECT);
+        let is_owner = object.owner == user || user == crate::session::ADMIN;
+        if missing == 0 || (is_owner && missing & (PRIV_U | PRIV_C) == 0) {
+            return Ok(());
+        }
+        // Usage is granted on the universe only.
+        if missing & PRIV_U == 0 {
+            missing &= !eff.on(object.object_type, object.id);
+            if missing == 0 {
+                return Ok(());
+            }
+        }
+        let name = self.name_of(user);
+        Err(if missing & PRIV_U != 0 {
+            BoxError::access_denied(access_name(PRIV_U), "universe", "", &name)
+        } else {
+            BoxError::access_denied(
+                access_name(missing),
+                object.object_type.name(),
+                object.name,
+                &name,
+            )
+        })
+    }
+
     /// Session and usage checks every authenticated request must pass.
     pub fn check_universe(&mut self, user: u32, bit: u32) -> BoxResult<()> {
         self.check(user, bit, ObjectType::Universe, 0, "", None)
@@ -351,6 +401,64 @@ mod tests {
             id.into(),
             bits.into(),
         ]))
+    }
+
+    fn user_row(id: u32, name: &str) -> Vec<u8> {
+        enc(rmpv::Value::Array(vec![
+            id.into(),
+            1.into(),
+            name.into(),
+            "user".into(),
+        ]))
+    }
+
+    fn space(id: u32, owner: u32) -> DdlObject<'static> {
+        DdlObject {
+            object_type: ObjectType::Space,
+            id,
+            name: "s",
+            owner,
+        }
+    }
+
+    fn message(r: BoxResult<()>) -> String {
+        r.map_or_else(|e| e.message, |()| "ok".into())
+    }
+
+    /// The outcomes Tarantool 2.6 gives the same grants (tests/test_privileges.py).
+    #[test]
+    fn ddl_needs_the_right_on_universe_type_or_object_or_ownership() {
+        let mut users = Users::default();
+        users.on_user(None, Some(&user_row(32, "u"))).unwrap();
+        let usage = priv_row(32, "universe", 0, PRIV_S | PRIV_U);
+        users.on_priv(None, Some(&usage)).unwrap();
+        // An owner drops and alters its own objects, but creating needs the create right.
+        assert_eq!(message(users.check_ddl(32, PRIV_D, space(600, 32))), "ok");
+        assert_eq!(message(users.check_ddl(32, PRIV_A, space(600, 32))), "ok");
+        assert_eq!(
+            message(users.check_ddl(32, PRIV_C, space(600, 32))),
+            "Create access to space 's' is denied for user 'u'"
+        );
+        assert_eq!(
+            message(users.check_ddl(32, PRIV_D, space(601, 1))),
+            "Drop access to space 's' is denied for user 'u'"
+        );
+        // On every space of the type, or on that one space.
+        users
+            .on_priv(None, Some(&priv_row(32, "space", ANY_OBJECT, PRIV_C)))
+            .unwrap();
+        users
+            .on_priv(None, Some(&priv_row(32, "space", 601, PRIV_D)))
+            .unwrap();
+        assert_eq!(message(users.check_ddl(32, PRIV_C, space(600, 32))), "ok");
+        assert_eq!(message(users.check_ddl(32, PRIV_D, space(601, 1))), "ok");
+        assert!(users.check_ddl(32, PRIV_D, space(602, 1)).is_err());
+        // Without usage even an owner is refused, about the universe.
+        users.on_priv(Some(&usage), None).unwrap();
+        assert_eq!(
+            message(users.check_ddl(32, PRIV_D, space(600, 32))),
+            "Usage access to universe '' is denied for user 'u'"
+        );
     }
 
     #[test]

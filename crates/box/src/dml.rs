@@ -78,13 +78,19 @@ impl Db {
     /// Applies one change to memory (and, for system spaces, to the schema). Errors leave
     /// everything unchanged.
     pub fn apply_dml(&mut self, dml: Dml<'_>) -> BoxResult<Applied> {
-        self.apply_change(dml, true)
+        self.apply_change(dml, true, None)
+    }
+
+    /// `apply_dml` on behalf of `user`: a schema change must also pass the DDL checks
+    /// (`ddl.rs`).
+    pub fn apply_dml_as(&mut self, user: u32, dml: Dml<'_>) -> BoxResult<Applied> {
+        self.apply_change(dml, true, Some(user))
     }
 
     /// Applies a row replayed from the log (recovery, replication): its body was validated
     /// when it was decoded, and no row is produced to log again.
     pub fn replay_dml(&mut self, dml: Dml<'_>) -> BoxResult<()> {
-        self.apply_change(dml, false).map(|_| ())
+        self.apply_change(dml, false, None).map(|_| ())
     }
 
     /// Replays a logged INSERT or REPLACE whose tuple was already built (on a decoder
@@ -120,7 +126,7 @@ impl Db {
         space.insert_prepared(tuple, hint, !insert).map(|_| ())
     }
 
-    fn apply_change(&mut self, dml: Dml<'_>, log: bool) -> BoxResult<Applied> {
+    fn apply_change(&mut self, dml: Dml<'_>, log: bool, user: Option<u32>) -> BoxResult<Applied> {
         let space_id = dml.space_id();
         let entry = self.catalog.space_mut(space_id)?;
         // Temporary spaces are never logged; local ones are, in their own group (and LSN
@@ -189,7 +195,15 @@ impl Db {
             }
         };
         let (old, new) = (change.old, change.new);
-        if let Err(e) = self.on_system_change(space_id, old.as_ref(), new.as_ref()) {
+        let checked = match user {
+            Some(user) if space_id <= sys::SYSTEM_ID_MAX => {
+                self.check_ddl(user, space_id, old.as_ref(), new.as_ref())
+            }
+            _ => Ok(()),
+        };
+        let changed =
+            checked.and_then(|()| self.on_system_change(space_id, old.as_ref(), new.as_ref()));
+        if let Err(e) = changed {
             if let Ok(entry) = self.catalog.space_mut(space_id) {
                 entry.space.rollback(old, new);
             }

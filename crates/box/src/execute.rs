@@ -127,7 +127,7 @@ impl Db {
     pub fn dml_as(&mut self, user: u32, txn: &mut Txn, dml: Dml<'_>) -> BoxResult<Option<Tuple>> {
         self.check_writable(dml.space_id())?;
         self.check_write_access(user, dml.space_id())?;
-        self.apply(txn, dml)
+        self.apply_as(user, txn, dml)
     }
 
     /// One of the five DML requests as an autocommit transaction: applied to memory now.
@@ -141,7 +141,7 @@ impl Db {
         self.check_writable(dml.space_id())?;
         self.check_write_access(user, dml.space_id())?;
         let mut txn = Txn::new();
-        let result = self.apply(&mut txn, dml)?;
+        let result = self.apply_as(user, &mut txn, dml)?;
         let reply = match dml {
             Dml::Upsert { .. } => Reply::Tuples(Vec::new()),
             _ => Reply::Tuples(result.into_iter().collect()),
@@ -190,11 +190,9 @@ impl Db {
         (offset, limit): (u32, u32),
         lookup: Option<Lookup>,
     ) -> BoxResult<Vec<Tuple>> {
-        self.users.check_universe(user, PRIV_U)?;
+        self.check_read_access(user, space_id)?;
         let entry = self.catalog.space(space_id)?;
-        let (name, owner, engine) = (entry.def.name.as_str(), entry.def.owner, entry.def.engine);
-        self.users
-            .check(user, PRIV_R, ObjectType::Space, space_id, name, Some(owner))?;
+        let (name, engine) = (entry.def.name.as_str(), entry.def.engine);
         if entry.space.index(index_id).is_none() {
             return Err(BoxError::no_such_index_id(index_id, name));
         }
@@ -221,6 +219,14 @@ impl Db {
             return Err(BoxError::readonly());
         }
         Ok(())
+    }
+
+    pub fn check_read_access(&mut self, user: u32, space_id: u32) -> BoxResult<()> {
+        self.users.check_universe(user, PRIV_U)?;
+        let entry = self.catalog.space(space_id)?;
+        let (name, owner) = (entry.def.name.as_str(), entry.def.owner);
+        self.users
+            .check(user, PRIV_R, ObjectType::Space, space_id, name, Some(owner))
     }
 
     pub fn check_write_access(&mut self, user: u32, space_id: u32) -> BoxResult<()> {

@@ -18,6 +18,7 @@ pub mod checkpoint;
 pub mod cluster;
 pub mod commit;
 pub mod db;
+mod ddl;
 pub mod dml;
 pub mod execute;
 pub mod plan;

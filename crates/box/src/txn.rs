@@ -100,13 +100,23 @@ impl Db {
     /// transaction as they were.
     pub fn apply(&mut self, txn: &mut Txn, dml: Dml<'_>) -> BoxResult<Option<Tuple>> {
         let applied = self.apply_dml(dml)?;
+        Ok(Self::keep(txn, applied))
+    }
+
+    /// `apply` on behalf of `user`, whose schema changes are checked (`ddl.rs`).
+    pub fn apply_as(&mut self, user: u32, txn: &mut Txn, dml: Dml<'_>) -> BoxResult<Option<Tuple>> {
+        let applied = self.apply_dml_as(user, dml)?;
+        Ok(Self::keep(txn, applied))
+    }
+
+    fn keep(txn: &mut Txn, applied: crate::dml::Applied) -> Option<Tuple> {
         if let Some(row) = applied.log {
             push_one(&mut txn.rows, row);
         }
         if let Some(undo) = applied.undo {
             push_one(&mut txn.undo, undo);
         }
-        Ok(applied.result)
+        applied.result
     }
 
     /// Applies a row logged elsewhere (an upstream's, a JOIN's final stage) as part of `txn`,

@@ -346,12 +346,23 @@ unsafe extern "C-unwind" fn wait_snapshot(l: *mut ffi::lua_State) -> c_int {
     }
 }
 
-/// `box.internal.unpack_error(e)`: code, message and type of an error a callback raised, for
-/// the prelude to raise as a box.error object.
-fn unpack_error(_: &Lua, e: Value) -> mlua::Result<(u32, String, &'static str)> {
+/// An access error's object type, object name and access type (all nil for other errors).
+type AccessParts = (Option<String>, Option<String>, Option<String>);
+
+/// `box.internal.unpack_error(e)`: code, message, type and the access fields of an error a
+/// callback raised, for the prelude to raise as a box.error object.
+fn unpack_error(_: &Lua, e: Value) -> mlua::Result<(u32, String, &'static str, AccessParts)> {
     let e = match e {
         Value::Error(e) => from_mlua(*e),
         other => BoxError::proc_lua(&other.to_string()?),
     };
-    Ok((e.code, e.message, e.kind.as_str()))
+    let access = match e.access {
+        Some(a) => (
+            Some(a.object_type),
+            Some(a.object_name),
+            Some(a.access_type),
+        ),
+        None => (None, None, None),
+    };
+    Ok((e.code, e.message, e.kind.as_str(), access))
 }

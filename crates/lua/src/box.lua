@@ -26,7 +26,9 @@ end
 
 function error_methods.raise(e) error(e, 2) end
 function error_methods.unpack(e)
-    return { code = e.code, message = e.message, type = e.type, trace = e.trace, prev = e.prev }
+    return { code = e.code, message = e.message, type = e.type, trace = e.trace, prev = e.prev,
+             object_type = e.object_type, object_name = e.object_name,
+             access_type = e.access_type }
 end
 function error_methods.set_prev(e, prev) rawset(e, 'prev', prev) end
 
@@ -98,8 +100,10 @@ box.error = setmetatable({
 -- An error a `box.internal` function raised, as a box.error object.
 local function rethrow(e)
     if type(e) == 'userdata' then
-        local code, message, etype = internal.unpack_error(e)
-        error(new_error(code, message, etype), 3)
+        local code, message, etype, otype, oname, atype = internal.unpack_error(e)
+        local err = new_error(code, message, etype)
+        err.object_type, err.object_name, err.access_type = otype, oname, atype
+        error(err, 3)
     end
     error(e, 3)
 end
@@ -128,12 +132,16 @@ local op_names = { 'insert', 'replace', 'delete', 'update', 'upsert' }
 -- Plain arguments take one raw C call (crates/lua/src/fast.rs); the rest the general path.
 local function dml_op(op, space_id, a, b, c)
     if triggered[space_id] then return internal.triggered_dml(op_names[op], space_id, a, b, c) end
-    local done, result, message, etype = dml_fast(op, space_id, a, b, c)
+    local done, result, message, etype, otype, oname, atype = dml_fast(op, space_id, a, b, c)
     if done then
         if result == nil then return end
         return result
     end
-    if done == false then error(new_error(result, message, etype), 2) end
+    if done == false then
+        local err = new_error(result, message, etype)
+        err.object_type, err.object_name, err.access_type = otype, oname, atype
+        error(err, 2)
+    end
     local ok, seq
     ok, result, seq = pcall(internal_dml, op, space_id, a, b, c)
     if not ok then rethrow(result) end

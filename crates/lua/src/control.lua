@@ -80,21 +80,23 @@ function session.push(value, sync)
 end
 function session.exists(id) return id == session.id() end
 
+-- A user (not a role) to switch to.
 local function user_id(user)
-    local id = internal.user_lookup(user)
-    if id == nil then
+    local id, _, kind = internal.user_lookup(user)
+    if id == nil or kind == 'role' then
         box.error(new_error(45, string.format("User '%s' is not found", tostring(user))))
     end
     return id
 end
 
 function session.su(user, fn, ...)
-    if session.euid() ~= 1 and session.uid() ~= 1 then
-        local _, name = internal.user_lookup(session.euid())
-        box.error(new_error(42, string.format(
-            "Session access to universe '' is denied for user '%s'", name or '?')))
-    end
     local id = user_id(user)
+    local denied = internal.session_denied(id)
+    if denied ~= nil then
+        local e = new_error(42, denied, 'AccessDeniedError')
+        e.object_type, e.object_name, e.access_type = 'universe', '', 'Session'
+        box.error(e)
+    end
     if fn == nil then
         internal.set_user(id)
         return

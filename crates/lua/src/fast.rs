@@ -7,7 +7,8 @@
 //!
 //! Anything else (tuples, cdata, `box.NULL`, tables with a metatable, very deep nesting)
 //! makes it answer `nil`, and box.lua takes the general path (`api::dml`, same rules through
-//! `convert`). Results: `true, tuple` (nil for UPSERT), or `false, code, message, type`.
+//! `convert`). Results: `true, tuple` (nil for UPSERT), or `false, code, message, type`
+//! and an access error's object type, object name and access type.
 
 use std::cell::Cell;
 use std::os::raw::c_int;
@@ -98,8 +99,20 @@ unsafe extern "C-unwind" fn dml_fast(l: *mut ffi::lua_State) -> c_int {
                 ffi::lua_pushnumber(l, f64::from(e.code));
                 push_str(l, &e.message);
                 push_str(l, e.kind.as_str());
+                match &e.access {
+                    Some(a) => {
+                        push_str(l, &a.object_type);
+                        push_str(l, &a.object_name);
+                        push_str(l, &a.access_type);
+                    }
+                    None => {
+                        for _ in 0..3 {
+                            ffi::lua_pushnil(l);
+                        }
+                    }
+                }
                 drop(e);
-                4
+                7
             }
         }
     }

@@ -12,7 +12,7 @@ use spindle_fiber::assert_tx_thread;
 use spindle_proto::mp;
 use spindle_tx::procs::{DmlJob, ProcCtx, ProcRuntime};
 use spindle_tx::TxRef;
-use spindle_types::error::code;
+use spindle_types::error::{code, AccessFields};
 use spindle_types::limits::{LUA_MEMORY_MAX, LUA_THREADS_KEPT};
 use spindle_types::{BoxError, BoxResult, ErrorKind};
 
@@ -260,6 +260,7 @@ fn box_error(v: &Value, depth: usize) -> Option<BoxError> {
     let mut e = BoxError::new(code, message);
     if kind == "AccessDeniedError" {
         e = e.with_kind(ErrorKind::AccessDeniedError);
+        e.access = access_fields(t).map(Box::new);
     }
     let frame: Option<mlua::Table> = t
         .raw_get::<mlua::Table>("trace")
@@ -278,6 +279,15 @@ fn box_error(v: &Value, depth: usize) -> Option<BoxError> {
         e.prev = box_error(&prev, depth - 1).map(Box::new);
     }
     Some(e)
+}
+
+/// The MP_ERROR fields an access error object carries.
+fn access_fields(t: &mlua::Table) -> Option<AccessFields> {
+    Some(AccessFields {
+        object_type: t.raw_get("object_type").ok()?,
+        object_name: t.raw_get("object_name").ok()?,
+        access_type: t.raw_get("access_type").ok()?,
+    })
 }
 
 /// `(true, results...)` or `(false, error)` of a `pcall`, as a reply or an error.

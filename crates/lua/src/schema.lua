@@ -51,6 +51,17 @@ local function max_id(space_id)
     return max
 end
 
+-- 2.6 takes a new user's or function's id with `auto_increment`, which reads the space as
+-- the caller.
+local function check_read(space_id)
+    local denied = internal.read_denied(space_id)
+    if denied ~= nil then
+        local e = new_error(42, denied[1], 'AccessDeniedError')
+        e.object_type, e.object_name, e.access_type = denied[2], denied[3], denied[4]
+        error(e, 3)
+    end
+end
+
 -- box.space -----------------------------------------------------------------------------------
 
 local spaces = {}      -- the box.space table
@@ -664,14 +675,18 @@ local function drop_grantee(row)
         run_dml('delete', FUNC, { f[1] }, nil, 0)
     end
     delete_privs_on('role', uid)
-    delete_privs_on('user', uid)
-    for _, p in ipairs(sys_select(PRIV, 0, { uid })) do
-        run_dml('delete', PRIV, { p[2], p[3], p[4] }, nil, 0)
-    end
+    -- As in 2.6, the grantee's own privileges go as the admin (their grantors may be anyone;
+    -- only dropping the user itself is checked), and grants on the user object stay.
+    box.session.su('admin', function()
+        for _, p in ipairs(sys_select(PRIV, 0, { uid })) do
+            run_dml('delete', PRIV, { p[2], p[3], p[4] }, nil, 0)
+        end
+    end)
     run_dml('delete', USER, { uid }, nil, 0)
 end
 
 local function next_user_id()
+    check_read(USER)
     return (max_id(USER) or 0) + 1
 end
 
@@ -696,7 +711,9 @@ function user.create(name, opts)
     local uid = next_user_id()
     run_dml('insert', USER, { uid, internal.current_uid(), name, 'user', auth })
     grant(false, uid, 'execute', 'role', 'public', { if_not_exists = true })
-    grant(false, uid, 'session,usage', 'universe', nil, { if_not_exists = true })
+    -- Only the admin may grant on the universe: 2.6 grants these as the admin.
+    box.session.su('admin', grant, false, uid, 'session,usage', 'universe', nil,
+                   { if_not_exists = true })
     grant(false, uid, 'alter', 'user', uid, { if_not_exists = true })
 end
 
@@ -718,19 +735,25 @@ function user.drop(name, opts)
     drop_grantee(row)
 end
 
+local function set_password(uid, password)
+    local auth = map({ ['chap-sha1'] = internal.password_hash(password) })
+    run_dml('update', USER, { uid }, { { '=', 5, auth } }, 0)
+end
+
 function user.passwd(name, password)
     if password == nil then
         if name == nil then
             raise(32, 'Usage: box.schema.user.passwd([user,] password)')
         end
-        password, name = name, internal.current_uid()
+        -- A user may always change its own password: 2.6 does it as the admin.
+        local uid = internal.current_uid()
+        return box.session.su('admin', set_password, uid, name)
     end
     local row = user_row(name)
     if not is_user(row) then
         raise(45, string.format("User '%s' is not found", tostring(name)))
     end
-    local auth = map({ ['chap-sha1'] = internal.password_hash(password) })
-    run_dml('update', USER, { row[1] }, { { '=', 5, auth } }, 0)
+    set_password(row[1], password)
 end
 
 function user.info(name)
@@ -919,6 +942,7 @@ function func.create(name, opts)
         if fn == nil then raise(99, err) end
     end
     local now = os.date('%Y-%m-%d %H:%M:%S')
+    check_read(FUNC)
     run_dml('insert', FUNC, {
         (max_id(FUNC) or 0) + 1, internal.current_uid(), name, opts.setuid and 1 or 0,
         language, opts.body or '', opts.routine_type or 'function', opts.param_list or {},

@@ -3,6 +3,7 @@
 //! the chap-sha1 password hash `_user` stores, and TRUNCATE as one transaction.
 
 use mlua::{Lua, MultiValue, Table, Value};
+use spindle_box::access::PRIV_S;
 use spindle_box::catalog::sys;
 use spindle_box::{Dml, Txn};
 use spindle_proto::mp;
@@ -20,6 +21,8 @@ pub fn install(lua: &Lua) -> mlua::Result<()> {
     table.set("password_hash", lua.create_function(password_hash)?)?;
     table.set("current_uid", lua.create_function(current_uid)?)?;
     table.set("truncate", lua.create_function(truncate)?)?;
+    table.set("session_denied", lua.create_function(session_denied)?)?;
+    table.set("read_denied", lua.create_function(read_denied)?)?;
     Ok(())
 }
 
@@ -70,6 +73,25 @@ fn password_hash(_: &Lua, password: mlua::String) -> mlua::Result<String> {
 
 fn current_uid(lua: &Lua, (): ()) -> mlua::Result<u32> {
     Ok(current_user(lua))
+}
+
+/// `box.internal.session_denied(uid)`: why `uid` may not be switched to (it lacks session on
+/// the universe), or nil. `box.session.su` checks the target, not the caller, as 2.6 does.
+fn session_denied(_: &Lua, uid: u32) -> mlua::Result<Option<String>> {
+    let denied = tx()?.with(|t| t.db.check_universe(uid, PRIV_S).err());
+    Ok(denied.map(|e| e.message))
+}
+
+/// `box.internal.read_denied(space_id)`: why the caller may not read a system space (message,
+/// object type, object name, access type), or nil: 2.6 reads `_user` and `_func` as the
+/// caller to take the next id.
+fn read_denied(lua: &Lua, space_id: u32) -> mlua::Result<Option<Vec<String>>> {
+    let user = current_user(lua);
+    let denied = tx()?.with(|t| t.db.check_read_access(user, space_id).err());
+    Ok(denied.and_then(|e| {
+        let a = e.access?;
+        Some(vec![e.message, a.object_type, a.object_name, a.access_type])
+    }))
 }
 
 /// `box.internal.truncate(space_id)` → the commit's sequence number for `wait`, or nil: bumps

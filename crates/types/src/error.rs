@@ -52,6 +52,7 @@ pub mod code {
     pub const ER_PASSWORD_MISMATCH: u32 = 47;
     pub const ER_UNKNOWN_REQUEST_TYPE: u32 = 48;
     pub const ER_UNKNOWN_SCHEMA_OBJECT: u32 = 49;
+    pub const ER_NO_SUCH_FUNCTION: u32 = 51;
     pub const ER_NO_SUCH_ENGINE: u32 = 57;
     pub const ER_CFG: u32 = 59;
     pub const ER_NO_SUCH_SAVEPOINT: u32 = 60;
@@ -439,6 +440,12 @@ impl BoxError {
             format!(
                 "Invalid identifier '{name}' (expected printable symbols only or it is too long)"
             ),
+        )
+    }
+    pub fn no_such_function(function: &str) -> Self {
+        Self::new(
+            ER_NO_SUCH_FUNCTION,
+            format!("Function '{function}' does not exist"),
         )
     }
     pub fn no_such_role(role: &str) -> Self {
