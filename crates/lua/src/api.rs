@@ -9,7 +9,7 @@ use std::panic::AssertUnwindSafe;
 
 use mlua::{ffi, Lua, Value};
 use spindle_box::catalog::Engine;
-use spindle_box::{Dml, Txn};
+use spindle_box::Dml;
 use spindle_proto::mp;
 use spindle_tx::commit::wait_commit;
 use spindle_tx::TxRef;
@@ -194,60 +194,10 @@ fn dml(
         Value::Number(n) => *n as u32,
         _ => 0,
     };
-    let statement = match op {
-        1 => Dml::Insert {
-            space_id,
-            tuple: &first,
-        },
-        2 => Dml::Replace {
-            space_id,
-            tuple: &first,
-        },
-        3 => Dml::Delete {
-            space_id,
-            index_id,
-            key: &first,
-        },
-        4 => Dml::Update {
-            space_id,
-            index_id,
-            key: &first,
-            ops: &second,
-            index_base: 1,
-        },
-        5 => Dml::Upsert {
-            space_id,
-            tuple: &first,
-            ops: &second,
-            index_base: 1,
-        },
-        _ => return Err(mlua::Error::runtime(format!("unknown operation {op}"))),
-    };
+    let statement = crate::fast::dml_of(i64::from(op), space_id, index_id, &first, &second)
+        .ok_or_else(|| mlua::Error::runtime(format!("unknown operation {op}")))?;
     let tx = tx()?;
-    // A statement inside box.begin() joins the fiber's transaction and commits with it.
-    let joined = crate::txn::take_active().map(|mut active| {
-        let result = tx.with(|t| {
-            let result = t.db.dml_as(user, &mut active.txn, statement);
-            t.note_schema_change();
-            result
-        });
-        crate::txn::give_back(active);
-        result
-    });
-    let (result, seq) = match joined {
-        Some(result) => (result.map_err(lua_error)?, None),
-        None => with_tx(|t| {
-            let mut txn = Txn::new();
-            let result = t.db.dml_as(user, &mut txn, statement);
-            t.note_schema_change();
-            let result = result?;
-            let seq = t.commit_for_fiber(txn, true);
-            if !t.in_turn {
-                t.flush_journal();
-            }
-            Ok((result, seq))
-        })?,
-    };
+    let (result, seq) = crate::fast::apply_queued(tx, user, statement).map_err(lua_error)?;
     let result = match statement {
         Dml::Upsert { .. } => Value::Nil,
         _ => tuple::push_of(lua, result, Some(space_id))?,

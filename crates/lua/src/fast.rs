@@ -79,7 +79,7 @@ unsafe extern "C-unwind" fn dml_fast(l: *mut ffi::lua_State) -> c_int {
         if ffi::lua_checkstack(l, STACK_NEEDED) == 0 || on_main_state(l) {
             return fallback(l);
         }
-        let outcome = statement(l);
+        let outcome = run_statement(l);
         match outcome {
             Outcome::Fallback => fallback(l),
             Outcome::Done(None) => {
@@ -142,7 +142,7 @@ unsafe fn on_main_state(l: *mut ffi::lua_State) -> bool {
 }
 
 /// Reads and runs the statement; parks for its commit.
-unsafe fn statement(l: *mut ffi::lua_State) -> Outcome {
+unsafe fn run_statement(l: *mut ffi::lua_State) -> Outcome {
     // SAFETY: reads of the arguments (2 to 6) of the running C function.
     let (op, space_id, index_id) = unsafe {
         if ffi::lua_type(l, 2) != ffi::LUA_TNUMBER || ffi::lua_type(l, 3) != ffi::LUA_TNUMBER {
@@ -166,34 +166,8 @@ unsafe fn statement(l: *mut ffi::lua_State) -> Outcome {
     if !encoded {
         return Outcome::Fallback;
     }
-    let statement = match op {
-        1 => Dml::Insert {
-            space_id,
-            tuple: &first,
-        },
-        2 => Dml::Replace {
-            space_id,
-            tuple: &first,
-        },
-        3 => Dml::Delete {
-            space_id,
-            index_id,
-            key: &first,
-        },
-        4 => Dml::Update {
-            space_id,
-            index_id,
-            key: &first,
-            ops: &second,
-            index_base: 1,
-        },
-        5 => Dml::Upsert {
-            space_id,
-            tuple: &first,
-            ops: &second,
-            index_base: 1,
-        },
-        _ => return Outcome::Fallback,
+    let Some(statement) = dml_of(op, space_id, index_id, &first, &second) else {
+        return Outcome::Fallback;
     };
     let is_upsert = op == 5;
     let run = std::panic::catch_unwind(AssertUnwindSafe(|| apply(statement)));
@@ -204,15 +178,53 @@ unsafe fn statement(l: *mut ffi::lua_State) -> Outcome {
     }
 }
 
-/// Applies `statement` in the fiber's transaction, or as its own and waits for its commit.
-fn apply(statement: Dml<'_>) -> Result<Option<Tuple>, BoxError> {
-    let Some(tx) = crate::state::tx_if_booted() else {
-        return Err(BoxError::new(
-            spindle_types::error::code::ER_UNKNOWN,
-            "Please call box.cfg{} first",
-        ));
-    };
-    let user = fiber_user();
+/// The statement `op` (1 insert, 2 replace, 3 delete, 4 update, 5 upsert, as box.lua numbers
+/// them) on the arguments encoded already.
+pub(crate) fn dml_of<'a>(
+    op: i64,
+    space_id: u32,
+    index_id: u32,
+    first: &'a [u8],
+    second: &'a [u8],
+) -> Option<Dml<'a>> {
+    Some(match op {
+        1 => Dml::Insert {
+            space_id,
+            tuple: first,
+        },
+        2 => Dml::Replace {
+            space_id,
+            tuple: first,
+        },
+        3 => Dml::Delete {
+            space_id,
+            index_id,
+            key: first,
+        },
+        4 => Dml::Update {
+            space_id,
+            index_id,
+            key: first,
+            ops: second,
+            index_base: 1,
+        },
+        5 => Dml::Upsert {
+            space_id,
+            tuple: first,
+            ops: second,
+            index_base: 1,
+        },
+        _ => return None,
+    })
+}
+
+/// Applies `statement` in the fiber's transaction, or as a transaction of its own queued for
+/// the WAL: its tuple and, for the latter, the sequence number to wait for (`wait_commit`).
+pub(crate) fn apply_queued(
+    tx: spindle_tx::TxRef,
+    user: u32,
+    statement: Dml<'_>,
+) -> Result<(Option<Tuple>, Option<u64>), BoxError> {
     if let Some(mut active) = crate::txn::take_active() {
         let result = tx.with(|t| {
             let result = t.db.dml_as(user, &mut active.txn, statement);
@@ -220,9 +232,9 @@ fn apply(statement: Dml<'_>) -> Result<Option<Tuple>, BoxError> {
             result
         });
         crate::txn::give_back(active);
-        return result;
+        return result.map(|tuple| (tuple, None));
     }
-    let (result, seq) = tx.with(|t| {
+    tx.with(|t| {
         let mut txn = Txn::new();
         let result = t.db.dml_as(user, &mut txn, statement);
         t.note_schema_change();
@@ -231,8 +243,19 @@ fn apply(statement: Dml<'_>) -> Result<Option<Tuple>, BoxError> {
         if !t.in_turn {
             t.flush_journal();
         }
-        Ok::<_, BoxError>((result, seq))
-    })?;
+        Ok((result, seq))
+    })
+}
+
+/// Applies `statement` and waits for its commit, if it is one of its own.
+fn apply(statement: Dml<'_>) -> Result<Option<Tuple>, BoxError> {
+    let Some(tx) = crate::state::tx_if_booted() else {
+        return Err(BoxError::new(
+            spindle_types::error::code::ER_UNKNOWN,
+            "Please call box.cfg{} first",
+        ));
+    };
+    let (result, seq) = apply_queued(tx, fiber_user(), statement)?;
     if let Some(seq) = seq {
         crate::fiber::commit_park_point();
         wait_commit(tx, seq)?;
