@@ -1,6 +1,7 @@
 """Lua's `socket` module over EVAL, against Tarantool 2.6 and spindle side by side.
 
-Differential (the same replies from both servers): a `tcp_server` echo handler and a
+Differential (the same replies from both servers, error positions cut): a `tcp_server`
+echo handler and a
 `tcp_connect` client in one request (buffered `read` by delimiter and size, read timeouts
 with `errno`/`error`, `send`, `recv`/`sysread` without waiting, `nonblock`, `shutdown`,
 end of stream, `peer`/`name`, options, `linger`, closed-socket errors, a busy port, a
@@ -110,6 +111,54 @@ def test_one_request_plays_server_and_client_as_tarantool_does(server_factory):
     got = on_both(server_factory, run)
     assert got["spindle"] == got["tarantool"]
     assert ["read", "echo:hello\n", "echo:w"] in got["tarantool"][0]
+
+
+EDGES = S + """
+local out = {}
+local function show(...) out[#out + 1] = {...} end
+local names = {}
+local srv = socket.tcp_server('127.0.0.1', 0, function(s, from)
+    names[#names + 1] = (fiber.name():gsub('%d+', 'N'))
+    s:write('abc\\ndef')
+    fiber.sleep(0.05)
+    s:write('ghi')
+    s:shutdown('W')
+    s:read(1)
+end)
+fiber.sleep(0.01)
+local c = socket.tcp_connect('127.0.0.1', srv:name().port)
+show('read0', c:read(0))
+show('read delim', c:read('\\n'))
+show('read big', c:read(100))
+show('read again', c:read(100))
+show('read after eof', c:read('\\n'))
+show('names', names)
+show('write num', pcall(c.write, c, 123))
+show('errno fresh', c:errno())
+show('bad read arg', pcall(c.read, c, true))
+show('tostring', (tostring(c):gsub('%d+', 'N')))
+show('fd type', type(c:fd()))
+show('readable', c:readable(0.01))
+c:close()
+show('close srv', srv:close(), pcall(srv.close, srv))
+show('connect bad args', pcall(socket.tcp_connect))
+show('server bad args', pcall(socket.tcp_server, '127.0.0.1', 0))
+show('gai', socket.getaddrinfo('localhost', 80, {family = 'AF_INET', type = 'SOCK_STREAM'}))
+show('socket call', type(socket), socket.SOMAXCONN)
+return out
+"""
+
+
+def test_reads_at_the_end_of_a_stream_and_argument_errors_as_tarantool(server_factory):
+    def run(srv):
+        conn = connect(srv)
+        try:
+            return strip(conn.eval(EDGES).data)
+        finally:
+            conn.close()
+    got = on_both(server_factory, run)
+    assert got["spindle"] == got["tarantool"]
+    assert ["read big", "defghi"] in got["tarantool"][0]
 
 
 ECHO_SERVER = S + """

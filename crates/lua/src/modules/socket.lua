@@ -76,7 +76,7 @@ function methods.read(self, opts, timeout)
         delim = opts.delimiter or opts.line
         if type(delim) == 'table' then delim = delim[1] end
     else
-        error('Usage: socket:read(delimiter|chunk|{delimiter = x, chunk = x}, timeout)', 2)
+        error('Usage: s:read(delimiter|chunk|{delimiter = x, chunk = x}, timeout)', 2)
     end
     local deadline = deadline_of(timeout)
     while true do
@@ -106,7 +106,9 @@ end
 -- `write(data[, timeout])`: every byte, waiting while the socket is full.
 function methods.write(self, data, timeout)
     local id = check(self)
-    data = tostring(data)
+    if type(data) ~= 'string' then
+        error("attempt to get length of local 'octets' (a " .. type(data) .. ' value)', 2)
+    end
     local sent, err = raw.send(id, data)
     if sent == nil and err ~= EAGAIN then return fail(self, err) end
     sent = sent or 0
@@ -214,7 +216,7 @@ function methods.peer(self)
 end
 
 function methods.errno(self)
-    return self._errno
+    return self._errno or 0
 end
 
 function methods.error(self)
@@ -242,6 +244,11 @@ function methods.linger(self, active, timeout)
     local on, seconds, err = raw.linger(id, active, tonumber(timeout))
     if on == nil then return fail(self, err) end
     return on, seconds
+end
+
+function socket_mt.__serialize(self)
+    if self._id == nil then return {} end
+    return {fd = raw.fd(self._id), name = raw.name(self._id), peer = raw.peer(self._id)}
 end
 
 function socket_mt.__tostring(self)
@@ -312,7 +319,7 @@ function M.tcp_server(host, port, opts, timeout)
                 local from = {host = chost, port = cport, family = family,
                               type = 'SOCK_STREAM', protocol = 'tcp'}
                 local f = fiber.new(serve, handler, client, from)
-                f:name(name)
+                f:name(name .. '/' .. chost .. ':' .. cport)
             end
         end
     end)
