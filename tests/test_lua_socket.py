@@ -1,12 +1,12 @@
 """Lua's `socket` module over EVAL, against Tarantool 2.6 and spindle side by side.
 
-Differential (the same replies from both servers, error positions cut): a `tcp_server`
-echo handler and a
-`tcp_connect` client in one request (buffered `read` by delimiter and size, read timeouts
-with `errno`/`error`, `send`, `recv`/`sysread` without waiting, `nonblock`, `shutdown`,
-end of stream, `peer`/`name`, options, `linger`, closed-socket errors, a busy port, a
-refused connect's errno, `getaddrinfo` of a literal); a `tcp_server` echo handler driven by a
-Python client; `tcp_connect` from Lua to a Python listener; a transaction open across a
+Differential (the same replies from both servers, error positions cut): a `tcp_server` echo
+handler and a `tcp_connect` client in one request (buffered `read` by delimiter and size,
+read timeouts with `errno`/`error`, `send`, `recv`/`sysread` without waiting, `nonblock`,
+`shutdown`, end of stream, `peer`/`name`, options, `linger`, closed-socket errors, a busy
+port, a refused connect's errno, `getaddrinfo` of a literal); reads at the end of a stream
+and argument errors; a `tcp_server` echo handler driven by a Python client; `tcp_connect`
+from Lua to a Python listener; Unix sockets (`unix/` host); a transaction open across a
 socket wait (a yield: the commit fails with 154).
 
 spindle only: a handler waiting on a silent client parks its fiber, not the TX thread (other
@@ -336,3 +336,46 @@ def test_a_waiting_handler_parks_its_fiber_not_the_server(server_factory):
             again.bind(("127.0.0.1", port))
     finally:
         conn.close()
+
+
+UNIX = S + """
+local path = ...
+local out = {}
+local function show(...) out[#out + 1] = {...} end
+local froms = {}
+local srv = socket.tcp_server('unix/', path, function(s, from)
+    froms[#froms + 1] = from
+    s:write('hi ' .. s:read('\\n'))
+end)
+show('server', srv ~= nil, srv and srv:name())
+local c = socket.tcp_connect('unix/', path)
+show('client', c ~= nil, c and c:peer(), c and c:name())
+c:write('there\\n')
+show('reply', c:read(100))
+show('froms', froms)
+c:close()
+srv:close()
+show('gone', socket.tcp_connect('unix/', path), require('errno')())
+show('file removed', require('fio').path.exists(path))
+return out
+"""
+
+
+def test_unix_sockets_serve_and_connect_as_tarantool(server_factory, tmp_path):
+    def run(srv):
+        path = str(tmp_path / f"{srv.port}.sock")
+        conn = connect(srv)
+        try:
+            data = conn.eval(UNIX, [path]).data
+        finally:
+            conn.close()
+        return [[path_masked(v, path) for v in row] for row in data[0]]
+    got = on_both(server_factory, run)
+    assert got["spindle"] == got["tarantool"]
+    assert ["reply", "hi there\n"] in got["tarantool"]
+
+
+def path_masked(v, path):
+    if isinstance(v, dict):
+        return {k: ("PATH" if x == path else x) for k, x in v.items()}
+    return v

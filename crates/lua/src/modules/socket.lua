@@ -265,14 +265,26 @@ end
 
 local M = {}
 
+local UNIX = 'unix/'
+
 local function port_of(port)
     local n = tonumber(port)
     if n == nil or n < 0 or n > 65535 or n % 1 ~= 0 then return nil end
     return n
 end
 
-function M.tcp_connect(host, port, timeout)
+-- The port as `raw` takes it: a number's text, or for host `unix/` the socket's path.
+local function endpoint(host, port)
+    if host == UNIX then
+        if port == nil then return nil end
+        return tostring(port)
+    end
     port = port_of(port)
+    return port and tostring(port)
+end
+
+function M.tcp_connect(host, port, timeout)
+    port = endpoint(host, port)
     if host == nil or port == nil then return fail(nil, EINVAL) end
     local deadline = deadline_of(timeout)
     fiber.yield()
@@ -299,7 +311,7 @@ function M.tcp_server(host, port, opts, timeout)
         error('Usage: socket.tcp_server(host, port, handler | opts)', 2)
     end
     local _ = timeout
-    port = port_of(port)
+    port = endpoint(host, port)
     if host == nil or port == nil then return fail(nil, EINVAL) end
     local id, err = raw.bind(tostring(host), port)
     if id == nil then return fail(nil, err) end
@@ -315,9 +327,9 @@ function M.tcp_server(host, port, opts, timeout)
                 fiber.sleep(0.1)
             else
                 local client = wrap(cid)
-                local family = chost:find(':', 1, true) and 'AF_INET6' or 'AF_INET'
-                local from = {host = chost, port = cport, family = family,
-                              type = 'SOCK_STREAM', protocol = 'tcp'}
+                local family = chost == UNIX and 'AF_UNIX' or
+                               chost:find(':', 1, true) and 'AF_INET6' or 'AF_INET'
+                local from = {host = chost, port = cport, family = family}
                 local f = fiber.new(serve, handler, client, from)
                 f:name(name .. '/' .. chost .. ':' .. cport)
             end

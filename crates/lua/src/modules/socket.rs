@@ -16,28 +16,69 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
 use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, RawFd};
 use std::os::raw::c_int;
 use std::panic::AssertUnwindSafe;
+use std::path::PathBuf;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use may::io::WaitIo;
+use may::os::unix::net::{UnixListener, UnixStream};
 use mlua::{ffi, Lua, Table, Value};
 use spindle_fiber::TxCell;
 
 /// One socket the module owns.
 #[derive(Clone)]
 enum Sock {
-    Stream(Rc<may::net::TcpStream>),
-    Listener(Rc<may::net::TcpListener>),
+    Tcp(Rc<may::net::TcpStream>),
+    Unix(Rc<UnixStream>),
+    TcpListener(Rc<may::net::TcpListener>),
+    /// With the path it removes when closed.
+    UnixListener(Rc<UnixListener>, Rc<PathBuf>),
 }
 
 impl Sock {
     fn fd(&self) -> RawFd {
         match self {
-            Sock::Stream(s) => s.as_raw_fd(),
-            Sock::Listener(l) => l.as_raw_fd(),
+            Sock::Tcp(s) => s.as_raw_fd(),
+            Sock::Unix(s) => s.as_raw_fd(),
+            Sock::TcpListener(l) => l.as_raw_fd(),
+            Sock::UnixListener(l, _) => l.as_raw_fd(),
         }
     }
 }
+
+/// What reads and writes need of a connected socket, TCP or Unix.
+trait Stream {
+    fn fd(&self) -> RawFd;
+    /// Parks until the socket is readable (data, end of stream or error) or `timeout` has
+    /// passed, taking nothing.
+    fn wait_readable(&self, timeout: Option<Duration>) -> io::Result<()>;
+    /// Parks until the socket reports an event (readiness, a write that can go on).
+    fn wait_event(&self);
+}
+
+macro_rules! stream_impl {
+    ($t:ty) => {
+        impl Stream for $t {
+            fn fd(&self) -> RawFd {
+                self.as_raw_fd()
+            }
+            fn wait_readable(&self, timeout: Option<Duration>) -> io::Result<()> {
+                self.set_read_timeout(timeout)?;
+                let mut probe = [0u8; 1];
+                // may's I/O timers resume the fiber on the TX thread.
+                self.peek(&mut probe).map(|_| ())
+            }
+            fn wait_event(&self) {
+                self.wait_io();
+            }
+        }
+    };
+}
+stream_impl!(may::net::TcpStream);
+stream_impl!(UnixStream);
+
+/// The host that names a Unix socket (its path then takes the port's place).
+const UNIX_HOST: &str = "unix/";
 
 struct Table_ {
     next: u64,
@@ -64,10 +105,11 @@ fn lookup(id: u64) -> Result<Sock, i32> {
         .ok_or(libc::EBADF)
 }
 
-fn stream(id: u64) -> Result<Rc<may::net::TcpStream>, i32> {
+fn stream(id: u64) -> Result<Rc<dyn Stream>, i32> {
     match lookup(id)? {
-        Sock::Stream(s) => Ok(s),
-        Sock::Listener(_) => Err(libc::ENOTCONN),
+        Sock::Tcp(s) => Ok(s),
+        Sock::Unix(s) => Ok(s),
+        Sock::TcpListener(_) | Sock::UnixListener(..) => Err(libc::ENOTCONN),
     }
 }
 
@@ -159,7 +201,14 @@ fn addr_table(lua: &Lua, a: &SocketAddr) -> mlua::Result<Table> {
 /// `bind(host, port)` → id of a listening socket, or nil and errno. Bound by std (which
 /// sets SO_REUSEADDR, as Tarantool does; may's own bind would add SO_REUSEPORT and share a
 /// busy port instead of failing).
-fn bind(host: &str, port: u16) -> Result<u64, i32> {
+fn bind(host: &str, port: &str) -> Result<u64, i32> {
+    if host == UNIX_HOST {
+        let path = PathBuf::from(port);
+        remove_dead_socket(&path);
+        let l = UnixListener::bind(&path).map_err(|e| errno_of(&e))?;
+        return Ok(register(Sock::UnixListener(Rc::new(l), Rc::new(path))));
+    }
+    let port = port.parse::<u16>().map_err(|_| libc::EINVAL)?;
     let addrs = literal(host, port).ok_or(libc::EINVAL)?;
     let mut err = libc::EINVAL;
     for addr in addrs {
@@ -168,7 +217,7 @@ fn bind(host: &str, port: u16) -> Result<u64, i32> {
                 let fd = l.into_raw_fd();
                 // SAFETY: `fd` is a listening TCP socket that nothing else owns any more.
                 let l = into_may(|| unsafe { may::net::TcpListener::from_raw_fd(fd) })?;
-                return Ok(register(Sock::Listener(Rc::new(l))));
+                return Ok(register(Sock::TcpListener(Rc::new(l))));
             }
             Err(e) => err = errno_of(&e),
         }
@@ -184,24 +233,44 @@ fn close(id: u64) -> bool {
     };
     // SAFETY: the socket's own open descriptor, borrowed for this call.
     unsafe { libc::shutdown(sock.fd(), libc::SHUT_RDWR) };
+    if let Sock::UnixListener(_, path) = &sock {
+        let _ = std::fs::remove_file(path.as_path());
+    }
     true
+}
+
+/// A socket file nobody listens on is left over from a process that died: removed, as
+/// Tarantool does. A live one stays, and the bind fails.
+fn remove_dead_socket(path: &PathBuf) {
+    use std::os::unix::fs::FileTypeExt;
+    let is_socket = std::fs::symlink_metadata(path)
+        .map(|m| m.file_type().is_socket())
+        .unwrap_or(false);
+    if !is_socket {
+        return;
+    }
+    if let Err(e) = std::os::unix::net::UnixStream::connect(path) {
+        if e.kind() == io::ErrorKind::ConnectionRefused {
+            let _ = std::fs::remove_file(path);
+        }
+    }
 }
 
 /// Forgets `id` without closing its descriptor (now the caller's).
 fn detach(id: u64) -> bool {
-    match SOCKETS.with(|t| t.socks.remove(&id)) {
-        Some(Sock::Stream(s)) => match Rc::try_unwrap(s) {
+    fn release<T: IntoRawFd>(rc: Rc<T>) {
+        match Rc::try_unwrap(rc) {
             Ok(s) => {
                 let _ = s.into_raw_fd();
             }
             Err(shared) => std::mem::forget(shared),
-        },
-        Some(Sock::Listener(l)) => match Rc::try_unwrap(l) {
-            Ok(l) => {
-                let _ = l.into_raw_fd();
-            }
-            Err(shared) => std::mem::forget(shared),
-        },
+        }
+    }
+    match SOCKETS.with(|t| t.socks.remove(&id)) {
+        Some(Sock::Tcp(s)) => release(s),
+        Some(Sock::Unix(s)) => release(s),
+        Some(Sock::TcpListener(l)) => release(l),
+        Some(Sock::UnixListener(l, _)) => release(l),
         None => return false,
     }
     true
@@ -342,12 +411,39 @@ fn pair<T: mlua::IntoLua>(lua: &Lua, r: Result<T, i32>) -> mlua::Result<(Value, 
     }
 }
 
+/// A Unix socket's address as Tarantool shows it: host `unix/`, the path as the port.
+fn unix_table(lua: &Lua, a: &std::os::unix::net::SocketAddr) -> mlua::Result<Table> {
+    let t = lua.create_table()?;
+    t.set("host", UNIX_HOST)?;
+    t.set("family", "AF_UNIX")?;
+    t.set("type", "SOCK_STREAM")?;
+    t.set("protocol", 0)?;
+    let path = a
+        .as_pathname()
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    t.set("port", path)?;
+    Ok(t)
+}
+
 fn address(lua: &Lua, id: u64, peer: bool) -> mlua::Result<(Value, Value)> {
+    let unix = match lookup(id) {
+        Ok(Sock::Unix(s)) if peer => Some(s.peer_addr()),
+        Ok(Sock::Unix(s)) => Some(s.local_addr()),
+        Ok(Sock::UnixListener(l, _)) if !peer => Some(l.local_addr()),
+        _ => None,
+    };
+    if let Some(a) = unix {
+        return match a {
+            Ok(a) => pair(lua, Ok(unix_table(lua, &a)?)),
+            Err(e) => pair::<bool>(lua, Err(errno_of(&e))),
+        };
+    }
     let addr = match lookup(id) {
-        Ok(Sock::Stream(s)) if peer => s.peer_addr(),
-        Ok(Sock::Stream(s)) => s.local_addr(),
-        Ok(Sock::Listener(l)) if !peer => l.local_addr(),
-        Ok(Sock::Listener(_)) => Err(io::Error::from_raw_os_error(libc::ENOTCONN)),
+        Ok(Sock::Tcp(s)) if peer => s.peer_addr(),
+        Ok(Sock::Tcp(s)) => s.local_addr(),
+        Ok(Sock::TcpListener(l)) if !peer => l.local_addr(),
+        Ok(_) => Err(io::Error::from_raw_os_error(libc::ENOTCONN)),
         Err(e) => Err(io::Error::from_raw_os_error(e)),
     };
     match addr {
@@ -360,7 +456,7 @@ fn raw(lua: &Lua) -> mlua::Result<Table> {
     let t = lua.create_table()?;
     t.set(
         "bind",
-        lua.create_function(|lua, (host, port): (String, u16)| pair(lua, bind(&host, port)))?,
+        lua.create_function(|lua, (host, port): (String, String)| pair(lua, bind(&host, &port)))?,
     )?;
     t.set("close", lua.create_function(|_, id: u64| Ok(close(id)))?)?;
     t.set("detach", lua.create_function(|_, id: u64| Ok(detach(id)))?)?;
@@ -470,7 +566,7 @@ enum Req {
     Accept(u64),
     Connect {
         host: String,
-        port: u16,
+        port: String,
         timeout: Option<Duration>,
     },
     Resolve {
@@ -479,11 +575,17 @@ enum Req {
     },
 }
 
+/// Where an accepted client comes from.
+enum From {
+    Ip(SocketAddr),
+    Unix,
+}
+
 /// What `io` pushes.
 enum Out {
     Data(Vec<u8>),
     Count(usize),
-    Socket(u64, Option<SocketAddr>),
+    Socket(u64, Option<From>),
     Text(String),
     Fail(i32),
 }
@@ -497,7 +599,7 @@ fn perform(req: Req) -> Out {
             host,
             port,
             timeout,
-        } => connect(&host, port, timeout),
+        } => connect(&host, &port, timeout),
         Req::Resolve { host, port } => resolve(&host, port).map(|addrs| {
             let lines: Vec<String> = addrs
                 .iter()
@@ -512,9 +614,8 @@ fn perform(req: Req) -> Out {
 fn read(id: u64, n: usize, timeout: Option<Duration>) -> Result<Vec<u8>, i32> {
     let s = stream(id)?;
     let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
-    let mut probe = [0u8; 1];
     loop {
-        match recv_now(s.as_raw_fd(), n) {
+        match recv_now(s.fd(), n) {
             Err(e) if e == libc::EAGAIN => {}
             other => return other,
         }
@@ -525,11 +626,8 @@ fn read(id: u64, n: usize, timeout: Option<Duration>) -> Result<Vec<u8>, i32> {
             ),
             None => None,
         };
-        s.set_read_timeout(left).map_err(|e| errno_of(&e))?;
-        // Waits until the socket is readable (data, end of stream or error) without
-        // taking anything; may's I/O timers resume the fiber on the TX thread.
-        match s.peek(&mut probe) {
-            Ok(_) => {}
+        match s.wait_readable(left) {
+            Ok(()) => {}
             Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => {}
             Err(e) => return Err(errno_of(&e)),
         }
@@ -542,7 +640,7 @@ fn write(id: u64, data: &[u8], timeout: Option<Duration>) -> Result<usize, i32> 
     let mut done = 0;
     let mut pause = Duration::from_millis(1);
     while let Some(rest) = data.get(done..).filter(|r| !r.is_empty()) {
-        match send_now(s.as_raw_fd(), rest) {
+        match send_now(s.fd(), rest) {
             Ok(k) => {
                 done += k;
                 continue;
@@ -551,9 +649,7 @@ fn write(id: u64, data: &[u8], timeout: Option<Duration>) -> Result<usize, i32> 
             Err(e) => return Err(e),
         }
         match deadline {
-            None => {
-                s.wait_io();
-            }
+            None => s.wait_event(),
             // may's readiness wait has no timeout: a timed write polls instead.
             Some(d) => {
                 let left = d
@@ -568,15 +664,29 @@ fn write(id: u64, data: &[u8], timeout: Option<Duration>) -> Result<usize, i32> 
 }
 
 fn accept(id: u64) -> Result<Out, i32> {
-    let listener = match lookup(id)? {
-        Sock::Listener(l) => l,
-        Sock::Stream(_) => return Err(libc::EINVAL),
-    };
-    let (s, from) = listener.accept().map_err(|e| errno_of(&e))?;
-    Ok(Out::Socket(register(Sock::Stream(Rc::new(s))), Some(from)))
+    match lookup(id)? {
+        Sock::TcpListener(l) => {
+            let (s, from) = l.accept().map_err(|e| errno_of(&e))?;
+            let from = From::Ip(from);
+            Ok(Out::Socket(register(Sock::Tcp(Rc::new(s))), Some(from)))
+        }
+        Sock::UnixListener(l, _) => {
+            let (s, _) = l.accept().map_err(|e| errno_of(&e))?;
+            Ok(Out::Socket(
+                register(Sock::Unix(Rc::new(s))),
+                Some(From::Unix),
+            ))
+        }
+        Sock::Tcp(_) | Sock::Unix(_) => Err(libc::EINVAL),
+    }
 }
 
-fn connect(host: &str, port: u16, timeout: Option<Duration>) -> Result<Out, i32> {
+fn connect(host: &str, port: &str, timeout: Option<Duration>) -> Result<Out, i32> {
+    if host == UNIX_HOST {
+        let s = UnixStream::connect(port).map_err(|e| errno_of(&e))?;
+        return Ok(Out::Socket(register(Sock::Unix(Rc::new(s))), None));
+    }
+    let port = port.parse::<u16>().map_err(|_| libc::EINVAL)?;
     let mut err = libc::ECONNREFUSED;
     for addr in resolve(host, port)? {
         let r = match timeout {
@@ -584,7 +694,7 @@ fn connect(host: &str, port: u16, timeout: Option<Duration>) -> Result<Out, i32>
             None => may::net::TcpStream::connect(addr),
         };
         match r {
-            Ok(s) => return Ok(Out::Socket(register(Sock::Stream(Rc::new(s))), None)),
+            Ok(s) => return Ok(Out::Socket(register(Sock::Tcp(Rc::new(s))), None)),
             Err(e) => err = errno_of(&e),
         }
     }
@@ -641,7 +751,7 @@ unsafe fn request(l: *mut ffi::lua_State) -> Option<Req> {
             3 => Req::Accept(id),
             4 => Req::Connect {
                 host: text(),
-                port,
+                port: String::from_utf8_lossy(&bytes_arg(l, 3)).into_owned(),
                 timeout: timeout_arg(ffi::lua_tonumber(l, 4)),
             },
             5 => Req::Resolve { host: text(), port },
@@ -674,10 +784,15 @@ unsafe fn push(l: *mut ffi::lua_State, out: Out) -> c_int {
             Out::Socket(id, from) => {
                 ffi::lua_pushnumber(l, id as f64);
                 match from {
-                    Some(a) => {
+                    Some(From::Ip(a)) => {
                         let host = a.ip().to_string();
                         ffi::lua_pushlstring(l, host.as_ptr().cast(), host.len());
                         ffi::lua_pushnumber(l, f64::from(a.port()));
+                        3
+                    }
+                    Some(From::Unix) => {
+                        ffi::lua_pushlstring(l, UNIX_HOST.as_ptr().cast(), UNIX_HOST.len());
+                        ffi::lua_pushlstring(l, c"".as_ptr(), 0);
                         3
                     }
                     None => 1,
