@@ -312,14 +312,15 @@ pub fn ext_payload(d: &Dec) -> Vec<u8> {
 }
 
 /// A decimal from its MessagePack extension payload; `None` for a malformed one or a scale
-/// beyond 38 (which Tarantool refuses too).
+/// outside -37..=38 (which Tarantool refuses too).
 pub fn from_ext(mut data: &[u8]) -> Option<Dec> {
     let scale = match spindle_proto::mp::read_value(&mut data).ok()? {
         spindle_proto::mp::Value::Uint(u) => i64::try_from(u).ok()?,
         spindle_proto::mp::Value::Int(i) => i,
         _ => return None,
     };
-    if scale > MAX_DIGITS as i64 || scale < -999_999 {
+    let limit = MAX_DIGITS as i64;
+    if scale > limit || scale <= -limit {
         return None;
     }
     let (&last, body) = data.split_last()?;

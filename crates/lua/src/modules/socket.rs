@@ -80,12 +80,12 @@ stream_impl!(UnixStream);
 /// The host that names a Unix socket (its path then takes the port's place).
 const UNIX_HOST: &str = "unix/";
 
-struct Table_ {
+struct Registry {
     next: u64,
     socks: BTreeMap<u64, Sock>,
 }
 
-static SOCKETS: TxCell<Table_> = TxCell::new(Table_ {
+static SOCKETS: TxCell<Registry> = TxCell::new(Registry {
     next: 1,
     socks: BTreeMap::new(),
 });
