@@ -7,17 +7,23 @@ read timeouts with `errno`/`error`, `send`, `recv`/`sysread` without waiting, `n
 port, a refused connect's errno, `getaddrinfo` of a literal); reads at the end of a stream
 and argument errors; a `tcp_server` echo handler driven by a Python client; `tcp_connect`
 from Lua to a Python listener; Unix sockets (`unix/` host); a transaction open across a
-socket wait (a yield: the commit fails with 154).
+socket wait (a yield: the commit fails with 154); an init script that serves and connects
+before the server is up.
 
 spindle only: a handler waiting on a silent client parks its fiber, not the TX thread (other
 requests are served meanwhile), and a closed server frees its port.
 """
 
+import os
 import re
 import socket
+import subprocess
 import threading
+import time
 
 import tarantool
+
+from harness.servers import free_port, spindle_bin
 
 SPACE = 742
 
@@ -379,3 +385,41 @@ def path_masked(v, path):
     if isinstance(v, dict):
         return {k: ("PATH" if x == path else x) for k, x in v.items()}
     return v
+
+
+INIT = """
+box.cfg{listen = '127.0.0.1:' .. os.getenv('LISTEN')}
+box.schema.user.grant('guest', 'execute', 'universe', nil, {if_not_exists = true})
+local socket = require('socket')
+local srv = socket.tcp_server('127.0.0.1', 0, function(s) s:write('[' .. s:read('\\n') .. ']') end)
+local c = socket.tcp_connect('127.0.0.1', srv:name().port)
+c:write('from init\\n')
+local reply = c:read(100)
+function init_result() return reply end
+"""
+
+
+def test_an_init_script_serves_and_connects_before_the_server_is_up(tmp_path, server_kind):
+    """The init script's own fiber parks in socket waits like any other fiber."""
+    script = tmp_path / "init.lua"
+    script.write_text(INIT)
+    listen = free_port()
+    binary = spindle_bin() if server_kind == "spindle" else "tarantool"
+    with open(tmp_path / "server.log", "w") as log:
+        proc = subprocess.Popen([binary, str(script)], cwd=tmp_path, stdout=log,
+                                stderr=subprocess.STDOUT, start_new_session=True,
+                                env=dict(os.environ, LISTEN=str(listen)))
+    try:
+        for _ in range(200):
+            try:
+                conn = tarantool.connect("127.0.0.1", listen)
+                break
+            except tarantool.error.NetworkError:
+                time.sleep(0.1)
+        else:
+            raise AssertionError((tmp_path / "server.log").read_text()[-2000:])
+        assert conn.call("init_result").data == ["[from init\n]"]
+        conn.close()
+    finally:
+        proc.kill()
+        proc.wait()
