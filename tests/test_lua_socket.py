@@ -7,7 +7,8 @@ read timeouts with `errno`/`error`, `send`, `recv`/`sysread` without waiting, `n
 port, a refused connect's errno, `getaddrinfo` of a literal); reads at the end of a stream
 and argument errors; a `tcp_server` echo handler driven by a Python client; `tcp_connect`
 from Lua to a Python listener; Unix sockets (`unix/` host); a transaction open across a
-socket wait (a yield: the commit fails with 154); an init script that serves and connects
+socket wait (a yield: the commit fails with 154); a cancel ends a fiber's socket wait, a
+wake-up does not; an init script that serves and connects
 before the server is up.
 
 spindle only: a handler waiting on a silent client parks its fiber, not the TX thread (other
@@ -423,3 +424,35 @@ def test_an_init_script_serves_and_connects_before_the_server_is_up(tmp_path, se
     finally:
         proc.kill()
         proc.wait()
+
+
+CANCEL = S + """
+local out = {}
+local srv = socket.tcp_server('127.0.0.1', 0, function(s) fiber.sleep(3) end)
+local c = socket.tcp_connect('127.0.0.1', srv:name().port)
+local f = fiber.create(function()
+    local ok, a, b = pcall(c.read, c, 10)
+    out[#out + 1] = {'reader', ok, a, b, c:errno()}
+end)
+fiber.sleep(0.05)
+f:wakeup()
+fiber.sleep(0.05)
+out[#out + 1] = {'after wakeup', f:status()}
+f:cancel()
+fiber.sleep(1.5)
+out[#out + 1] = {'after cancel', f:status()}
+c:close() srv:close()
+return out
+"""
+
+
+def test_a_cancel_ends_a_socket_wait_and_a_wakeup_does_not(server_factory):
+    def run(srv):
+        conn = connect(srv)
+        try:
+            return strip(conn.eval(CANCEL).data)
+        finally:
+            conn.close()
+    got = on_both(server_factory, run)
+    assert got["spindle"] == got["tarantool"]
+    assert ["reader", False, "fiber is cancelled", None, 0] in got["tarantool"][0]

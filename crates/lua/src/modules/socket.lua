@@ -9,7 +9,9 @@ local errno = require('errno')
 
 local READ, WRITE, ACCEPT, CONNECT, RESOLVE = 1, 2, 3, 4, 5
 local CHUNK = 65536
-local EAGAIN, ETIMEDOUT, EINVAL = 11, 110, 22
+local EBADF, EAGAIN, ETIMEDOUT, EINVAL = 9, 11, 110, 22
+-- Longest a read waits before it looks whether its fiber was cancelled, seconds.
+local SLICE = 1
 
 local methods = {}
 local socket_mt = {__index = methods}
@@ -53,14 +55,21 @@ local function left_of(deadline)
 end
 
 -- Waits for and takes the next chunk the socket has: data, '' at end of stream, or nil and
--- errno.
+-- errno. The wait goes in slices: between two, a cancelled fiber raises, as a cancel ends a
+-- socket wait in Tarantool (a wake-up does not).
 local function fetch(self, deadline)
     local data, err = raw.recv(self._id, CHUNK)
     if data ~= nil or err ~= EAGAIN then return data, err end
-    if deadline ~= nil and deadline <= fiber.clock() then return nil, ETIMEDOUT end
     fiber.yield()
-    if self._id == nil then return nil, 9 end
-    return raw.io(READ, self._id, CHUNK, left_of(deadline))
+    while true do
+        if self._id == nil then return nil, EBADF end
+        local left = left_of(deadline)
+        if left == 0 then return nil, ETIMEDOUT end
+        if left < 0 or left > SLICE then left = SLICE end
+        data, err = raw.io(READ, self._id, CHUNK, left)
+        if data ~= nil or err ~= ETIMEDOUT then return data, err end
+        fiber.testcancel()
+    end
 end
 
 -- `read(size | delimiter | {chunk = n, delimiter = s}[, timeout])`.
@@ -115,7 +124,7 @@ function methods.write(self, data, timeout)
     if sent < #data then
         local deadline = deadline_of(timeout)
         fiber.yield()
-        if self._id == nil then return fail(self, 9) end
+        if self._id == nil then return fail(self, EBADF) end
         local more
         more, err = raw.io(WRITE, id, data:sub(sent + 1), left_of(deadline))
         if more == nil then return fail(self, err) end

@@ -46,6 +46,13 @@ impl Sock {
     }
 }
 
+/// `d` rounded up to whole milliseconds, at least one: may keeps I/O timeouts in whole
+/// milliseconds and takes 0 for "none", so a shorter wait would never end.
+fn whole_millis(d: Duration) -> Duration {
+    let millis = d.as_nanos().div_ceil(1_000_000).max(1);
+    Duration::from_millis(u64::try_from(millis).unwrap_or(u64::MAX))
+}
+
 /// What reads and writes need of a connected socket, TCP or Unix.
 trait Stream {
     fn fd(&self) -> RawFd;
@@ -63,7 +70,7 @@ macro_rules! stream_impl {
                 self.as_raw_fd()
             }
             fn wait_readable(&self, timeout: Option<Duration>) -> io::Result<()> {
-                self.set_read_timeout(timeout)?;
+                self.set_read_timeout(timeout.map(whole_millis))?;
                 let mut probe = [0u8; 1];
                 // may's I/O timers resume the fiber on the TX thread.
                 self.peek(&mut probe).map(|_| ())
@@ -690,7 +697,7 @@ fn connect(host: &str, port: &str, timeout: Option<Duration>) -> Result<Out, i32
     let mut err = libc::ECONNREFUSED;
     for addr in resolve(host, port)? {
         let r = match timeout {
-            Some(t) => may::net::TcpStream::connect_timeout(&addr, t),
+            Some(t) => may::net::TcpStream::connect_timeout(&addr, whole_millis(t)),
             None => may::net::TcpStream::connect(addr),
         };
         match r {
@@ -852,6 +859,19 @@ mod tests {
             Some(IpAddr::V6(Ipv6Addr::LOCALHOST))
         );
         assert!(one("example.org").is_none());
+    }
+
+    #[test]
+    fn timeouts_are_whole_milliseconds() {
+        assert_eq!(
+            whole_millis(Duration::from_nanos(1)),
+            Duration::from_millis(1)
+        );
+        assert_eq!(whole_millis(Duration::ZERO), Duration::from_millis(1));
+        assert_eq!(
+            whole_millis(Duration::from_micros(1500)),
+            Duration::from_millis(2)
+        );
     }
 
     #[test]
