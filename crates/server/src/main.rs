@@ -61,9 +61,18 @@ fn script_argument(argv: &[String]) -> Option<&str> {
     (first.ends_with(".lua") || std::path::Path::new(first).is_file()).then_some(first)
 }
 
+/// may reports every socket it registers at INFO (each console or `socket` connection):
+/// its own messages are shown from WARN up unless the level names `may` itself.
+const MAY_DIRECTIVE: &str = "may=warn";
+
 fn init_logging(level: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_new(level)
+    let mut filter = tracing_subscriber::EnvFilter::try_new(level)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    if !level.contains("may") {
+        if let Ok(directive) = MAY_DIRECTIVE.parse() {
+            filter = filter.add_directive(directive);
+        }
+    }
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -12,6 +12,7 @@ mod log;
 mod msgpack;
 mod os;
 mod serializer;
+mod socket;
 mod uuid;
 pub mod yaml;
 
@@ -163,6 +164,7 @@ pub fn install(lua: &Lua) -> mlua::Result<()> {
     fio::install(lua)?;
     os::install(lua)?;
     log::install(lua)?;
+    socket::install(lua)?;
     preload_lua(lua, "clock", include_str!("clock.lua"))?;
     preload_lua(lua, "errno", include_str!("errno.lua"))?;
     preload_lua(lua, "fun", include_str!("fun.lua"))?;

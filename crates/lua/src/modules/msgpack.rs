@@ -69,13 +69,13 @@ fn write(out: &mut Vec<u8>, v: &Out) {
             Ok(u) => write_ext(out, super::uuid::EXT_UUID, u.as_bytes()),
             Err(_) => mp::write_str(out, s),
         },
-        Out::Decimal(s) => match s.parse::<rust_decimal::Decimal>() {
-            Ok(d) => write_ext(
+        Out::Decimal(s) => match super::decimal::parse_text(s) {
+            Some(d) => write_ext(
                 out,
                 super::decimal::EXT_DECIMAL,
                 &super::decimal::ext_payload(&d),
             ),
-            Err(_) => mp::write_str(out, s),
+            None => mp::write_str(out, s),
         },
         Out::Ext(kind, data) => write_ext(out, *kind, data),
         Out::Table(t) => match t.as_ref() {
@@ -237,6 +237,11 @@ pub fn decode(lua: &Lua, buf: &mut &[u8], depth: usize) -> Result<Value, String>
                     }
                 }
                 Value::Table(t)
+            }
+            mp::Value::Ext(super::decimal::EXT_DECIMAL, data)
+                if super::decimal::from_ext(data).is_none() =>
+            {
+                return Err(INVALID.into());
             }
             mp::Value::Ext(kind, data) => super::decode_ext(lua, kind, data).map_err(err)?,
         },
