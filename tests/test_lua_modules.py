@@ -97,6 +97,12 @@ case("yaml", *[f"local v = require('yaml').decode({s!r}) return v, type(v)" for 
     "- 1\n- 2\n", "!!binary /w==", "12345678901234567890", "-5", "1_000", "0o17", "017",
     "+1", ".5", "|\n  abc\n  def\n", "y", "Yes", "FALSE", "2020-01-01", "99999999999999",
     "100000000000000", "-100000000000000",
+    # block scalars with an indentation indicator, then a document end
+    "--- |2+\n\n\n...\n", "--- |2+\n  \n\n...\n", "--- |2-\n  a\n...\n--- 2\n...\n",
+    "--- |+\n  a\n\n...\n", "--- 1\n...\n--- 2\n...\n",
+]])
+case("yaml", *[f"local y = require('yaml') return y.decode(y.encode({s}))" for s in [
+    "'\\n\\n'", "'\\n'", "'a\\n\\n'", "'\\na'", "{'\\n\\n', {k = '\\n\\n\\n'}}",
 ]])
 case("yaml",
      "local v = require('yaml').decode('{a: 1}') return v.a, getmetatable(v).__serialize",

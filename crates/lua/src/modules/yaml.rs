@@ -101,8 +101,9 @@ fn decode(lua: &Lua, text: &str) -> Result<MultiValue, String> {
     if nesting_bound(text) > MAX_NESTING {
         return Err("yaml.decode: too deep".into());
     }
+    let text = without_document_ends(text);
     let mut events = Events::default();
-    Parser::new_from_str(text)
+    Parser::new_from_str(&text)
         .load(&mut events, true)
         .map_err(|e| e.to_string())?;
     let mut b = Builder {
@@ -119,6 +120,30 @@ fn decode(lua: &Lua, text: &str) -> Result<MultiValue, String> {
         }
     }
     Ok(MultiValue::from_vec(docs))
+}
+
+/// `text` without the document end markers (`...`) that the end of the text or a `---` follows:
+/// they add nothing there, and the parser refuses one right after a block scalar with an
+/// indentation indicator (`--- |2+` then empty lines, what `yaml.encode('\n\n')` gives).
+fn without_document_ends(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.contains("\n...") {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let lines: Vec<&str> = text.split_inclusive('\n').collect();
+    let mut out = String::with_capacity(text.len());
+    for (i, line) in lines.iter().enumerate() {
+        let is_end = i > 0 && line.trim_end() == "...";
+        let next = lines
+            .get(i + 1..)
+            .unwrap_or_default()
+            .iter()
+            .find(|l| !l.trim().is_empty());
+        if is_end && next.is_none_or(|l| l.starts_with("---")) {
+            continue;
+        }
+        out.push_str(line);
+    }
+    std::borrow::Cow::Owned(out)
 }
 
 /// Deepest nesting decoded: the parser and the builder recurse per level on the fiber's
