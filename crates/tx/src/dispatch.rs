@@ -124,6 +124,12 @@ fn run_outside(tx: TxRef, outside: Outside, runtime: &'static dyn ProcRuntime) {
             Outside::Msg(msg) => handle_with_fibers(tx, *msg),
             Outside::Procs { jobs, batch } => {
                 procs::start(tx, runtime, jobs);
+                // As after any message: a deep pipeline's commits go to the WAL, and its
+                // replies out, while the rest of the turn runs.
+                tx.with(|t| {
+                    t.flush_journal_if(PIPELINE_CHUNK);
+                    t.outboxes.flush_if(PIPELINE_CHUNK);
+                });
                 if let Some((batch, from)) = batch {
                     next = tx.with(|t| run_batch(t, batch, from));
                 }
