@@ -54,4 +54,9 @@ pub struct Pool {
     pub starter: Option<Fiber>,
     /// Spaces with triggers: their DML requests run as procedures (`DmlJob`).
     pub triggered: BTreeSet<u32>,
+    /// How many idle fibers `procs::start` wakes first: it learns from the last rounds
+    /// whether jobs park (more fibers, fewer switches) or one fiber runs them all.
+    pub wake_hint: usize,
+    /// Fibers woken that found no job (their wake was for nothing).
+    pub woken_for_nothing: usize,
 }

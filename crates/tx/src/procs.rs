@@ -9,9 +9,9 @@
 
 use spindle_box::access::PRIV_X;
 use spindle_box::Reply;
-use spindle_fiber::{current_fiber, park, spawn_fiber, yield_now};
+use spindle_fiber::{current_fiber, park, spawn_fiber, yield_now, Fiber};
 use spindle_proto::route::Route;
-use spindle_types::limits::{PROC_FIBERS_MAX, TX_FIBER_STACK_WORDS};
+use spindle_types::limits::{PROC_BATCH_MAX, PROC_FIBERS_MAX, TX_FIBER_STACK_WORDS};
 use spindle_types::{BoxError, BoxResult};
 use tracing::error;
 
@@ -71,47 +71,100 @@ impl ProcRuntime for Builtin {
     }
 }
 
-/// Queues procedures and lets pool fibers start them: idle ones are woken (all at once, so
-/// the dispatcher switches away once for them), new ones started while the pool is below
-/// its bound. Returns after each has run up to its end or its first park, in order, so the
-/// next request runs after them. With every fiber busy the rest wait for the next free one.
+/// Queues procedures and lets pool fibers run them; returns once each has run up to its end or
+/// its first park, in order, so the next request runs after them. With every fiber busy the
+/// rest wait for the next free one.
 ///
-/// may runs fibers woken on the TX thread before one that yields after waking them (its
-/// local run queue is FIFO), but a new fiber only once nothing else is runnable: for a new
-/// one the dispatcher parks until the fiber, as it starts, wakes it again.
+/// A woken fiber takes the next job, and the next after that if its job ends without
+/// parking: one fiber runs a row of EVALs that do not park. Jobs left after a round (their
+/// fibers parked, on a commit say) get twice as many fibers in the next one, so a row of
+/// CALLs that each park costs the dispatcher a few switches, not one per job, and no fiber
+/// is woken for nothing. may runs fibers woken on the TX thread before one that yields after
+/// waking them (its local run queue is FIFO), but a new fiber only once nothing else is
+/// runnable: for a new one the dispatcher parks until the fiber, as it starts, wakes it.
 pub fn start(tx: TxRef, runtime: &'static dyn ProcRuntime, jobs: Vec<ProcJob>) {
-    let woken = tx.with(|t| {
-        let wake = jobs.len().min(t.procs.idle.len());
+    let mut wake = tx.with(|t| {
         t.procs.queue.extend(jobs);
-        let keep = t.procs.idle.len() - wake;
-        t.procs.idle.split_off(keep)
+        t.procs.wake_hint.max(1)
     });
     // The dispatcher stays inside its turn (`in_turn`): it flushes what the procedures queued.
-    if !woken.is_empty() {
-        for fiber in &woken {
-            fiber.unpark();
+    loop {
+        match next_round(tx, wake) {
+            Round::Done => return,
+            Round::Woken(fibers) => {
+                for fiber in &fibers {
+                    fiber.unpark();
+                }
+                yield_now();
+                wake = tx.with(|t| {
+                    let wasted = std::mem::take(&mut t.procs.woken_for_nothing);
+                    let next = if wasted > 0 {
+                        fibers.len().saturating_sub(wasted).max(1)
+                    } else if t.procs.queue.is_empty() {
+                        fibers.len()
+                    } else {
+                        fibers.len().saturating_mul(2).min(PROC_BATCH_MAX)
+                    };
+                    t.procs.wake_hint = next;
+                    next
+                });
+            }
+            Round::Spawn => {
+                if !spawn_worker(tx, runtime) {
+                    return;
+                }
+            }
         }
-        yield_now();
     }
-    while let Some(()) = tx.with(|t| {
-        (!t.procs.queue.is_empty() && t.procs.fibers < PROC_FIBERS_MAX).then(|| {
-            t.procs.fibers += 1;
-            t.procs.starter = Some(current_fiber());
-        })
-    }) {
-        if let Err(e) = spawn_fiber(TX_FIBER_STACK_WORDS, move || worker(tx, runtime)) {
-            error!("cannot start a procedure fiber: {e}");
-            tx.with(|t| {
-                t.procs.fibers -= 1;
-                t.procs.starter = None;
-            });
-            fail_queued(tx, &e.to_string());
-            return;
+}
+
+enum Round {
+    /// No job waits, or none can start until a fiber is free.
+    Done,
+    Woken(Vec<Fiber>),
+    /// No fiber is idle; the pool may grow by one.
+    Spawn,
+}
+
+/// Up to `wake` idle fibers to run the queued jobs.
+fn next_round(tx: TxRef, wake: usize) -> Round {
+    tx.with(|t| {
+        let queued = t.procs.queue.len();
+        if queued == 0 {
+            return Round::Done;
         }
-        while tx.with(|t| t.procs.starter.is_some()) {
-            park();
+        let idle = t.procs.idle.len();
+        if idle == 0 {
+            if t.procs.fibers < PROC_FIBERS_MAX {
+                return Round::Spawn;
+            }
+            return Round::Done;
         }
+        let n = wake.min(queued).min(idle);
+        Round::Woken(t.procs.idle.split_off(idle - n))
+    })
+}
+
+/// Starts a pool fiber and parks until it has started (it takes a job at once). False if it
+/// could not be started: the queued jobs are answered with the error.
+fn spawn_worker(tx: TxRef, runtime: &'static dyn ProcRuntime) -> bool {
+    tx.with(|t| {
+        t.procs.fibers += 1;
+        t.procs.starter = Some(current_fiber());
+    });
+    if let Err(e) = spawn_fiber(TX_FIBER_STACK_WORDS, move || worker(tx, runtime)) {
+        error!("cannot start a procedure fiber: {e}");
+        tx.with(|t| {
+            t.procs.fibers -= 1;
+            t.procs.starter = None;
+        });
+        fail_queued(tx, &e.to_string());
+        return false;
     }
+    while tx.with(|t| t.procs.starter.is_some()) {
+        park();
+    }
+    true
 }
 
 /// With no fiber to run them, queued procedures are answered with an error.
@@ -131,14 +184,21 @@ fn worker(tx: TxRef, runtime: &'static dyn ProcRuntime) {
         starter.unpark();
     }
     let me = current_fiber();
+    let mut woken = false;
     loop {
         match tx.with(|t| t.procs.queue.pop_front()) {
             Some(job) => run(tx, runtime, job),
             None => {
-                tx.with(|t| t.procs.idle.push(me.clone()));
+                tx.with(|t| {
+                    t.procs.woken_for_nothing += usize::from(woken);
+                    t.procs.idle.push(me.clone());
+                });
                 park();
+                woken = true;
+                continue;
             }
         }
+        woken = false;
     }
 }
 
