@@ -179,7 +179,7 @@ fn bind(endpoint: &Endpoint) -> io::Result<Listener> {
             })?))
         }
         Endpoint::Unix(path) => {
-            remove_dead_socket(path);
+            crate::sockfile::remove_dead_socket(path);
             let listener = std::os::unix::net::UnixListener::bind(path)?;
             let listener = into_may(listener.into_raw_fd(), |fd| {
                 // SAFETY: `fd` is a listening Unix socket that nothing else owns any more.
@@ -195,24 +195,6 @@ fn bind(endpoint: &Endpoint) -> io::Result<Listener> {
 fn into_may<T>(fd: RawFd, wrap: impl FnOnce(RawFd) -> T) -> io::Result<T> {
     std::panic::catch_unwind(AssertUnwindSafe(|| wrap(fd)))
         .map_err(|_| io::Error::other("cannot register the socket with the scheduler"))
-}
-
-/// A socket file nobody listens on is left over from a process that died: remove it, as
-/// Tarantool does. A live one stays, and the bind fails.
-fn remove_dead_socket(path: &PathBuf) {
-    use std::os::unix::fs::FileTypeExt;
-    let is_socket = std::fs::symlink_metadata(path)
-        .map(|m| m.file_type().is_socket())
-        .unwrap_or(false);
-    if !is_socket {
-        return;
-    }
-    if let Err(e) = std::os::unix::net::UnixStream::connect(path) {
-        if e.kind() == io::ErrorKind::ConnectionRefused {
-            info!("console: remove dead UNIX socket {}", path.display());
-            let _ = std::fs::remove_file(path);
-        }
-    }
 }
 
 impl Listener {

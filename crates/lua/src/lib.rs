@@ -17,6 +17,7 @@ mod runtime;
 mod schema;
 mod script;
 mod session;
+mod sockfile;
 mod state;
 mod text;
 mod triggers;

@@ -211,7 +211,7 @@ fn addr_table(lua: &Lua, a: &SocketAddr) -> mlua::Result<Table> {
 fn bind(host: &str, port: &str) -> Result<u64, i32> {
     if host == UNIX_HOST {
         let path = PathBuf::from(port);
-        remove_dead_socket(&path);
+        crate::sockfile::remove_dead_socket(&path);
         let l = UnixListener::bind(&path).map_err(|e| errno_of(&e))?;
         return Ok(register(Sock::UnixListener(Rc::new(l), Rc::new(path))));
     }
@@ -244,23 +244,6 @@ fn close(id: u64) -> bool {
         let _ = std::fs::remove_file(path.as_path());
     }
     true
-}
-
-/// A socket file nobody listens on is left over from a process that died: removed, as
-/// Tarantool does. A live one stays, and the bind fails.
-fn remove_dead_socket(path: &PathBuf) {
-    use std::os::unix::fs::FileTypeExt;
-    let is_socket = std::fs::symlink_metadata(path)
-        .map(|m| m.file_type().is_socket())
-        .unwrap_or(false);
-    if !is_socket {
-        return;
-    }
-    if let Err(e) = std::os::unix::net::UnixStream::connect(path) {
-        if e.kind() == io::ErrorKind::ConnectionRefused {
-            let _ = std::fs::remove_file(path);
-        }
-    }
 }
 
 /// Forgets `id` without closing its descriptor (now the caller's).
