@@ -46,6 +46,20 @@ CASES = [
     ev("return select('#', ...)", None, None),
     ev("return #'hello', string.upper('x'), math.floor(2.7)"),
     ev("return 1ULL, -1LL"),
+    # arguments of every kind as CALL/EVAL decode them (plain ones skip mlua: crates/lua/src/raw.rs)
+    ev("local t = {...} local out = {} for i = 1, select('#', ...) do "
+       "out[i] = type(t[i]) .. ':' .. tostring(t[i] == nil) end return out",
+       None, True, 0, -1, 2**53, -(2**53), 2**60, -(2**60), 2**64 - 1, 1.5, "s", b"\x00\xff",
+       [], {}),
+    ev("local a, m = ... return getmetatable(a).__serialize, getmetatable(m).__serialize, "
+       "a, m", [1, None, 3], {"k": None}),
+    ev("return ...", {1: "one", -2: "neg", 3.5: "float", "s": [1, {"deep": [[]]}]}),
+    ev("return ...", 99999999999999, 100000000000000, -99999999999999, -100000000000000),
+    ev("local t = ... local n = 0 for k, v in pairs(t) do n = n + 1 end return n, t[1], t.x",
+       {1: 1, "x": [2], None: 3}),
+    ev("return ...", [[[[[[[[[[[[[[[[[[[["deep"]]]]]]]]]]]]]]]]]]]]),
+    ev("return {[1] = 'a', [2] = 'b', [4] = 'd'}, {[1] = 1, [20] = 20}, {n = 1, 2}"),
+    ev("return {true, 0/0 ~= 0/0, -0.0, 1e300 * 1e10, 'x' .. '\\0'}"),
     # errors
     ev("error('boom')"), ev("error('boom', 0)"), ev("error()"), ev("error(42)"),
     ev("x = = 1"), ev("return nosuch()"), ev("return function() end"),

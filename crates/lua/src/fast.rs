@@ -28,7 +28,7 @@ use crate::convert::write_number;
 /// the error for too deep ones).
 const FAST_DEPTH_MAX: usize = 16;
 /// Lua stack slots a walk of `FAST_DEPTH_MAX` nested tables needs (key, value, table).
-const STACK_NEEDED: c_int = 3 * FAST_DEPTH_MAX as c_int + 8;
+pub(crate) const STACK_NEEDED: c_int = 3 * FAST_DEPTH_MAX as c_int + 8;
 /// Bytes reserved for a statement's tuple or key: most fit without growing.
 const ARG_CAPACITY: usize = 128;
 /// Sparse arrays, as `convert` decides them.
@@ -282,7 +282,12 @@ unsafe fn arg(l: *mut ffi::lua_State, idx: c_int, is_key: bool, out: &mut Vec<u8
 
 /// Appends the value at stack slot `idx` (a positive index); false for what this path leaves
 /// to `convert`. Leaves the stack as it found it.
-unsafe fn encode(l: *mut ffi::lua_State, idx: c_int, out: &mut Vec<u8>, depth: usize) -> bool {
+pub(crate) unsafe fn encode(
+    l: *mut ffi::lua_State,
+    idx: c_int,
+    out: &mut Vec<u8>,
+    depth: usize,
+) -> bool {
     // SAFETY: reads of slot `idx` of the running C function's stack; strings are read
     // without conversion (only for LUA_TSTRING).
     unsafe {

@@ -13,6 +13,7 @@ mod convert;
 mod fast;
 mod fiber;
 pub mod modules;
+mod raw;
 mod runtime;
 mod schema;
 mod script;

@@ -4,7 +4,9 @@
 
 use hashbrown::HashMap;
 
-use mlua::{Function, Lua, MultiValue, Thread, ThreadStatus, Value};
+use std::os::raw::c_int;
+
+use mlua::{ffi, Function, Lua, MultiValue, Thread, ThreadStatus, Value};
 use spindle_box::access::PRIV_X;
 use spindle_box::call::FuncRef;
 use spindle_box::Reply;
@@ -18,6 +20,7 @@ use spindle_types::{BoxError, BoxResult, ErrorKind};
 
 use crate::context::{from_mlua, set_fiber_ctx, FiberCtx, SessionInfo};
 use crate::convert::{self, LuaTuple};
+use crate::raw;
 use crate::state::Unlimited;
 
 const PRELUDE: &str = include_str!("box.lua");
@@ -66,6 +69,7 @@ impl LuaRuntime {
         let internal_table = crate::state::internal(&lua)?;
         crate::txn::install(&lua, &internal_table)?;
         crate::fast::install(&lua, &internal_table)?;
+        crate::raw::install(&lua)?;
         crate::session::install(&lua, &internal_table)?;
         crate::schema::install(&lua)?;
         crate::console::install(&lua)?;
@@ -133,6 +137,22 @@ impl LuaRuntime {
         thread: Thread,
         args: MultiValue,
     ) -> BoxResult<MultiValue> {
+        self.enter(tx, ctx, euid);
+        let fiber = crate::fiber::enter_request();
+        // The context stays until the fiber's next request sets its own.
+        let result = thread.resume::<MultiValue>(args);
+        crate::fiber::leave_request(fiber);
+        let open = crate::txn::finish();
+        self.recycle(thread);
+        let results = result.map_err(from_mlua)?;
+        match (open, results.front()) {
+            (Err(e), Some(Value::Boolean(true))) => Err(e),
+            _ => Ok(results),
+        }
+    }
+
+    /// Sets the fiber's context for the request `ctx`, run as `euid`.
+    fn enter(&self, tx: TxRef, ctx: &ProcCtx, euid: u32) {
         assert_tx_thread();
         let id = tx.with(|t| t.sessions.get(ctx.route).map_or(0, |s| s.id));
         let session = SessionInfo {
@@ -146,16 +166,115 @@ impl LuaRuntime {
             euid,
             session: Some(session),
         }));
+    }
+
+    /// Runs `internal.call` or `internal.eval` (`f`) with `text` (the name or expression)
+    /// and the packed `args` for the request `ctx`, as `euid`: the reply. Arguments and
+    /// results of plain types skip mlua (`raw`); the rest take `convert`'s path.
+    fn run_request(
+        &self,
+        tx: TxRef,
+        ctx: &ProcCtx,
+        euid: u32,
+        (f, text): (&Function, &str),
+        args: &[u8],
+        is_16: bool,
+    ) -> BoxResult<Reply> {
+        let (thread, pushed) = {
+            let _unlimited = Unlimited::new(&self.lua);
+            let thread = self.thread(f)?;
+            let l = thread.state();
+            // SAFETY: a thread that is not running, holding only its function; an
+            // `Unlimited` section.
+            let pushed = unsafe {
+                ffi::lua_checkstack(l, 2) != 0 && {
+                    ffi::lua_pushlstring(l, text.as_ptr().cast(), text.len());
+                    true
+                }
+            }
+            .then(|| unsafe { raw::push_args(l, args) })
+            .flatten();
+            if pushed.is_none() {
+                // SAFETY: drops what was pushed above, back to the function alone.
+                unsafe { ffi::lua_settop(l, 1) };
+            }
+            (thread, pushed)
+        };
+        let Some(nargs) = pushed else {
+            let args = {
+                let _unlimited = Unlimited::new(&self.lua);
+                self.args(Value::String(self.name(text)?), args)?
+            };
+            let results = self.run_as(tx, ctx, euid, thread, args);
+            let _unlimited = Unlimited::new(&self.lua);
+            return results.and_then(|r| outcome(r, is_16));
+        };
+        self.enter(tx, ctx, euid);
         let fiber = crate::fiber::enter_request();
-        // The context stays until the fiber's next request sets its own.
-        let result = thread.resume::<MultiValue>(args);
+        let l = thread.state();
+        let mut nresults = 0;
+        // SAFETY: `l` is a fresh or finished thread holding its function and `nargs + 1`
+        // arguments; it runs in this fiber, which parks only in raw C functions.
+        let status = unsafe { ffi::lua_resume(l, std::ptr::null_mut(), nargs + 1, &mut nresults) };
         crate::fiber::leave_request(fiber);
         let open = crate::txn::finish();
+        let reply = {
+            let _unlimited = Unlimited::new(&self.lua);
+            self.reply_of(l, status, open, is_16)
+        };
+        if status == ffi::LUA_OK {
+            // SAFETY: the results are read; an empty finished thread can be reset.
+            unsafe { ffi::lua_settop(l, 0) };
+        }
         self.recycle(thread);
-        let results = result.map_err(from_mlua)?;
-        match (open, results.front()) {
-            (Err(e), Some(Value::Boolean(true))) => Err(e),
-            _ => Ok(results),
+        reply
+    }
+
+    /// The reply of a request whose thread `l` ended with `status`, its results (or error)
+    /// on its stack. `open`: what rolling back a transaction it left open came to.
+    fn reply_of(
+        &self,
+        l: *mut ffi::lua_State,
+        status: c_int,
+        open: BoxResult<()>,
+        is_16: bool,
+    ) -> BoxResult<Reply> {
+        // SAFETY: `l` is not running; reads of its stack.
+        let success = unsafe {
+            status == ffi::LUA_OK
+                && ffi::lua_type(l, 1) == ffi::LUA_TBOOLEAN
+                && ffi::lua_toboolean(l, 1) != 0
+        };
+        if success && !is_16 && open.is_ok() {
+            // SAFETY: as above; the walk stays within the room `encode_slots` checks.
+            if let Some((count, data)) = unsafe { raw::encode_slots(l, 2) } {
+                return Ok(Reply::Data { count, data });
+            }
+        }
+        let values = self.take_values(l).map_err(from_mlua)?;
+        match status {
+            ffi::LUA_OK | ffi::LUA_YIELD => match (open, values.front()) {
+                (Err(e), Some(Value::Boolean(true))) => Err(e),
+                _ => outcome(values, is_16),
+            },
+            ffi::LUA_ERRMEM => Err(from_mlua(mlua::Error::MemoryError(
+                "not enough memory".into(),
+            ))),
+            _ => Err(error_value(values.back().unwrap_or(&Value::Nil))),
+        }
+    }
+
+    /// Everything on `l`'s stack, moved out as mlua values.
+    fn take_values(&self, l: *mut ffi::lua_State) -> mlua::Result<MultiValue> {
+        // SAFETY: `l` is not running; its values move to the stack `exec_raw` gives, which
+        // is checked for room first.
+        unsafe {
+            let top = ffi::lua_gettop(l);
+            self.lua.exec_raw::<MultiValue>((), |state| {
+                if ffi::lua_checkstack(state, top + 1) != 0 {
+                    ffi::lua_xmove(l, state, top);
+                }
+            })
         }
     }
 
@@ -375,32 +494,14 @@ impl ProcRuntime for LuaRuntime {
             spindle_box::call::check_func_access(&mut t.db, ctx.user, name, func)
         })?;
         let euid = func.filter(|f| f.setuid).map_or(ctx.user, |f| f.owner);
-        let (thread, args) = {
-            let _unlimited = Unlimited::new(&self.lua);
-            let args = self.args(Value::String(self.name(name)?), args)?;
-            (self.thread(&self.call)?, args)
-        };
-        let results = self.run_as(tx, ctx, euid, thread, args);
-        let reply = {
-            let _unlimited = Unlimited::new(&self.lua);
-            results.and_then(|r| outcome(r, is_16))
-        };
+        let reply = self.run_request(tx, ctx, euid, (&self.call, name), args, is_16);
         crate::fiber::run_ready();
         reply
     }
 
     fn eval(&self, tx: TxRef, ctx: &ProcCtx, expr: &str, args: &[u8]) -> BoxResult<Reply> {
         tx.with(|t| t.db.check_universe(ctx.user, PRIV_X))?;
-        let (thread, args) = {
-            let _unlimited = Unlimited::new(&self.lua);
-            let args = self.args(Value::String(self.name(expr)?), args)?;
-            (self.thread(&self.eval)?, args)
-        };
-        let results = self.run_as(tx, ctx, ctx.user, thread, args);
-        let reply = {
-            let _unlimited = Unlimited::new(&self.lua);
-            results.and_then(|r| outcome(r, false))
-        };
+        let reply = self.run_request(tx, ctx, ctx.user, (&self.eval, expr), args, false);
         crate::fiber::run_ready();
         reply
     }

@@ -1,0 +1,172 @@
+//! CALL and EVAL values without mlua: a request's arguments decoded from MessagePack straight
+//! onto its Lua thread's stack, and its results encoded straight off it (`fast::encode`).
+//! mlua's way makes a registry reference per argument and per result and a vector of each;
+//! for the plain values most procedures take and return that was a tenth of a CALL.
+//!
+//! What this path does not know (extensions, integers past ±(10^14 - 1), tables with a
+//! metatable or nested deeper than `RAW_DEPTH_MAX`, tuples, cdata) makes it give up with the
+//! stack as it found it, and the caller takes `convert`'s path, which knows them all.
+
+use std::os::raw::c_int;
+
+use mlua::ffi;
+use spindle_proto::mp;
+
+/// Registry fields of the values decoding needs: box.NULL and the `__serialize` marks of
+/// decoded arrays and maps (set by `install`).
+const NULL_KEY: &std::ffi::CStr = c"spindle.NULL";
+const SEQ_MT_KEY: &std::ffi::CStr = c"spindle.seq_mt";
+const MAP_MT_KEY: &std::ffi::CStr = c"spindle.map_mt";
+
+/// Deepest nesting decoded here; deeper arguments take `convert`'s path.
+const RAW_DEPTH_MAX: usize = 16;
+/// Integers beyond this are 64-bit cdata in Tarantool (`modules::big_int`).
+const DBL_INT_MAX: i64 = 99_999_999_999_999;
+/// Table slots reserved up front at most (the rest grow as they are filled).
+const PREALLOC_MAX: u32 = 1024;
+
+/// Keeps the array and map marks where the raw decoder finds them.
+pub fn install(lua: &mlua::Lua) -> mlua::Result<()> {
+    lua.set_named_registry_value("spindle.seq_mt", crate::modules::kind_meta(lua, "seq")?)?;
+    lua.set_named_registry_value("spindle.map_mt", crate::modules::kind_meta(lua, "map")?)
+}
+
+/// Pushes the elements of the MessagePack array `packed` onto `l`: how many, or None with the
+/// stack as it was.
+///
+/// # Safety
+/// `l` is a Lua thread of the TX thread's state that is not running, in an `Unlimited`
+/// section (so that no allocation fails and raises through Rust frames).
+pub unsafe fn push_args(l: *mut ffi::lua_State, packed: &[u8]) -> Option<c_int> {
+    let mut cur = packed;
+    let n = mp::read_array_len(&mut cur).ok()?;
+    let n = c_int::try_from(n).ok()?;
+    // SAFETY: per this function's contract; every push is preceded by a stack check.
+    unsafe {
+        let base = ffi::lua_gettop(l);
+        if ffi::lua_checkstack(l, n.saturating_add(4)) == 0 {
+            return None;
+        }
+        for _ in 0..n {
+            if !push_value(l, &mut cur, 0) {
+                ffi::lua_settop(l, base);
+                return None;
+            }
+        }
+        Some(n)
+    }
+}
+
+/// Pushes the next value of `cur`; false (with any partial value left for the caller to cut
+/// off) if `convert` must decode it.
+unsafe fn push_value(l: *mut ffi::lua_State, cur: &mut &[u8], depth: usize) -> bool {
+    let Ok(head) = mp::read_value(cur) else {
+        return false;
+    };
+    // SAFETY: the caller checked room for this slot (and a table's key-value pair).
+    unsafe {
+        match head {
+            mp::Value::Nil => {
+                ffi::lua_getfield(l, ffi::LUA_REGISTRYINDEX, NULL_KEY.as_ptr());
+            }
+            mp::Value::Bool(b) => ffi::lua_pushboolean(l, c_int::from(b)),
+            mp::Value::Uint(u) => match i64::try_from(u) {
+                Ok(i) if i <= DBL_INT_MAX => ffi::lua_pushnumber(l, i as f64),
+                _ => return false,
+            },
+            mp::Value::Int(i) if i >= -DBL_INT_MAX => ffi::lua_pushnumber(l, i as f64),
+            mp::Value::F32(f) => ffi::lua_pushnumber(l, f64::from(f)),
+            mp::Value::F64(f) => ffi::lua_pushnumber(l, f),
+            mp::Value::Str(s) | mp::Value::Bin(s) => {
+                ffi::lua_pushlstring(l, s.as_ptr().cast(), s.len());
+            }
+            mp::Value::Array(n) => return push_array(l, cur, n, depth),
+            mp::Value::Map(n) => return push_map(l, cur, n, depth),
+            mp::Value::Int(_) | mp::Value::Ext(..) => return false,
+        }
+    }
+    true
+}
+
+unsafe fn push_array(l: *mut ffi::lua_State, cur: &mut &[u8], n: u32, depth: usize) -> bool {
+    if depth >= RAW_DEPTH_MAX {
+        return false;
+    }
+    // SAFETY: one new slot for the table (checked by the caller) and two for its elements.
+    unsafe {
+        if ffi::lua_checkstack(l, 3) == 0 {
+            return false;
+        }
+        ffi::lua_createtable(l, n.min(PREALLOC_MAX) as c_int, 0);
+        set_mark(l, SEQ_MT_KEY);
+        for i in 1..=n {
+            if !push_value(l, cur, depth + 1) {
+                return false;
+            }
+            ffi::lua_rawseti(l, -2, ffi::lua_Integer::from(i));
+        }
+    }
+    true
+}
+
+unsafe fn push_map(l: *mut ffi::lua_State, cur: &mut &[u8], n: u32, depth: usize) -> bool {
+    if depth >= RAW_DEPTH_MAX {
+        return false;
+    }
+    // SAFETY: one new slot for the table (checked by the caller) and three for a pair.
+    unsafe {
+        if ffi::lua_checkstack(l, 4) == 0 {
+            return false;
+        }
+        ffi::lua_createtable(l, 0, n.min(PREALLOC_MAX) as c_int);
+        set_mark(l, MAP_MT_KEY);
+        for _ in 0..n {
+            // A key that could make `lua_rawset` raise (NaN) or be nil takes the other path.
+            let plain_key = matches!(
+                cur.first(),
+                Some(0x00..=0x7f | 0xa0..=0xbf | 0xcc..=0xcf | 0xd9..=0xdb | 0xe0..=0xff)
+            );
+            if !plain_key || !push_value(l, cur, depth + 1) || !push_value(l, cur, depth + 1) {
+                return false;
+            }
+            ffi::lua_rawset(l, -3);
+        }
+    }
+    true
+}
+
+/// Gives the table on top its registry metatable `key`.
+unsafe fn set_mark(l: *mut ffi::lua_State, key: &std::ffi::CStr) {
+    // SAFETY: one push, popped by `lua_setmetatable`; the caller checked the room.
+    unsafe {
+        ffi::lua_getfield(l, ffi::LUA_REGISTRYINDEX, key.as_ptr());
+        if ffi::lua_type(l, -1) == ffi::LUA_TTABLE {
+            ffi::lua_setmetatable(l, -2);
+        } else {
+            ffi::lua_pop(l, 1);
+        }
+    }
+}
+
+/// The values in slots `from..=top` of `l` as a MessagePack sequence, or None if one needs
+/// `convert` (which knows every value).
+///
+/// # Safety
+/// `l` is a Lua thread of the TX thread's state that is not running, with room for a table
+/// walk (`fast::STACK_NEEDED`).
+pub unsafe fn encode_slots(l: *mut ffi::lua_State, from: c_int) -> Option<(u32, Vec<u8>)> {
+    let mut data = Vec::new();
+    // SAFETY: per this function's contract.
+    unsafe {
+        let top = ffi::lua_gettop(l);
+        if ffi::lua_checkstack(l, crate::fast::STACK_NEEDED) == 0 {
+            return None;
+        }
+        for i in from..=top {
+            if !crate::fast::encode(l, i, &mut data, 0) {
+                return None;
+            }
+        }
+        Some((u32::try_from(top - from + 1).ok()?, data))
+    }
+}
