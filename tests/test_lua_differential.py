@@ -60,6 +60,21 @@ CASES = [
     ev("return ...", [[[[[[[[[[[[[[[[[[[["deep"]]]]]]]]]]]]]]]]]]]]),
     ev("return {[1] = 'a', [2] = 'b', [4] = 'd'}, {[1] = 1, [20] = 20}, {n = 1, 2}"),
     ev("return {true, 0/0 ~= 0/0, -0.0, 1e300 * 1e10, 'x' .. '\\0'}"),
+    # tuples: kept across collections, as statement arguments, as results, told from other
+    # userdata (crates/lua/src/tuple.rs)
+    ev("local s = box.space.luatest s:replace{900, 'a'} local t = s:get(900) "
+       "local kept = {} for i = 1, 300 do kept[i] = s:get(900) end collectgarbage() "
+       "s:replace{900, 'b'} collectgarbage() collectgarbage() "
+       "return t, kept[300], #kept, s:get(900)"),
+    ev("local s = box.space.luatest local t = box.tuple.new{901, 'from a tuple'} "
+       "return s:replace(t), s:insert(s:get(901):update{{'=', 1, 902}}), s:delete(t), "
+       "s:get(902)"),
+    ev("return box.tuple.is(box.tuple.new{1}), box.tuple.is(newproxy(true)), "
+       "box.tuple.is(newproxy()), box.tuple.is({1}), box.tuple.is(nil)"),
+    ev("return box.tuple.new{1, {2, 3}, 'x'}, {box.tuple.new{4}}, box.tuple.new{5}:totable()"),
+    ev("local t = box.tuple.new{1, 2, 3} return #t, t[2], t:bsize(), t:len(), "
+       "tostring(t), t:unpack(2)"),
+    ev("return (pcall(box.tuple.new{1}.totable, newproxy(true)))"),
     # errors
     ev("error('boom')"), ev("error('boom', 0)"), ev("error()"), ev("error(42)"),
     ev("x = = 1"), ev("return nosuch()"), ev("return function() end"),

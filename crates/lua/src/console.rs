@@ -22,7 +22,7 @@ use spindle_types::limits::TX_FIBER_STACK_WORDS;
 use tracing::{info, warn};
 
 use crate::context::{set_fiber_ctx, FiberCtx};
-use crate::convert::{self, LuaTuple};
+use crate::convert;
 
 const CONSOLE_LUA: &str = include_str!("console.lua");
 /// Where `console.listen()` without a URI listens, as in Tarantool.
@@ -764,10 +764,10 @@ impl LuaWriter<'_> {
             Value::String(s) => self.string(&s.as_bytes()),
             Value::LightUserData(p) if p.0.is_null() => self.out.extend_from_slice(b"box.NULL"),
             Value::Table(t) => self.table(t, indent)?,
-            Value::UserData(ud) if ud.is::<LuaTuple>() => {
-                let fields = {
-                    let tuple = ud.borrow::<LuaTuple>()?;
-                    convert::decode(self.lua, &mut tuple.0.data())?
+            Value::UserData(ud) if crate::tuple::of(ud).is_some() => {
+                let fields = match crate::tuple::of(ud) {
+                    Some((tuple, _)) => convert::decode(self.lua, &mut tuple.data())?,
+                    None => Value::Nil,
                 };
                 self.value(&fields, indent)?;
             }

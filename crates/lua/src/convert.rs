@@ -7,12 +7,7 @@
 //! Tarantool does.
 
 use mlua::{Lua, Table, Value};
-use spindle_memtx::tuple::Tuple;
 use spindle_proto::mp;
-
-/// A tuple held by Lua (its methods are in `tuple`): encoded as its stored array. A tuple
-/// read from or written to a space keeps the space's id, for its field names.
-pub struct LuaTuple(pub Tuple, pub Option<u32>);
 
 /// Deepest nesting encoded (Tarantool's `encode_max_depth`); deeper tables fail.
 const MAX_DEPTH: usize = 128;
@@ -57,10 +52,10 @@ fn encode_at(out: &mut Vec<u8>, v: &Value, depth: usize) -> Result<(), EncodeErr
             }
             encode_table(out, t, depth)?;
         }
-        Value::UserData(ud) => match ud.borrow::<LuaTuple>() {
-            Ok(t) => out.extend_from_slice(t.0.data()),
-            Err(_) if (hooks().encode_ext)(out, ud) => {}
-            Err(_) => return Err(unsupported(v)),
+        Value::UserData(ud) => match crate::tuple::of(ud) {
+            Some((t, _)) => out.extend_from_slice(t.data()),
+            None if (hooks().encode_ext)(out, ud) => {}
+            None => return Err(unsupported(v)),
         },
         Value::Error(e) => mp::write_str(out, &e.to_string()),
         Value::Other(_) => return encode_cdata(out, v),

@@ -5,16 +5,16 @@
 //! Lua instead of an mlua callback (arguments as registry references, a table walk through
 //! them) followed by the commit wait.
 //!
-//! Anything else (tuples, cdata, `box.NULL`, tables with a metatable, very deep nesting)
+//! Tuples are copied as they are. Anything else (cdata, `box.NULL`, tables with a
+//! metatable, very deep nesting)
 //! makes it answer `nil`, and box.lua takes the general path (`api::dml`, same rules through
 //! `convert`). Results: `true, tuple` (nil for UPSERT), or `false, code, message, type`
 //! and an access error's object type, object name and access type.
 
-use std::cell::Cell;
 use std::os::raw::c_int;
 use std::panic::AssertUnwindSafe;
 
-use mlua::{ffi, Lua, Value};
+use mlua::{ffi, Lua};
 use spindle_box::{Dml, Txn};
 use spindle_memtx::tuple::Tuple;
 use spindle_proto::mp;
@@ -35,31 +35,11 @@ const ARG_CAPACITY: usize = 128;
 const SPARSE_SAFE: usize = 10;
 const SPARSE_RATIO: usize = 2;
 
-thread_local! {
-    /// A statement's tuple on its way to Lua (`take_result`): set after the commit wait, taken
-    /// at once, so no other fiber sees it.
-    static RESULT: Cell<Option<(Tuple, u32)>> = const { Cell::new(None) };
-}
-
-/// Registers `dml_fast`, with `take_result` (which makes the tuple userdata) as its upvalue.
+/// Registers `dml_fast`.
 pub fn install(lua: &Lua, internal: &mlua::Table) -> mlua::Result<()> {
-    let take = lua.create_function(take_result)?;
-    // SAFETY: `dml_fast` follows the lua_CFunction contract (see there); it runs only with
-    // the one upvalue given here.
+    // SAFETY: `dml_fast` follows the lua_CFunction contract (see there).
     let raw = unsafe { lua.create_c_function(dml_fast)? };
-    // The raw function gets `take` as its first argument through this closure: mlua makes
-    // C functions without upvalues.
-    let wrapped: mlua::Function = lua
-        .load("local raw, take = ... return function(...) return raw(take, ...) end")
-        .set_name("=fast")
-        .call((raw, take))?;
-    internal.set("dml_fast", wrapped)
-}
-
-fn take_result(lua: &Lua, (): ()) -> mlua::Result<Value> {
-    let _unlimited = crate::state::Unlimited::new(lua);
-    let (tuple, space) = RESULT.with(Cell::take).unzip();
-    crate::tuple::push_of(lua, tuple, space)
+    internal.set("dml_fast", raw)
 }
 
 /// What the statement came to.
@@ -70,11 +50,11 @@ enum Outcome {
     Failed(BoxError),
 }
 
-/// `dml_fast(take, op, space, a, b, c)`.
+/// `dml_fast(op, space, a, b, c)`.
 unsafe extern "C-unwind" fn dml_fast(l: *mut ffi::lua_State) -> c_int {
-    // SAFETY: every call below works on the running C function's own stack. Errors can only
-    // come from `lua_checkstack` here (before any Rust value with a destructor exists) and from
-    // the `take` call at the end, after every such value is gone.
+    // SAFETY: every call below works on the running C function's own stack. A memory error
+    // can only come from the pushes at the end (the result tuple's userdata, an error's
+    // strings): Lua code ran out of its memory limit, and the error unwinds to its `pcall`.
     unsafe {
         if ffi::lua_checkstack(l, STACK_NEEDED) == 0 || on_main_state(l) {
             return fallback(l);
@@ -87,11 +67,9 @@ unsafe extern "C-unwind" fn dml_fast(l: *mut ffi::lua_State) -> c_int {
                 ffi::lua_pushnil(l);
                 2
             }
-            Outcome::Done(Some(tuple)) => {
-                RESULT.with(|r| r.set(Some(tuple)));
+            Outcome::Done(Some((tuple, space))) => {
                 ffi::lua_pushboolean(l, 1);
-                ffi::lua_pushvalue(l, 1);
-                ffi::lua_call(l, 0, 1);
+                crate::tuple::push_raw(l, tuple, Some(space));
                 2
             }
             Outcome::Failed(e) => {
@@ -143,26 +121,26 @@ unsafe fn on_main_state(l: *mut ffi::lua_State) -> bool {
 
 /// Reads and runs the statement; parks for its commit.
 unsafe fn run_statement(l: *mut ffi::lua_State) -> Outcome {
-    // SAFETY: reads of the arguments (2 to 6) of the running C function.
+    // SAFETY: reads of the arguments (1 to 5) of the running C function.
     let (op, space_id, index_id) = unsafe {
-        if ffi::lua_type(l, 2) != ffi::LUA_TNUMBER || ffi::lua_type(l, 3) != ffi::LUA_TNUMBER {
+        if ffi::lua_type(l, 1) != ffi::LUA_TNUMBER || ffi::lua_type(l, 2) != ffi::LUA_TNUMBER {
             return Outcome::Fallback;
         }
-        let index_id = match ffi::lua_type(l, 6) {
-            ffi::LUA_TNUMBER => ffi::lua_tonumber(l, 6) as u32,
+        let index_id = match ffi::lua_type(l, 5) {
+            ffi::LUA_TNUMBER => ffi::lua_tonumber(l, 5) as u32,
             _ => 0,
         };
         (
-            ffi::lua_tointeger(l, 2),
-            ffi::lua_tonumber(l, 3) as u32,
+            ffi::lua_tointeger(l, 1),
+            ffi::lua_tonumber(l, 2) as u32,
             index_id,
         )
     };
     let is_key = matches!(op, 3 | 4);
     let (mut first, mut second) = (Vec::with_capacity(ARG_CAPACITY), Vec::new());
-    // SAFETY: arguments 4 and 5 of the running C function; the walk stays within the slots
+    // SAFETY: arguments 3 and 4 of the running C function; the walk stays within the slots
     // `dml_fast` checked.
-    let encoded = unsafe { arg(l, 4, is_key, &mut first) && arg(l, 5, false, &mut second) };
+    let encoded = unsafe { arg(l, 3, is_key, &mut first) && arg(l, 4, false, &mut second) };
     if !encoded {
         return Outcome::Fallback;
     }
@@ -263,14 +241,15 @@ fn apply(statement: Dml<'_>) -> Result<Option<Tuple>, BoxError> {
     Ok(result)
 }
 
-/// Argument `idx` as MessagePack: nil is nothing, a plain table itself, a scalar key `[key]`.
+/// Argument `idx` as MessagePack: nil is nothing, a plain table or a tuple itself, a scalar
+/// key `[key]`.
 /// False if it needs the general path.
 unsafe fn arg(l: *mut ffi::lua_State, idx: c_int, is_key: bool, out: &mut Vec<u8>) -> bool {
     // SAFETY: reads argument `idx`; see `encode`.
     unsafe {
         match ffi::lua_type(l, idx) {
             ffi::LUA_TNIL | ffi::LUA_TNONE => true,
-            ffi::LUA_TTABLE => encode(l, idx, out, 0),
+            ffi::LUA_TTABLE | ffi::LUA_TUSERDATA => encode(l, idx, out, 0),
             ffi::LUA_TNUMBER | ffi::LUA_TSTRING if is_key => {
                 mp::write_array_len(out, 1);
                 encode(l, idx, out, 0)
@@ -304,6 +283,9 @@ pub(crate) unsafe fn encode(
                 mp::write_str_bytes(out, std::slice::from_raw_parts(p.cast::<u8>(), len));
             }
             ffi::LUA_TTABLE => return encode_table(l, idx, out, depth),
+            ffi::LUA_TUSERDATA => {
+                return crate::tuple::with_raw(l, idx, |data| out.extend_from_slice(data)).is_some()
+            }
             _ => return false,
         }
         true

@@ -19,7 +19,7 @@ use spindle_types::limits::{LUA_MEMORY_MAX, LUA_THREADS_KEPT};
 use spindle_types::{BoxError, BoxResult, ErrorKind};
 
 use crate::context::{from_mlua, set_fiber_ctx, FiberCtx, SessionInfo};
-use crate::convert::{self, LuaTuple};
+use crate::convert;
 use crate::raw;
 use crate::state::Unlimited;
 
@@ -64,6 +64,7 @@ impl LuaRuntime {
         // Tarantool exposes them to Lua, and scripts use them.
         let lua = unsafe { Lua::unsafe_new() };
         lua.set_memory_limit(LUA_MEMORY_MAX)?;
+        crate::tuple::install(&lua)?;
         crate::api::install(&lua)?;
         crate::modules::install(&lua)?;
         let internal_table = crate::state::internal(&lua)?;
@@ -452,7 +453,7 @@ fn encode_results(values: Vec<Value>, is_16: bool) -> BoxResult<Reply> {
 fn is_tuple_like(v: &Value) -> bool {
     match v {
         Value::Table(_) => true,
-        Value::UserData(ud) => ud.is::<LuaTuple>(),
+        Value::UserData(_) => crate::tuple::is_tuple(v),
         _ => false,
     }
 }

@@ -22,7 +22,6 @@ pub fn install(lua: &Lua, internal: &Table) -> mlua::Result<()> {
     internal.set("tuple_new", lua.create_function(tuple_new)?)?;
     internal.set("is_tuple", lua.create_function(is_tuple)?)?;
     internal.set("tuple_update", lua.create_function(tuple_update)?)?;
-    lua.set_named_registry_value("spindle.tuple_methods", lua.create_table()?)?;
     Ok(())
 }
 
@@ -148,7 +147,7 @@ fn tuple_new(lua: &Lua, fields: Value) -> mlua::Result<Value> {
 }
 
 fn is_tuple(_: &Lua, v: Value) -> mlua::Result<bool> {
-    Ok(matches!(&v, Value::UserData(ud) if ud.is::<crate::convert::LuaTuple>()))
+    Ok(crate::tuple::is_tuple(&v))
 }
 
 /// `box.session.push(value)` on a binary session: an IPROTO_CHUNK with the request's sync,
@@ -183,7 +182,11 @@ fn tuple_update(lua: &Lua, (t, ops, upsert): (Value, Value, bool)) -> mlua::Resu
             "Usage: tuple:update({ { op, field, arg}+ })",
         ));
     };
-    let old = ud.borrow::<crate::convert::LuaTuple>()?.0.clone();
+    let Some((old, _)) = crate::tuple::of(ud) else {
+        return Err(mlua::Error::runtime(
+            "Usage: tuple:update({ { op, field, arg}+ })",
+        ));
+    };
     let mut op_bytes = Vec::new();
     crate::convert::encode(&mut op_bytes, &ops).map_err(|e| mlua::Error::runtime(e.0))?;
     let format = spindle_memtx::format::TupleFormat::default();

@@ -13,7 +13,7 @@ use spindle_tx::procs::DmlJob;
 use spindle_types::{BoxError, BoxResult};
 
 use crate::context::{current_user, from_mlua, lua_error};
-use crate::convert::{self, LuaTuple};
+use crate::convert;
 use crate::tuple;
 
 const TRIGGERS: &str = include_str!("triggers.lua");
@@ -133,7 +133,9 @@ fn statement<'a>(
 /// The primary key of a tuple of `space_id`, as MessagePack; None if the space or its
 /// primary index is gone.
 fn primary_key(space_id: u32, t: &AnyUserData) -> mlua::Result<Option<Vec<u8>>> {
-    let tuple = t.borrow::<LuaTuple>()?.0.clone();
+    let Some((tuple, _)) = tuple::of(t) else {
+        return Err(mlua::Error::runtime("a tuple expected"));
+    };
     Ok(crate::state::tx()?.with(|tx| {
         let entry = tx.db.catalog().get(space_id)?;
         let pk = entry.space.index(0)?;
@@ -233,10 +235,7 @@ pub fn dml_reply(results: MultiValue, error_value: fn(&Value) -> BoxError) -> Bo
     match values.next() {
         Some(Value::Boolean(true)) => {
             let tuples = match values.next() {
-                Some(Value::UserData(ud)) => match ud.borrow::<LuaTuple>() {
-                    Ok(t) => vec![t.0.clone()],
-                    Err(_) => Vec::new(),
-                },
+                Some(Value::UserData(ud)) => tuple::of(&ud).map(|(t, _)| t).into_iter().collect(),
                 _ => Vec::new(),
             };
             Ok(Reply::Tuples(tuples))

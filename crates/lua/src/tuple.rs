@@ -2,18 +2,192 @@
 //! the tuple is replaced, deleted or its space truncated (the memtx tuple is reference
 //! counted, as Tarantool's is). Fields are 1-based: `t[1]`, `#t`, `t:totable()`,
 //! `t:unpack()`, `t:bsize()`; `tostring(t)` is its YAML flow text.
+//!
+//! The userdata is made with the raw C API, not as an mlua userdata: a statement's result
+//! tuple is the one value every `space:replace{...}` makes, and mlua's kind costs a heap cell,
+//! an environment table and a checked finalizer more. Its block holds the tuple; one shared
+//! metatable (`TUPLE_MT` in the registry) finalizes it; the blocks alive are listed (`LIVE`),
+//! so code holding any userdata can tell a tuple (`of`) without the raw API.
 
-use mlua::{IntoLuaMulti, Lua, MetaMethod, MultiValue, UserData, UserDataMethods, Value};
+use std::cell::RefCell;
+use std::ffi::CStr;
+use std::os::raw::c_int;
+
+use hashbrown::HashSet;
+use mlua::{ffi, AnyUserData, Lua, MultiValue, Table, Value};
 use spindle_memtx::tuple::Tuple;
 use spindle_proto::mp;
 
-use crate::convert::{self, LuaTuple};
+use crate::convert;
+
+/// The registry field of the tuples' metatable.
+const TUPLE_MT: &CStr = c"spindle.tuple_mt";
+/// The registry field of the methods written in Lua (control.lua adds them).
+const METHODS: &str = "spindle.tuple_methods";
+
+/// A tuple userdata's block. `tuple` is None once the finalizer has run.
+struct Block {
+    tuple: Option<Tuple>,
+    space: Option<u32>,
+}
+
+thread_local! {
+    /// Addresses of the tuple blocks not yet finalized (TX thread only).
+    static LIVE: RefCell<HashSet<usize>> = RefCell::new(HashSet::new());
+}
+
+/// Makes the tuples' metatable: the finalizer is a raw C function, the rest mlua functions
+/// that find the tuple through `of`.
+pub fn install(lua: &Lua) -> mlua::Result<()> {
+    let mt = lua.create_table()?;
+    // SAFETY: `gc` follows the lua_CFunction contract (see there).
+    mt.raw_set("__gc", unsafe { lua.create_c_function(gc)? })?;
+    mt.raw_set("__index", lua.create_function(index)?)?;
+    mt.raw_set(
+        "__len",
+        lua.create_function(|_, ud: AnyUserData| Ok(field_count(&tuple_arg(&ud)?.0)))?,
+    )?;
+    mt.raw_set(
+        "__tostring",
+        lua.create_function(|lua, ud: AnyUserData| {
+            let value = convert::decode(lua, &mut tuple_arg(&ud)?.0.data())?;
+            crate::text::flow(lua, &value)
+        })?,
+    )?;
+    lua.set_named_registry_value("spindle.tuple_mt", mt)?;
+    let methods = lua.create_table()?;
+    methods.raw_set(
+        "totable",
+        lua.create_function(|lua, ud: AnyUserData| {
+            convert::decode(lua, &mut tuple_arg(&ud)?.0.data())
+        })?,
+    )?;
+    methods.raw_set(
+        "unpack",
+        lua.create_function(
+            |lua, (ud, from, to): (AnyUserData, Option<i64>, Option<i64>)| {
+                fields(lua, &tuple_arg(&ud)?.0, from.unwrap_or(1), to)
+            },
+        )?,
+    )?;
+    methods.raw_set(
+        "bsize",
+        lua.create_function(|_, ud: AnyUserData| Ok(tuple_arg(&ud)?.0.data().len()))?,
+    )?;
+    lua.set_named_registry_value("spindle.tuple_rust_methods", methods)?;
+    lua.set_named_registry_value(METHODS, lua.create_table()?)
+}
+
+/// The tuple (and its space) a userdata holds, if it is a tuple.
+pub fn of(ud: &AnyUserData) -> Option<(Tuple, Option<u32>)> {
+    let p = ud.to_pointer();
+    if !LIVE.with(|l| l.borrow().contains(&(p as usize))) {
+        return None;
+    }
+    // SAFETY: `p` is the block of a tuple userdata that is alive (listed in `LIVE` until its
+    // finalizer runs, and `ud` holds it); blocks are only read and written on this thread.
+    let block = unsafe { &*p.cast::<Block>() };
+    Some((block.tuple.clone()?, block.space))
+}
+
+pub fn is_tuple(v: &Value) -> bool {
+    matches!(v, Value::UserData(ud) if of(ud).is_some())
+}
+
+fn tuple_arg(ud: &AnyUserData) -> mlua::Result<(Tuple, Option<u32>)> {
+    of(ud).ok_or_else(|| mlua::Error::runtime("Usage: tuple:method()"))
+}
+
+/// Pushes a tuple userdata onto `l`.
+///
+/// # Safety
+/// `l` is a Lua thread of the TX thread's state with a free stack slot.
+pub unsafe fn push_raw(l: *mut ffi::lua_State, tuple: Tuple, space: Option<u32>) {
+    // SAFETY: a new userdata big enough for a `Block`, which LuaJIT aligns for 8-byte
+    // fields; it is written before anything can see it.
+    unsafe {
+        let p = ffi::lua_newuserdata(l, std::mem::size_of::<Block>()).cast::<Block>();
+        p.write(Block {
+            tuple: Some(tuple),
+            space,
+        });
+        LIVE.with(|live| live.borrow_mut().insert(p as usize));
+        ffi::lua_getfield(l, ffi::LUA_REGISTRYINDEX, TUPLE_MT.as_ptr());
+        ffi::lua_setmetatable(l, -2);
+    }
+}
+
+/// `f` of the stored bytes of the tuple in slot `idx` of `l`; None if the value there is
+/// not a tuple.
+///
+/// # Safety
+/// `l` is a Lua thread of the TX thread's state that is not running; `idx` a valid slot.
+pub unsafe fn with_raw<R>(
+    l: *mut ffi::lua_State,
+    idx: c_int,
+    f: impl FnOnce(&[u8]) -> R,
+) -> Option<R> {
+    // SAFETY: reads of slot `idx`; the block is alive (listed) while the slot holds it.
+    unsafe {
+        if ffi::lua_type(l, idx) != ffi::LUA_TUSERDATA {
+            return None;
+        }
+        let p = ffi::lua_touserdata(l, idx);
+        if !LIVE.with(|live| live.borrow().contains(&(p as usize))) {
+            return None;
+        }
+        let block = &*p.cast::<Block>();
+        Some(f(block.tuple.as_ref()?.data()))
+    }
+}
+
+/// `__gc`: drops the block's tuple reference.
+unsafe extern "C-unwind" fn gc(l: *mut ffi::lua_State) -> c_int {
+    // SAFETY: LuaJIT calls the finalizer with the userdata as its only argument; only tuple
+    // userdata carry this metatable (`push_raw`), and a finalized block has `tuple` None.
+    unsafe {
+        let p = ffi::lua_touserdata(l, 1);
+        if !p.is_null() && LIVE.with(|live| live.borrow_mut().remove(&(p as usize))) {
+            let block = &mut *p.cast::<Block>();
+            block.tuple = None;
+        }
+    }
+    0
+}
+
+/// A tuple or nil, for Lua.
+pub fn push(lua: &Lua, tuple: Option<Tuple>) -> mlua::Result<Value> {
+    push_of(lua, tuple, None)
+}
+
+/// A tuple of space `space` (its field names are the space's) or nil, for Lua.
+pub fn push_of(lua: &Lua, tuple: Option<Tuple>, space: Option<u32>) -> mlua::Result<Value> {
+    let Some(tuple) = tuple else {
+        return Ok(Value::Nil);
+    };
+    // SAFETY: `exec_raw` gives the closure a stack with room for the one value it pushes.
+    unsafe { lua.exec_raw::<Value>((), |state| push_raw(state, tuple, space)) }
+}
+
+/// Tuples of space `space` as a Lua array.
+pub fn push_all(lua: &Lua, tuples: Vec<Tuple>, space: u32) -> mlua::Result<Value> {
+    // SAFETY: as in `push_of`; each tuple is stored in the table as soon as it is pushed.
+    unsafe {
+        lua.exec_raw::<Value>((), |state| {
+            let n = c_int::try_from(tuples.len()).unwrap_or(c_int::MAX);
+            ffi::lua_createtable(state, n, 0);
+            for (i, t) in tuples.into_iter().enumerate() {
+                push_raw(state, t, Some(space));
+                ffi::lua_rawseti(state, -2, i as ffi::lua_Integer + 1);
+            }
+        })
+    }
+}
 
 /// `box.internal.tuple_names(t)`: the field names of a tuple's space format, in field order
 /// (nil for a tuple of no space).
-pub fn names(_: &Lua, t: mlua::AnyUserData) -> mlua::Result<Option<Vec<String>>> {
-    let space = t.borrow::<LuaTuple>()?.1;
-    Ok(space.and_then(format_names))
+pub fn names(_: &Lua, t: AnyUserData) -> mlua::Result<Option<Vec<String>>> {
+    Ok(tuple_arg(&t)?.1.and_then(format_names))
 }
 
 fn format_names(space: u32) -> Option<Vec<String>> {
@@ -24,99 +198,63 @@ fn format_names(space: u32) -> Option<Vec<String>> {
     })
 }
 
-impl LuaTuple {
-    /// The 0-based number of the field called `name` in the format of the tuple's space, as
-    /// the space is now (2.6 also names a tuple by its space's current format).
-    fn field_no(&self, name: &str) -> Option<u32> {
-        let space = self.1?;
-        let tx = crate::state::tx_if_booted()?;
-        let no = tx.with(|t| {
-            let entry = t.db.catalog().get(space)?;
-            entry.def.format.iter().position(|f| f.name == name)
-        })?;
-        u32::try_from(no).ok()
-    }
-
-    fn field_count(&self) -> usize {
-        let mut cur = self.0.data();
-        mp::read_array_len(&mut cur).map_or(0, |n| n as usize)
-    }
-
-    /// Field `i` (1-based) as a Lua value; nil past the end.
-    fn field(&self, lua: &Lua, i: i64) -> mlua::Result<Value> {
-        if i < 1 {
-            return Ok(Value::Nil);
-        }
-        match self.0.field((i - 1) as u32) {
-            Some(mut bytes) => convert::decode(lua, &mut bytes),
-            None => Ok(Value::Nil),
-        }
-    }
-
-    fn fields(&self, lua: &Lua, from: i64, to: Option<i64>) -> mlua::Result<MultiValue> {
-        let count = self.field_count() as i64;
-        let to = to.unwrap_or(count).min(count);
-        let mut out = Vec::new();
-        for i in from.max(1)..=to {
-            out.push(self.field(lua, i)?);
-        }
-        Ok(MultiValue::from_vec(out))
-    }
+/// The 0-based number of the field called `name` in the format of `space` as the space is
+/// now (2.6 also names a tuple by its space's current format).
+fn field_no(space: Option<u32>, name: &str) -> Option<u32> {
+    let tx = crate::state::tx_if_booted()?;
+    let no = tx.with(|t| {
+        let entry = t.db.catalog().get(space?)?;
+        entry.def.format.iter().position(|f| f.name == name)
+    })?;
+    u32::try_from(no).ok()
 }
 
-impl UserData for LuaTuple {
-    fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {
-        methods.add_meta_method(MetaMethod::Index, |lua, t, key: Value| match key {
-            Value::Integer(i) => t.field(lua, i),
-            Value::Number(n) if n.fract() == 0.0 => t.field(lua, n as i64),
-            // A field of the space format by name first (as in 2.6, a field named like a
-            // method hides it), then the methods written in Lua (control.lua).
-            Value::String(name) => {
-                if let Some(no) = t.field_no(&name.to_str()?) {
-                    return t.field(lua, i64::from(no) + 1);
-                }
-                let extra: mlua::Table = lua.named_registry_value("spindle.tuple_methods")?;
-                extra.raw_get(name)
-            }
-            _ => Ok(Value::Nil),
-        });
-        methods.add_meta_method(MetaMethod::Len, |_, t, ()| Ok(t.field_count()));
-        methods.add_meta_method(MetaMethod::ToString, |lua, t, ()| {
-            let value = convert::decode(lua, &mut t.0.data())?;
-            crate::text::flow(lua, &value)
-        });
-        methods.add_method("totable", |lua, t, ()| {
-            convert::decode(lua, &mut t.0.data())
-        });
-        methods.add_method(
-            "unpack",
-            |lua, t, (from, to): (Option<i64>, Option<i64>)| t.fields(lua, from.unwrap_or(1), to),
-        );
-        methods.add_method("bsize", |_, t, ()| Ok(t.0.data().len()));
-        methods.add_method("len", |_, t, ()| Ok(t.field_count()));
+fn field_count(t: &Tuple) -> usize {
+    let mut cur = t.data();
+    mp::read_array_len(&mut cur).map_or(0, |n| n as usize)
+}
+
+/// Field `i` (1-based) as a Lua value; nil past the end.
+fn field(lua: &Lua, t: &Tuple, i: i64) -> mlua::Result<Value> {
+    if i < 1 {
+        return Ok(Value::Nil);
     }
-}
-
-/// A tuple or nil, for Lua.
-pub fn push(lua: &Lua, tuple: Option<Tuple>) -> mlua::Result<Value> {
-    push_of(lua, tuple, None)
-}
-
-/// A tuple of space `space` (its field names are the space's) or nil, for Lua.
-pub fn push_of(lua: &Lua, tuple: Option<Tuple>, space: Option<u32>) -> mlua::Result<Value> {
-    match tuple {
-        Some(t) => Ok(Value::UserData(lua.create_userdata(LuaTuple(t, space))?)),
+    match t.field((i - 1) as u32) {
+        Some(mut bytes) => convert::decode(lua, &mut bytes),
         None => Ok(Value::Nil),
     }
 }
 
-/// Tuples of space `space` as a Lua array.
-pub fn push_all(lua: &Lua, tuples: Vec<Tuple>, space: u32) -> mlua::Result<Value> {
-    let table = lua.create_table_with_capacity(tuples.len(), 0)?;
-    for (i, t) in tuples.into_iter().enumerate() {
-        table.raw_set(i + 1, LuaTuple(t, Some(space)))?;
+fn fields(lua: &Lua, t: &Tuple, from: i64, to: Option<i64>) -> mlua::Result<MultiValue> {
+    let count = field_count(t) as i64;
+    let to = to.unwrap_or(count).min(count);
+    let mut out = Vec::new();
+    for i in from.max(1)..=to {
+        out.push(field(lua, t, i)?);
     }
-    table
-        .into_lua_multi(lua)
-        .map(|mut m| m.pop_front().unwrap_or(Value::Nil))
+    Ok(MultiValue::from_vec(out))
+}
+
+/// `t[key]`: a field by number; by name the methods written in Rust first, then a field of
+/// the space format (as in 2.6, a field named like a Lua-written method hides it), then the
+/// methods written in Lua (control.lua).
+fn index(lua: &Lua, (ud, key): (AnyUserData, Value)) -> mlua::Result<Value> {
+    let (t, space) = tuple_arg(&ud)?;
+    match key {
+        Value::Integer(i) => field(lua, &t, i),
+        Value::Number(n) if n.fract() == 0.0 => field(lua, &t, n as i64),
+        Value::String(name) => {
+            let rust: Table = lua.named_registry_value("spindle.tuple_rust_methods")?;
+            let method: Value = rust.raw_get(&name)?;
+            if !method.is_nil() {
+                return Ok(method);
+            }
+            if let Some(no) = field_no(space, &name.to_str()?) {
+                return field(lua, &t, i64::from(no) + 1);
+            }
+            let extra: Table = lua.named_registry_value(METHODS)?;
+            extra.raw_get(name)
+        }
+        _ => Ok(Value::Nil),
+    }
 }

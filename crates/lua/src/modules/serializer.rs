@@ -8,7 +8,7 @@ use std::cell::{Cell, RefCell};
 use mlua::{Function, Lua, Table, Value};
 use spindle_emit::Value as Out;
 
-use crate::convert::{self, LuaTuple};
+use crate::convert;
 
 /// Deepest nesting a serializer follows (`encode_max_depth`).
 const MAX_DEPTH: usize = 128;
@@ -181,9 +181,9 @@ impl Converter<'_> {
                 out?
             }
             Value::UserData(ud) => {
-                if let Ok(t) = ud.borrow::<LuaTuple>() {
-                    let decoded = convert::decode(self.lua, &mut t.0.data())
-                        .map_err(|e| super::message(&e))?;
+                if let Some((t, _)) = crate::tuple::of(ud) {
+                    let decoded =
+                        convert::decode(self.lua, &mut t.data()).map_err(|e| super::message(&e))?;
                     return self.flow_seq(&decoded, depth);
                 }
                 if let Some(text) = super::ext_text(ud) {
