@@ -267,7 +267,7 @@ pub fn null(lua: &Lua) -> Value {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn lua() -> Lua {
@@ -366,7 +366,7 @@ mod tests {
         }
     }
 
-    fn value_strategy() -> impl proptest::strategy::Strategy<Value = rmpv::Value> {
+    pub(crate) fn value_strategy() -> impl proptest::strategy::Strategy<Value = rmpv::Value> {
         use proptest::prelude::*;
         let leaf = prop_oneof![
             Just(rmpv::Value::Nil),

@@ -170,3 +170,127 @@ pub unsafe fn encode_slots(l: *mut ffi::lua_State, from: c_int) -> Option<(u32, 
         Some((u32::try_from(top - from + 1).ok()?, data))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use mlua::{Lua, MultiValue, Value};
+
+    use super::*;
+    use crate::convert;
+
+    fn lua() -> Lua {
+        // SAFETY: the tests need `ffi` for box.NULL, which only the unsafe constructor loads.
+        let l = unsafe { Lua::unsafe_new() };
+        let null: Value = l
+            .load("return require('ffi').cast('void *', 0)")
+            .eval()
+            .expect("null");
+        l.set_named_registry_value("spindle.NULL", null)
+            .expect("registry");
+        l
+    }
+
+    /// Arguments, each encoded by `convert::encode`; all of them by `encode_slots`, if it
+    /// could.
+    type Encoded = (Vec<Vec<u8>>, Option<Vec<u8>>);
+
+    /// The arguments of `wire` (a MessagePack array) through this path; None if the decoder
+    /// gives up.
+    fn through_raw(l: &Lua, wire: &[u8]) -> Option<Encoded> {
+        let thread = l
+            .create_thread(l.load("return").into_function().expect("chunk"))
+            .expect("thread");
+        let t = thread.state();
+        // SAFETY: a thread that is not running, holding only its function.
+        let n = unsafe { push_args(t, wire)? };
+        // SAFETY: as above; the arguments are slots 2..=n+1.
+        let slots = unsafe { encode_slots(t, 2) }.map(|(_, data)| data);
+        // SAFETY: moves the `n` arguments to the stack `exec_raw` gives (room checked).
+        let values = unsafe {
+            l.exec_raw::<MultiValue>((), |s| {
+                if ffi::lua_checkstack(s, n + 1) != 0 {
+                    ffi::lua_xmove(t, s, n);
+                }
+            })
+        }
+        .expect("values");
+        let each = values
+            .iter()
+            .map(|v| {
+                let mut out = Vec::new();
+                convert::encode(&mut out, v).expect("encode");
+                out
+            })
+            .collect();
+        Some((each, slots))
+    }
+
+    /// The same arguments through `convert`.
+    fn through_convert(l: &Lua, wire: &[u8]) -> Vec<Vec<u8>> {
+        let mut cur = wire;
+        let n = mp::read_array_len(&mut cur).expect("array");
+        (0..n)
+            .map(|_| {
+                let v = convert::decode(l, &mut cur).expect("decode");
+                let mut out = Vec::new();
+                convert::encode(&mut out, &v).expect("encode");
+                out
+            })
+            .collect()
+    }
+
+    #[test]
+    fn gives_up_on_what_convert_knows_better() {
+        let l = lua();
+        for wire in [
+            &[0x91, 0xcf, 0, 0, 0x5a, 0xf3, 0x10, 0x7a, 0x40, 0x00][..], // 10^14: 64-bit cdata
+            &[0x91, 0xd4, 0x01, 0x00][..],                               // an extension
+            &[0x91, 0x81, 0xd0, 0x80, 0x01][..],                         // an int8 map key
+            &[0x91, 0x81, 0xcb, 0x7f, 0xf8, 0, 0, 0, 0, 0, 0, 0x01][..], // a NaN map key
+        ] {
+            assert!(through_raw(&l, wire).is_none(), "{wire:x?}");
+        }
+        for wire in [
+            &[0x91, 0xcf, 0, 0, 0x5a, 0xf3, 0x10, 0x7a, 0x3f, 0xff][..], // 10^14 - 1
+            &[0x91, 0x82, 0x01, 0xa1, b'a', 0xff, 0xa1, b'b'][..],       // {1: 'a', -1: 'b'}
+            &[0x92, 0xc0, 0x93, 0xc3, 0xc0, 0xc4, 0x01, 0x00][..],       // nil, [true, nil, bin]
+        ] {
+            let (each, _) = through_raw(&l, wire).expect("plain values");
+            assert_eq!(each, through_convert(&l, wire), "{wire:x?}");
+        }
+    }
+
+    /// `v` with its integers brought within ±(10^14 - 1), which this path decodes itself.
+    fn tame(v: &rmpv::Value) -> rmpv::Value {
+        use rmpv::Value as V;
+        match v {
+            V::Integer(i) => V::from(i.as_i64().unwrap_or(0) % DBL_INT_MAX),
+            V::Array(items) => V::Array(items.iter().map(tame).collect()),
+            V::Map(pairs) => V::Map(pairs.iter().map(|(k, v)| (tame(k), tame(v))).collect()),
+            other => other.clone(),
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::test_runner::Config::with_cases(512))]
+        /// Arguments decoded here are the values `convert` makes, and results encoded here
+        /// are the bytes `convert` writes.
+        #[test]
+        fn same_values_as_convert(args in proptest::collection::vec(
+            convert::tests::value_strategy(), 0..5)) {
+            let l = lua();
+            let mut wire = Vec::new();
+            let args = rmpv::Value::Array(args.iter().map(tame).collect());
+            rmpv::encode::write_value(&mut wire, &args).expect("encode");
+            let raw = through_raw(&l, &wire);
+            proptest::prop_assert!(raw.is_some(), "plain values, yet the raw path gave up");
+            if let Some((each, slots)) = raw {
+                let expected = through_convert(&l, &wire);
+                proptest::prop_assert_eq!(&each, &expected);
+                if let Some(slots) = slots {
+                    proptest::prop_assert_eq!(slots, expected.concat());
+                }
+            }
+        }
+    }
+}
