@@ -52,7 +52,7 @@ fn encode_at(out: &mut Vec<u8>, v: &Value, depth: usize) -> Result<(), EncodeErr
             }
             encode_table(out, t, depth)?;
         }
-        Value::UserData(ud) => match crate::tuple::of(ud) {
+        Value::UserData(ud) => match crate::tuple_block::of(ud) {
             Some((t, _)) => out.extend_from_slice(t.data()),
             None if (hooks().encode_ext)(out, ud) => {}
             None => return Err(unsupported(v)),

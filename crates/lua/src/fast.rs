@@ -69,7 +69,7 @@ unsafe extern "C-unwind" fn dml_fast(l: *mut ffi::lua_State) -> c_int {
             }
             Outcome::Done(Some((tuple, space))) => {
                 ffi::lua_pushboolean(l, 1);
-                crate::tuple::push_raw(l, tuple, Some(space));
+                crate::tuple_block::push_raw(l, tuple, Some(space));
                 2
             }
             Outcome::Failed(e) => {
@@ -284,7 +284,8 @@ pub(crate) unsafe fn encode(
             }
             ffi::LUA_TTABLE => return encode_table(l, idx, out, depth),
             ffi::LUA_TUSERDATA => {
-                return crate::tuple::with_raw(l, idx, |data| out.extend_from_slice(data)).is_some()
+                return crate::tuple_block::with_raw(l, idx, |data| out.extend_from_slice(data))
+                    .is_some()
             }
             _ => return false,
         }

@@ -23,6 +23,7 @@ mod state;
 mod text;
 mod triggers;
 mod tuple;
+mod tuple_block;
 pub mod txn;
 
 pub use cfg::{BootParts, Host};

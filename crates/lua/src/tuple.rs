@@ -3,45 +3,30 @@
 //! counted, as Tarantool's is). Fields are 1-based: `t[1]`, `#t`, `t:totable()`,
 //! `t:unpack()`, `t:bsize()`; `tostring(t)` is its YAML flow text.
 //!
-//! The userdata is made with the raw C API, not as an mlua userdata: a statement's result
-//! tuple is the one value every `space:replace{...}` makes, and mlua's kind costs a heap cell,
-//! an environment table and a checked finalizer more. Its block holds the tuple; one shared
-//! metatable (`TUPLE_MT` in the registry) finalizes it; the blocks alive are listed (`LIVE`),
-//! so code holding any userdata can tell a tuple (`of`) without the raw API.
+//! The userdata is made with the raw C API (`tuple_block`), not as an mlua userdata: a
+//! statement's result tuple is the one value every `space:replace{...}` makes, and mlua's kind
+//! costs a heap cell, an environment table and a checked finalizer more. The metatable made
+//! here is shared by every tuple; its methods find the tuple through `tuple_block::of`.
 
-use std::cell::RefCell;
-use std::ffi::CStr;
 use std::os::raw::c_int;
 
-use hashbrown::HashSet;
 use mlua::{ffi, AnyUserData, Lua, MultiValue, Table, Value};
 use spindle_memtx::tuple::Tuple;
 use spindle_proto::mp;
 
 use crate::convert;
+use crate::tuple_block as block;
+pub use crate::tuple_block::{is_tuple, of, push_raw};
 
-/// The registry field of the tuples' metatable.
-const TUPLE_MT: &CStr = c"spindle.tuple_mt";
 /// The registry field of the methods written in Lua (control.lua adds them).
 const METHODS: &str = "spindle.tuple_methods";
-
-/// A tuple userdata's block. `tuple` is None once the finalizer has run.
-struct Block {
-    tuple: Option<Tuple>,
-    space: Option<u32>,
-}
-
-thread_local! {
-    /// Addresses of the tuple blocks not yet finalized (TX thread only).
-    static LIVE: RefCell<HashSet<usize>> = RefCell::new(HashSet::new());
-}
 
 /// Makes the tuples' metatable: the finalizer is a raw C function, the rest mlua functions
 /// that find the tuple through `of`.
 pub fn install(lua: &Lua) -> mlua::Result<()> {
     let mt = lua.create_table()?;
     // SAFETY: `gc` follows the lua_CFunction contract (see there).
-    mt.raw_set("__gc", unsafe { lua.create_c_function(gc)? })?;
+    mt.raw_set("__gc", unsafe { lua.create_c_function(block::gc)? })?;
     mt.raw_set("__index", lua.create_function(index)?)?;
     mt.raw_set(
         "__len",
@@ -78,81 +63,8 @@ pub fn install(lua: &Lua) -> mlua::Result<()> {
     lua.set_named_registry_value(METHODS, lua.create_table()?)
 }
 
-/// The tuple (and its space) a userdata holds, if it is a tuple.
-pub fn of(ud: &AnyUserData) -> Option<(Tuple, Option<u32>)> {
-    let p = ud.to_pointer();
-    if !LIVE.with(|l| l.borrow().contains(&(p as usize))) {
-        return None;
-    }
-    // SAFETY: `p` is the block of a tuple userdata that is alive (listed in `LIVE` until its
-    // finalizer runs, and `ud` holds it); blocks are only read and written on this thread.
-    let block = unsafe { &*p.cast::<Block>() };
-    Some((block.tuple.clone()?, block.space))
-}
-
-pub fn is_tuple(v: &Value) -> bool {
-    matches!(v, Value::UserData(ud) if of(ud).is_some())
-}
-
 fn tuple_arg(ud: &AnyUserData) -> mlua::Result<(Tuple, Option<u32>)> {
     of(ud).ok_or_else(|| mlua::Error::runtime("Usage: tuple:method()"))
-}
-
-/// Pushes a tuple userdata onto `l`.
-///
-/// # Safety
-/// `l` is a Lua thread of the TX thread's state with a free stack slot.
-pub unsafe fn push_raw(l: *mut ffi::lua_State, tuple: Tuple, space: Option<u32>) {
-    // SAFETY: a new userdata big enough for a `Block`, which LuaJIT aligns for 8-byte
-    // fields; it is written before anything can see it.
-    unsafe {
-        let p = ffi::lua_newuserdata(l, std::mem::size_of::<Block>()).cast::<Block>();
-        p.write(Block {
-            tuple: Some(tuple),
-            space,
-        });
-        LIVE.with(|live| live.borrow_mut().insert(p as usize));
-        ffi::lua_getfield(l, ffi::LUA_REGISTRYINDEX, TUPLE_MT.as_ptr());
-        ffi::lua_setmetatable(l, -2);
-    }
-}
-
-/// `f` of the stored bytes of the tuple in slot `idx` of `l`; None if the value there is
-/// not a tuple.
-///
-/// # Safety
-/// `l` is a Lua thread of the TX thread's state that is not running; `idx` a valid slot.
-pub unsafe fn with_raw<R>(
-    l: *mut ffi::lua_State,
-    idx: c_int,
-    f: impl FnOnce(&[u8]) -> R,
-) -> Option<R> {
-    // SAFETY: reads of slot `idx`; the block is alive (listed) while the slot holds it.
-    unsafe {
-        if ffi::lua_type(l, idx) != ffi::LUA_TUSERDATA {
-            return None;
-        }
-        let p = ffi::lua_touserdata(l, idx);
-        if !LIVE.with(|live| live.borrow().contains(&(p as usize))) {
-            return None;
-        }
-        let block = &*p.cast::<Block>();
-        Some(f(block.tuple.as_ref()?.data()))
-    }
-}
-
-/// `__gc`: drops the block's tuple reference.
-unsafe extern "C-unwind" fn gc(l: *mut ffi::lua_State) -> c_int {
-    // SAFETY: LuaJIT calls the finalizer with the userdata as its only argument; only tuple
-    // userdata carry this metatable (`push_raw`), and a finalized block has `tuple` None.
-    unsafe {
-        let p = ffi::lua_touserdata(l, 1);
-        if !p.is_null() && LIVE.with(|live| live.borrow_mut().remove(&(p as usize))) {
-            let block = &mut *p.cast::<Block>();
-            block.tuple = None;
-        }
-    }
-    0
 }
 
 /// A tuple or nil, for Lua.
