@@ -1,7 +1,7 @@
 //! The database core, free of threads and fibers: the catalog and system spaces (`catalog`,
 //! `views`, `bootstrap`), users and privileges (`access`), sessions, DML applied to memory
 //! with its undo and log rows (`dml`), transactions (`txn`), the commit queue between memory
-//! and the WAL (`commit`), request execution (`execute`, `plan`, `call`), `_cluster`
+//! and the WAL (`commit`), conflict detection for transactions that span yields (`conflict`), request execution (`execute`, `plan`, `call`), `_cluster`
 //! (`cluster`), read views and the snapshot writer (`checkpoint`), and start-up recovery
 //! (`recovery`, whose decoder threads are its only threads).
 //!
@@ -17,6 +17,7 @@ pub mod catalog;
 pub mod checkpoint;
 pub mod cluster;
 pub mod commit;
+pub mod conflict;
 pub mod db;
 mod ddl;
 pub mod dml;
