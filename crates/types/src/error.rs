@@ -95,6 +95,11 @@ pub mod code {
     pub const ER_WRONG_COLLATION_OPTIONS: u32 = 151;
     pub const ER_UPDATE_DECIMAL_OVERFLOW: u32 = 160;
     pub const ER_NO_SUCH_FIELD_NAME: u32 = 201;
+    /// 2.10+ (streams and interactive transactions).
+    pub const ER_TRANSACTION_CONFLICT: u32 = 97;
+    pub const ER_UNABLE_TO_PROCESS_IN_STREAM: u32 = 229;
+    pub const ER_UNABLE_TO_PROCESS_OUT_OF_STREAM: u32 = 230;
+    pub const ER_TRANSACTION_TIMEOUT: u32 = 231;
 }
 
 use code::*;
@@ -604,6 +609,38 @@ impl BoxError {
         Self::new(
             ER_NO_SUCH_FIELD_NAME,
             format!("Field '{name}' was not found in the tuple"),
+        )
+    }
+    /// The trailing space is 2.11's.
+    pub fn active_transaction() -> Self {
+        Self::new(
+            ER_ACTIVE_TRANSACTION,
+            "Operation is not permitted when there is an active transaction ",
+        )
+    }
+    pub fn transaction_yield() -> Self {
+        Self::new(
+            ER_TRANSACTION_YIELD,
+            "Transaction has been aborted by a fiber yield",
+        )
+    }
+    pub fn transaction_timeout() -> Self {
+        Self::new(
+            ER_TRANSACTION_TIMEOUT,
+            "Transaction has been aborted by timeout",
+        )
+    }
+    /// `request` is the request type's name as 2.11 prints it (`AUTH`, `ID`, ...).
+    pub fn unable_to_process_in_stream(request: &str) -> Self {
+        Self::new(
+            ER_UNABLE_TO_PROCESS_IN_STREAM,
+            format!("Unable to process {request} request in stream"),
+        )
+    }
+    pub fn unable_to_process_out_of_stream(request: &str) -> Self {
+        Self::new(
+            ER_UNABLE_TO_PROCESS_OUT_OF_STREAM,
+            format!("Unable to process {request} request out of stream"),
         )
     }
 }

@@ -32,6 +32,13 @@ pub mod request {
     pub const REGISTER: u32 = 70;
     /// 2.10+ feature negotiation; a 2.6 server answers it with ER_UNKNOWN_REQUEST_TYPE.
     pub const ID: u32 = 73;
+    /// 2.10+ interactive transactions (in a stream only).
+    pub const BEGIN: u32 = 14;
+    pub const COMMIT: u32 = 15;
+    pub const TXN_ROLLBACK: u32 = 16;
+    /// 2.10+ watchers (not implemented: only named for the in-stream check).
+    pub const WATCH: u32 = 74;
+    pub const UNWATCH: u32 = 75;
     pub const CHUNK: u32 = 128;
     /// Error responses are `TYPE_ERROR | code`.
     pub const TYPE_ERROR: u32 = 1 << 15;
@@ -80,7 +87,25 @@ pub mod key {
     pub const ERROR: u8 = 0x52;
     /// `IPROTO_KEY_MAX` in 2.6.0: header keys at or above it are rejected by 2.6 peers.
     pub const KEY_MAX: u8 = 0x53;
+    /// 2.10+ keys (IPROTO_ID and BEGIN bodies).
+    pub const VERSION: u8 = 0x54;
+    pub const FEATURES: u8 = 0x55;
+    pub const TIMEOUT: u8 = 0x56;
+    pub const TXN_ISOLATION: u8 = 0x59;
+    pub const AUTH_TYPE: u8 = 0x5b;
 }
+
+/// IPROTO_ID feature ids (2.10+).
+pub mod feature {
+    pub const STREAMS: u64 = 0;
+    pub const TRANSACTIONS: u64 = 1;
+    pub const ERROR_EXTENSION: u64 = 2;
+    pub const WATCHERS: u64 = 3;
+    pub const PAGINATION: u64 = 4;
+}
+
+/// The protocol version 2.11 answers IPROTO_ID with.
+pub const PROTOCOL_VERSION: u64 = 4;
 
 /// Keys inside one entry of the `IPROTO_ERROR` stack (§9.2).
 pub mod error_key {
@@ -172,7 +197,8 @@ impl IteratorType {
     }
 }
 
-/// The version this server announces. 2.6 keeps every client on its pre-ID code paths.
+/// The version this server announces by default (`compat::Version::DEFAULT`; the announced
+/// one is `compat::announced()`). 2.6 keeps every client on its pre-ID code paths.
 pub const GREETING_VERSION: &str = "2.6.0";
 /// Packed version for the SUBSCRIBE/JOIN `SERVER_VERSION` field: (major << 16) | (minor << 8) | patch.
 pub const SERVER_VERSION_ID: u32 = (2 << 16) | (6 << 8);

@@ -1,7 +1,9 @@
 //! Pure vocabulary shared by every spindle crate: the IPROTO wire constants (one table), the
 //! limits every queue and buffer obeys (one module), and Tarantool's error codes with their
-//! 2.6 message texts. No threads, no I/O, no dependencies.
+//! 2.6 message texts, and the Tarantool version the process announces (`compat`). No threads,
+//! no I/O, no dependencies.
 
+pub mod compat;
 pub mod error;
 pub mod iproto;
 pub mod limits;

@@ -133,3 +133,14 @@ pub const REPL_PACKET_MAX: usize = 1 << 30;
 
 const _: () = assert!(PACKET_SIZE_MAX_DEFAULT as u64 <= PACKET_SIZE_HARD_MAX);
 const _: () = assert!(CONN_READ_CHUNK < PACKET_SIZE_MAX_DEFAULT);
+
+/// Streams (2.10+ STREAM_ID) of one connection with a request queued or running at once. A
+/// stream exists in the network thread only while it has requests, and every queued request
+/// counts as in flight, so `CONN_MSG_MAX` bounds both this and the queue of any one stream.
+pub const CONN_STREAMS_MAX: usize = CONN_MSG_MAX;
+pub const STREAM_QUEUE_MAX: usize = CONN_MSG_MAX;
+/// Open stream transactions (BEGIN without COMMIT/ROLLBACK yet) of one connection, and of
+/// the whole server; BEGIN past either is refused. With the MVCC engine off an open
+/// transaction holds no changes, only its stream's slot.
+pub const CONN_TXNS_MAX: usize = 1024;
+pub const TXNS_MAX: usize = 65_536;
