@@ -629,11 +629,20 @@ fn decode_request_agrees_with_tarantool() {
                 );
             }
             // ID is decoded for 2.10+ mode; a server announcing 2.6 answers it as unknown.
-            Ok((header, request @ (Request::Unknown(_) | Request::Id { .. }))) => {
-                let n = if let Request::Unknown(n) = request {
-                    n
-                } else {
-                    73
+            Ok((
+                header,
+                request @ (Request::Unknown(_)
+                | Request::Id { .. }
+                | Request::Begin { .. }
+                | Request::Commit
+                | Request::Rollback),
+            )) => {
+                let n = match request {
+                    Request::Unknown(n) => n,
+                    Request::Begin { .. } => 14,
+                    Request::Commit => 15,
+                    Request::Rollback => 16,
+                    _ => 73,
                 };
                 let expected = BoxError::unknown_request_type(n.into());
                 assert_eq!(
@@ -794,7 +803,10 @@ fn decode_request_agrees_with_tarantool_on_mutations() {
             Ok((_, Request::Unknown(n))) => {
                 (code, message.clone()) == (48, format!("Unknown request type {n}"))
             }
-            Ok((_, Request::Id { .. })) => code == 48,
+            Ok((
+                _,
+                Request::Id { .. } | Request::Begin { .. } | Request::Commit | Request::Rollback,
+            )) => code == 48,
             Ok(_) => ![20, 48, 69].contains(&code),
         };
         if !agree && !known_divergence(&ours, code, &message) {

@@ -204,6 +204,15 @@ pub enum Request {
     Id {
         body: Span,
     },
+    /// BEGIN (2.10+); `body` is the whole body, or empty if there was none (decoded by TX
+    /// with `streams::decode_begin`, which a 2.6-compatible server never does).
+    Begin {
+        body: Span,
+    },
+    /// COMMIT (2.10+); the body is ignored.
+    Commit,
+    /// ROLLBACK (2.10+); the body is ignored.
+    Rollback,
     /// Any other type: 2.6 answers ER_UNKNOWN_REQUEST_TYPE and keeps the connection open.
     Unknown(u32),
 }
@@ -527,6 +536,11 @@ fn decode_body(cursor: &mut Cursor, request_type: u32) -> Result<Request, BoxErr
         REQUEST_ID => Ok(Request::Id {
             body: cursor.any_body()?.unwrap_or(0..0),
         }),
+        request::BEGIN => Ok(Request::Begin {
+            body: cursor.any_body()?.unwrap_or(0..0),
+        }),
+        request::COMMIT => cursor.any_body().map(|_| Request::Commit),
+        request::TXN_ROLLBACK => cursor.any_body().map(|_| Request::Rollback),
         // These read no body in 2.6, so any well-formed body is accepted.
         request::PING => cursor.any_body().map(|_| Request::Ping),
         request::VOTE => cursor.any_body().map(|_| Request::Vote),

@@ -1,5 +1,6 @@
 //! Pure protocol code: the MessagePack cursor (`mp`), IPROTO request decoding and response
-//! encoding (`iproto`), the greeting (`greeting`) and chap-sha1 (`auth`). No I/O and no threads,
+//! encoding (`iproto`), the 2.10+ session requests (`streams`), the greeting (`greeting`) and
+//! chap-sha1 (`auth`). No I/O and no threads,
 //! so every decoder can be driven by unit, property and fuzz tests.
 
 pub mod auth;
@@ -7,3 +8,4 @@ pub mod greeting;
 pub mod iproto;
 pub mod mp;
 pub mod route;
+pub mod streams;

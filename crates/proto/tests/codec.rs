@@ -581,6 +581,7 @@ fn assert_spans_sound(p: &[u8], request: &Request) {
         Request::Subscribe { body } | Request::Register { body } | Request::Id { body } => {
             value(body)
         }
+        Request::Begin { body } if !body.is_empty() => value(body),
         _ => {}
     }
 }

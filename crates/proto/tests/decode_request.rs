@@ -459,7 +459,14 @@ fn bodies_of_other_types() {
         ER_INVALID_MSGPACK,
         BODY,
     );
-    for t in [0, 14, 40, 41, 67, 100, u64::from(u32::MAX)] {
+    assert_eq!(
+        outcome(&p(14, Some(map(&[])))),
+        Ok(Request::Begin { body: 5..6 })
+    );
+    assert_eq!(outcome(&p(14, None)), Ok(Request::Begin { body: 0..0 }));
+    assert_eq!(outcome(&p(15, Some(map(&[])))), Ok(Request::Commit));
+    assert_eq!(outcome(&p(16, None)), Ok(Request::Rollback));
+    for t in [0, 17, 40, 41, 67, 100, u64::from(u32::MAX)] {
         assert_eq!(
             outcome(&p(t, Some(map(&[])))),
             Ok(Request::Unknown(t as u32))
