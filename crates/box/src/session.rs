@@ -12,6 +12,8 @@ pub struct Session {
     pub user: u32,
     /// `box.session.id()`: unique for the life of the process.
     pub id: u64,
+    /// IPROTO_ID feature ids the client announced (bit n: feature n); 0 until it sends ID.
+    pub features: u64,
 }
 
 #[derive(Default)]
@@ -29,6 +31,7 @@ impl Sessions {
                 salt,
                 user: GUEST,
                 id,
+                features: 0,
             },
         );
     }

@@ -204,7 +204,10 @@ fn handle(t: &mut Tx, msg: TxMsg) -> Option<Outside> {
             return Some(Outside::Msg(Box::new(msg)))
         }
         TxMsg::Net(NetEvent::Connect { route, salt }) => t.sessions.connect(route, salt),
-        TxMsg::Net(NetEvent::Disconnect { route }) => t.sessions.disconnect(route),
+        TxMsg::Net(NetEvent::Disconnect { route }) => {
+            t.sessions.disconnect(route);
+            t.stream_txns.disconnect(route);
+        }
         TxMsg::Net(NetEvent::Request {
             route,
             header,

@@ -4,7 +4,7 @@
 //! replication threads and routes each request (`routes`); the commit shell that hands
 //! transactions to the WAL thread and acts on its answers (`commit`); the procedure fiber
 //! pool (`procs`, `pool`); the replication fibers (`replication`); the checkpoint state
-//! machine (`checkpoint`). Nothing here is touched from another thread: the state sits in a
+//! machine (`checkpoint`); IPROTO_ID and stream transactions (`stream_routes`, `stream_txn`). Nothing here is touched from another thread: the state sits in a
 //! `TxCell` (`state`).
 
 pub mod admin;
@@ -20,6 +20,8 @@ mod repl_state;
 pub mod replication;
 pub mod routes;
 pub mod state;
+pub mod stream_routes;
+pub mod stream_txn;
 
 pub use msg::TxMsg;
 pub use procs::{Builtin, ProcRuntime};

@@ -10,11 +10,14 @@ use spindle_box::Reply;
 use spindle_memtx::index::Lookup;
 use spindle_proto::iproto::{array_or_empty, slice, Header, Request};
 use spindle_proto::route::Route;
-use spindle_types::{BoxError, BoxResult};
+use spindle_types::{compat, BoxError, BoxResult};
+use std::time::Instant;
 
 use crate::pool::{DmlJob, ProcJob, ProcKind};
 use crate::replication::ballot;
 use crate::state::{PendingReply, Tx};
+use crate::stream_routes::{self as streams, has_triggers};
+use crate::stream_txn::Gate;
 
 /// What runs a request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -35,8 +38,10 @@ pub enum Handler {
     Sql,
     /// REGISTER, FETCH_SNAPSHOT (anonymous replicas): not supported.
     Replication,
-    /// IPROTO_ID: unknown to 2.6.
+    /// IPROTO_ID: unknown to 2.6; 2.10+ feature negotiation.
     Id,
+    /// BEGIN, COMMIT, ROLLBACK: unknown to 2.6; 2.10+ stream transactions.
+    Txn,
     /// Any other type.
     Unknown,
 }
@@ -56,14 +61,25 @@ pub fn route(request: &Request) -> Handler {
         | Request::Register { .. }
         | Request::FetchSnapshot => Handler::Replication,
         Request::Id { .. } => Handler::Id,
+        Request::Begin { .. } | Request::Commit | Request::Rollback => Handler::Txn,
         _ => Handler::Unknown,
     }
 }
 
 /// Requests of unknown types are answered as such whatever their schema version; every
-/// other one is checked against it first, as in 2.6.
-fn checks_schema(handler: Handler) -> bool {
-    !matches!(handler, Handler::Id | Handler::Unknown)
+/// other one is checked against it first, as in 2.6. `streams`: the announced version has
+/// BEGIN/COMMIT/ROLLBACK (they are unknown types before 2.10).
+fn checks_schema(handler: Handler, streams: bool) -> bool {
+    match handler {
+        Handler::Id | Handler::Unknown => false,
+        Handler::Txn => streams,
+        _ => true,
+    }
+}
+
+/// Whether the request runs in its stream's transaction (a data statement).
+fn is_statement(handler: Handler) -> bool {
+    matches!(handler, Handler::Select | Handler::Write | Handler::Proc)
 }
 
 /// Runs one request; `lookup` is its select's lower bound if a batched walk found it. A
@@ -77,13 +93,43 @@ pub fn run(
     lookup: Option<Lookup>,
 ) -> Option<ProcJob> {
     let handler = self::route(request);
-    if checks_schema(handler) {
+    // Only requests that can involve streams read the announced version.
+    let streams = (header.stream_id != 0 || matches!(handler, Handler::Txn | Handler::Id))
+        && compat::announced().has_streams();
+    if streams {
+        if let Err(e) = streams::check_stream_use(header, request) {
+            t.send_reply(route, header.sync, Err(e));
+            return None;
+        }
+    }
+    if checks_schema(handler, streams) {
         if let Err(e) = t.db.check_schema_version(header) {
             t.send_reply(route, header.sync, Err(e));
             return None;
         }
     }
+    let mut in_txn = false;
+    if streams && header.stream_id != 0 && is_statement(handler) {
+        if handler == Handler::Proc && t.stream_txns.is_open(route, header.stream_id) {
+            let e =
+                BoxError::unsupported("spindle", "CALL and EVAL inside a stream transaction yet");
+            t.send_reply(route, header.sync, Err(e));
+            return None;
+        }
+        match t
+            .stream_txns
+            .statement(route, header.stream_id, Instant::now())
+        {
+            Gate::Autocommit => {}
+            Gate::FirstThenAbort => in_txn = true,
+            Gate::Refuse(e) => {
+                t.send_reply(route, header.sync, Err(e));
+                return None;
+            }
+        }
+    }
     let result = match handler {
+        Handler::Write if in_txn => streams::run_first_write(t, route, request, packet),
         Handler::Write => {
             return match triggered_job(t, route, header, request, packet) {
                 Some(job) => Some(job),
@@ -100,7 +146,12 @@ pub fn run(
         Handler::Vote => Ok(Reply::Raw(ballot(&t.db))),
         Handler::Sql => Err(BoxError::unsupported("spindle", "SQL")),
         Handler::Replication => Err(BoxError::unsupported("spindle", "replication yet")),
+        Handler::Id if streams => streams::run_id(t, route, request, packet),
         Handler::Id => Err(BoxError::unknown_request_type(73)),
+        Handler::Txn if streams => streams::run_txn(t, route, header, request, packet),
+        Handler::Txn => Err(BoxError::unknown_request_type(u64::from(
+            header.request_type,
+        ))),
         Handler::Unknown => Err(unknown(request)),
     };
     t.send_reply(route, header.sync, result);
@@ -143,23 +194,6 @@ fn run_write(
         Err(e) => t.send_reply(route, header.sync, Err(e)),
     }
     None
-}
-
-/// True if the request writes to a space with triggers (Lua runs them, in a procedure).
-fn has_triggers(t: &Tx, request: &Request) -> bool {
-    let triggered = &t.procs.triggered;
-    !triggered.is_empty() && write_space(request).is_some_and(|id| triggered.contains(&id))
-}
-
-fn write_space(request: &Request) -> Option<u32> {
-    match *request {
-        Request::Insert { space_id, .. }
-        | Request::Replace { space_id, .. }
-        | Request::Delete { space_id, .. }
-        | Request::Update { space_id, .. }
-        | Request::Upsert { space_id, .. } => Some(space_id),
-        _ => None,
-    }
 }
 
 /// A write request as a `DmlJob`, with its tuple, key and operations copied out of `packet`.
@@ -264,6 +298,7 @@ fn proc_job(route: Route, header: &Header, request: &Request, packet: &[u8]) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::stream_routes::write_space;
     use spindle_proto::iproto::Span;
 
     #[test]
@@ -324,8 +359,10 @@ mod tests {
         for (request, handler) in cases {
             assert_eq!(route(&request), handler, "{request:?}");
         }
-        assert!(!checks_schema(Handler::Unknown) && !checks_schema(Handler::Id));
-        assert!(checks_schema(Handler::Proc) && checks_schema(Handler::Write));
+        assert!(!checks_schema(Handler::Unknown, true) && !checks_schema(Handler::Id, true));
+        assert!(checks_schema(Handler::Proc, false) && checks_schema(Handler::Write, false));
+        assert!(checks_schema(Handler::Txn, true) && !checks_schema(Handler::Txn, false));
+        assert_eq!(route(&Request::Commit), Handler::Txn);
     }
 
     #[test]

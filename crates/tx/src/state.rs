@@ -120,6 +120,8 @@ pub struct Tx {
     pub stopped: bool,
     pub stop_waiter: Option<Fiber>,
     pub checkpoints: Checkpoints,
+    /// BEGIN/COMMIT/ROLLBACK transactions of IPROTO streams.
+    pub stream_txns: crate::stream_txn::StreamTxns,
 }
 
 /// Finished checkpoints, for fibers waiting on one (`box.snapshot()`).
@@ -154,6 +156,7 @@ impl Tx {
             stopped: false,
             stop_waiter: None,
             checkpoints: Checkpoints::default(),
+            stream_txns: crate::stream_txn::StreamTxns::default(),
         }
     }
 

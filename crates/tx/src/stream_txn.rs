@@ -1,0 +1,248 @@
+//! Stream transactions (2.10+ BEGIN/COMMIT/ROLLBACK over IPROTO) with the MVCC engine off,
+//! as Tarantool runs them without MVCC (shared docs transactions-and-http.md §A2): a
+//! transaction belongs to its stream; the first data statement in it runs and answers
+//! normally, but the end of that request is a yield, which a memtx transaction without MVCC
+//! cannot survive — it is rolled back and stays attached as aborted. The next statement and
+//! COMMIT answer ER_TRANSACTION_YIELD (COMMIT then frees it), ROLLBACK answers OK. So an
+//! open transaction never holds a change across requests: its state is one of the two below.
+//!
+//! A timeout is checked when the transaction is next used (its statement or COMMIT answers
+//! ER_TRANSACTION_TIMEOUT): an open transaction holds no changes, so rolling it back at
+//! that moment rather than when the timer would have fired is indistinguishable.
+//!
+//! The handlers that use this state are `stream_routes`. The ordering of a stream's requests is the network thread's (`spindle_net`): by the time
+//! a request gets here, its stream's previous request has been answered.
+
+use std::time::{Duration, Instant};
+
+use hashbrown::HashMap;
+
+use spindle_proto::route::Route;
+use spindle_proto::streams::BeginOptions;
+use spindle_types::limits::{CONN_TXNS_MAX, TXNS_MAX};
+use spindle_types::{BoxError, BoxResult};
+
+/// A stream's transaction.
+#[derive(Clone, Debug, PartialEq)]
+pub enum TxnState {
+    /// Begun, no statement yet; rolled back by timeout at `deadline`, if any.
+    Open { deadline: Option<Instant> },
+    /// Rolled back (yield or timeout); statements and COMMIT answer this error.
+    Aborted(BoxError),
+}
+
+/// What a data statement of a stream does about the stream's transaction.
+#[derive(Debug, PartialEq)]
+pub enum Gate {
+    /// No transaction: the statement is its own (autocommit).
+    Autocommit,
+    /// The transaction's first statement: it runs, answers normally and its changes are
+    /// undone at the end of the request (the transaction is already marked aborted).
+    FirstThenAbort,
+    /// The transaction was aborted: the statement fails with this.
+    Refuse(BoxError),
+}
+
+/// The open stream transactions of every connection.
+#[derive(Default)]
+pub struct StreamTxns {
+    by_conn: HashMap<Route, HashMap<u64, TxnState>>,
+    total: usize,
+}
+
+impl StreamTxns {
+    /// BEGIN in `stream`: ER_ACTIVE_TRANSACTION if the stream has one (open or aborted, it
+    /// is untouched); the option checks next (no transaction remains if they fail); then
+    /// the limits.
+    pub fn begin(
+        &mut self,
+        route: Route,
+        stream: u64,
+        options: &BeginOptions,
+        mvcc: bool,
+        now: Instant,
+    ) -> BoxResult<()> {
+        let conn = self.by_conn.get(&route);
+        if conn.is_some_and(|c| c.contains_key(&stream)) {
+            return Err(BoxError::active_transaction());
+        }
+        spindle_proto::streams::check_begin(options, mvcc)?;
+        let open_here = conn.map_or(0, |c| c.len());
+        if open_here >= CONN_TXNS_MAX {
+            return Err(too_many("per connection", CONN_TXNS_MAX));
+        }
+        if self.total >= TXNS_MAX {
+            return Err(too_many("in total", TXNS_MAX));
+        }
+        let deadline = options
+            .timeout
+            .and_then(|t| Duration::try_from_secs_f64(t).ok())
+            .and_then(|d| now.checked_add(d));
+        self.by_conn
+            .entry(route)
+            .or_default()
+            .insert(stream, TxnState::Open { deadline });
+        self.total += 1;
+        Ok(())
+    }
+
+    /// COMMIT: OK without a transaction; an open one commits (it holds no change); an
+    /// aborted or timed-out one answers its error. Either way the stream has none after.
+    pub fn commit(&mut self, route: Route, stream: u64, now: Instant) -> BoxResult<()> {
+        match self.take(route, stream) {
+            None => Ok(()),
+            Some(TxnState::Open { deadline }) if expired(deadline, now) => {
+                Err(BoxError::transaction_timeout())
+            }
+            Some(TxnState::Open { .. }) => Ok(()),
+            Some(TxnState::Aborted(e)) => Err(e),
+        }
+    }
+
+    /// ROLLBACK: always OK; the stream has no transaction after.
+    pub fn rollback(&mut self, route: Route, stream: u64) {
+        self.take(route, stream);
+    }
+
+    /// A data statement (SELECT, DML, CALL, EVAL) of `stream` is about to run.
+    pub fn statement(&mut self, route: Route, stream: u64, now: Instant) -> Gate {
+        let Some(state) = self
+            .by_conn
+            .get_mut(&route)
+            .and_then(|c| c.get_mut(&stream))
+        else {
+            return Gate::Autocommit;
+        };
+        match state {
+            TxnState::Aborted(e) => Gate::Refuse(e.clone()),
+            TxnState::Open { deadline } if expired(*deadline, now) => {
+                *state = TxnState::Aborted(BoxError::transaction_timeout());
+                Gate::Refuse(BoxError::transaction_timeout())
+            }
+            TxnState::Open { .. } => {
+                *state = TxnState::Aborted(BoxError::transaction_yield());
+                Gate::FirstThenAbort
+            }
+        }
+    }
+
+    /// True if `stream` has a transaction that has not been aborted.
+    pub fn is_open(&self, route: Route, stream: u64) -> bool {
+        let state = self.by_conn.get(&route).and_then(|c| c.get(&stream));
+        matches!(state, Some(TxnState::Open { .. }))
+    }
+
+    /// The connection is gone (its requests have all run): its transactions roll back.
+    pub fn disconnect(&mut self, route: Route) {
+        if let Some(conn) = self.by_conn.remove(&route) {
+            self.total -= conn.len();
+        }
+    }
+
+    /// Open (or aborted, still attached) transactions of every connection.
+    pub fn total(&self) -> usize {
+        self.total
+    }
+
+    fn take(&mut self, route: Route, stream: u64) -> Option<TxnState> {
+        let conn = self.by_conn.get_mut(&route)?;
+        let state = conn.remove(&stream)?;
+        self.total -= 1;
+        if conn.is_empty() {
+            self.by_conn.remove(&route);
+        }
+        Some(state)
+    }
+}
+
+fn expired(deadline: Option<Instant>, now: Instant) -> bool {
+    deadline.is_some_and(|d| now >= d)
+}
+
+fn too_many(scope: &str, max: usize) -> BoxError {
+    BoxError::unsupported(
+        "spindle",
+        &format!("more than {max} open stream transactions {scope}"),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn route(slot: u32) -> Route {
+        Route {
+            thread: 0,
+            slot,
+            generation: 0,
+        }
+    }
+
+    fn code<T>(r: BoxResult<T>) -> u32 {
+        r.err().map_or(0, |e| e.code)
+    }
+
+    #[test]
+    fn mvcc_off_first_statement_runs_then_the_transaction_is_aborted() {
+        let mut s = StreamTxns::default();
+        let now = Instant::now();
+        let none = BeginOptions::default();
+        assert_eq!(s.statement(route(1), 1, now), Gate::Autocommit);
+        assert_eq!(code(s.begin(route(1), 1, &none, false, now)), 0);
+        assert_eq!(code(s.begin(route(1), 1, &none, false, now)), 79);
+        // Another stream and another connection are independent.
+        assert_eq!(s.statement(route(1), 2, now), Gate::Autocommit);
+        assert_eq!(code(s.begin(route(2), 1, &none, false, now)), 0);
+        assert_eq!(s.statement(route(1), 1, now), Gate::FirstThenAbort);
+        assert!(matches!(s.statement(route(1), 1, now), Gate::Refuse(e) if e.code == 154));
+        assert_eq!(code(s.begin(route(1), 1, &none, false, now)), 79);
+        assert_eq!(code(s.commit(route(1), 1, now)), 154);
+        assert_eq!(code(s.commit(route(1), 1, now)), 0);
+        assert_eq!(s.statement(route(1), 1, now), Gate::Autocommit);
+        assert_eq!(s.total(), 1);
+        // BEGIN then COMMIT; ROLLBACK of an aborted one.
+        assert_eq!(code(s.commit(route(2), 1, now)), 0);
+        assert_eq!(code(s.begin(route(2), 1, &none, false, now)), 0);
+        assert_eq!(s.statement(route(2), 1, now), Gate::FirstThenAbort);
+        s.rollback(route(2), 1);
+        s.rollback(route(2), 1);
+        assert_eq!(s.total(), 0);
+    }
+
+    #[test]
+    fn timeouts_limits_and_disconnects() {
+        let mut s = StreamTxns::default();
+        let now = Instant::now();
+        let later = now + Duration::from_secs(2);
+        let timed = BeginOptions {
+            timeout: Some(1.0),
+            isolation: 0,
+        };
+        assert_eq!(code(s.begin(route(1), 1, &timed, false, now)), 0);
+        assert_eq!(code(s.begin(route(1), 2, &timed, false, now)), 0);
+        assert!(matches!(s.statement(route(1), 1, later), Gate::Refuse(e) if e.code == 231));
+        assert_eq!(code(s.commit(route(1), 1, later)), 231);
+        assert_eq!(code(s.commit(route(1), 2, later)), 231);
+        let huge = BeginOptions {
+            timeout: Some(f64::INFINITY),
+            isolation: 0,
+        };
+        assert_eq!(code(s.begin(route(1), 3, &huge, false, now)), 0);
+        assert_eq!(s.statement(route(1), 3, later), Gate::FirstThenAbort);
+        let bad = BeginOptions {
+            timeout: Some(-1.0),
+            isolation: 0,
+        };
+        assert_eq!(code(s.begin(route(1), 4, &bad, false, now)), 1);
+        assert_eq!(s.statement(route(1), 4, now), Gate::Autocommit);
+        let none = BeginOptions::default();
+        for stream in 10..10 + CONN_TXNS_MAX as u64 - 1 {
+            assert_eq!(code(s.begin(route(1), stream, &none, false, now)), 0);
+        }
+        assert_eq!(code(s.begin(route(1), 9, &none, false, now)), 5);
+        assert_eq!(code(s.begin(route(2), 9, &none, false, now)), 0);
+        s.disconnect(route(1));
+        assert_eq!(s.total(), 1);
+        assert_eq!(code(s.begin(route(1), 9, &none, false, now)), 0);
+    }
+}
