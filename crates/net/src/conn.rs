@@ -2,6 +2,7 @@
 
 use std::io::{self, Read, Write};
 
+use crate::ordering::Streams;
 use crate::stream::Stream;
 use spindle_types::limits::{CONN_READ_CHUNK, NET_BUFFER_POOL_MAX};
 
@@ -35,6 +36,8 @@ pub struct Conn {
     pub stalled: bool,
     /// Unsent bytes counted in the thread's total at the last flush.
     pub counted: usize,
+    /// Streams with a request in TX (2.10+); None until the first stream request.
+    pub streams: Option<Box<Streams>>,
 }
 
 /// Output capacity a connection keeps between bursts.
@@ -67,6 +70,7 @@ impl Conn {
             paused: false,
             stalled: false,
             counted: 0,
+            streams: None,
         }
     }
 

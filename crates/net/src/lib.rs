@@ -6,10 +6,12 @@
 //! too many unsent reply bytes (backpressure; the bounds are in `types::limits` and
 //! docs/architecture.md), serves busy connections round-robin in shares that keep one round
 //! near `net_msg_max` requests, and writes all replies that arrived during a loop turn in one
-//! pass. Requests whose bytes cannot be decoded are answered here with Tarantool's error; a
+//! pass. Requests of one IPROTO stream (2.10+ STREAM_ID) go to TX one at a time, each after
+//! the previous one's reply (`ordering`). Requests whose bytes cannot be decoded are answered here with Tarantool's error; a
 //! broken length prefix is answered and the connection closed.
 
 mod conn;
+mod ordering;
 mod stream;
 mod thread;
 

@@ -12,9 +12,12 @@ use tracing::{debug, warn};
 
 use spindle_fiber::{spawn_cord, Bus};
 use spindle_proto::greeting::encode_greeting;
-use spindle_proto::iproto::{decode_frame, decode_request, encode_error, Frame, FrameError};
+use spindle_proto::iproto::{
+    decode_frame, decode_request, encode_error, Frame, FrameError, Header, Request,
+};
 use spindle_proto::route::{is_handoff, BatchItem, NetEvent, ReplyBatch, RequestBatch, Route};
-use spindle_types::iproto::GREETING_VERSION;
+use spindle_proto::streams::reply_sync;
+use spindle_types::compat;
 use spindle_types::limits::{
     CONN_MSG_MAX, CONN_OUTPUT_MAX, CONN_TURN_MIN, CONN_TURN_REQUESTS, NET_BATCH_BYTES_MAX,
     NET_BATCH_MAX, NET_OUTPUT_MAX, PIPELINE_CHUNK,
@@ -22,6 +25,7 @@ use spindle_types::limits::{
 use spindle_types::BoxError;
 
 use crate::conn::{BufferPool, Conn, ReadOutcome};
+use crate::ordering::Waiting;
 use crate::stream::{ListenAddr, Listener, SocketFile, Stream};
 
 const LISTENER: Token = Token(usize::MAX - 1);
@@ -436,7 +440,7 @@ impl<M: From<NetEvent> + Send + 'static> NetThread<M> {
         let mut conn = Conn::new(stream, generation);
         let salt: [u8; 32] = rand::random();
         conn.output.extend_from_slice(&encode_greeting(
-            GREETING_VERSION,
+            &compat::announced().to_string(),
             &self.cfg.instance_uuid,
             &salt,
         ));
@@ -474,6 +478,7 @@ impl<M: From<NetEvent> + Send + 'static> NetThread<M> {
             return;
         };
         let before = self.in_flight;
+        let mut released = false;
         while let Ok(batch) = receiver.try_recv() {
             for (route, bytes, partial) in batch.iter_items() {
                 // A push is not the request's reply: the request stays in flight.
@@ -484,11 +489,17 @@ impl<M: From<NetEvent> + Send + 'static> NetThread<M> {
                     if conn.generation == route.generation {
                         conn.output.extend_from_slice(bytes);
                         conn.in_flight = conn.in_flight.saturating_sub(done);
+                        if !partial {
+                            released |= release_next(conn, route, bytes, &mut self.batch);
+                        }
                         self.dirty.push(slot);
                         self.schedule(slot);
                     }
                 }
             }
+        }
+        if released {
+            self.send_batch();
         }
         if before >= self.cfg.net_msg_max && self.in_flight < self.cfg.net_msg_max {
             for slot in std::mem::take(&mut self.paused) {
@@ -619,19 +630,24 @@ impl<M: From<NetEvent> + Send + 'static> NetThread<M> {
                 self.hand_off(slot, route, header, request, packet);
             }
             Ok((header, request)) => {
+                // Counted in flight even while it waits for its stream: the connection's
+                // bound covers the stream queues too.
                 conn.in_flight += 1;
                 self.in_flight += 1;
-                let batch = &mut self.batch;
-                let start = batch.buf.len() as u32;
-                batch.buf.extend_from_slice(packet);
-                batch.items.push(BatchItem {
-                    route,
-                    header,
-                    request,
-                    start,
-                    end: batch.buf.len() as u32,
-                });
-                if batch.len() >= NET_BATCH_MAX || batch.buf.len() >= NET_BATCH_BYTES_MAX {
+                if header.stream_id != 0 && compat::announced().has_streams() {
+                    let streams = conn.streams.get_or_insert_with(Default::default);
+                    if !streams.admit(header.stream_id, header.sync) {
+                        let packet = packet.to_vec();
+                        let waiting = Waiting {
+                            header,
+                            request,
+                            packet,
+                        };
+                        streams.hold(header.stream_id, waiting);
+                        return;
+                    }
+                }
+                if push_item(&mut self.batch, route, header, request, packet) {
                     self.send_batch();
                 }
             }
@@ -684,11 +700,12 @@ impl<M: From<NetEvent> + Send + 'static> NetThread<M> {
         request: spindle_proto::iproto::Request,
         packet: Vec<u8>,
     ) {
-        // Everything this connection sent before must reach TX first.
-        self.send_batch();
         let Some(mut conn) = self.conns.get_mut(slot).and_then(|c| c.take()) else {
             return;
         };
+        // Everything this connection sent before must reach TX first.
+        drain_streams(&mut conn, route, &mut self.batch);
+        self.send_batch();
         self.backlog -= conn.counted;
         if let Some(g) = self.generations.get_mut(slot) {
             *g = g.wrapping_add(1);
@@ -788,8 +805,52 @@ impl<M: From<NetEvent> + Send + 'static> NetThread<M> {
             slot: slot as u32,
             generation: conn.generation,
         };
+        drain_streams(&mut conn, route, &mut self.batch);
         self.send_batch();
         self.bus.send(M::from(NetEvent::Disconnect { route }));
+    }
+}
+
+/// Appends one request to the batch; true if the batch should go to TX now.
+fn push_item(
+    batch: &mut RequestBatch,
+    route: Route,
+    header: Header,
+    request: Request,
+    packet: &[u8],
+) -> bool {
+    let start = batch.buf.len() as u32;
+    batch.buf.extend_from_slice(packet);
+    batch.items.push(BatchItem {
+        route,
+        header,
+        request,
+        start,
+        end: batch.buf.len() as u32,
+    });
+    batch.len() >= NET_BATCH_MAX || batch.buf.len() >= NET_BATCH_BYTES_MAX
+}
+
+/// A reply went out on `conn`: if it ends a stream's request, that stream's next request
+/// joins `batch`. True if one did.
+fn release_next(conn: &mut Conn, route: Route, reply: &[u8], batch: &mut RequestBatch) -> bool {
+    let Some(streams) = conn.streams.as_mut().filter(|s| !s.is_empty()) else {
+        return false;
+    };
+    let Some(next) = reply_sync(reply).and_then(|sync| streams.on_reply(sync)) else {
+        return false;
+    };
+    push_item(batch, route, next.header, next.request, &next.packet);
+    true
+}
+
+/// The connection is going: the requests its streams still hold go to TX (they were read,
+/// so they run, each stream's in order).
+fn drain_streams(conn: &mut Conn, route: Route, batch: &mut RequestBatch) {
+    if let Some(mut streams) = conn.streams.take() {
+        for w in streams.drain() {
+            push_item(batch, route, w.header, w.request, &w.packet);
+        }
     }
 }
 
