@@ -34,6 +34,9 @@ local types = {
     election_timeout = 'number', auth_type = 'string', iproto_threads = 'number',
     slab_alloc_arena = 'number', wal_mode = 'string', log_format = 'string',
     feedback_host = 'string', memtx_dir = 'string', wal_dir = 'string', vinyl_dir = 'string',
+    -- spindle's own: the Tarantool version announced (no default entry, so a plain box.cfg
+    -- shows the same keys as 2.6's).
+    compat_version = 'string',
 }
 for k, v in pairs(defaults) do
     if types[k] == nil then types[k] = type(v) end

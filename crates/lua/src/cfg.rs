@@ -78,6 +78,10 @@ fn boot(lua: &Lua, options: Table) -> mlua::Result<()> {
     .map_err(cfg_error)?;
     crate::state::attach(tx);
     lua.set_app_data(Booted(Some(tx)));
+    // box.cfg may have changed the announced version (`compat_version`).
+    let version = spindle_types::compat::announced();
+    lua.globals()
+        .set("_TARANTOOL", format!("{version}-0-spindle"))?;
     Ok(())
 }
 

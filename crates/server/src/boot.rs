@@ -155,6 +155,8 @@ impl ServerHost {
 impl Host for ServerHost {
     fn boot(&mut self, options: &serde_json::Value) -> Result<BootParts, String> {
         self.cfg.apply_box_cfg(options)?;
+        // Before the listener: the greeting announces it.
+        spindle_types::compat::set_announced(self.cfg.compat_version);
         self.prepare_process()?;
         let bus = self.receiver.take().ok_or("box.cfg{} has already run")?;
         replication::bootstrap_if_needed(&self.cfg)?;

@@ -8,6 +8,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde::Deserialize;
 
 use spindle_net::ListenAddr;
+use spindle_types::compat::Version;
 
 use spindle_types::limits::{
     NET_MSG_MAX_DEFAULT, PACKET_SIZE_MAX_DEFAULT, REPLICATION_TIMEOUT_DEFAULT, WAL_MAX_SIZE_DEFAULT,
@@ -104,6 +105,10 @@ pub struct ServeArgs {
     /// on `host:port` or `unix/:PATH`.
     #[arg(long)]
     pub console_listen: Option<String>,
+    /// The Tarantool version to announce (greeting, box.info.version, _TARANTOOL); 2.10.0
+    /// and later also turn on IPROTO_ID, streams and BEGIN/COMMIT/ROLLBACK [default: 2.6.0].
+    #[arg(long)]
+    pub compat_version: Option<String>,
 }
 
 /// The TOML file: the same keys, with underscores.
@@ -128,6 +133,7 @@ struct FileConfig {
     replication: Option<String>,
     replication_timeout: Option<f64>,
     console_listen: Option<String>,
+    compat_version: Option<String>,
 }
 
 /// The effective configuration.
@@ -159,6 +165,8 @@ pub struct Config {
     pub log_file: Option<PathBuf>,
     /// `spindle serve --console-listen`: an admin console to open once booted.
     pub console_listen: Option<String>,
+    /// The Tarantool version announced to clients (`compat_version`).
+    pub compat_version: Version,
 }
 
 impl Config {
@@ -186,13 +194,14 @@ impl Config {
             pid_file: None,
             log_file: None,
             console_listen: None,
+            compat_version: Version::DEFAULT,
         }
     }
 
     /// The options of `spindle serve` as `box.cfg{}` shows them (Tarantool's names).
     pub fn box_cfg(&self) -> serde_json::Value {
         let replication: Vec<String> = self.replication.iter().map(|u| u.full()).collect();
-        serde_json::json!({
+        let mut cfg = serde_json::json!({
             "listen": self.listen.as_ref().map(|a| a.to_string()),
             "wal_dir": self.wal_dir.display().to_string(),
             "memtx_dir": self.memtx_dir.display().to_string(),
@@ -206,7 +215,12 @@ impl Config {
             "read_only": self.read_only,
             "replication": if replication.is_empty() { serde_json::Value::Null } else { replication.into() },
             "replication_timeout": self.replication_timeout,
-        })
+        });
+        // Only when set: box.cfg then lists exactly 2.6's keys by default.
+        if self.compat_version != Version::DEFAULT {
+            cfg["compat_version"] = self.compat_version.to_string().into();
+        }
+        cfg
     }
 
     /// Applies the options of the first `box.cfg{}` (every option, defaults filled in).
@@ -263,6 +277,10 @@ impl Config {
             "replication_timeout" => self.replication_timeout = number(v)?,
             "replication" => self.replication = parse_replication_json(v)?,
             "log_level" => self.log_level = log_level_name(v),
+            "compat_version" => {
+                let text = v.as_str().ok_or("should be of type string")?;
+                self.compat_version = Version::parse(text)?;
+            }
             _ => {}
         }
         Ok(())
@@ -332,6 +350,10 @@ impl Config {
             pid_file: None,
             log_file: None,
             console_listen: args.console_listen.or(file.console_listen),
+            compat_version: match args.compat_version.or(file.compat_version) {
+                Some(text) => Version::parse(&text)?,
+                None => Version::DEFAULT,
+            },
         };
         config.validate()?;
         Ok(config)
