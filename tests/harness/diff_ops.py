@@ -494,6 +494,19 @@ D.raw("wrong SCHEMA_VERSION on SELECT", H(ip.SELECT, extra={ip.K_SCHEMA_VERSION:
 D.raw("SCHEMA_VERSION 0 means no check", H(ip.SELECT, extra={ip.K_SCHEMA_VERSION: 0}),
       {ip.K_SPACE_ID: T, ip.K_LIMIT: 1, ip.K_KEY: []})
 D.raw("STREAM_ID header key (2.10 clients) is ignored", H(ip.PING, extra={0x0A: 1}))
+# With the default --compat-version (2.6.0) the 2.10+ requests stay unknown and STREAM_ID is
+# ignored on data requests (tests/test_streams.py covers --compat-version 2.11.0).
+D.raw("BEGIN in a stream with options (2.10 only)", H(14, extra={0x0A: 3}), {0x56: 1.5, 0x59: 1})
+D.raw("COMMIT without a stream (2.10 only)", H(15))
+D.raw("ROLLBACK in a stream (2.10 only)", H(16, extra={0x0A: 3}), {})
+D.raw("IPROTO_ID in a stream (2.10 only)", H(73, extra={0x0A: 3}), {0x54: 3, 0x55: [0, 1]})
+D.raw("IPROTO_ID with a bad body (2.10 only)", H(73), {0x54: "x"})
+D.raw("SELECT with STREAM_ID is an ordinary SELECT", H(ip.SELECT, extra={0x0A: 9}),
+      {ip.K_SPACE_ID: T, ip.K_LIMIT: 2, ip.K_KEY: []})
+D.raw("REPLACE with STREAM_ID is an ordinary REPLACE", H(ip.REPLACE, extra={0x0A: 9}),
+      {ip.K_SPACE_ID: T, ip.K_TUPLE: [777, "stream"]})
+D.raw("DELETE with STREAM_ID is an ordinary DELETE", H(ip.DELETE, extra={0x0A: 9}),
+      {ip.K_SPACE_ID: T, ip.K_KEY: [777]})
 D.raw_bytes("invalid MsgPack body (0xc1)", P(H(ip.SELECT)) + b"\xc1")
 D.raw_bytes("truncated body", P(H(ip.SELECT)) + P({ip.K_SPACE_ID: T, ip.K_LIMIT: 1, ip.K_KEY: []})[:-2])
 D.raw_bytes("garbage after body", P(H(ip.PING)) + P({}) + b"\x01")
