@@ -140,10 +140,13 @@ impl LuaRuntime {
     ) -> BoxResult<MultiValue> {
         self.enter(tx, ctx, euid);
         let fiber = crate::fiber::enter_request();
+        if ctx.in_txn {
+            crate::txn::begin_in_stream();
+        }
         // The context stays until the fiber's next request sets its own.
         let result = thread.resume::<MultiValue>(args);
         crate::fiber::leave_request(fiber);
-        let open = crate::txn::finish();
+        let open = finish_txn(tx, ctx);
         self.recycle(thread);
         let results = result.map_err(from_mlua)?;
         match (open, results.front()) {
@@ -212,13 +215,16 @@ impl LuaRuntime {
         };
         self.enter(tx, ctx, euid);
         let fiber = crate::fiber::enter_request();
+        if ctx.in_txn {
+            crate::txn::begin_in_stream();
+        }
         let l = thread.state();
         let mut nresults = 0;
         // SAFETY: `l` is a fresh or finished thread holding its function and `nargs + 1`
         // arguments; it runs in this fiber, which parks only in raw C functions.
         let status = unsafe { ffi::lua_resume(l, std::ptr::null_mut(), nargs + 1, &mut nresults) };
         crate::fiber::leave_request(fiber);
-        let open = crate::txn::finish();
+        let open = finish_txn(tx, ctx);
         let reply = {
             let _unlimited = Unlimited::new(&self.lua);
             self.reply_of(l, status, open, is_16)
@@ -515,4 +521,14 @@ impl ProcRuntime for LuaRuntime {
         crate::fiber::run_ready();
         reply
     }
+}
+
+/// A request returned: outside a stream an open transaction fails it (ER_FUNCTION_TX_ACTIVE);
+/// in a stream the transaction is the stream's (an error only past the transaction limits).
+fn finish_txn(tx: TxRef, ctx: &ProcCtx) -> BoxResult<()> {
+    if ctx.stream == 0 {
+        return crate::txn::finish();
+    }
+    let end = crate::txn::finish_in_stream();
+    tx.with(|t| t.stream_txns.after_proc(ctx.route, ctx.stream, end))
 }

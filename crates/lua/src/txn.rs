@@ -2,7 +2,8 @@
 //! fiber) that began it. As in Tarantool 2.6's memtx, a transaction must not yield: the first
 //! park of its fiber rolls back what it did so far and flags it, later statements still join
 //! it, and its commit fails with ER_TRANSACTION_YIELD. A request that returns with a
-//! transaction open gets ER_FUNCTION_TX_ACTIVE, the transaction rolled back.
+//! transaction open gets ER_FUNCTION_TX_ACTIVE, the transaction rolled back — except in an
+//! IPROTO stream, where the transaction belongs to the stream (`finish_in_stream`).
 
 use std::collections::BTreeMap;
 
@@ -10,6 +11,7 @@ use mlua::{Lua, Table, Value};
 use spindle_box::txn::TxnMark;
 use spindle_box::Txn;
 use spindle_fiber::TxCell;
+use spindle_tx::stream_txn::ProcEnd;
 use spindle_types::error::code;
 use spindle_types::BoxError;
 
@@ -171,6 +173,38 @@ pub fn on_yield(fiber: u64) {
     if let (Some(undone), Ok(tx)) = (undone, crate::state::tx()) {
         tx.with(|t| t.db.rollback_txn(undone));
     }
+}
+
+/// A request of a stream starts inside the stream's open transaction (`ProcCtx::in_txn`): the
+/// fiber gets an empty one, as if it had called `box.begin()`.
+pub fn begin_in_stream() {
+    let k = key();
+    TXNS.with(|txns| {
+        txns.entry(k).or_insert_with(|| Active {
+            txn: Txn::new(),
+            aborted: false,
+            savepoints: Vec::new(),
+        });
+    });
+}
+
+/// A request of a stream returned: what became of its transaction, for the stream. One that
+/// holds changes (or yielded) is rolled back and aborted, since the end of the request is a
+/// yield and the MVCC engine is off; an empty one stays open.
+pub fn finish_in_stream() -> ProcEnd {
+    if none_open() {
+        return ProcEnd::Closed;
+    }
+    let Some(active) = take(key()) else {
+        return ProcEnd::Closed;
+    };
+    if !active.aborted && active.txn.is_empty() {
+        return ProcEnd::Open;
+    }
+    if let Ok(tx) = crate::state::tx() {
+        tx.with(|t| t.db.rollback_txn(active.txn));
+    }
+    ProcEnd::Aborted
 }
 
 /// The request running in the calling fiber returned: an open transaction is rolled back

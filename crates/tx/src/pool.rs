@@ -14,6 +14,11 @@ pub struct ProcJob {
     pub route: Route,
     pub sync: u64,
     pub kind: ProcKind,
+    /// The request's stream (0: none, or streams are off): a transaction left open at its
+    /// end stays with the stream instead of failing the request.
+    pub stream: u64,
+    /// It runs inside its stream's open transaction.
+    pub in_txn: bool,
 }
 
 pub enum ProcKind {

@@ -25,6 +25,10 @@ pub struct ProcCtx {
     pub user: u32,
     pub route: Route,
     pub sync: u64,
+    /// The request's stream, 0 if none (see `ProcJob`).
+    pub stream: u64,
+    /// It starts inside its stream's open transaction.
+    pub in_txn: bool,
 }
 
 /// Runs CALL and EVAL. Called in a pool fiber, never inside `TxCell::with`: an implementation
@@ -217,6 +221,8 @@ fn run(tx: TxRef, runtime: &dyn ProcRuntime, job: ProcJob) {
         user: tx.with(|t| t.sessions.user(job.route)),
         route: job.route,
         sync: job.sync,
+        stream: job.stream,
+        in_txn: job.in_txn,
     };
     let result = match &job.kind {
         ProcKind::Call { name, args, is_16 } => runtime.call(tx, &ctx, name, args, *is_16),

@@ -109,17 +109,23 @@ pub fn run(
         }
     }
     let mut in_txn = false;
-    if streams && header.stream_id != 0 && is_statement(handler) {
-        if handler == Handler::Proc && t.stream_txns.is_open(route, header.stream_id) {
-            let e =
-                BoxError::unsupported("spindle", "CALL and EVAL inside a stream transaction yet");
-            t.send_reply(route, header.sync, Err(e));
-            return None;
+    let now = Instant::now();
+    if streams && header.stream_id != 0 && handler == Handler::Proc {
+        // A procedure runs inside an open transaction (it decides what becomes of it);
+        // an aborted one refuses it.
+        let mut job = proc_job(route, header, request, packet);
+        job.stream = header.stream_id;
+        job.in_txn = t.stream_txns.is_live(route, header.stream_id, now);
+        if !job.in_txn {
+            if let Gate::Refuse(e) = t.stream_txns.statement(route, header.stream_id, now) {
+                t.send_reply(route, header.sync, Err(e));
+                return None;
+            }
         }
-        match t
-            .stream_txns
-            .statement(route, header.stream_id, Instant::now())
-        {
+        return Some(job);
+    }
+    if streams && header.stream_id != 0 && is_statement(handler) {
+        match t.stream_txns.statement(route, header.stream_id, now) {
             Gate::Autocommit => {}
             Gate::FirstThenAbort => in_txn = true,
             Gate::Refuse(e) => {
@@ -266,6 +272,8 @@ fn triggered_job(
         route,
         sync: header.sync,
         kind: ProcKind::Dml(dml_job_parts(request, packet)?),
+        stream: 0,
+        in_txn: false,
     })
 }
 
@@ -292,6 +300,8 @@ fn proc_job(route: Route, header: &Header, request: &Request, packet: &[u8]) -> 
         route,
         sync: header.sync,
         kind,
+        stream: 0,
+        in_txn: false,
     }
 }
 

@@ -43,6 +43,18 @@ pub enum Gate {
     Refuse(BoxError),
 }
 
+/// What a procedure of a stream left of the stream's transaction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProcEnd {
+    /// None open (it committed or rolled back, or never had one).
+    Closed,
+    /// Open without a change: it stays open.
+    Open,
+    /// Open with changes, or it yielded inside: rolled back, the transaction aborted (the
+    /// end of the request is a yield, MVCC being off).
+    Aborted,
+}
+
 /// The open stream transactions of every connection.
 #[derive(Default)]
 pub struct StreamTxns {
@@ -126,10 +138,47 @@ impl StreamTxns {
         }
     }
 
-    /// True if `stream` has a transaction that has not been aborted.
-    pub fn is_open(&self, route: Route, stream: u64) -> bool {
+    /// True if `stream` has a transaction that is neither aborted nor past its timeout.
+    pub fn is_live(&self, route: Route, stream: u64, now: Instant) -> bool {
         let state = self.by_conn.get(&route).and_then(|c| c.get(&stream));
-        matches!(state, Some(TxnState::Open { .. }))
+        matches!(state, Some(TxnState::Open { deadline }) if !expired(*deadline, now))
+    }
+
+    /// A procedure of `stream` returned (`ProcJob`): its transaction ended as `end` says.
+    /// A transaction it began itself joins the stream (within the limits).
+    pub fn after_proc(&mut self, route: Route, stream: u64, end: ProcEnd) -> BoxResult<()> {
+        let state = match end {
+            ProcEnd::Closed => {
+                self.take(route, stream);
+                return Ok(());
+            }
+            ProcEnd::Open => TxnState::Open { deadline: None },
+            ProcEnd::Aborted => TxnState::Aborted(BoxError::transaction_yield()),
+        };
+        if let Some(current) = self
+            .by_conn
+            .get_mut(&route)
+            .and_then(|c| c.get_mut(&stream))
+        {
+            // Still open and empty: it keeps its deadline.
+            if !matches!(
+                (&*current, &state),
+                (TxnState::Open { .. }, TxnState::Open { .. })
+            ) {
+                *current = state;
+            }
+            return Ok(());
+        }
+        let open_here = self.by_conn.get(&route).map_or(0, |c| c.len());
+        if open_here >= CONN_TXNS_MAX {
+            return Err(too_many("per connection", CONN_TXNS_MAX));
+        }
+        if self.total >= TXNS_MAX {
+            return Err(too_many("in total", TXNS_MAX));
+        }
+        self.by_conn.entry(route).or_default().insert(stream, state);
+        self.total += 1;
+        Ok(())
     }
 
     /// The connection is gone (its requests have all run): its transactions roll back.
@@ -206,6 +255,30 @@ mod tests {
         assert_eq!(s.statement(route(2), 1, now), Gate::FirstThenAbort);
         s.rollback(route(2), 1);
         s.rollback(route(2), 1);
+        assert_eq!(s.total(), 0);
+    }
+
+    #[test]
+    fn a_procedure_decides_what_becomes_of_the_stream_s_transaction() {
+        let mut s = StreamTxns::default();
+        let now = Instant::now();
+        let timed = BeginOptions {
+            timeout: Some(5.0),
+            isolation: 0,
+        };
+        // Inside an open transaction: it stays open (with its deadline) or is aborted.
+        assert_eq!(code(s.begin(route(1), 1, &timed, false, now)), 0);
+        assert!(s.is_live(route(1), 1, now));
+        assert_eq!(code(s.after_proc(route(1), 1, ProcEnd::Open)), 0);
+        assert!(!s.is_live(route(1), 1, now + Duration::from_secs(6)));
+        assert_eq!(code(s.after_proc(route(1), 1, ProcEnd::Aborted)), 0);
+        assert!(!s.is_live(route(1), 1, now));
+        assert_eq!(code(s.commit(route(1), 1, now)), 154);
+        // A transaction the procedure began joins the stream; one it closed leaves it.
+        assert_eq!(code(s.after_proc(route(1), 2, ProcEnd::Open)), 0);
+        assert!(s.is_live(route(1), 2, now));
+        assert_eq!(code(s.after_proc(route(1), 2, ProcEnd::Closed)), 0);
+        assert_eq!(code(s.after_proc(route(1), 3, ProcEnd::Closed)), 0);
         assert_eq!(s.total(), 0);
     }
 
