@@ -19,6 +19,7 @@ import asynctnt
 import msgpack
 import pytest
 from asynctnt.exceptions import TarantoolDatabaseError
+from asynctnt.stream import Stream
 
 from harness import iproto as ip
 from harness import servers
@@ -57,6 +58,17 @@ async def expect_error(coro, code, message=None):
     if message is not None:
         assert e.value.message == message
     return e.value
+
+
+def open_stream(conn):
+    """`conn.stream()`, without asynctnt's stub: once any connection of the process has met a
+    server without STREAMS, asynctnt replaces `Connection.stream` on the class itself (for
+    every later connection too — test_asynctnt.py's 2.6 servers do that). So check the
+    feature here and build the stream as `Connection.stream` does."""
+    assert conn.features.streams, "the server did not announce STREAMS"
+    stream = Stream()
+    stream._set_db(conn._protocol.create_db(True))
+    return stream
 
 
 def rows(resp):
@@ -159,7 +171,7 @@ def test_begin_twice_and_commit_or_rollback_without_transaction(server):
     async def main():
         conn = await connect(server)
         try:
-            s = conn.stream()
+            s = open_stream(conn)
             await s.commit()
             await s.rollback()
             await s.begin()
@@ -179,7 +191,7 @@ def test_first_statement_answers_then_the_transaction_is_aborted(server):
     async def main():
         conn = await connect(server)
         try:
-            s = conn.stream()
+            s = open_stream(conn)
             await s.begin()
             assert rows(await s.insert("t", [1, "a"])) == [[1, "a"]]
             # Rolled back at the end of its request: nobody sees it.
@@ -210,7 +222,7 @@ def test_streams_have_their_own_transactions(server):
     async def main():
         conn = await connect(server)
         try:
-            a, b = conn.stream(), conn.stream()
+            a, b = open_stream(conn), open_stream(conn)
             await a.begin()
             # b and plain requests are not in a's transaction.
             assert rows(await b.insert("t", [1])) == [[1]]
@@ -228,7 +240,7 @@ def test_timeout_rolls_back_and_answers_231(server):
     async def main():
         conn = await connect(server)
         try:
-            s = conn.stream()
+            s = open_stream(conn)
             await s.begin(tx_timeout=0.05)
             # Past the timeout (the check is on the next use; no time is measured).
             await asyncio.sleep(0.3)
@@ -245,20 +257,44 @@ def test_timeout_rolls_back_and_answers_231(server):
     run(main())
 
 
-def test_call_inside_a_stream_transaction_is_refused_for_now(server):
-    # Not implemented in this step (docs/transactions.md): refused, and the transaction is
-    # left as it was.
+def test_call_and_eval_in_a_stream_transaction(server):
+    """A procedure of a stream runs inside the stream's transaction and may leave it open:
+    without a memtx statement it stays open; with one it is rolled back at the end of the
+    request (MVCC off); box.commit() inside commits it; box.begin() in a stream without BEGIN
+    gives the stream a transaction instead of failing with ER_FUNCTION_TX_ACTIVE (30)."""
     async def main():
         conn = await connect(server)
         try:
-            s = conn.stream()
+            s = open_stream(conn)
             assert list(await s.eval("return 1")) == [1]
             await s.begin()
-            err = await expect_error(s.eval("return 1"), 5)
-            assert "inside a stream transaction" in err.message
+            assert list(await s.eval("return 2")) == [2]
+            await expect_error(s.eval("box.begin()"), 79)
             await s.commit()
-            # Outside a stream a function may still not return with a transaction open.
-            await expect_error(conn.eval("box.begin()"), 30)
+            # A statement inside: answered, then rolled back and the transaction aborted.
+            await s.begin()
+            assert list(await s.eval("box.space.t:insert{1} return box.space.t:get(1)")) == [[1]]
+            assert rows(await conn.select("t")) == []
+            await expect_error(s.eval("return 3"), *YIELD)
+            await expect_error(s.commit(), *YIELD)
+            # Committed inside: through the WAL like any commit; the stream has none left.
+            await s.begin()
+            await s.eval("box.space.t:insert{2} box.commit()")
+            assert rows(await conn.select("t")) == [[2]]
+            await s.begin()
+            await s.rollback()
+            # box.begin() without BEGIN: the stream's transaction from then on.
+            await s.eval("box.begin()")
+            await expect_error(s.begin(), 79)
+            await s.commit()
+            await s.eval("box.begin() box.space.t:insert{3}")
+            assert rows(await conn.select("t")) == [[2]]
+            await expect_error(s.insert("t", [4]), *YIELD)
+            await s.rollback()
+            # Outside a stream a function still may not return with a transaction open.
+            await expect_error(conn.eval("box.begin()"), 30,
+                               "Transaction is active at return from function")
+            assert rows(await conn.select("t")) == [[2]]
         finally:
             await conn.disconnect()
     run(main())
