@@ -141,6 +141,9 @@ def test_transaction_requests_out_of_stream_and_session_requests_in_stream(serve
         auth = {ip.K_USER_NAME: "guest", ip.K_TUPLE: []}
         assert error_of(*c.request(ip.AUTH, auth, header_extra=in_stream(5))) == (
             229, "Unable to process AUTH request in stream")
+        # WATCH is not implemented (48), but not in a stream either.
+        assert error_of(*c.request(74, {0x57: "box.id"}, header_extra=in_stream(5))) == (
+            229, "Unable to process WATCH request in stream")
         # PING and data requests are fine in a stream.
         ok_body(*c.request(ip.PING, header_extra=in_stream(5)))
         ok_body(*c.request(ip.SELECT, {ip.K_SPACE_ID: 512, ip.K_KEY: [], ip.K_LIMIT: 1},

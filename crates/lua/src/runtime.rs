@@ -530,5 +530,12 @@ fn finish_txn(tx: TxRef, ctx: &ProcCtx) -> BoxResult<()> {
         return crate::txn::finish();
     }
     let end = crate::txn::finish_in_stream();
-    tx.with(|t| t.stream_txns.after_proc(ctx.route, ctx.stream, end))
+    tx.with(|t| {
+        // A connection closed while the procedure ran has had its transactions dropped:
+        // what this one left goes with them.
+        if t.sessions.get(ctx.route).is_none() {
+            return Ok(());
+        }
+        t.stream_txns.after_proc(ctx.route, ctx.stream, end)
+    })
 }

@@ -7,7 +7,7 @@ use spindle_box::Reply;
 use spindle_proto::iproto::{slice, Header, Request};
 use spindle_proto::route::Route;
 use spindle_proto::streams::{decode_begin, decode_id, encode_id_reply};
-use spindle_types::iproto::feature;
+use spindle_types::iproto::{feature, request};
 use spindle_types::{BoxError, BoxResult};
 
 use crate::state::Tx;
@@ -33,6 +33,8 @@ pub fn check_stream_use(header: &Header, request: &Request) -> BoxResult<()> {
         Request::Vote => "VOTE",
         Request::Register { .. } => "REGISTER",
         Request::FetchSnapshot => "FETCH_SNAPSHOT",
+        Request::Unknown(request::WATCH) => "WATCH",
+        Request::Unknown(request::UNWATCH) => "UNWATCH",
         _ => return Ok(()),
     };
     if header.stream_id == 0 {
