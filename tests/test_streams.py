@@ -28,7 +28,7 @@ TIMEOUT = 30
 STREAM_ID = 0x0A
 BEGIN, COMMIT, ROLLBACK, ID = 14, 15, 16, 73
 K_VERSION, K_FEATURES, K_TIMEOUT, K_TXN_ISOLATION, K_AUTH_TYPE = 0x54, 0x55, 0x56, 0x59, 0x5B
-CONN_TXNS_MAX = 1024  # crates/types/src/limits.rs
+CONN_TXNS_MAX, TXNS_MAX = 1024, 65_536  # crates/types/src/limits.rs
 
 
 @pytest.fixture
@@ -399,6 +399,27 @@ def test_open_transactions_per_connection_are_bounded(server):
             ok_body(*other.request(BEGIN, header_extra=in_stream(1)))
     with raw(server) as c:
         ok_body(*c.request(BEGIN, header_extra=in_stream(1)))
+
+
+def test_open_transactions_in_total_are_bounded(server):
+    conns = [raw(server) for _ in range(TXNS_MAX // CONN_TXNS_MAX)]
+    try:
+        for c in conns:
+            c.send_bytes(b"".join(ip.packet({ip.K_TYPE: BEGIN, ip.K_SYNC: i, STREAM_ID: i})
+                                  for i in range(1, CONN_TXNS_MAX + 1)))
+        for c in conns:
+            for _ in range(CONN_TXNS_MAX):
+                h, b, _ = c.read_packet()
+                assert h[ip.K_TYPE] == ip.OK, (h, b)
+        with raw(server) as extra:
+            code, message = error_of(*extra.request(BEGIN, header_extra=in_stream(1)))
+            assert code == 5 and f"more than {TXNS_MAX} open stream transactions in total" in message
+            # Ending one makes room.
+            ok_body(*conns[0].request(ROLLBACK, header_extra=in_stream(1)))
+            ok_body(*extra.request(BEGIN, header_extra=in_stream(1)))
+    finally:
+        for c in conns:
+            c.close()
 
 
 # -- compat version -----------------------------------------------------------------------------
