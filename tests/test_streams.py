@@ -14,6 +14,7 @@ and COMMIT answer 154, ROLLBACK answers OK.
 import asyncio
 import socket
 import subprocess
+import time
 
 import asynctnt
 import msgpack
@@ -454,6 +455,34 @@ def test_asynctnt_without_id_against_the_default(spindle_server):
         finally:
             await conn.disconnect()
     run(main())
+
+
+def test_a_script_sets_compat_version_in_box_cfg(tmp_path):
+    port = servers.free_port()
+    script = tmp_path / "init.lua"
+    script.write_text(
+        f"box.cfg{{listen = {port}, compat_version = '2.11.0'}}\n"
+        "local ok, err = pcall(box.cfg, {compat_version = '2.10.0'})\n"
+        "assert(not ok and err.code == 58, tostring(err))\n"
+        "assert(box.info.version == '2.11.0-0-spindle' and box.cfg.compat_version == '2.11.0')\n"
+        "local f = io.open('checked', 'w') f:write('ok') f:close()\n")
+    log = open(tmp_path / "log", "w")
+    proc = subprocess.Popen([servers.spindle_bin(), str(script)], cwd=tmp_path, stdout=log,
+                            stderr=subprocess.STDOUT)
+    try:
+        # The script writes `checked` once its own assertions passed.
+        for _ in range(500):
+            if proc.poll() is not None or (tmp_path / "checked").exists():
+                break
+            time.sleep(0.02)
+        assert (tmp_path / "checked").exists(), (tmp_path / "log").read_text()
+        with ip.RawConn("127.0.0.1", port) as c:
+            assert c.version == "2.11.0"
+            assert ok_body(*c.request(ID, {K_VERSION: 3}))[K_FEATURES] == [0, 1]
+    finally:
+        proc.kill()
+        proc.wait()
+        log.close()
 
 
 @pytest.mark.parametrize("bad", ["2.x.0", "2.11", "2.11.0.1", "", "300.0.0"])
