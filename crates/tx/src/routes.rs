@@ -109,29 +109,11 @@ pub fn run(
         }
     }
     let mut in_txn = false;
-    let now = Instant::now();
-    if streams && header.stream_id != 0 && handler == Handler::Proc {
-        // A procedure runs inside an open transaction (it decides what becomes of it);
-        // an aborted one refuses it.
-        let mut job = proc_job(route, header, request, packet);
-        job.stream = header.stream_id;
-        job.in_txn = t.stream_txns.is_live(route, header.stream_id, now);
-        if !job.in_txn {
-            if let Gate::Refuse(e) = t.stream_txns.statement(route, header.stream_id, now) {
-                t.send_reply(route, header.sync, Err(e));
-                return None;
-            }
-        }
-        return Some(job);
-    }
-    if streams && header.stream_id != 0 && is_statement(handler) {
-        match t.stream_txns.statement(route, header.stream_id, now) {
-            Gate::Autocommit => {}
-            Gate::FirstThenAbort => in_txn = true,
-            Gate::Refuse(e) => {
-                t.send_reply(route, header.sync, Err(e));
-                return None;
-            }
+    if streams && header.stream_id != 0 {
+        match stream_gate(t, route, header, request, packet, handler) {
+            StreamGate::Go { first_write } => in_txn = first_write,
+            StreamGate::Job(job) => return Some(job),
+            StreamGate::Answered => return None,
         }
     }
     let result = match handler {
@@ -162,6 +144,53 @@ pub fn run(
     };
     t.send_reply(route, header.sync, result);
     None
+}
+
+/// What a stream's transaction makes of one of the stream's requests.
+enum StreamGate {
+    /// Run it; `first_write`: as the first statement of a transaction (MVCC off).
+    Go { first_write: bool },
+    /// A procedure, to run in the stream's transaction.
+    Job(ProcJob),
+    /// Refused, and answered.
+    Answered,
+}
+
+fn stream_gate(
+    t: &mut Tx,
+    route: Route,
+    header: &Header,
+    request: &Request,
+    packet: &[u8],
+    handler: Handler,
+) -> StreamGate {
+    let now = Instant::now();
+    let stream = header.stream_id;
+    if handler == Handler::Proc {
+        // A procedure runs inside an open transaction (it decides what becomes of it);
+        // an aborted one refuses it.
+        let mut job = proc_job(route, header, request, packet);
+        job.stream = stream;
+        job.in_txn = t.stream_txns.is_live(route, stream, now);
+        if !job.in_txn {
+            if let Gate::Refuse(e) = t.stream_txns.statement(route, stream, now) {
+                t.send_reply(route, header.sync, Err(e));
+                return StreamGate::Answered;
+            }
+        }
+        return StreamGate::Job(job);
+    }
+    if !is_statement(handler) {
+        return StreamGate::Go { first_write: false };
+    }
+    match t.stream_txns.statement(route, stream, now) {
+        Gate::Autocommit => StreamGate::Go { first_write: false },
+        Gate::FirstThenAbort => StreamGate::Go { first_write: true },
+        Gate::Refuse(e) => {
+            t.send_reply(route, header.sync, Err(e));
+            StreamGate::Answered
+        }
+    }
 }
 
 /// Whether `request` runs in a procedure fiber whatever it holds (CALL, CALL_16, EVAL): it
