@@ -4,6 +4,7 @@
 //! format validation and the UPDATE/UPSERT operation engine, plus frozen read views that
 //! snapshot and relay threads read while TX goes on (`frozen`). Pure: no I/O, no threads.
 
+pub mod blocks;
 pub mod compare;
 pub mod field_type;
 pub mod format;

@@ -10,7 +10,8 @@
 
 use spindle_proto::mp::{self, Value};
 use spindle_types::{BoxError, BoxResult};
-use std::alloc::{alloc, dealloc, handle_alloc_error, Layout};
+
+use crate::blocks;
 use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::ptr::NonNull;
@@ -61,34 +62,33 @@ impl Tuple {
         Tuple::new(&data)
     }
 
-    fn layout(len: usize) -> Option<Layout> {
-        Layout::from_size_align(
-            HEADER_SIZE.checked_add(len)?,
-            std::mem::align_of::<Header>(),
-        )
-        .ok()
+    /// The size of the block of a tuple of `len` bytes.
+    fn block_size(len: usize) -> Option<usize> {
+        blocks::block_size(HEADER_SIZE.checked_add(len)?)
     }
 
     fn copy_of(data: &[u8]) -> BoxResult<Tuple> {
-        let len =
-            u32::try_from(data.len()).map_err(|_| BoxError::memtx_max_tuple_size(data.len()))?;
-        let layout =
-            Tuple::layout(data.len()).ok_or_else(|| BoxError::memtx_max_tuple_size(data.len()))?;
-        // SAFETY: the layout has a non-zero size (the header). The fresh block is written
-        // before any read: the header first, then `len` bytes right after it, which the
-        // layout covers; the source cannot overlap a block that did not exist.
+        let too_big = || BoxError::memtx_max_tuple_size(data.len());
+        let len = u32::try_from(data.len()).map_err(|_| too_big())?;
+        let block = Tuple::block_size(data.len())
+            .and_then(blocks::take)
+            .ok_or_else(too_big)?;
+        let ptr = block.cast::<Header>();
+        // SAFETY: the block is at least the header and `len` bytes, aligned for the header,
+        // and ours alone; it is written before any read: the header first, then the bytes
+        // right after it. The source cannot overlap a block nobody else holds.
         unsafe {
-            let block = alloc(layout);
-            let Some(ptr) = NonNull::new(block.cast::<Header>()) else {
-                handle_alloc_error(layout)
-            };
             ptr.as_ptr().write(Header {
                 refs: AtomicU32::new(1),
                 len,
             });
-            std::ptr::copy_nonoverlapping(data.as_ptr(), block.add(HEADER_SIZE), data.len());
-            Ok(Tuple { ptr })
+            std::ptr::copy_nonoverlapping(
+                data.as_ptr(),
+                block.as_ptr().add(HEADER_SIZE),
+                data.len(),
+            );
         }
+        Ok(Tuple { ptr })
     }
 
     fn header(&self) -> &Header {
@@ -151,12 +151,12 @@ impl Tuple {
     /// # Safety
     /// No handle or view may refer to `block` any more.
     pub(crate) unsafe fn free_block(block: NonNull<Header>) {
-        // SAFETY: the caller guarantees the block is live and unreachable; it was allocated
-        // with the layout of its own length in `copy_of`.
+        // SAFETY: the caller guarantees the block is live and unreachable; `copy_of` took
+        // it with the size of its own length.
         unsafe {
             let len = block.as_ref().len as usize;
-            if let Some(layout) = Tuple::layout(len) {
-                dealloc(block.as_ptr().cast::<u8>(), layout);
+            if let Some(size) = Tuple::block_size(len) {
+                blocks::give(block.cast::<u8>(), size);
             }
         }
     }
@@ -168,7 +168,7 @@ impl Tuple {
 
     /// Bytes this tuple occupies on the heap, including its header.
     pub fn heap_size(&self) -> usize {
-        self.bsize() + HEADER_SIZE
+        Tuple::block_size(self.bsize()).unwrap_or(usize::MAX)
     }
 }
 
@@ -424,7 +424,8 @@ mod tests {
         assert_eq!(tuple.header().refs.load(Ordering::SeqCst), 1);
         assert_eq!(tuple.data(), &[0x92, 0x01, 0xa3, b'a', b'b', b'c']);
         assert_eq!(tuple, Tuple::from_validated(tuple.data()).unwrap());
-        assert_eq!(tuple.heap_size(), 6 + 8);
+        // 8 bytes of header, 6 of data, rounded up to the block grain.
+        assert_eq!(tuple.heap_size(), 16);
     }
 
     #[test]

@@ -66,6 +66,8 @@ fn install(
     replication: Option<ReplSetup>,
 ) -> TxRef {
     db.identify();
+    // The TX thread writes the tuples: it reuses the blocks of the ones it frees.
+    spindle_memtx::blocks::keep_freed_blocks();
     let mut t = Tx::new(db, hooks);
     if let Some(setup) = replication {
         t.repl.configure(setup);
