@@ -39,7 +39,7 @@ pub fn install(lua: &Lua) -> mlua::Result<()> {
             crate::text::flow(lua, &value)
         })?,
     )?;
-    lua.set_named_registry_value("spindle.tuple_mt", mt)?;
+    block::install(lua, mt)?;
     let methods = lua.create_table()?;
     methods.raw_set(
         "totable",
