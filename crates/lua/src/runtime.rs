@@ -45,6 +45,10 @@ pub struct LuaRuntime {
     /// resolve and run under `pcall` and return its results.
     call: Function,
     eval: Function,
+    /// `box.internal.fresh()`: brings `box.space` and `box.func` up to the schema.
+    fresh: Function,
+    /// The schema version `fresh` last ran at.
+    schema_seen: std::cell::Cell<Option<u32>>,
 }
 
 // SAFETY: the Lua state is created, used and dropped on the TX thread only: every method
@@ -96,6 +100,8 @@ impl LuaRuntime {
             funcs: std::cell::RefCell::new((0, HashMap::new())),
             call: internal.get("call")?,
             eval: internal.get("eval")?,
+            fresh: internal.get("fresh")?,
+            schema_seen: std::cell::Cell::new(None),
             lua,
         })
     }
@@ -170,6 +176,18 @@ impl LuaRuntime {
             euid,
             session: Some(session),
         }));
+    }
+
+    /// Refreshes the Lua view of the schema if `version` is not the one it was made at.
+    fn catch_up(&self, version: u32) {
+        if self.schema_seen.get() == Some(version) {
+            return;
+        }
+        let _unlimited = Unlimited::new(&self.lua);
+        match self.fresh.call::<()>(()) {
+            Ok(()) => self.schema_seen.set(Some(version)),
+            Err(e) => tracing::warn!("refreshing box.space: {e}"),
+        }
     }
 
     /// Runs `internal.call` or `internal.eval` (`f`) with `text` (the name or expression)
@@ -496,10 +514,12 @@ impl ProcRuntime for LuaRuntime {
     ) -> BoxResult<Reply> {
         // Access is checked before the function is looked up, as in Tarantool. A `setuid`
         // function in `_func` runs with its owner's rights (the session user stays).
-        let func = tx.with(|t| {
+        let (func, version) = tx.with(|t| {
             let func = self.find_func(&t.db, name);
             spindle_box::call::check_func_access(&mut t.db, ctx.user, name, func)
+                .map(|f| (f, t.db.schema_version()))
         })?;
+        self.catch_up(version);
         let euid = func.filter(|f| f.setuid).map_or(ctx.user, |f| f.owner);
         let reply = self.run_request(tx, ctx, euid, (&self.call, name), args, is_16);
         crate::fiber::run_ready();
@@ -507,7 +527,11 @@ impl ProcRuntime for LuaRuntime {
     }
 
     fn eval(&self, tx: TxRef, ctx: &ProcCtx, expr: &str, args: &[u8]) -> BoxResult<Reply> {
-        tx.with(|t| t.db.check_universe(ctx.user, PRIV_X))?;
+        let version = tx.with(|t| {
+            t.db.check_universe(ctx.user, PRIV_X)
+                .map(|()| t.db.schema_version())
+        })?;
+        self.catch_up(version);
         let reply = self.run_request(tx, ctx, ctx.user, (&self.eval, expr), args, false);
         crate::fiber::run_ready();
         reply

@@ -844,6 +844,7 @@ function func_methods.call(f, args)
     end
     args = args or {}
     if type(args) ~= 'table' then error('Use func:call(table)', 2) end
+    internal.fresh()
     local results = { internal.call(f.name, unpack(args, 1, table.maxn(args))) }
     if not results[1] then error(results[2], 2) end
     return unpack(results, 2, table.maxn(results))
@@ -884,15 +885,17 @@ box.func = setmetatable(funcs, {
 
 -- `_func` changes leave the schema version alone: its row count tells creates and drops.
 -- Every request starts from the current schema, whatever changed it (DDL through the system
--- spaces, a replica's rows). CALL runs a `_func` function's body if it has one; otherwise the
+-- spaces, a replica's rows): the runtime calls `internal.fresh` before a CALL or EVAL when
+-- the schema version moved since the last one (a call from Lua to C per request would cost
+-- the JIT a trace exit). CALL runs a `_func` function's body if it has one; otherwise the
 -- name resolves as a global path (box.lua's `call`).
-local call, eval = internal.call, internal.eval
+local call = internal.call
 local schema_version = internal.schema_version
 -- The schema version the objects were last refreshed at: a `_func` change bumps it too, so
 -- one number tells a request whether anything needs reloading.
 local seen_version
 
-local function fresh()
+function internal.fresh()
     local version = schema_version()
     if version == seen_version then return end
     pcall(refresh)
@@ -901,7 +904,6 @@ local function fresh()
 end
 
 function internal.call(name, ...)
-    fresh()
     local f = rawget(funcs, name)
     if f ~= nil then
         local found, body = pcall(body_of, f)
@@ -909,10 +911,6 @@ function internal.call(name, ...)
         if body ~= nil then return pcall(body, ...) end
     end
     return call(name, ...)
-end
-function internal.eval(...)
-    fresh()
-    return eval(...)
 end
 
 local func_options = {
