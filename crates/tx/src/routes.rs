@@ -308,7 +308,13 @@ fn triggered_job(
 
 /// A CALL or EVAL, with its name and arguments copied out of the packet.
 fn proc_job(route: Route, header: &Header, request: &Request, packet: &[u8]) -> ProcJob {
-    let text = |span| String::from_utf8_lossy(slice(packet, span)).into_owned();
+    let text = |span| {
+        let bytes = slice(packet, span);
+        match std::str::from_utf8(bytes) {
+            Ok(text) => text.to_owned(),
+            Err(_) => String::from_utf8_lossy(bytes).into_owned(),
+        }
+    };
     let kind = match request {
         Request::Call { name, args, is_16 } => ProcKind::Call {
             name: text(name),
