@@ -107,8 +107,8 @@ def test_asynctnt_negotiates_streams_and_transactions(server):
             assert conn.version == (2, 11, 0)
             f = conn.features
             assert (f.streams, f.transactions) == (True, True)
-            # Not implemented, so not announced.
-            assert (f.error_extension, f.watchers, f.pagination) == (False, False, False)
+            # Not implemented, so not announced (watchers are: test_watchers.py).
+            assert (f.error_extension, f.watchers, f.pagination) == (False, True, False)
             resp = await conn.eval("return box.info.version, _TARANTOOL")
             assert list(resp) == ["2.11.0-0-spindle", "2.11.0-0-spindle"]
         finally:
@@ -122,7 +122,7 @@ def test_id_reply_and_body_errors(server):
         # Before AUTH; unknown keys skipped.
         body = ok_body(*c.request(ID, {K_VERSION: 3, K_FEATURES: [0, 1, 2], K_AUTH_TYPE: "chap-sha1",
                                        0x70: [1, {2: 3}]}))
-        assert body == {K_VERSION: 4, K_FEATURES: [0, 1], K_AUTH_TYPE: "chap-sha1"}
+        assert body == {K_VERSION: 4, K_FEATURES: [0, 1, 3], K_AUTH_TYPE: "chap-sha1"}
         assert ok_body(*c.request(ID, {}))[K_VERSION] == 4
         bad = "Invalid MsgPack - request body"
         for wrong in ({K_VERSION: "3"}, {K_FEATURES: 1}, {K_FEATURES: ["x"]}, {K_AUTH_TYPE: 5}, [1], None):
@@ -142,7 +142,7 @@ def test_transaction_requests_out_of_stream_and_session_requests_in_stream(serve
         auth = {ip.K_USER_NAME: "guest", ip.K_TUPLE: []}
         assert error_of(*c.request(ip.AUTH, auth, header_extra=in_stream(5))) == (
             229, "Unable to process AUTH request in stream")
-        # WATCH is not implemented (48), but not in a stream either.
+        # WATCH is a session request: not in a stream.
         assert error_of(*c.request(74, {0x57: "box.id"}, header_extra=in_stream(5))) == (
             229, "Unable to process WATCH request in stream")
         # PING and data requests are fine in a stream.
@@ -478,7 +478,7 @@ def test_a_script_sets_compat_version_in_box_cfg(tmp_path):
         assert (tmp_path / "checked").exists(), (tmp_path / "log").read_text()
         with ip.RawConn("127.0.0.1", port) as c:
             assert c.version == "2.11.0"
-            assert ok_body(*c.request(ID, {K_VERSION: 3}))[K_FEATURES] == [0, 1]
+            assert ok_body(*c.request(ID, {K_VERSION: 3}))[K_FEATURES] == [0, 1, 3]
     finally:
         proc.kill()
         proc.wait()

@@ -2,8 +2,9 @@
 //! `views`, `bootstrap`), users and privileges (`access`), sessions, DML applied to memory
 //! with its undo and log rows (`dml`), transactions (`txn`), the commit queue between memory
 //! and the WAL (`commit`), conflict detection for transactions that span yields (`conflict`), request execution (`execute`, `plan`, `call`), `_cluster`
-//! (`cluster`), read views and the snapshot writer (`checkpoint`), and start-up recovery
-//! (`recovery`, whose decoder threads are its only threads).
+//! (`cluster`), read views and the snapshot writer (`checkpoint`), the watchers' key registry
+//! and its coalescing (`watch`), and start-up recovery (`recovery`, whose decoder threads
+//! are its only threads).
 //!
 //! It depends on neither `may`, the fiber layer nor the replication threads, so it can be
 //! driven and tested without them. The TX thread (`spindle-tx`) owns the one `Db` and is
@@ -28,6 +29,7 @@ pub mod reply;
 pub mod session;
 pub mod txn;
 pub mod views;
+pub mod watch;
 
 pub use commit::CommitQueue;
 pub use db::Db;

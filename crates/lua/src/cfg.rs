@@ -95,7 +95,10 @@ fn reconfigure(lua: &Lua, changed: Table) -> mlua::Result<()> {
     result.map_err(cfg_error)?;
     if let (Some(read_only), Some(tx)) = (json.get("read_only"), booted(lua)) {
         let read_only = read_only.as_bool().unwrap_or(false);
-        tx.with(|t| t.db.set_read_only(read_only));
+        tx.with(|t| {
+            t.db.set_read_only(read_only);
+            spindle_tx::watch::refresh_builtins(t);
+        });
     }
     Ok(())
 }

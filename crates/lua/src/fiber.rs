@@ -624,6 +624,11 @@ fn wakeup(id: u64) -> bool {
     poke(id, false)
 }
 
+/// `wakeup` for the rest of the runtime (a `box.watch` fiber's next notice).
+pub fn wake(id: u64) {
+    poke(id, false);
+}
+
 fn poke(id: u64, cancel: bool) -> bool {
     let found = FIBERS.with(|r| {
         let f = r.fibers.get_mut(&id).filter(|f| !f.dead)?;

@@ -3,7 +3,8 @@
 //! of the route table's procedure fibers), each request in a Lua thread of its own; the `box`
 //! API is a Lua prelude (`box.lua`) over Rust functions (`api`), with tuples as userdata
 //! (`tuple`) and Lua values converted to and from MessagePack by Tarantool's rules
-//! (`convert`). A statement's commit parks its fiber until the WAL answers.
+//! (`convert`). A statement's commit parks its fiber until the WAL answers. `box.watch` and
+//! `box.broadcast` (`watch`) serve the TX thread's watcher registry to Lua fibers.
 
 mod api;
 mod cfg;
@@ -25,6 +26,7 @@ mod triggers;
 mod tuple;
 mod tuple_block;
 pub mod txn;
+mod watch;
 
 pub use cfg::{BootParts, Host};
 pub use modules::yaml::console_format;

@@ -94,6 +94,7 @@ impl LuaRuntime {
             .set_name("=control.lua")
             .call::<()>(internal.clone())?;
         crate::triggers::install(&lua, &internal)?;
+        crate::watch::install(&lua, &internal)?;
         Ok(LuaRuntime {
             threads: std::cell::RefCell::new(Vec::new()),
             names: std::cell::RefCell::new(HashMap::new()),

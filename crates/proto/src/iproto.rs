@@ -213,6 +213,14 @@ pub enum Request {
     Commit,
     /// ROLLBACK (2.10+); the body is ignored.
     Rollback,
+    /// WATCH and UNWATCH (2.10+); `body` as for `Begin` (decoded by TX with
+    /// `watch::decode_watch` from compat 2.10 on; before, they are unknown types).
+    Watch {
+        body: Span,
+    },
+    Unwatch {
+        body: Span,
+    },
     /// Any other type: 2.6 answers ER_UNKNOWN_REQUEST_TYPE and keeps the connection open.
     Unknown(u32),
 }
@@ -541,6 +549,12 @@ fn decode_body(cursor: &mut Cursor, request_type: u32) -> Result<Request, BoxErr
         }),
         request::COMMIT => cursor.any_body().map(|_| Request::Commit),
         request::TXN_ROLLBACK => cursor.any_body().map(|_| Request::Rollback),
+        request::WATCH => Ok(Request::Watch {
+            body: cursor.any_body()?.unwrap_or(0..0),
+        }),
+        request::UNWATCH => Ok(Request::Unwatch {
+            body: cursor.any_body()?.unwrap_or(0..0),
+        }),
         // These read no body in 2.6, so any well-formed body is accepted.
         request::PING => cursor.any_body().map(|_| Request::Ping),
         request::VOTE => cursor.any_body().map(|_| Request::Vote),
@@ -793,7 +807,7 @@ fn decode_replication(cursor: &mut Cursor, request_type: u32) -> Result<Request,
 // ---------------------------------------------------------------------------------------------
 
 /// Writes the `ce <u32>` prefix placeholder; returns the packet's start offset.
-fn begin_packet(out: &mut Vec<u8>) -> usize {
+pub fn begin_packet(out: &mut Vec<u8>) -> usize {
     let start = out.len();
     out.extend_from_slice(&[0xce, 0, 0, 0, 0]);
     start

@@ -466,6 +466,12 @@ fn bodies_of_other_types() {
     assert_eq!(outcome(&p(14, None)), Ok(Request::Begin { body: 0..0 }));
     assert_eq!(outcome(&p(15, Some(map(&[])))), Ok(Request::Commit));
     assert_eq!(outcome(&p(16, None)), Ok(Request::Rollback));
+    assert_eq!(
+        outcome(&p(74, Some(map(&[])))),
+        Ok(Request::Watch { body: 5..6 })
+    );
+    assert_eq!(outcome(&p(75, None)), Ok(Request::Unwatch { body: 0..0 }));
+    assert_eq!(outcome(&p(76, None)), Ok(Request::Unknown(76)));
     for t in [0, 17, 40, 41, 67, 100, u64::from(u32::MAX)] {
         assert_eq!(
             outcome(&p(t, Some(map(&[])))),

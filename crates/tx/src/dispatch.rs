@@ -152,6 +152,7 @@ fn handle_with_fibers(tx: TxRef, msg: TxMsg) {
             let user = tx.with(|t| {
                 let user = t.sessions.user(route);
                 t.sessions.disconnect(route);
+                t.watch.drop_session(route);
                 user
             });
             let handoff = spindle_repl::Handoff {
@@ -207,6 +208,7 @@ fn handle(t: &mut Tx, msg: TxMsg) -> Option<Outside> {
         TxMsg::Net(NetEvent::Disconnect { route }) => {
             t.sessions.disconnect(route);
             t.stream_txns.disconnect(route);
+            t.watch.drop_session(route);
         }
         TxMsg::Net(NetEvent::Request {
             route,
@@ -238,7 +240,10 @@ fn handle(t: &mut Tx, msg: TxMsg) -> Option<Outside> {
             t.begin_checkpoint();
         }
         TxMsg::CheckpointDone(outcome) => t.on_checkpoint_done(outcome),
-        TxMsg::Shutdown => t.shutting_down = true,
+        TxMsg::Shutdown => {
+            t.shutting_down = true;
+            crate::watch::broadcast_shutdown(t);
+        }
     }
     None
 }

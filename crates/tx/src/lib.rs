@@ -4,7 +4,7 @@
 //! replication threads and routes each request (`routes`); the commit shell that hands
 //! transactions to the WAL thread and acts on its answers (`commit`); the procedure fiber
 //! pool (`procs`, `pool`); the replication fibers (`replication`); the checkpoint state
-//! machine (`checkpoint`); IPROTO_ID and stream transactions (`stream_routes`, `stream_txn`). Nothing here is touched from another thread: the state sits in a
+//! machine (`checkpoint`); IPROTO_ID and stream transactions (`stream_routes`, `stream_txn`); watchers (`watch`). Nothing here is touched from another thread: the state sits in a
 //! `TxCell` (`state`).
 
 pub mod admin;
@@ -22,6 +22,7 @@ pub mod routes;
 pub mod state;
 pub mod stream_routes;
 pub mod stream_txn;
+pub mod watch;
 
 pub use msg::TxMsg;
 pub use procs::{Builtin, ProcRuntime};
@@ -72,6 +73,7 @@ fn install(
     if let Some(setup) = replication {
         t.repl.configure(setup);
     }
+    watch::start_builtins(&mut t);
     let tx = state::install(t);
     if let Some(password) = admin_password {
         if let Err(e) = admin::set_admin_password(tx, &password) {

@@ -43,6 +43,21 @@ impl Outboxes {
         }
     }
 
+    /// Queues bytes that are no request's reply (an EVENT): they end no request.
+    pub fn push_unsolicited(&mut self, route: Route, encode: impl FnOnce(&mut Vec<u8>)) {
+        if let Some(batch) = self.batches.get_mut(route.thread as usize) {
+            batch.push_partial(route, encode);
+        }
+    }
+
+    /// Ends a request that has no reply (WATCH, UNWATCH): nothing for the client, but the
+    /// network thread stops counting the request as in flight.
+    pub fn push_no_reply(&mut self, route: Route) {
+        if let Some(batch) = self.batches.get_mut(route.thread as usize) {
+            batch.push(route, |_| {});
+        }
+    }
+
     /// Sends every non-empty batch.
     pub fn flush(&mut self) {
         for (thread, batch) in self.batches.iter_mut().enumerate() {

@@ -42,6 +42,8 @@ pub enum Handler {
     Id,
     /// BEGIN, COMMIT, ROLLBACK: unknown to 2.6; 2.10+ stream transactions.
     Txn,
+    /// WATCH, UNWATCH: unknown to 2.6; 2.10+ watchers (`watch`), answered only on error.
+    Watch,
     /// Any other type.
     Unknown,
 }
@@ -62,16 +64,18 @@ pub fn route(request: &Request) -> Handler {
         | Request::FetchSnapshot => Handler::Replication,
         Request::Id { .. } => Handler::Id,
         Request::Begin { .. } | Request::Commit | Request::Rollback => Handler::Txn,
+        Request::Watch { .. } | Request::Unwatch { .. } => Handler::Watch,
         _ => Handler::Unknown,
     }
 }
 
 /// Requests of unknown types are answered as such whatever their schema version; every
 /// other one is checked against it first, as in 2.6. `streams`: the announced version has
-/// BEGIN/COMMIT/ROLLBACK (they are unknown types before 2.10).
+/// BEGIN/COMMIT/ROLLBACK (they are unknown types before 2.10). WATCH checks it itself,
+/// after decoding its body.
 fn checks_schema(handler: Handler, streams: bool) -> bool {
     match handler {
-        Handler::Id | Handler::Unknown => false,
+        Handler::Id | Handler::Unknown | Handler::Watch => false,
         Handler::Txn => streams,
         _ => true,
     }
@@ -94,7 +98,8 @@ pub fn run(
 ) -> Option<ProcJob> {
     let handler = self::route(request);
     // Only requests that can involve streams read the announced version.
-    let streams = (header.stream_id != 0 || matches!(handler, Handler::Txn | Handler::Id))
+    let streams = (header.stream_id != 0
+        || matches!(handler, Handler::Txn | Handler::Id | Handler::Watch))
         && compat::announced().has_streams();
     if streams {
         if let Err(e) = streams::check_stream_use(header, request) {
@@ -137,7 +142,11 @@ pub fn run(
         Handler::Id if streams => streams::run_id(t, route, request, packet),
         Handler::Id => Err(BoxError::unknown_request_type(73)),
         Handler::Txn if streams => streams::run_txn(t, route, header, request, packet),
-        Handler::Txn => Err(BoxError::unknown_request_type(u64::from(
+        Handler::Watch if streams => {
+            crate::watch::run(t, route, header, request, packet);
+            return None;
+        }
+        Handler::Txn | Handler::Watch => Err(BoxError::unknown_request_type(u64::from(
             header.request_type,
         ))),
         Handler::Unknown => Err(unknown(request)),
@@ -399,12 +408,15 @@ mod tests {
             (Request::Execute, Handler::Sql),
             (Request::FetchSnapshot, Handler::Replication),
             (Request::Id { body: s() }, Handler::Id),
+            (Request::Watch { body: s() }, Handler::Watch),
+            (Request::Unwatch { body: s() }, Handler::Watch),
             (Request::Unknown(99), Handler::Unknown),
         ];
         for (request, handler) in cases {
             assert_eq!(route(&request), handler, "{request:?}");
         }
         assert!(!checks_schema(Handler::Unknown, true) && !checks_schema(Handler::Id, true));
+        assert!(!checks_schema(Handler::Watch, true) && !checks_schema(Handler::Watch, false));
         assert!(checks_schema(Handler::Proc, false) && checks_schema(Handler::Write, false));
         assert!(checks_schema(Handler::Txn, true) && !checks_schema(Handler::Txn, false));
         assert_eq!(route(&Request::Commit), Handler::Txn);

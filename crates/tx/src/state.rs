@@ -122,6 +122,19 @@ pub struct Tx {
     pub checkpoints: Checkpoints,
     /// BEGIN/COMMIT/ROLLBACK transactions of IPROTO streams.
     pub stream_txns: crate::stream_txn::StreamTxns,
+    /// Watched and broadcast keys, and their watchers (`watch`).
+    pub watch: spindle_box::watch::Registry,
+    pub watch_state: BuiltinState,
+}
+
+/// What the built-in watch keys were last broadcast from (`watch::refresh_builtins`).
+#[derive(Default)]
+pub struct BuiltinState {
+    /// The built-in keys exist (`box.cfg{}` has ended).
+    pub started: bool,
+    pub schema_version: u32,
+    pub replica_id: u32,
+    pub read_only: bool,
 }
 
 /// Finished checkpoints, for fibers waiting on one (`box.snapshot()`).
@@ -157,6 +170,8 @@ impl Tx {
             stop_waiter: None,
             checkpoints: Checkpoints::default(),
             stream_txns: crate::stream_txn::StreamTxns::default(),
+            watch: spindle_box::watch::Registry::default(),
+            watch_state: BuiltinState::default(),
         }
     }
 
@@ -164,19 +179,6 @@ impl Tx {
     pub fn send_reply(&mut self, route: Route, sync: u64, result: BoxResult<Reply>) {
         let schema_version = self.db.schema_version();
         self.outboxes.push(route, sync, schema_version, result);
-    }
-
-    pub fn publish_schema_version(&self) {
-        self.hooks
-            .schema_version
-            .store(self.db.schema_version(), Ordering::Relaxed);
-    }
-
-    /// Publishes the schema version if the last change bumped it.
-    pub fn note_schema_change(&mut self) {
-        if self.db.schema_changed() {
-            self.publish_schema_version();
-        }
     }
 }
 

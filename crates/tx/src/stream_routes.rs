@@ -7,7 +7,7 @@ use spindle_box::Reply;
 use spindle_proto::iproto::{slice, Header, Request};
 use spindle_proto::route::Route;
 use spindle_proto::streams::{decode_begin, decode_id, encode_id_reply};
-use spindle_types::iproto::{feature, request};
+use spindle_types::iproto::feature;
 use spindle_types::{BoxError, BoxResult};
 
 use crate::state::Tx;
@@ -16,9 +16,9 @@ use crate::state::Tx;
 /// `memtx_use_mvcc_engine = false`.
 const MVCC: bool = false;
 
-/// The IPROTO_ID features spindle implements: streams and transactions. Not
-/// ERROR_EXTENSION (CALL/EVAL errors never travel as MP_ERROR), WATCHERS or PAGINATION.
-pub const FEATURES: [u64; 2] = [feature::STREAMS, feature::TRANSACTIONS];
+/// The IPROTO_ID features spindle implements: streams, transactions and watchers. Not
+/// ERROR_EXTENSION (CALL/EVAL errors never travel as MP_ERROR) or PAGINATION.
+pub const FEATURES: [u64; 3] = [feature::STREAMS, feature::TRANSACTIONS, feature::WATCHERS];
 
 /// 229 for a request that cannot run in a stream, 230 for a transaction request outside
 /// one (both before anything else, as 2.11's network thread checks them).
@@ -33,8 +33,8 @@ pub fn check_stream_use(header: &Header, request: &Request) -> BoxResult<()> {
         Request::Vote => "VOTE",
         Request::Register { .. } => "REGISTER",
         Request::FetchSnapshot => "FETCH_SNAPSHOT",
-        Request::Unknown(request::WATCH) => "WATCH",
-        Request::Unknown(request::UNWATCH) => "UNWATCH",
+        Request::Watch { .. } => "WATCH",
+        Request::Unwatch { .. } => "UNWATCH",
         _ => return Ok(()),
     };
     if header.stream_id == 0 {

@@ -36,9 +36,10 @@ pub mod request {
     pub const BEGIN: u32 = 14;
     pub const COMMIT: u32 = 15;
     pub const TXN_ROLLBACK: u32 = 16;
-    /// 2.10+ watchers (not implemented: only named for the in-stream check).
+    /// 2.10+ watchers: WATCH and UNWATCH from the client, EVENT from the server.
     pub const WATCH: u32 = 74;
     pub const UNWATCH: u32 = 75;
+    pub const EVENT: u32 = 76;
     pub const CHUNK: u32 = 128;
     /// Error responses are `TYPE_ERROR | code`.
     pub const TYPE_ERROR: u32 = 1 << 15;
@@ -91,6 +92,9 @@ pub mod key {
     pub const VERSION: u8 = 0x54;
     pub const FEATURES: u8 = 0x55;
     pub const TIMEOUT: u8 = 0x56;
+    /// 2.10+ watchers: the key of WATCH, UNWATCH and EVENT, and EVENT's value.
+    pub const EVENT_KEY: u8 = 0x57;
+    pub const EVENT_DATA: u8 = 0x58;
     pub const TXN_ISOLATION: u8 = 0x59;
     pub const AUTH_TYPE: u8 = 0x5b;
 }

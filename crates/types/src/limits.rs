@@ -144,3 +144,13 @@ pub const STREAM_QUEUE_MAX: usize = CONN_MSG_MAX;
 /// transaction holds no changes, only its stream's slot.
 pub const CONN_TXNS_MAX: usize = 1024;
 pub const TXNS_MAX: usize = 65_536;
+
+/// Watchers (2.10+ IPROTO_WATCH, `box.watch`): keys the server knows at once (a key exists
+/// while it has a value or a watcher), watchers of one binary session, watchers in all, and
+/// the longest key. WATCH, `box.watch` or `box.broadcast` past one of them fails with
+/// ER_UNSUPPORTED. A key is stored once however many watch it, so keys cost at most
+/// `WATCH_KEYS_MAX * WATCH_KEY_LEN_MAX` (64 MiB) and watchers about 100 bytes each.
+pub const WATCH_KEYS_MAX: usize = 65_536;
+pub const SESSION_WATCHERS_MAX: usize = 1024;
+pub const WATCHERS_MAX: usize = 1 << 18;
+pub const WATCH_KEY_LEN_MAX: usize = 1024;
