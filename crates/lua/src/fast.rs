@@ -309,6 +309,9 @@ unsafe fn encode_table(
             ffi::lua_pop(l, 1);
             return false;
         }
+        if let Some(ok) = encode_sequence(l, idx, out, depth) {
+            return ok;
+        }
         match array_len(l, idx) {
             Some(n) => {
                 mp::write_array_len(out, n as u32);
@@ -345,6 +348,66 @@ unsafe fn encode_table(
         }
         true
     }
+}
+
+/// A table whose walk gives the keys 1, 2, ..., n in that order — what a constructor or
+/// appends make, nearly every table a procedure encodes — is an array, encoded in that one
+/// walk. None when the walk shows another key: nothing is written, the stack is as it was.
+///
+/// # Safety
+/// As `encode_table`: `idx` is an absolute slot holding a table without a metatable.
+unsafe fn encode_sequence(
+    l: *mut ffi::lua_State,
+    idx: c_int,
+    out: &mut Vec<u8>,
+    depth: usize,
+) -> Option<bool> {
+    const HEAD_MAX: usize = 5;
+    let start = out.len();
+    out.extend_from_slice(&[0; HEAD_MAX]);
+    let mut n: u32 = 0;
+    // SAFETY: a `lua_next` walk (key and value pushed, popped again); keys are only read as
+    // numbers, never converted.
+    unsafe {
+        ffi::lua_pushnil(l);
+        while ffi::lua_next(l, idx) != 0 {
+            let next = n.checked_add(1)?;
+            if ffi::lua_type(l, -2) != ffi::LUA_TNUMBER || ffi::lua_tonumber(l, -2) != f64::from(next)
+            {
+                ffi::lua_pop(l, 2);
+                out.truncate(start);
+                return None;
+            }
+            n = next;
+            let ok = encode(l, ffi::lua_gettop(l), out, depth + 1);
+            ffi::lua_pop(l, 1);
+            if !ok {
+                ffi::lua_pop(l, 1);
+                return Some(false);
+            }
+        }
+    }
+    let mut head = [0u8; HEAD_MAX];
+    let head_len = match n {
+        0..=15 => {
+            head[0] = 0x90 | n as u8;
+            1
+        }
+        16..=0xffff => {
+            head[0] = 0xdc;
+            head[1..3].copy_from_slice(&(n as u16).to_be_bytes());
+            3
+        }
+        _ => {
+            head[0] = 0xdd;
+            head[1..5].copy_from_slice(&n.to_be_bytes());
+            5
+        }
+    };
+    out.copy_within(start + HEAD_MAX.., start + head_len);
+    out.truncate(out.len() - (HEAD_MAX - head_len));
+    out[start..start + head_len].copy_from_slice(&head[..head_len]);
+    Some(true)
 }
 
 /// The array length of a plain table that encodes as an array (`convert::array_len`'s rule),

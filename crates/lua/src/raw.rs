@@ -239,6 +239,42 @@ mod tests {
             .collect()
     }
 
+    /// Tables Lua code builds (no metatable) encode here as `convert` encodes them: in
+    /// order or not, with holes, with other keys, nested, past the short array header.
+    #[test]
+    fn lua_tables_as_convert_encodes_them() {
+        let l = lua();
+        for src in [
+            "return {}",
+            "return {1, 'two', {3, {4}}}",
+            "local t = {} t[2] = 'b' t[1] = 'a' return t",
+            "local t = {} t[3] = 'c' t[1] = 'a' return t",
+            "return {1, nil, 3}",
+            "return {1, 2, x = 3}",
+            "return {[1.5] = 1}",
+            "return {[0] = 'zero', 'one'}",
+            "local t = {} for i = 1, 20 do t[i] = i * 1.5 end return t",
+            "local t = {} for i = 1, 70000 do t[i] = i end return t",
+            "local t = {} for i = 20, 1, -1 do t[i] = i end return t",
+        ] {
+            let value: Value = l.load(src).eval().expect(src);
+            let mut expected = Vec::new();
+            convert::encode(&mut expected, &value).expect("encode");
+            let thread = l
+                .create_thread(l.load("return").into_function().expect("chunk"))
+                .expect("thread");
+            let t = thread.state();
+            // SAFETY: the thread is not running; the table moves onto its stack from the
+            // one `exec_raw` gives, then its one slot is encoded.
+            let got = unsafe {
+                l.exec_raw::<()>(value, |s| ffi::lua_xmove(s, t, 1))
+                    .expect("move");
+                encode_slots(t, 2).map(|(_, data)| data)
+            };
+            assert_eq!(got, Some(expected), "{src}");
+        }
+    }
+
     #[test]
     fn gives_up_on_what_convert_knows_better() {
         let l = lua();
