@@ -173,31 +173,10 @@ impl Users {
 
     /// Effective privileges of `user`, resolving role grants transitively.
     pub fn effective(&mut self, user: u32) -> &Effective {
-        if !self.cache.contains_key(&user) {
-            let eff = self.compute(user);
-            self.cache.insert(user, eff);
-        }
-        // The entry was inserted just above when missing.
-        self.cache.entry(user).or_default()
-    }
-
-    fn compute(&self, user: u32) -> Effective {
-        let mut seen = HashSet::new();
-        let mut stack = vec![user];
-        let mut eff = Effective::default();
-        while let Some(grantee) = stack.pop() {
-            if !seen.insert(grantee) {
-                continue;
-            }
-            for (grant, bits) in self.grants.iter().filter(|(g, _)| g.grantee == grantee) {
-                match grant.object_type {
-                    ObjectType::Universe => eff.universe |= bits,
-                    ObjectType::Role if bits & PRIV_X != 0 => stack.push(grant.object_id),
-                    t => *eff.objects.entry((t, grant.object_id)).or_default() |= bits,
-                }
-            }
-        }
-        eff
+        let grants = &self.grants;
+        self.cache
+            .entry(user)
+            .or_insert_with(|| compute(grants, user))
     }
 
     /// The role ids a user has (directly or through other roles).
@@ -381,6 +360,26 @@ pub fn parse_priv(tuple: &[u8]) -> BoxResult<(Grant, u32)> {
         },
         bits,
     ))
+}
+
+/// The rights `user` has, directly and through its roles.
+fn compute(grants: &HashMap<Grant, u32>, user: u32) -> Effective {
+    let mut seen = HashSet::new();
+    let mut stack = vec![user];
+    let mut eff = Effective::default();
+    while let Some(grantee) = stack.pop() {
+        if !seen.insert(grantee) {
+            continue;
+        }
+        for (grant, bits) in grants.iter().filter(|(g, _)| g.grantee == grantee) {
+            match grant.object_type {
+                ObjectType::Universe => eff.universe |= bits,
+                ObjectType::Role if bits & PRIV_X != 0 => stack.push(grant.object_id),
+                t => *eff.objects.entry((t, grant.object_id)).or_default() |= bits,
+            }
+        }
+    }
+    eff
 }
 
 #[cfg(test)]

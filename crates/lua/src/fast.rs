@@ -372,7 +372,8 @@ unsafe fn encode_sequence(
         ffi::lua_pushnil(l);
         while ffi::lua_next(l, idx) != 0 {
             let next = n.checked_add(1)?;
-            if ffi::lua_type(l, -2) != ffi::LUA_TNUMBER || ffi::lua_tonumber(l, -2) != f64::from(next)
+            if ffi::lua_type(l, -2) != ffi::LUA_TNUMBER
+                || ffi::lua_tonumber(l, -2) != f64::from(next)
             {
                 ffi::lua_pop(l, 2);
                 out.truncate(start);
