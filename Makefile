@@ -8,7 +8,7 @@
 #   make lint    rustfmt --check + clippy -D warnings + no dependency circle among a crate's files
 #   make bench   release build, then spindle vs Tarantool 2.6 side by side (tools/bench_matrix.py):
 #                one table of ratios; BENCH_QUICK=1 for a smoke run, BENCH_ROUNDS=N,
-#                BENCH_DURATION=S, BENCH_WARMUP=S, BENCH_KEYS=N, BENCH_IDLE=N to change it;
+#                BENCH_DURATION=S, BENCH_WARMUP=S, BENCH_KEYS=N, BENCH_IDLE=N, BENCH_TXN=0|1 to change it;
 #                writes $(CARGO_TARGET_DIR or target)/bench/{table.md,results.json}.
 #                BENCH_BASELINE_REV=<git rev> (or BENCH_BASELINE=<spindle binary>) also runs
 #                that build of spindle as a third server and adds a "spindle vs baseline"
@@ -40,6 +40,7 @@ BENCH_WARMUP ?=
 BENCH_KEYS ?=
 BENCH_IDLE ?=
 BENCH_HOSTILE ?=
+BENCH_TXN ?=
 BENCH_BASELINE ?=
 BENCH_BASELINE_REV ?=
 BENCH_ARGS ?=
@@ -136,6 +137,7 @@ bench: deps-tarantool
 	set -x; \
 	BENCH_QUICK='$(BENCH_QUICK)' BENCH_ROUNDS='$(BENCH_ROUNDS)' BENCH_DURATION='$(BENCH_DURATION)' \
 	BENCH_WARMUP='$(BENCH_WARMUP)' BENCH_KEYS='$(BENCH_KEYS)' BENCH_IDLE='$(BENCH_IDLE)' BENCH_HOSTILE='$(BENCH_HOSTILE)' \
+	BENCH_TXN='$(BENCH_TXN)' \
 	BENCH_BASELINE="$$baseline" BENCH_BASELINE_LABEL="$$label" \
 		$(PYTHON) tools/bench_matrix.py --target-dir "$${CARGO_TARGET_DIR:-target}" $(BENCH_ARGS)
 

@@ -492,3 +492,32 @@ def test_a_starved_pinging_client_fails_the_hostile_cell(monkeypatch, tmp_path):
     assert h["baseline"]["failed"] and h["baseline"]["max_us"] is None
     assert "got no reply" in h["runs"]["baseline"][0]["error"]
     assert len(matrix.failures) == 1 and "on baseline" in matrix.failures[0]
+
+
+def test_abort_rate_of_a_counter_run():
+    assert bm.abort_rate({"total": {"ok": 30, "errors": 70}}) == 0.7
+    assert bm.abort_rate({"total": {"ok": 5}}) == 0.0
+    assert bm.abort_rate({"total": {}}) is None
+    assert bm.abort_rate(None) is None
+
+
+def test_txn_table_compares_mvcc_on_and_off_and_rows_per_second():
+    rows = [
+        {"workload": "replace", "conns": 4, "depth": 16,
+         "spindle": {"rps": 200e3}, "spindle-mvcc": {"rps": 100e3}, "tarantool": {"rps": 150e3}},
+        {"workload": "txn", "conns": 4, "depth": 16, "spindle-mvcc": {"rps": 30e3}},
+    ]
+    text = bm.txn_table(rows, {"rps": 20e3, "p50_us": 300.0, "abort_rate": 0.25})
+    assert "| replace 4×16 | 200.0k | 100.0k | 150.0k | 0.50 |" in text
+    assert "| txn 4×16 txn/s | — | 30.0k | — | — |" in text
+    assert "150.0k rows/s against 100.0k autocommit REPLACEs/s" in text
+    assert "ratio 1.50" in text
+    assert "20.0k commits/s, abort rate 25%" in text
+    assert "abort rate" not in bm.txn_table(rows, None)
+
+
+def test_stream_workloads_run_on_the_mvcc_spindle_only(tmp_path):
+    srv = bm.SpindleMvcc(str(tmp_path), "write", "/bin/spindle")
+    assert srv.name == "spindle-mvcc"
+    assert srv.command()[-3:] == bm.MVCC_FLAGS
+    assert set(bm.STREAM_WORKLOADS) <= {w for w, *_ in bm.TXN_CELLS + [bm.COUNTER_CELL]}

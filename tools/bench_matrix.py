@@ -87,6 +87,19 @@ HOSTILE_SHAPE = ("ping", 1, 1)
 HOSTILE_DEPTH = 3000
 HOSTILE_MAX_GOAL_US = 100_000.0  # the well-behaved client's worst PING: under 100 ms
 RSS_SAMPLE_S = 0.1
+# Issue 16, interactive transactions, on a spindle announcing 2.11 with MVCC on (MVCC_FLAGS):
+# a stream transaction of TXN_REPLACES replaces against as many autocommit ones, a
+# read-modify-write counter (COUNTER_KEYS rows, retried after conflicts), and what turning
+# MVCC on costs plain requests. Tarantool 2.6 has neither streams nor MVCC: its autocommit
+# cells are there for scale.
+ER_TRANSACTION_CONFLICT = 97
+MVCC_FLAGS = ["--compat-version", "2.11.0", "--memtx-use-mvcc-engine"]
+TXN_REPLACES = 5
+TXN_CELLS = [("replace", 4, 16, []), ("txn", 4, 16, []), ("select", 4, 64, []),
+             ("replace", 4, 64, [])]
+COUNTER_CELL = ("counter", 4, 8, [])
+COUNTER_KEYS = 10
+STREAM_WORKLOADS = ("txn", "counter")
 # spindle against a baseline build: a figure more than this much worse is marked.
 BASELINE_TOLERANCE = 0.03
 
@@ -200,6 +213,47 @@ def cell_summary(runs):
         return {"rps": None, "p50_us": None, "failed": True}
     return {"rps": median(r["rps"] for r in runs), "p50_us": median(r["p50_us"] for r in runs),
             "failed": False}
+
+
+def abort_rate(report):
+    """Share of a `counter` run's transactions ended by a conflict; None without a report."""
+    if not report:
+        return None
+    total = report.get("total", {})
+    done = (total.get("ok") or 0) + (total.get("errors") or 0)
+    return (total.get("errors") or 0) / done if done else None
+
+
+def txn_table(rows, counter):
+    """Markdown for the transactions section. rows: the TXN_CELLS rows (per server
+    {rps, p50_us}); counter: {rps, p50_us, abort_rate} of spindle-mvcc or None."""
+    names = [("spindle", "spindle, MVCC off"), ("spindle-mvcc", "spindle, MVCC on"),
+             ("tarantool", "Tarantool 2.6")]
+    out = ["| cell | " + " | ".join(label for _, label in names) + " | MVCC on / off |",
+           "|---|" + "---:|" * (len(names) + 1)]
+    by = {(r["workload"], r["conns"], r["depth"]): r for r in rows}
+    for r in rows:
+        cells = [fmt_rate(r.get(n, {}).get("rps")) if n in r else "—" for n, _ in names]
+        on_off = ratio(r.get("spindle-mvcc", {}).get("rps"), r.get("spindle", {}).get("rps"))
+        unit = " txn/s" if r["workload"] == "txn" else ""
+        out.append(f"| {r['workload']} {shape(r['conns'], r['depth'])}{unit} | "
+                   + " | ".join(cells) + f" | {fmt_ratio(on_off)} |")
+    txn, auto = by.get(("txn", 4, 16)), by.get(("replace", 4, 16))
+    lines = ["\n".join(out), ""]
+    if txn and auto:
+        rows_s = (txn.get("spindle-mvcc", {}).get("rps") or 0) * TXN_REPLACES or None
+        lines.append(f"A stream transaction of {TXN_REPLACES} REPLACEs writes "
+                     f"{fmt_rate(rows_s)} rows/s against {fmt_rate(auto.get('spindle-mvcc', {}).get('rps'))} "
+                     f"autocommit REPLACEs/s on the same server: ratio "
+                     f"{fmt_ratio(ratio(rows_s, auto.get('spindle-mvcc', {}).get('rps')))}.")
+    if counter:
+        rate = counter.get("abort_rate")
+        lines.append(f"Read-modify-write counter ({COUNTER_CELL[1]}×{COUNTER_CELL[2]} clients over "
+                     f"{COUNTER_KEYS} counters, retried after a conflict): "
+                     f"{fmt_rate(counter.get('rps'))} commits/s, abort rate "
+                     f"{'—' if rate is None else f'{rate * 100:.0f}%'}, p50 "
+                     f"{fmt_us(counter.get('p50_us'))}.")
+    return "\n".join(lines)
 
 
 def hostile_summary(runs, rss_before):
@@ -628,6 +682,14 @@ class Spindle(Server):
         return len(found), (float(found[-1]) if found else None)
 
 
+class SpindleMvcc(Spindle):
+    """The same spindle, announcing 2.11 (streams) with the MVCC engine on."""
+    name = "spindle-mvcc"
+
+    def command(self):
+        return super().command() + MVCC_FLAGS
+
+
 class Baseline(Spindle):
     """The same spindle command line with another binary (--baseline)."""
     name = "baseline"
@@ -677,12 +739,13 @@ class Driver:
         self.count = 0
 
     def run(self, server, workload, conns, depth, extra=(), duration=None, warmup=None,
-            seed=None, timeout_extra=180):
-        """One `spindle-bench --json` run; returns (report or None, error text or None)."""
+            seed=None, timeout_extra=180, keys=None, space=SPACE, aborts_ok=False):
+        """One `spindle-bench --json` run; returns (report or None, error text or None).
+        `aborts_ok`: transactions ended by a conflict (97) are counted, not failures."""
         self.count += 1
         args = [self.binary, "--addr", server.addr, "--user", "admin", "--password", PASSWORD,
-                "--space", SPACE, "-w", workload, "-c", str(conns), "-d", str(depth),
-                "-k", str(self.keys), "--json", "-q"]
+                "--space", space, "-w", workload, "-c", str(conns), "-d", str(depth),
+                "-k", str(self.keys if keys is None else keys), "--json", "-q"]
         if workload != "load":
             d = self.duration if duration is None else duration
             w = self.warmup if warmup is None else warmup
@@ -717,6 +780,9 @@ class Driver:
             report = json.loads(out)
         except json.JSONDecodeError as e:
             return None, f"spindle-bench printed no JSON ({e}): {out[-500:]} {err[-500:]}"
+        if aborts_ok and all(e.get("code") == ER_TRANSACTION_CONFLICT
+                             for e in report.get("errors", [])):
+            return report, None
         if report.get("total", {}).get("errors"):
             first = report.get("errors", [{}])[0] if report.get("errors") else {}
             return report, (f"{report['total']['errors']} failed requests, e.g. "
@@ -874,6 +940,64 @@ class Matrix:
             self.results["cells"].append(row)
         return rows
 
+    def transactions(self):
+        """Issue 16's cells: streams and MVCC, with spindle MVCC off and Tarantool for scale."""
+        servers = [Spindle(self.workdir, "write", self.args.spindle_bin),
+                   SpindleMvcc(self.workdir, "write", self.args.spindle_bin),
+                   Tarantool(self.workdir, "write", self.args.tarantool_bin,
+                             self.args.memtx_memory)]
+        try:
+            for srv in servers:
+                srv.start()
+            self.load(servers)
+            rows = []
+            for workload, conns, depth, extra in TXN_CELLS:
+                label = f"{workload} {shape(conns, depth)} transactions"
+                runs = {s.name: [] for s in servers}
+                for rnd in range(self.args.rounds):
+                    for srv in servers:
+                        if workload in STREAM_WORKLOADS and srv.name != "spindle-mvcc":
+                            continue
+                        report, err = self.run_on(srv, label, workload, conns, depth,
+                                                  extra=extra, seed=1000 + rnd)
+                        run = summarize_run(report) if report else {}
+                        run["failed"], run["error"] = err is not None, err
+                        runs[srv.name].append(run)
+                        if err:
+                            self.fail(f"{label} on {srv.name} (round {rnd + 1})", err)
+                row = {"workload": workload, "conns": conns, "depth": depth, "runs": runs}
+                for srv in servers:
+                    if runs[srv.name]:
+                        row[srv.name] = cell_summary(runs[srv.name])
+                self.log(f"{label}: " + ", ".join(
+                    f"{n} {fmt_rate(row[n]['rps'])}" for n in runs if n in row))
+                rows.append(row)
+            counter = self.counter_cell(servers[1])
+            for srv in servers:
+                srv.stop()
+        finally:
+            _kill_all()
+        self.results["transactions"] = {"rows": rows, "counter": counter}
+
+    def counter_cell(self, srv):
+        workload, conns, depth, extra = COUNTER_CELL
+        label = f"{workload} {shape(conns, depth)} over {COUNTER_KEYS} keys"
+        runs, rates = [], []
+        for rnd in range(self.args.rounds):
+            report, err = self.run_on(srv, label, workload, conns, depth, extra=extra,
+                                      seed=1000 + rnd, keys=COUNTER_KEYS,
+                                      space="bench_counter", aborts_ok=True)
+            run = summarize_run(report) if report else {}
+            run["failed"], run["error"] = err is not None, err
+            runs.append(run)
+            rates.append(abort_rate(report))
+            if err:
+                self.fail(f"{label} on {srv.name} (round {rnd + 1})", err)
+        cell = cell_summary(runs)
+        cell["abort_rate"] = median(rates)
+        self.log(f"{label}: {fmt_rate(cell['rps'])} commits/s, abort rate {cell['abort_rate']}")
+        return cell
+
     def snapshot_latency(self, servers):
         workload, conns, depth = SNAPSHOT_SHAPE
         at = self.args.snapshot_at
@@ -1005,6 +1129,8 @@ class Matrix:
                 srv.stop()
         finally:
             _kill_all()
+        if a.transactions:
+            self.transactions()
         self.results["tables"] = {"write": rows_write, "idle": rows_idle, "fsync": rows_fsync}
         return rows_write, rows_idle, rows_fsync
 
@@ -1062,6 +1188,14 @@ def render(results, args):
         base = {(r["workload"], r["conns"], r["depth"]): r for r in t["write"]}
         pairs = [(base[(r["workload"], r["conns"], r["depth"])], r) for r in t["idle"]]
         lines += [f"## Next to {args.idle:,} idle connections", "", idle_table(pairs, args.idle), ""]
+    if results.get("transactions"):
+        tr = results["transactions"]
+        lines += ["## Interactive transactions (streams, MVCC)", "",
+                  "spindle MVCC off: the plain server; MVCC on: the same binary with "
+                  f"`{' '.join(MVCC_FLAGS)}`; Tarantool 2.6 has no streams or MVCC (its "
+                  "autocommit cells are for scale). `txn`: BEGIN, "
+                  f"{TXN_REPLACES} REPLACEs and COMMIT sent together in each stream.", "",
+                  txn_table(tr["rows"], tr.get("counter")), ""]
     if results.get("memory"):
         lines += ["## Resident memory (VmRSS)", "", memory_table(results["memory"]), ""]
     if results.get("snapshot"):
@@ -1142,6 +1276,9 @@ def parse_args(argv=None):
     ap.add_argument("--warmup", type=float, help="warm-up seconds per run [1; $BENCH_WARMUP]")
     ap.add_argument("--keys", type=int, help="tuples in the data set [1000000; $BENCH_KEYS]")
     ap.add_argument("--idle", type=int, help="idle connections [10000; $BENCH_IDLE]; 0: no idle cells")
+    ap.add_argument("--transactions", type=int,
+                    help="1: the interactive-transaction cells (streams, MVCC) [1; "
+                         "$BENCH_TXN]; 0: none")
     ap.add_argument("--hostile", type=int,
                     help="connections that never read, next to the 1x1 PING of the "
                          "hostile-neighbours cell [1000; $BENCH_HOSTILE]; 0: no such cell")
@@ -1167,6 +1304,8 @@ def parse_args(argv=None):
         args.keys = env_default("BENCH_KEYS", int, 100_000 if quick else 1_000_000)
     if args.idle is None:
         args.idle = env_default("BENCH_IDLE", int, 1000 if quick else 10_000)
+    if args.transactions is None:
+        args.transactions = env_default("BENCH_TXN", int, 1)
     if args.hostile is None:
         args.hostile = env_default("BENCH_HOSTILE", int, 200 if quick else 1000)
     if (args.rounds < 1 or args.duration <= 0 or args.keys < 1 or args.idle < 0

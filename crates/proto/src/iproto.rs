@@ -968,6 +968,24 @@ pub fn encode_request(out: &mut Vec<u8>, sync: u64, request_type: u32, body: Opt
     finish_response(out, start);
 }
 
+/// Any request in stream `stream_id` (2.10+: the header gains STREAM_ID), with an optional
+/// raw body.
+pub fn encode_stream_request(
+    out: &mut Vec<u8>,
+    sync: u64,
+    stream_id: u64,
+    request_type: u32,
+    body: Option<&[u8]>,
+) {
+    let start = begin_packet(out);
+    out.extend_from_slice(&[0x83, key::REQUEST_TYPE]);
+    mp::write_uint(out, u64::from(request_type));
+    put_uint(out, key::SYNC, sync);
+    put_uint(out, key::STREAM_ID, stream_id);
+    out.extend_from_slice(body.unwrap_or_default());
+    finish_response(out, start);
+}
+
 /// PING without a body, as net.box sends it.
 pub fn encode_ping(out: &mut Vec<u8>, sync: u64) {
     encode_request(out, sync, request::PING, None);

@@ -23,6 +23,7 @@ pub mod prepare;
 pub mod report;
 pub mod run;
 pub mod stats;
+pub mod txn;
 pub mod worker;
 pub mod workload;
 

@@ -8,8 +8,9 @@ use crate::pipeline::MAX_DEPTH;
 use crate::prepare::{self, SpaceSpec};
 use crate::report::{Meta, Report, SecondRow};
 use crate::stats::{SecondStats, Stats, Templates};
+use crate::txn::run_txn_worker;
 use crate::worker::{run_worker, Clock, RunConfig, Shared, WorkerMsg};
-use crate::workload::WorkloadKind;
+use crate::workload::{Op, WorkloadKind};
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::Write;
@@ -282,6 +283,9 @@ pub fn run(args: &Args) -> Result<Report, String> {
     let drain_timeout = seconds("--drain-timeout", args.drain_timeout)?;
     let at = args.at.map(|s| seconds("--at", s)).transpose()?;
     let mix = args.workload.mix(args.mix.as_deref())?;
+    if mix.ops().any(Op::is_transaction) && args.requests.is_some() {
+        return Err("--requests does not apply to `txn` and `counter`: give --duration".into());
+    }
     let keys = args.key_dist()?;
     let threads = args.thread_count();
     let password = args.password.as_deref();
@@ -299,7 +303,7 @@ pub fn run(args: &Args) -> Result<Report, String> {
     } else {
         0
     };
-    if mix.ops().any(|op| op == crate::workload::Op::Call) {
+    if mix.ops().any(|op| op == Op::Call) {
         prepare::define_function(&mut client, space_id)?;
     }
     drop(client);
@@ -450,6 +454,7 @@ fn drive(
     let templates = Templates::new()?;
     let shared = Arc::new(Shared::default());
     let barrier = Arc::new(Barrier::new(threads + 1));
+    let transactions = cfg.mix.ops().any(Op::is_transaction);
     let (tx, rx) = mpsc::channel();
     let mut handles = Vec::with_capacity(threads);
     let mut first = 0;
@@ -466,7 +471,13 @@ fn drive(
         );
         let handle = thread::Builder::new()
             .name(format!("bench-{worker}"))
-            .spawn(move || run_worker(worker, ids, cfg, shared, barrier, templates, tx));
+            .spawn(move || {
+                if transactions {
+                    run_txn_worker(worker, ids, cfg, shared, barrier, templates, tx)
+                } else {
+                    run_worker(worker, ids, cfg, shared, barrier, templates, tx)
+                }
+            });
         match handle {
             Ok(h) => handles.push(h),
             Err(e) => {

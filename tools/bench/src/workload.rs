@@ -20,12 +20,21 @@ pub enum Op {
     Call,
     /// EVAL of `return ...` with `[key]`.
     Eval,
+    /// A stream transaction (2.10+): BEGIN, `TXN_REPLACES` REPLACEs of random keys, COMMIT,
+    /// sent together (`txn`).
+    Txn,
+    /// A read-modify-write transaction on a counter row `[key, n]` in a stream: BEGIN and
+    /// SELECT, then REPLACE `[key, n + 1]` and COMMIT (`counter`).
+    Counter,
 }
+
+/// REPLACEs in one `txn` transaction.
+pub const TXN_REPLACES: usize = 5;
 
 /// The stored procedure the CALL workload calls; `prepare` defines it on the server.
 pub const BENCH_FUNCTION: &str = "spindle_bench_replace";
 
-pub const ALL_OPS: [Op; 9] = [
+pub const ALL_OPS: [Op; 11] = [
     Op::Ping,
     Op::Select,
     Op::Insert,
@@ -35,6 +44,8 @@ pub const ALL_OPS: [Op; 9] = [
     Op::Delete,
     Op::Call,
     Op::Eval,
+    Op::Txn,
+    Op::Counter,
 ];
 
 impl Op {
@@ -49,6 +60,8 @@ impl Op {
             Op::Delete => "delete",
             Op::Call => "call",
             Op::Eval => "eval",
+            Op::Txn => "txn",
+            Op::Counter => "counter",
         }
     }
 
@@ -61,7 +74,15 @@ impl Op {
             "read" | "get" => "select",
             other => other,
         };
-        ALL_OPS.into_iter().find(|op| op.name() == name)
+        ALL_OPS
+            .into_iter()
+            .find(|op| op.name() == name && !op.is_transaction())
+    }
+
+    /// True for the transactions of several requests (`txn`, `counter`): the stream driver
+    /// (`txn`) runs them, never a mix.
+    pub fn is_transaction(self) -> bool {
+        matches!(self, Op::Txn | Op::Counter)
     }
 
     /// True for requests whose key is fresh (the next of a sequence) rather than drawn.
@@ -93,6 +114,11 @@ pub enum WorkloadKind {
     Call,
     /// EVAL `return ...` with `[key]`.
     Eval,
+    /// Stream transactions (2.10+ protocol): BEGIN, 5 REPLACEs, COMMIT; rate in transactions.
+    Txn,
+    /// Read-modify-write of counters (--keys of them) in stream transactions, retried after a
+    /// conflict; rate in commits, aborts counted as errors.
+    Counter,
     /// YCSB A: 50% read, 50% update.
     YcsbA,
     /// YCSB B: 95% read, 5% update.
@@ -125,6 +151,8 @@ impl WorkloadKind {
             WorkloadKind::Delete => single(Op::Delete),
             WorkloadKind::Call => single(Op::Call),
             WorkloadKind::Eval => single(Op::Eval),
+            WorkloadKind::Txn => single(Op::Txn),
+            WorkloadKind::Counter => single(Op::Counter),
             WorkloadKind::YcsbA => Mix::new(&[(Op::Select, 50), (Op::Update, 50)]),
             WorkloadKind::YcsbB => Mix::new(&[(Op::Select, 95), (Op::Update, 5)]),
             WorkloadKind::Mix => match custom {
@@ -300,6 +328,8 @@ impl Encoder {
             Op::Delete => iproto::encode_delete(out, sync, space, 0, &self.key),
             Op::Call => iproto::encode_call(out, sync, BENCH_FUNCTION, &self.tuple),
             Op::Eval => iproto::encode_eval(out, sync, "return ...", &self.key),
+            // Several requests each: the stream driver encodes them (`txn::Round`).
+            Op::Txn | Op::Counter => iproto::encode_ping(out, sync),
         }
     }
 }
@@ -378,7 +408,9 @@ mod tests {
     fn every_kind_encodes_a_valid_request() {
         let mut enc = Encoder::new(600, 25);
         let mut rng = Rng::new(1);
-        for (i, op) in ALL_OPS.into_iter().enumerate() {
+        // The transactions are several requests each: `txn` encodes them.
+        let singles = ALL_OPS.into_iter().filter(|op| !op.is_transaction());
+        for (i, op) in singles.enumerate() {
             let mut out = Vec::new();
             enc.encode(&mut out, 100 + i as u64, op, 42, &mut rng);
             let (sync, request) = decode_one(&out);
