@@ -154,3 +154,12 @@ pub const WATCH_KEYS_MAX: usize = 65_536;
 pub const SESSION_WATCHERS_MAX: usize = 1024;
 pub const WATCHERS_MAX: usize = 1 << 18;
 pub const WATCH_KEY_LEN_MAX: usize = 1024;
+
+/// Commits the MVCC engine remembers while stream transactions are open (what each wrote,
+/// for conflicts, and the tuples it replaced, for read views). A transaction that needs an
+/// older one than the window keeps is aborted with ER_TRANSACTION_CONFLICT.
+pub const MVCC_HISTORY_MAX: usize = 16_384;
+
+/// Data statements one MVCC stream transaction may hold: each statement replays the ones
+/// before it (`spindle_box::mvcc`), so the cost of the next one grows with this.
+pub const MVCC_TXN_STMTS_MAX: usize = 4_096;
