@@ -85,6 +85,11 @@ impl MvccTxn {
     pub fn has_writes(&self) -> bool {
         !self.stmts.is_empty()
     }
+
+    /// True once it has conflicted: every statement and its COMMIT answer 97.
+    pub fn is_aborted(&self) -> bool {
+        self.tracker.standing() == Standing::Aborted
+    }
 }
 
 /// The commits made while transactions are open.

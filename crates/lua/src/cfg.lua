@@ -37,6 +37,9 @@ local types = {
     -- spindle's own: the Tarantool version announced (no default entry, so a plain box.cfg
     -- shows the same keys as 2.6's).
     compat_version = 'string',
+    -- 2.10+: the isolation of a transaction that asks for the default (no default entry,
+    -- for the same reason).
+    txn_isolation = 'string, number',
 }
 for k, v in pairs(defaults) do
     if types[k] == nil then types[k] = type(v) end
@@ -57,6 +60,7 @@ local dynamic = {
     replication_skip_conflict = true, replication_anon = true, election_mode = true,
     election_timeout = true, custom_proc_title = true, wal_dir_rescan_delay = true,
     coredump = true, vinyl_max_tuple_size = true, memtx_use_mvcc_engine = false,
+    txn_isolation = true,
     auth_type = true,
 }
 
