@@ -1,0 +1,411 @@
+"""Stream transactions on the MVCC engine (issue 16, step 2): `--memtx-use-mvcc-engine` with
+`--compat-version 2.11.0`, driven by asynctnt 2.4.0.
+
+The expected outcomes are 2.11's, from the scenario table of the shared docs
+(transactions-and-http.md §A3): a transaction's writes are private until COMMIT, it reads its
+own writes, a commit that breaks what a transaction read aborts it if it has written (97 at its
+next statement or COMMIT) or sends it to a read view if it has not, blind REPLACEs never
+conflict. Scenario 12 (MVCC off: the second statement answers 154) is test_streams.py's.
+"""
+
+import asyncio
+import signal
+import subprocess
+
+import asynctnt
+import pytest
+from asynctnt.api import Isolation
+
+from harness import servers
+from test_streams import connect, expect_error, open_stream, rows
+
+TIMEOUT = 30
+CONFLICT = (97, "Transaction has been aborted by conflict")
+MVCC_ARGS = ("--compat-version", "2.11.0", "--memtx-use-mvcc-engine")
+
+
+@pytest.fixture
+def server(spindle_server):
+    srv = spindle_server(extra_args=MVCC_ARGS)
+
+    async def create():
+        conn = await connect(srv)
+        await conn.eval("box.schema.space.create('s'):create_index('pk')")
+        await conn.disconnect()
+
+    run(create())
+    return srv
+
+
+def run(coro):
+    return asyncio.run(asyncio.wait_for(coro, TIMEOUT))
+
+
+async def two(server):
+    """Two connections with one stream each, and a third connection for autocommit reads."""
+    a, b, c = await connect(server), await connect(server), await connect(server)
+    return a, b, c, open_stream(a), open_stream(b)
+
+
+def scenario(server, body):
+    async def main():
+        a, b, c, sa, sb = await two(server)
+        try:
+            await body(sa, sb, c)
+        finally:
+            for conn in (a, b, c):
+                await conn.disconnect()
+
+    run(main())
+
+
+def test_writes_are_private_until_commit(server):
+    async def body(sa, sb, c):
+        await c.replace("s", [1, "old"])
+        await sa.begin()
+        await sa.replace("s", [2, "new"])
+        await sa.delete("s", [1])
+        await sa.update("s", [2], [["=", 1, "newer"]])
+        assert rows(await sa.select("s")) == [[2, "newer"]]
+        assert rows(await c.select("s")) == [[1, "old"]]
+        await sb.begin()
+        assert rows(await sb.select("s")) == [[1, "old"]]
+        await sa.commit()
+        assert rows(await c.select("s")) == [[2, "newer"]]
+        await sb.commit()
+
+    scenario(server, body)
+
+
+def test_scenario_1_read_then_replace_the_later_committer_conflicts(server):
+    async def body(sa, sb, c):
+        await sa.begin()
+        await sb.begin()
+        assert rows(await sa.select("s", [1])) == []
+        await sa.replace("s", [1, 1])
+        assert rows(await sb.select("s", [1])) == []
+        await sb.replace("s", [1, 2])
+        await sa.commit()
+        await expect_error(sb.commit(), *CONFLICT)
+        assert rows(await c.select("s")) == [[1, 1]]
+
+    scenario(server, body)
+
+
+def test_scenario_2_updates_read_their_key(server):
+    async def body(sa, sb, c):
+        await c.replace("s", [1, 0])
+        await sa.begin()
+        await sb.begin()
+        assert rows(await sa.update("s", [1], [["+", 1, 3]])) == [[1, 3]]
+        assert rows(await sb.update("s", [1], [["+", 1, 5]])) == [[1, 5]]
+        await sa.commit()
+        await expect_error(sb.commit(), *CONFLICT)
+        assert rows(await c.select("s")) == [[1, 3]]
+
+    scenario(server, body)
+
+
+def test_scenario_3_blind_replaces_all_commit_and_the_last_wins(server):
+    async def main():
+        conns = [await connect(server) for _ in range(4)]
+        streams = [open_stream(conn) for conn in conns[:3]]
+        for i, s in enumerate(streams):
+            await s.begin()
+            await s.replace("s", [1, i + 1])
+        for s in streams:
+            await s.commit()
+        assert rows(await conns[3].select("s")) == [[1, 3]]
+        for conn in conns:
+            await conn.disconnect()
+
+    run(main())
+
+
+def test_scenario_4_a_reader_keeps_its_read_view(server):
+    async def body(sa, sb, c):
+        for k in (1, 2, 3):
+            await c.replace("s", [k, k])
+        await sa.begin()
+        assert rows(await sa.select("s")) == [[1, 1], [2, 2], [3, 3]]
+        await sb.begin()
+        await sb.replace("s", [1, 11])
+        await sb.replace("s", [2, 12])
+        await sb.commit()
+        assert rows(await sa.select("s")) == [[1, 1], [2, 2], [3, 3]]
+        await sa.commit()
+        assert rows(await c.select("s")) == [[1, 11], [2, 12], [3, 3]]
+
+    scenario(server, body)
+
+
+def test_scenario_5_a_read_view_that_writes_is_aborted(server):
+    async def body(sa, sb, c):
+        for k in (1, 2, 3):
+            await c.replace("s", [k, k])
+        await sa.begin()
+        assert rows(await sa.select("s")) == [[1, 1], [2, 2], [3, 3]]
+        await sb.begin()
+        await sb.replace("s", [1, 11])
+        await sb.replace("s", [2, 12])
+        await sb.commit()
+        assert rows(await sa.select("s")) == [[1, 1], [2, 2], [3, 3]]
+        await expect_error(sa.replace("s", [3, 13]), *CONFLICT)
+        await expect_error(sa.select("s"), *CONFLICT)
+        await expect_error(sa.commit(), *CONFLICT)
+        assert rows(await c.select("s")) == [[1, 11], [2, 12], [3, 3]]
+        # COMMIT freed it: the stream may begin again.
+        await sa.begin()
+        await sa.rollback()
+
+    scenario(server, body)
+
+
+def test_scenario_6_write_skew_over_a_gap_is_prevented(server):
+    async def body(sa, sb, c):
+        await sa.begin()
+        await sb.begin()
+        assert rows(await sa.select("s")) == []
+        assert rows(await sb.select("s")) == []
+        await sa.replace("s", [1, 1])
+        await sb.replace("s", [2, 2])
+        await sa.commit()
+        await expect_error(sb.commit(), *CONFLICT)
+        assert rows(await c.select("s")) == [[1, 1]]
+
+    scenario(server, body)
+
+
+def test_scenario_7_the_same_point_hole_conflicts(server):
+    async def body(sa, sb, c):
+        await sa.begin()
+        await sb.begin()
+        assert rows(await sa.select("s", [1])) == []
+        assert rows(await sb.select("s", [1])) == []
+        await sa.replace("s", [1, 1])
+        await sb.replace("s", [1, 2])
+        await sa.commit()
+        await expect_error(sb.commit(), *CONFLICT)
+        assert rows(await c.select("s")) == [[1, 1]]
+
+    scenario(server, body)
+
+
+def test_scenario_8_different_holes_do_not_meet(server):
+    async def body(sa, sb, c):
+        await sa.begin()
+        await sb.begin()
+        assert rows(await sa.select("s", [1])) == []
+        assert rows(await sb.select("s", [2])) == []
+        await sa.replace("s", [1, 1])
+        await sb.replace("s", [2, 2])
+        await sa.commit()
+        await sb.commit()
+        assert rows(await c.select("s")) == [[1, 1], [2, 2]]
+
+    scenario(server, body)
+
+
+def test_scenario_9_gt_does_not_cover_its_key(server):
+    async def body(sa, sb, c):
+        await sa.begin()
+        await sb.begin()
+        assert rows(await sa.select("s", [5], iterator="GT")) == []
+        await sb.replace("s", [5, 1])
+        await sb.commit()
+        assert rows(await sa.select("s", [5], iterator="GT")) == []
+        await sa.replace("s", [6, 1])
+        await sa.commit()
+        assert rows(await c.select("s")) == [[5, 1], [6, 1]]
+
+    scenario(server, body)
+
+
+def test_scenario_10_deleting_what_another_deleted_conflicts(server):
+    async def body(sa, sb, c):
+        await c.replace("s", [2, 2])
+        await sa.begin()
+        await sb.begin()
+        assert rows(await sb.select("s")) == [[2, 2]]
+        await sa.delete("s", [2])
+        await sa.commit()
+        await expect_error(sb.delete("s", [2]), *CONFLICT)
+        await expect_error(sb.commit(), *CONFLICT)
+        assert rows(await c.select("s")) == []
+
+    scenario(server, body)
+
+
+def test_scenario_11_two_inserts_of_one_key(server):
+    async def body(sa, sb, c):
+        await sa.begin()
+        await sb.begin()
+        assert rows(await sa.insert("s", [1, "A"])) == [[1, "A"]]
+        assert rows(await sb.insert("s", [1, "B"])) == [[1, "B"]]
+        await sa.commit()
+        await expect_error(sb.commit(), *CONFLICT)
+        assert rows(await c.select("s")) == [[1, "A"]]
+
+    scenario(server, body)
+
+
+def test_a_transaction_spans_other_clients_autocommit_writes(server):
+    async def body(sa, sb, c):
+        await c.replace("s", [1, 1])
+        await sa.begin()
+        assert rows(await sa.select("s", [1])) == [[1, 1]]
+        await sa.replace("s", [10, 1])
+        # Writes to keys it did not read change nothing for it; it sees them.
+        await c.replace("s", [2, 2])
+        assert rows(await sa.select("s", [2])) == [[2, 2]]
+        await sa.replace("s", [11, 1])
+        await sa.commit()
+        assert rows(await c.select("s")) == [[1, 1], [2, 2], [10, 1], [11, 1]]
+        # One that changes a key it read aborts it: it has written.
+        await sa.begin()
+        assert rows(await sa.select("s", [1])) == [[1, 1]]
+        await sa.replace("s", [12, 1])
+        await c.update("s", [1], [["+", 1, 1]])
+        await expect_error(sa.select("s", [2]), *CONFLICT)
+        await expect_error(sa.commit(), *CONFLICT)
+        assert rows(await c.select("s", [12])) == []
+
+    scenario(server, body)
+
+
+def test_a_read_only_transaction_commits(server):
+    async def body(sa, sb, c):
+        await c.replace("s", [1, 1])
+        await sa.begin()
+        assert rows(await sa.select("s")) == [[1, 1]]
+        await c.replace("s", [1, 2])
+        assert rows(await sa.select("s")) == [[1, 1]]
+        await sa.commit()
+        assert rows(await sa.select("s")) == [[1, 2]]
+
+    scenario(server, body)
+
+
+def test_disconnect_and_timeout_roll_back_private_writes(server):
+    async def main():
+        a, c = await connect(server), await connect(server)
+        s = open_stream(a)
+        await s.begin()
+        await s.replace("s", [1, "lost"])
+        await a.disconnect()
+        assert rows(await c.select("s")) == []
+        a = await connect(server)
+        s = open_stream(a)
+        await s.begin(tx_timeout=0.05)
+        await s.replace("s", [2, "late"])
+        await asyncio.sleep(0.2)
+        await expect_error(s.select("s"), 231, "Transaction has been aborted by timeout")
+        await expect_error(s.commit(), 231)
+        assert rows(await c.select("s")) == []
+        for conn in (a, c):
+            await conn.disconnect()
+
+    run(main())
+
+
+def test_isolation_levels_are_accepted_and_linearizable_is_not(server):
+    async def body(sa, sb, c):
+        for level in (Isolation.READ_COMMITTED, Isolation.READ_CONFIRMED, Isolation.BEST_EFFORT):
+            await sa.begin(isolation=level)
+            await sa.replace("s", [int(level), 1])
+            assert rows(await sa.select("s", [int(level)])) == [[int(level), 1]]
+            await sa.commit()
+        assert len(rows(await c.select("s"))) == 3
+
+    scenario(server, body)
+
+
+def test_a_schema_change_aborts_open_transactions(server):
+    async def body(sa, sb, c):
+        await sa.begin()
+        await sa.replace("s", [1, 1])
+        await sb.begin()
+        assert rows(await sb.select("s")) == []
+        await c.eval("box.space.s:create_index('sk', {parts = {2, 'unsigned'}, unique = false})")
+        await expect_error(sa.select("s"), *CONFLICT)
+        await expect_error(sb.select("s"), *CONFLICT)
+        await expect_error(sa.commit(), *CONFLICT)
+        await sb.rollback()
+        assert rows(await c.select("s")) == []
+
+    scenario(server, body)
+
+
+def test_call_and_eval_are_refused_in_an_mvcc_transaction(server):
+    async def body(sa, sb, c):
+        await sa.begin()
+        err = await expect_error(sa.eval("return 1"), 5)
+        assert "MVCC" in err.message
+        await sa.replace("s", [1, 1])
+        await sa.commit()
+        assert rows(await c.select("s")) == [[1, 1]]
+
+    scenario(server, body)
+
+
+def test_bad_txn_isolation_is_refused_at_start(tmp_path):
+    proc = subprocess.run(
+        [servers.spindle_bin(), "serve", "--data-dir", str(tmp_path), "--listen", "127.0.0.1:0",
+         "--memtx-use-mvcc-engine", "--txn-isolation", "default"],
+        capture_output=True, text=True, timeout=TIMEOUT)
+    assert proc.returncode != 0
+    assert "txn_isolation" in proc.stderr
+
+
+def test_kill_9_under_transactional_load_keeps_transactions_whole(spindle_server):
+    """Writers commit pairs of rows ({n, 'a', v} and {n + 1000000, 'b', v}) in stream
+    transactions while the server is killed with SIGKILL: after the restart every pair is
+    whole or absent, and every commit that was answered is there."""
+    srv = spindle_server(extra_args=MVCC_ARGS)
+    acked = []
+
+    async def writer(w, stop):
+        conn = await connect(srv)
+        s = open_stream(conn)
+        n = w * 100000
+        try:
+            while not stop.is_set():
+                n += 1
+                await s.begin()
+                await s.replace("s", [n, "a", n])
+                await s.replace("s", [n + 1000000, "b", n])
+                await s.commit()
+                acked.append(n)
+        except Exception:
+            pass
+
+    async def load():
+        conn = await connect(srv)
+        await conn.eval("box.schema.space.create('s'):create_index('pk')")
+        stop = asyncio.Event()
+        tasks = [asyncio.ensure_future(writer(w, stop)) for w in range(4)]
+        while len(acked) < 300:
+            await asyncio.sleep(0.01)
+        srv.stop(signal.SIGKILL)
+        stop.set()
+        await asyncio.gather(*tasks)
+
+    run(load())
+    srv.start()
+
+    async def check():
+        conn = await connect(srv)
+        got = {t[0]: list(t) for t in await conn.select("s")}
+        await conn.disconnect()
+        return got
+
+    got = run(check())
+    firsts = [k for k in got if k < 1000000]
+    assert firsts, "nothing survived"
+    for k in firsts:
+        assert got.get(k + 1000000) == [k + 1000000, "b", k]
+    for k in got:
+        if k >= 1000000:
+            assert got.get(k - 1000000) == [k - 1000000, "a", k - 1000000]
+    missing = [n for n in acked if n not in got]
+    assert not missing, f"{len(missing)} acknowledged commits lost, e.g. {missing[:5]}"
