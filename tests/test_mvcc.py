@@ -11,6 +11,7 @@ conflict. Scenario 12 (MVCC off: the second statement answers 154) is test_strea
 import asyncio
 import signal
 import subprocess
+import time
 
 import asynctnt
 import pytest
@@ -409,3 +410,66 @@ def test_kill_9_under_transactional_load_keeps_transactions_whole(spindle_server
             assert got.get(k - 1000000) == [k - 1000000, "a", k - 1000000]
     missing = [n for n in acked if n not in got]
     assert not missing, f"{len(missing)} acknowledged commits lost, e.g. {missing[:5]}"
+
+
+def transaction_survives_two_statements(host, port, password=None):
+    async def main():
+        conn = asynctnt.Connection(host=host, port=port, username="admin" if password else None,
+                                   password=password, connect_timeout=5, request_timeout=10)
+        await conn.connect()
+        s = open_stream(conn)
+        await s.begin()
+        await s.replace("s", [1])
+        assert rows(await s.select("s")) == [[1]]
+        assert rows(await conn.select("s")) == []
+        await s.commit()
+        assert rows(await conn.select("s")) == [[1]]
+        await conn.disconnect()
+
+    run(main())
+
+
+def test_an_init_script_turns_mvcc_on_in_box_cfg(tmp_path):
+    port = servers.free_port()
+    script = tmp_path / "init.lua"
+    script.write_text(
+        f"box.cfg{{listen = {port}, compat_version = '2.11.0', memtx_use_mvcc_engine = true,\n"
+        "         txn_isolation = 'read-committed'}\n"
+        "local ok, err = pcall(box.cfg, {txn_isolation = 'default'})\n"
+        "assert(not ok and err.code == 59, tostring(err))\n"
+        "box.cfg{txn_isolation = 2}\n"
+        "assert(box.cfg.memtx_use_mvcc_engine == true and box.cfg.txn_isolation == 2)\n"
+        "box.schema.space.create('s'):create_index('pk')\n"
+        "box.schema.user.grant('guest', 'read,write', 'space', 's')\n"
+        "local f = io.open('checked', 'w') f:write('ok') f:close()\n")
+    log = open(tmp_path / "log", "w")
+    proc = subprocess.Popen([servers.spindle_bin(), str(script)], cwd=tmp_path, stdout=log,
+                            stderr=subprocess.STDOUT)
+    try:
+        # The script writes `checked` once its own assertions passed.
+        for _ in range(500):
+            if proc.poll() is not None or (tmp_path / "checked").exists():
+                break
+            time.sleep(0.02)
+        assert (tmp_path / "checked").exists(), (tmp_path / "log").read_text()
+        transaction_survives_two_statements("127.0.0.1", port)
+    finally:
+        proc.kill()
+        proc.wait()
+        log.close()
+
+
+def test_the_config_file_turns_mvcc_on(spindle_server, tmp_path):
+    config = tmp_path / "spindle.toml"
+    config.write_text('compat_version = "2.11.0"\nmemtx_use_mvcc_engine = true\n'
+                      'txn_isolation = "read-confirmed"\n')
+    srv = spindle_server(extra_args=("--config", str(config)))
+
+    async def create():
+        conn = await connect(srv)
+        await conn.eval("box.schema.space.create('s'):create_index('pk')")
+        assert list(await conn.eval("return box.cfg.memtx_use_mvcc_engine")) == [True]
+        await conn.disconnect()
+
+    run(create())
+    transaction_survives_two_statements(srv.host, srv.port, srv.password)

@@ -27,7 +27,7 @@ use spindle_memtx::key_def::Key;
 use spindle_memtx::tuple::Tuple;
 use spindle_proto::iproto::{slice as span, Request};
 use spindle_types::iproto::IteratorType;
-use spindle_types::limits::{MVCC_HISTORY_MAX, MVCC_TXN_STMTS_MAX};
+use spindle_types::limits::{MVCC_HISTORY_MAX, MVCC_TXN_READS_MAX, MVCC_TXN_STMTS_MAX};
 use spindle_types::txn_cfg::{BEST_EFFORT, READ_CONFIRMED};
 use spindle_types::{BoxError, BoxResult};
 
@@ -223,6 +223,12 @@ impl Engine {
         packet: &[u8],
     ) -> BoxResult<Reply> {
         self.catch_up(db, txn)?;
+        if txn.tracker.reads().len() >= MVCC_TXN_READS_MAX {
+            return Err(BoxError::unsupported(
+                "spindle",
+                &format!("more than {MVCC_TXN_READS_MAX} reads in an MVCC transaction"),
+            ));
+        }
         if is_write(request) {
             self.write(db, txn, user, request, packet)
         } else {

@@ -68,6 +68,11 @@ local function cfg_error(message)
     box.error(box.error.new(59, message))
 end
 
+local isolation_levels = {
+    ['read-committed'] = true, ['read-confirmed'] = true, ['best-effort'] = true,
+    [1] = true, [2] = true, [3] = true,
+}
+
 local function check_type(k, v)
     local want = types[k]
     if want == nil then
@@ -82,6 +87,11 @@ local function check_type(k, v)
         end
     elseif got ~= want then
         cfg_error(string.format("Incorrect value for option '%s': should be of type %s", k, want))
+    end
+    -- 2.11 refuses "default" (0) here: it names this very setting.
+    if k == 'txn_isolation' and not isolation_levels[v] then
+        cfg_error("Incorrect value for option 'txn_isolation': must be one of " ..
+                  "'read-committed', 'read-confirmed', 'best-effort' or 1..3")
     end
 end
 

@@ -163,3 +163,7 @@ pub const MVCC_HISTORY_MAX: usize = 16_384;
 /// Data statements one MVCC stream transaction may hold: each statement replays the ones
 /// before it (`spindle_box::mvcc`), so the cost of the next one grows with this.
 pub const MVCC_TXN_STMTS_MAX: usize = 4_096;
+
+/// Reads (SELECTs and the implicit reads of writes) one MVCC transaction may track: every
+/// later commit is checked against them all.
+pub const MVCC_TXN_READS_MAX: usize = 65_536;
