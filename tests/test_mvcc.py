@@ -9,6 +9,8 @@ conflict. Scenario 12 (MVCC off: the second statement answers 154) is test_strea
 """
 
 import asyncio
+import glob
+import os
 import signal
 import subprocess
 import time
@@ -18,6 +20,7 @@ import pytest
 from asynctnt.api import Isolation
 
 from harness import servers
+from test_durability import tarantoolctl_cat
 from test_streams import connect, expect_error, open_stream, rows
 
 TIMEOUT = 30
@@ -473,3 +476,50 @@ def test_the_config_file_turns_mvcc_on(spindle_server, tmp_path):
 
     run(create())
     transaction_survives_two_statements(srv.host, srv.port, srv.password)
+
+
+def test_a_replica_and_the_wal_see_a_transaction_whole(spindle_server):
+    """The master's WAL holds the committed transaction as one (one tsn, the commit flag on
+    its last row); a replica running MVCC transactions of its own records what its applier
+    writes, so a reader there keeps its read view."""
+    master = spindle_server(extra_args=MVCC_ARGS)
+    replica = spindle_server(extra_args=(
+        *MVCC_ARGS, "--replication", f"admin:{master.password}@{master.host}:{master.port}",
+        "--read-only"))
+
+    async def main():
+        m, r = await connect(master), await connect(replica)
+        await m.eval("box.schema.space.create('s'):create_index('pk')")
+        await wait_for(lambda: r.eval("return box.space.s ~= nil"))
+        await r.refetch_schema()
+        reader = open_stream(r)
+        await reader.begin()
+        assert rows(await reader.select("s")) == []
+        writer = open_stream(m)
+        await writer.begin()
+        for k in (1, 2, 3):
+            await writer.replace("s", [k, "x"])
+        await writer.commit()
+        await wait_for(lambda: r.eval("return box.space.s:len() == 3"))
+        assert rows(await reader.select("s")) == []
+        await reader.commit()
+        assert len(rows(await r.select("s"))) == 3
+        for conn in (m, r):
+            await conn.disconnect()
+
+    run(main())
+    ours = [row for path in sorted(glob.glob(os.path.join(master.data_dir, "*.xlog")))
+            for row in tarantoolctl_cat(path)
+            if row.get("BODY", {}).get("tuple", [None])[-1:] == ["x"]]
+    assert len(ours) == 3, ours
+    headers = [row["HEADER"] for row in ours]
+    assert len({h.get("tsn", h["lsn"]) for h in headers}) == 1, headers
+    assert [bool(h.get("commit")) for h in headers] == [False, False, True], headers
+
+
+async def wait_for(check):
+    for _ in range(1000):
+        if (await check())[0]:
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError("not reached")
