@@ -369,7 +369,11 @@ def test_kill_9_under_transactional_load_keeps_transactions_whole(spindle_server
     acked = []
 
     async def writer(w, stop):
-        conn = await connect(srv)
+        # No reconnecting: once the server is killed, every request fails at once.
+        conn = asynctnt.Connection(host=srv.host, port=srv.port, username="admin",
+                                   password=srv.password, connect_timeout=5,
+                                   request_timeout=10, reconnect_timeout=0)
+        await conn.connect()
         s = open_stream(conn)
         n = w * 100000
         try:
@@ -382,6 +386,8 @@ def test_kill_9_under_transactional_load_keeps_transactions_whole(spindle_server
                 acked.append(n)
         except Exception:
             pass
+        finally:
+            await conn.disconnect()
 
     async def load():
         conn = await connect(srv)
@@ -490,7 +496,8 @@ def test_a_replica_and_the_wal_see_a_transaction_whole(spindle_server):
     async def main():
         m, r = await connect(master), await connect(replica)
         await m.eval("box.schema.space.create('s'):create_index('pk')")
-        await wait_for(lambda: r.eval("return box.space.s ~= nil"))
+        # The space and its index come in two transactions.
+        await wait_for(lambda: r.eval("return box.space.s and box.space.s.index[0] ~= nil"))
         await r.refetch_schema()
         reader = open_stream(r)
         await reader.begin()
