@@ -253,6 +253,30 @@ def test_scenario_11_two_inserts_of_one_key(server):
     scenario(server, body)
 
 
+def test_a_limited_select_reads_only_up_to_its_last_tuple(server):
+    """Taking the head of a queue (SELECT LIMIT 1, DELETE it) does not conflict with a
+    producer appending at the tail; it does with one that takes the same head."""
+    async def body(sa, sb, c):
+        for k in (1, 2, 3):
+            await c.replace("s", [k])
+        await sa.begin()
+        assert rows(await sa.select("s", [], limit=1)) == [[1]]
+        await sa.delete("s", [1])
+        await c.replace("s", [4])
+        await sa.commit()
+        await sa.begin()
+        await sb.begin()
+        assert rows(await sa.select("s", [], limit=1)) == [[2]]
+        assert rows(await sb.select("s", [], limit=1)) == [[2]]
+        await sa.delete("s", [2])
+        await sb.delete("s", [2])
+        await sb.commit()
+        await expect_error(sa.commit(), *CONFLICT)
+        assert rows(await c.select("s")) == [[3], [4]]
+
+    scenario(server, body)
+
+
 def test_a_transaction_spans_other_clients_autocommit_writes(server):
     async def body(sa, sb, c):
         await c.replace("s", [1, 1])

@@ -273,6 +273,10 @@ impl Engine {
         let result =
             self.run_in_view(db, txn, |db| db.execute_select(user, request, packet, None))?;
         if let Some(read) = select_read(db, request, packet) {
+            let read = match &result {
+                Ok(Reply::Tuples(tuples)) => stopped_early(db, request, read, tuples),
+                _ => read,
+            };
             txn.tracker.read(read);
         }
         result
@@ -483,6 +487,55 @@ fn select_read(db: &Db, request: &Request, packet: &[u8]) -> Option<Read> {
         Lt if tree => range(Unbounded, Excluded(k)),
         _ => range(Unbounded, Unbounded),
     })
+}
+
+/// A SELECT that LIMIT stopped did not pass the last tuple it returned: its read ends there
+/// (inclusive, in the iterator's direction), so a commit beyond it is no conflict.
+fn stopped_early(db: &Db, request: &Request, read: Read, tuples: &[Tuple]) -> Read {
+    let Request::Select {
+        space_id,
+        index_id,
+        limit,
+        iterator,
+        ..
+    } = *request
+    else {
+        return read;
+    };
+    let (
+        Some(last),
+        Read::Range {
+            index,
+            lower,
+            upper,
+        },
+    ) = (tuples.last(), &read)
+    else {
+        return read;
+    };
+    let reached = limit > 0 && tuples.len() >= limit as usize;
+    let tree = db
+        .space(space_id)
+        .ok()
+        .and_then(|e| e.space.index(index_id));
+    let Some(tree) = tree.filter(|i| reached && i.def().kind == IndexKind::Tree) else {
+        return read;
+    };
+    let at = Bound::Included(tree.key_def().extract_key(last));
+    let reverse = matches!(
+        IteratorType::from_code(u64::from(iterator)),
+        Some(IteratorType::Req | IteratorType::Le | IteratorType::Lt)
+    );
+    let (lower, upper) = if reverse {
+        (at, upper.clone())
+    } else {
+        (lower.clone(), at)
+    };
+    Read::Range {
+        index: *index,
+        lower,
+        upper,
+    }
 }
 
 /// What a write depends on besides what it writes: INSERT needs its key absent, UPSERT
@@ -807,6 +860,52 @@ mod tests {
     }
 
     #[test]
+    fn a_select_stopped_by_its_limit_reads_up_to_its_last_tuple() {
+        let (mut db, mut e) = world();
+        for k in [1, 2, 3] {
+            auto(&mut db, &mut e, replace(&[k]));
+        }
+        let limited = |key: &[u64], it: IteratorType| {
+            let (mut request, packet) = select(key, it);
+            if let Request::Select { limit, .. } = &mut request {
+                *limit = 1;
+            }
+            (request, packet)
+        };
+        // Forward: a commit after the first tuple does not meet it; one at it does.
+        let mut a = e.begin(BEST_EFFORT);
+        assert_eq!(
+            run(&mut db, &mut e, &mut a, limited(&[], IteratorType::All)),
+            Ok(vec![vec![1]])
+        );
+        assert!(run(&mut db, &mut e, &mut a, delete(1)).is_ok());
+        auto(&mut db, &mut e, replace(&[4]));
+        auto(&mut db, &mut e, replace(&[2, 2]));
+        assert_eq!(commit(&mut db, &mut e, &mut a), 0);
+        let mut b = e.begin(BEST_EFFORT);
+        assert_eq!(
+            run(&mut db, &mut e, &mut b, limited(&[], IteratorType::All)),
+            Ok(vec![vec![2, 2]])
+        );
+        assert!(run(&mut db, &mut e, &mut b, replace(&[9])).is_ok());
+        auto(&mut db, &mut e, replace(&[2, 3]));
+        assert_eq!(commit(&mut db, &mut e, &mut b), 97);
+        // Reverse: the read ends at the last tuple from above.
+        let mut c = e.begin(BEST_EFFORT);
+        let top = run(&mut db, &mut e, &mut c, limited(&[], IteratorType::Le));
+        assert_eq!(top, Ok(vec![vec![4]]));
+        assert!(run(&mut db, &mut e, &mut c, replace(&[10])).is_ok());
+        auto(&mut db, &mut e, replace(&[3, 1]));
+        assert_eq!(commit(&mut db, &mut e, &mut c), 0);
+        let mut d = e.begin(BEST_EFFORT);
+        let top = run(&mut db, &mut e, &mut d, limited(&[], IteratorType::Le));
+        assert_eq!(top, Ok(vec![vec![10]]));
+        assert!(run(&mut db, &mut e, &mut d, replace(&[11])).is_ok());
+        auto(&mut db, &mut e, replace(&[12]));
+        assert_eq!(commit(&mut db, &mut e, &mut d), 97);
+    }
+
+    #[test]
     fn scenarios_10_and_11_deletes_and_inserts_read_their_key() {
         let (mut db, mut e) = world();
         auto(&mut db, &mut e, replace(&[2, 2]));
@@ -897,8 +996,7 @@ mod tests {
     /// autocommit replace.
     #[derive(Clone, Debug)]
     enum Step {
-        Get(usize, u64),
-        Scan(usize),
+        Look(usize, Look),
         Put(usize, u64, u64),
         Del(usize, u64),
         Commit(usize),
@@ -909,13 +1007,45 @@ mod tests {
         let t = 0usize..2;
         let k = 0u64..4;
         prop_oneof![
-            (t.clone(), k.clone()).prop_map(|(t, k)| Step::Get(t, k)),
-            t.clone().prop_map(Step::Scan),
+            (t.clone(), look()).prop_map(|(t, l)| Step::Look(t, l)),
             (t.clone(), k.clone(), 0u64..100).prop_map(|(t, k, v)| Step::Put(t, k, v)),
             (t.clone(), k.clone()).prop_map(|(t, k)| Step::Del(t, k)),
             t.prop_map(Step::Commit),
             (k, 0u64..100).prop_map(|(k, v)| Step::Auto(k, v)),
         ]
+    }
+
+    /// A read: one key, the whole space, or its first or last tuple (LIMIT 1).
+    #[derive(Clone, Copy, Debug)]
+    enum Look {
+        Get(u64),
+        Scan,
+        First,
+        Last,
+    }
+
+    fn look() -> impl Strategy<Value = Look> {
+        prop_oneof![
+            (0u64..4).prop_map(Look::Get),
+            Just(Look::Scan),
+            Just(Look::First),
+            Just(Look::Last),
+        ]
+    }
+
+    fn look_request(look: Look) -> Req {
+        let limit_one = |(mut request, packet): Req| {
+            if let Request::Select { limit, .. } = &mut request {
+                *limit = 1;
+            }
+            (request, packet)
+        };
+        match look {
+            Look::Get(k) => select(&[k], IteratorType::Eq),
+            Look::Scan => all(),
+            Look::First => limit_one(all()),
+            Look::Last => limit_one(select(&[], IteratorType::Le)),
+        }
     }
 
     type State = BTreeMap<u64, u64>;
@@ -927,12 +1057,12 @@ mod tests {
     #[derive(Default)]
     struct Model {
         own: Own,
-        reads: Vec<(Option<u64>, Vec<Vec<u64>>, Own)>,
+        reads: Vec<(Look, Vec<Vec<u64>>, Own)>,
         aborted: bool,
     }
 
     /// What a read of `key` (None: all) returns from `state` with `own` writes on top.
-    fn expect(state: &State, own: &Own, key: Option<u64>) -> Vec<Vec<u64>> {
+    fn expect(state: &State, own: &Own, look: Look) -> Vec<Vec<u64>> {
         let mut view = state.clone();
         for (k, v) in own {
             match v {
@@ -940,10 +1070,13 @@ mod tests {
                 None => view.remove(k),
             };
         }
-        view.iter()
-            .filter(|(k, _)| key.is_none_or(|want| want == **k))
-            .map(|(k, v)| vec![*k, *v])
-            .collect()
+        let row = |(k, v): (&u64, &u64)| vec![*k, *v];
+        match look {
+            Look::Get(want) => view.get_key_value(&want).map(row).into_iter().collect(),
+            Look::Scan => view.iter().map(row).collect(),
+            Look::First => view.iter().next().map(row).into_iter().collect(),
+            Look::Last => view.iter().next_back().map(row).into_iter().collect(),
+        }
     }
 
     proptest! {
@@ -962,16 +1095,11 @@ mod tests {
             let mut models = [Model::default(), Model::default()];
             for s in steps {
                 match s {
-                    Step::Get(t, _) | Step::Scan(t) if !models[t].aborted => {
-                        let key = if let Step::Get(_, k) = s { Some(k) } else { None };
-                        let req = match key {
-                            Some(k) => select(&[k], IteratorType::Eq),
-                            None => all(),
-                        };
-                        match run(&mut db, &mut e, &mut txns[t], req) {
+                    Step::Look(t, look) if !models[t].aborted => {
+                        match run(&mut db, &mut e, &mut txns[t], look_request(look)) {
                             Ok(got) => {
                                 let own = models[t].own.clone();
-                                models[t].reads.push((key, got, own));
+                                models[t].reads.push((look, got, own));
                             }
                             Err(code) => {
                                 prop_assert_eq!(code, 97);
@@ -1008,7 +1136,7 @@ mod tests {
                                 for (k, got, own) in &m.reads {
                                     prop_assert_eq!(&expect(&state, own, *k), got);
                                 }
-                                let after = expect(&state, &m.own, None);
+                                let after = expect(&state, &m.own, Look::Scan);
                                 state = after.iter().map(|r| (r[0], r[1])).collect();
                                 states.push(state.clone());
                             }
