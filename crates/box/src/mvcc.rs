@@ -27,7 +27,9 @@ use spindle_memtx::key_def::Key;
 use spindle_memtx::tuple::Tuple;
 use spindle_proto::iproto::{slice as span, Request};
 use spindle_types::iproto::IteratorType;
-use spindle_types::limits::{MVCC_HISTORY_MAX, MVCC_TXN_READS_MAX, MVCC_TXN_STMTS_MAX};
+use spindle_types::limits::{
+    MVCC_CHECK_PAIRS_MAX, MVCC_HISTORY_MAX, MVCC_TXN_READS_MAX, MVCC_TXN_STMTS_MAX,
+};
 use spindle_types::txn_cfg::{BEST_EFFORT, READ_CONFIRMED};
 use spindle_types::{BoxError, BoxResult};
 
@@ -253,13 +255,22 @@ impl Engine {
     /// Before each statement and the commit: the commits since the last one are checked
     /// against the transaction's reads; a schema change aborts it.
     fn catch_up(&self, db: &Db, txn: &mut MvccTxn) -> BoxResult<()> {
-        if self.last_ddl > txn.began {
+        if self.last_ddl > txn.began || self.too_costly(txn) {
             txn.tracker.abort();
         }
         match txn.tracker.check(&self.history, &Order(db)) {
             Standing::Aborted => Err(BoxError::transaction_conflict()),
             _ => Ok(()),
         }
+    }
+
+    /// True if catching up would compare more than `MVCC_CHECK_PAIRS_MAX` pairs.
+    fn too_costly(&self, txn: &MvccTxn) -> bool {
+        let Standing::Current(seen) = txn.tracker.standing() else {
+            return false;
+        };
+        let commits = self.history.last().saturating_sub(seen);
+        commits.saturating_mul(txn.tracker.reads().len() as u64) > MVCC_CHECK_PAIRS_MAX
     }
 
     fn read(
@@ -986,6 +997,20 @@ mod tests {
             let _ = k;
         }
         assert_eq!(run(&mut db, &mut e, &mut b, all()), CONFLICT);
+        // Many reads across many commits: aborted rather than checked at length.
+        let (mut c, mut d) = (e.begin(BEST_EFFORT), e.begin(BEST_EFFORT));
+        for k in 0..128 {
+            for t in [&mut c, &mut d] {
+                assert!(run(&mut db, &mut e, t, select(&[k], IteratorType::Eq)).is_ok());
+            }
+        }
+        for _ in 0..MVCC_CHECK_PAIRS_MAX / 128 {
+            e.record(&db, &[], None);
+        }
+        assert!(run(&mut db, &mut e, &mut d, all()).is_ok());
+        e.record(&db, &[], None);
+        assert_eq!(run(&mut db, &mut e, &mut c, all()), CONFLICT);
+        assert!(run(&mut db, &mut e, &mut d, all()).is_ok());
         e.forget_all();
         let mut c = e.begin(BEST_EFFORT);
         assert!(run(&mut db, &mut e, &mut c, all()).is_ok());

@@ -166,4 +166,10 @@ pub const MVCC_TXN_STMTS_MAX: usize = 4_096;
 
 /// Reads (SELECTs and the implicit reads of writes) one MVCC transaction may track: every
 /// later commit is checked against them all.
-pub const MVCC_TXN_READS_MAX: usize = 65_536;
+pub const MVCC_TXN_READS_MAX: usize = 4_096;
+
+/// The most (commit, read) pairs one check of an MVCC transaction may compare, so that a
+/// statement never holds the TX thread for long: a transaction with this many to catch up
+/// on (many reads, open across many commits) is aborted with ER_TRANSACTION_CONFLICT
+/// instead, as one older than `MVCC_HISTORY_MAX` is.
+pub const MVCC_CHECK_PAIRS_MAX: u64 = 1 << 20;
