@@ -277,6 +277,34 @@ def test_a_limited_select_reads_only_up_to_its_last_tuple(server):
     scenario(server, body)
 
 
+def test_reads_through_a_secondary_index(server):
+    """A transaction reads its own writes through a secondary index too, and a commit that
+    moves a tuple into the secondary key range it scanned is a conflict."""
+    async def body(sa, sb, c):
+        await c.replace("s", [1, "a"])
+        await c.replace("s", [2, "b"])
+        await sa.begin()
+        await sa.replace("s", [3, "a"])
+        assert rows(await sa.select("s", ["a"], index="sk")) == [[1, "a"], [3, "a"]]
+        assert rows(await c.select("s", ["a"], index="sk")) == [[1, "a"]]
+        await c.update("s", [2], [["=", 1, "a"]])
+        await expect_error(sa.select("s", ["b"], index="sk"), *CONFLICT)
+        await sb.begin()
+        assert rows(await sb.select("s", ["c"], index="sk")) == []
+        await sb.replace("s", [4, "d"])
+        await c.update("s", [1], [["=", 1, "z"]])
+        await sb.commit()
+        assert rows(await c.select("s", [], index="sk")) == [[2, "a"], [4, "d"], [1, "z"]]
+
+    async def create():
+        conn = await connect(server)
+        await conn.eval("box.space.s:create_index('sk', {parts = {2, 'string'}, unique = false})")
+        await conn.disconnect()
+
+    run(create())
+    scenario(server, body)
+
+
 def test_a_transaction_spans_other_clients_autocommit_writes(server):
     async def body(sa, sb, c):
         await c.replace("s", [1, 1])
