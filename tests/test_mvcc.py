@@ -305,6 +305,64 @@ def test_reads_through_a_secondary_index(server):
     scenario(server, body)
 
 
+def test_concurrent_transfers_keep_the_total(server):
+    """Clients move money between five accounts in transactions (read both, write both),
+    retrying on 97, while auditors sum every account in read-only transactions: a lost
+    update would change the total, a torn read would show another one."""
+    accounts, total = 5, 5 * 1000
+
+    async def transfer(conn, seed):
+        s = open_stream(conn)
+        done = 0
+        for i in range(40):
+            a, b = (seed + i) % accounts, (seed * 7 + i * 3 + 1) % accounts
+            if a == b:
+                continue
+            while True:
+                await s.begin()
+                try:
+                    x = rows(await s.select("s", [a]))[0][1]
+                    y = rows(await s.select("s", [b]))[0][1]
+                    await s.replace("s", [a, x - 1])
+                    await s.replace("s", [b, y + 1])
+                    await s.commit()
+                    done += 1
+                    break
+                except asynctnt.exceptions.TarantoolDatabaseError as e:
+                    assert e.code == 97, e
+                    await s.rollback()
+        return done
+
+    async def audit(conn, stop):
+        s = open_stream(conn)
+        seen = 0
+        while not stop.is_set() or seen == 0:
+            await s.begin()
+            assert sum(t[1] for t in rows(await s.select("s"))) == total
+            # One account at a time: transfers commit in between.
+            balances = [rows(await s.select("s", [k]))[0][1] for k in range(accounts)]
+            assert sum(balances) == total
+            await s.commit()
+            seen += 1
+        return seen
+
+    async def main():
+        conns = [await connect(server) for _ in range(6)]
+        for k in range(accounts):
+            await conns[0].replace("s", [k, total // accounts])
+        stop = asyncio.Event()
+        auditors = [asyncio.ensure_future(audit(c, stop)) for c in conns[4:]]
+        done = await asyncio.gather(*(transfer(c, i) for i, c in enumerate(conns[:4])))
+        stop.set()
+        assert all(n > 0 for n in await asyncio.gather(*auditors))
+        assert sum(done) > 0
+        assert sum(t[1] for t in rows(await conns[0].select("s"))) == total
+        for c in conns:
+            await c.disconnect()
+
+    run(main())
+
+
 def test_a_transaction_spans_other_clients_autocommit_writes(server):
     async def body(sa, sb, c):
         await c.replace("s", [1, 1])
