@@ -33,7 +33,7 @@ fn bad(line: &str) -> BoxError {
     BoxError::illegal_params(&format!("bad bootstrap row: {line}"))
 }
 
-fn encode(value: &serde_json::Value) -> Vec<u8> {
+pub(crate) fn encode(value: &serde_json::Value) -> Vec<u8> {
     let mut out = Vec::new();
     encode_into(value, &mut out);
     out

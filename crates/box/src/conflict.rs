@@ -220,6 +220,24 @@ impl Tracker {
         }
     }
 
+    pub fn has_writes(&self) -> bool {
+        self.has_writes
+    }
+
+    /// Its reads were made against the state as of `version`, older than the one it has
+    /// caught up with (a read-confirmed read skips commits still in their WAL write): the
+    /// next `check` looks at the commits after `version` again.
+    pub fn rewind(&mut self, version: Version) {
+        if let Standing::Current(seen) = self.standing {
+            self.standing = Standing::Current(seen.min(version));
+        }
+    }
+
+    /// A conflict found elsewhere (a schema change, its writes no longer fitting the store).
+    pub fn abort(&mut self) {
+        self.standing = Standing::Aborted;
+    }
+
     pub fn read(&mut self, read: Read) {
         if !matches!(self.standing, Standing::Aborted) {
             self.reads.push(read);

@@ -241,7 +241,7 @@ impl Db {
     }
 }
 
-fn request_to_dml<'a>(request: &Request, packet: &'a [u8]) -> BoxResult<Dml<'a>> {
+pub(crate) fn request_to_dml<'a>(request: &Request, packet: &'a [u8]) -> BoxResult<Dml<'a>> {
     Ok(match request {
         Request::Insert { space_id, tuple } => Dml::Insert {
             space_id: *space_id,

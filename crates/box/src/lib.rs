@@ -1,10 +1,11 @@
 //! The database core, free of threads and fibers: the catalog and system spaces (`catalog`,
 //! `views`, `bootstrap`), users and privileges (`access`), sessions, DML applied to memory
 //! with its undo and log rows (`dml`), transactions (`txn`), the commit queue between memory
-//! and the WAL (`commit`), conflict detection for transactions that span yields (`conflict`), request execution (`execute`, `plan`, `call`), `_cluster`
-//! (`cluster`), read views and the snapshot writer (`checkpoint`), the watchers' key registry
-//! and its coalescing (`watch`), and start-up recovery (`recovery`, whose decoder threads
-//! are its only threads).
+//! and the WAL (`commit`), conflict detection for transactions that span yields
+//! (`conflict`) and the MVCC engine of stream transactions built on it (`mvcc`), request
+//! execution (`execute`, `plan`, `call`), `_cluster` (`cluster`), read views and the
+//! snapshot writer (`checkpoint`), the watchers' key registry and its coalescing (`watch`),
+//! and start-up recovery (`recovery`, whose decoder threads are its only threads).
 //!
 //! It depends on neither `may`, the fiber layer nor the replication threads, so it can be
 //! driven and tested without them. The TX thread (`spindle-tx`) owns the one `Db` and is
@@ -23,6 +24,7 @@ pub mod db;
 mod ddl;
 pub mod dml;
 pub mod execute;
+pub mod mvcc;
 pub mod plan;
 pub mod recovery;
 pub mod reply;

@@ -37,6 +37,9 @@ local types = {
     -- spindle's own: the Tarantool version announced (no default entry, so a plain box.cfg
     -- shows the same keys as 2.6's).
     compat_version = 'string',
+    -- 2.10+: the isolation of a transaction that asks for the default (no default entry,
+    -- for the same reason).
+    txn_isolation = 'string, number',
 }
 for k, v in pairs(defaults) do
     if types[k] == nil then types[k] = type(v) end
@@ -57,12 +60,18 @@ local dynamic = {
     replication_skip_conflict = true, replication_anon = true, election_mode = true,
     election_timeout = true, custom_proc_title = true, wal_dir_rescan_delay = true,
     coredump = true, vinyl_max_tuple_size = true, memtx_use_mvcc_engine = false,
+    txn_isolation = true,
     auth_type = true,
 }
 
 local function cfg_error(message)
     box.error(box.error.new(59, message))
 end
+
+local isolation_levels = {
+    ['read-committed'] = true, ['read-confirmed'] = true, ['best-effort'] = true,
+    [1] = true, [2] = true, [3] = true,
+}
 
 local function check_type(k, v)
     local want = types[k]
@@ -78,6 +87,11 @@ local function check_type(k, v)
         end
     elseif got ~= want then
         cfg_error(string.format("Incorrect value for option '%s': should be of type %s", k, want))
+    end
+    -- 2.11 refuses "default" (0) here: it names this very setting.
+    if k == 'txn_isolation' and not isolation_levels[v] then
+        cfg_error("Incorrect value for option 'txn_isolation': must be one of " ..
+                  "'read-committed', 'read-confirmed', 'best-effort' or 1..3")
     end
 end
 

@@ -157,6 +157,8 @@ impl Host for ServerHost {
         self.cfg.apply_box_cfg(options)?;
         // Before the listener: the greeting announces it.
         spindle_types::compat::set_announced(self.cfg.compat_version);
+        spindle_types::txn_cfg::set_mvcc(self.cfg.memtx_use_mvcc_engine);
+        spindle_types::txn_cfg::set_default_isolation(self.cfg.txn_isolation);
         self.prepare_process()?;
         let bus = self.receiver.take().ok_or("box.cfg{} has already run")?;
         replication::bootstrap_if_needed(&self.cfg)?;
@@ -235,6 +237,9 @@ impl Host for ServerHost {
                 self.cfg
                     .apply_option(key, value)
                     .map_err(|e| format!("Incorrect value for option '{key}': {e}"))?;
+                if key == "txn_isolation" {
+                    spindle_types::txn_cfg::set_default_isolation(self.cfg.txn_isolation);
+                }
             }
         }
         Ok(())

@@ -9,6 +9,7 @@ use serde::Deserialize;
 
 use spindle_net::ListenAddr;
 use spindle_types::compat::Version;
+use spindle_types::txn_cfg;
 
 use spindle_types::limits::{
     NET_MSG_MAX_DEFAULT, PACKET_SIZE_MAX_DEFAULT, REPLICATION_TIMEOUT_DEFAULT, WAL_MAX_SIZE_DEFAULT,
@@ -109,6 +110,14 @@ pub struct ServeArgs {
     /// and later also turn on IPROTO_ID, streams and BEGIN/COMMIT/ROLLBACK [default: 2.6.0].
     #[arg(long)]
     pub compat_version: Option<String>,
+    /// Run BEGIN…COMMIT stream transactions on the MVCC engine: they survive across
+    /// requests, read their own writes and fail with ER_TRANSACTION_CONFLICT on a conflict.
+    #[arg(long)]
+    pub memtx_use_mvcc_engine: bool,
+    /// Isolation of a transaction that asks for the default: read-committed,
+    /// read-confirmed, best-effort or 1..3 [default: best-effort].
+    #[arg(long)]
+    pub txn_isolation: Option<String>,
 }
 
 /// The TOML file: the same keys, with underscores.
@@ -134,6 +143,8 @@ struct FileConfig {
     replication_timeout: Option<f64>,
     console_listen: Option<String>,
     compat_version: Option<String>,
+    memtx_use_mvcc_engine: Option<bool>,
+    txn_isolation: Option<toml::Value>,
 }
 
 /// The effective configuration.
@@ -167,6 +178,9 @@ pub struct Config {
     pub console_listen: Option<String>,
     /// The Tarantool version announced to clients (`compat_version`).
     pub compat_version: Version,
+    pub memtx_use_mvcc_engine: bool,
+    /// `txn_cfg` level, 1 to 3.
+    pub txn_isolation: u8,
 }
 
 impl Config {
@@ -195,6 +209,8 @@ impl Config {
             log_file: None,
             console_listen: None,
             compat_version: Version::DEFAULT,
+            memtx_use_mvcc_engine: false,
+            txn_isolation: txn_cfg::BEST_EFFORT,
         }
     }
 
@@ -219,6 +235,12 @@ impl Config {
         // Only when set: box.cfg then lists exactly 2.6's keys by default.
         if self.compat_version != Version::DEFAULT {
             cfg["compat_version"] = self.compat_version.to_string().into();
+        }
+        if self.memtx_use_mvcc_engine {
+            cfg["memtx_use_mvcc_engine"] = true.into();
+        }
+        if self.txn_isolation != txn_cfg::BEST_EFFORT {
+            cfg["txn_isolation"] = self.txn_isolation.into();
         }
         cfg
     }
@@ -280,6 +302,10 @@ impl Config {
             "compat_version" => {
                 let text = v.as_str().ok_or("should be of type string")?;
                 self.compat_version = Version::parse(text)?;
+            }
+            "memtx_use_mvcc_engine" => self.memtx_use_mvcc_engine = v.as_bool().unwrap_or(false),
+            "txn_isolation" if !v.is_null() => {
+                self.txn_isolation = txn_cfg::parse_isolation(v.as_str(), v.as_f64())?;
             }
             _ => {}
         }
@@ -354,6 +380,9 @@ impl Config {
                 Some(text) => Version::parse(&text)?,
                 None => Version::DEFAULT,
             },
+            memtx_use_mvcc_engine: args.memtx_use_mvcc_engine
+                || file.memtx_use_mvcc_engine.unwrap_or(false),
+            txn_isolation: isolation_arg(args.txn_isolation, file.txn_isolation)?,
         };
         config.validate()?;
         Ok(config)
@@ -442,6 +471,24 @@ fn parse_replication(text: Option<String>) -> Result<Vec<spindle_repl::Uri>, Str
         .filter(|s| !s.trim().is_empty())
         .map(spindle_repl::Uri::parse)
         .collect()
+}
+
+/// `--txn-isolation` or the file's `txn_isolation` (a name or a number).
+fn isolation_arg(arg: Option<String>, file: Option<toml::Value>) -> Result<u8, String> {
+    let bad = |e: String| format!("txn_isolation: {e}");
+    if let Some(text) = arg {
+        let number = text.parse::<f64>().ok();
+        let name = number.is_none().then_some(text.as_str());
+        return txn_cfg::parse_isolation(name, number).map_err(bad);
+    }
+    match file {
+        None => Ok(txn_cfg::BEST_EFFORT),
+        Some(toml::Value::String(s)) => txn_cfg::parse_isolation(Some(&s), None).map_err(bad),
+        Some(toml::Value::Integer(n)) => {
+            txn_cfg::parse_isolation(None, Some(n as f64)).map_err(bad)
+        }
+        Some(_) => Err(bad("should be a string or a number".into())),
+    }
 }
 
 /// Accepts `HOST:PORT`, `:PORT`, a bare port, a socket path (`/...`, `./...`) or

@@ -74,6 +74,12 @@ impl Tx {
         undo: Vec<spindle_box::Undo>,
         waiter: Waiter,
     ) -> Result<u64, Waiter> {
+        let durable = self.hooks.journal.is_none() || rows.is_empty();
+        if self.stream_txns.mvcc_open() > 0 && !undo.is_empty() {
+            // The sequence number `submit` is about to give it, while it waits for the WAL.
+            let seq = (!durable).then(|| self.commits.next_seq());
+            self.mvcc.record(&self.db, &undo, seq);
+        }
         if self.hooks.journal.is_none() {
             return Err(waiter);
         }
@@ -166,6 +172,7 @@ impl Tx {
 
     /// The WAL wrote every transaction up to `seq`.
     pub fn on_wal_written(&mut self, seq: u64) {
+        self.mvcc.confirmed(seq);
         while let Some(waiter) = self.commits.pop_written(seq) {
             self.complete(waiter, Ok(()));
         }
@@ -181,6 +188,7 @@ impl Tx {
             "WAL write failed ({reason}); rolling back {} transactions",
             rollback.txns.len()
         );
+        self.mvcc.failed_from(seq);
         for (undo, waiter) in rollback.txns {
             self.db.rollback(undo);
             self.complete(waiter, Err(BoxError::wal_io()));

@@ -209,6 +209,7 @@ fn handle(t: &mut Tx, msg: TxMsg) -> Option<Outside> {
             t.sessions.disconnect(route);
             t.stream_txns.disconnect(route);
             t.watch.drop_session(route);
+            t.settle_mvcc();
         }
         TxMsg::Net(NetEvent::Request {
             route,

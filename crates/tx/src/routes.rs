@@ -113,15 +113,19 @@ pub fn run(
             return None;
         }
     }
-    let mut in_txn = false;
+    let (mut in_txn, mut mvcc) = (false, false);
     if streams && header.stream_id != 0 {
         match stream_gate(t, route, header, request, packet, handler) {
             StreamGate::Go { first_write } => in_txn = first_write,
+            StreamGate::Mvcc => mvcc = true,
             StreamGate::Job(job) => return Some(job),
             StreamGate::Answered => return None,
         }
     }
     let result = match handler {
+        Handler::Select | Handler::Write if mvcc => {
+            streams::run_mvcc(t, route, header.stream_id, request, packet)
+        }
         Handler::Write if in_txn => streams::run_first_write(t, route, request, packet),
         Handler::Write => {
             return match triggered_job(t, route, header, request, packet) {
@@ -141,7 +145,11 @@ pub fn run(
         Handler::Replication => Err(BoxError::unsupported("spindle", "replication yet")),
         Handler::Id if streams => streams::run_id(t, route, request, packet),
         Handler::Id => Err(BoxError::unknown_request_type(73)),
-        Handler::Txn if streams => streams::run_txn(t, route, header, request, packet),
+        Handler::Txn if streams => match streams::run_txn(t, route, header, request, packet) {
+            Ok(Some(reply)) => Ok(reply),
+            Ok(None) => return None,
+            Err(e) => Err(e),
+        },
         Handler::Watch if streams => {
             crate::watch::run(t, route, header, request, packet);
             return None;
@@ -159,6 +167,8 @@ pub fn run(
 enum StreamGate {
     /// Run it; `first_write`: as the first statement of a transaction (MVCC off).
     Go { first_write: bool },
+    /// Run it in the stream's MVCC transaction.
+    Mvcc,
     /// A procedure, to run in the stream's transaction.
     Job(ProcJob),
     /// Refused, and answered.
@@ -176,6 +186,11 @@ fn stream_gate(
     let now = Instant::now();
     let stream = header.stream_id;
     if handler == Handler::Proc {
+        if t.stream_txns.has_mvcc(route, stream) {
+            let e = BoxError::unsupported("spindle", "CALL and EVAL in an MVCC transaction yet");
+            t.send_reply(route, header.sync, Err(e));
+            return StreamGate::Answered;
+        }
         // A procedure runs inside an open transaction (it decides what becomes of it);
         // an aborted one refuses it.
         let mut job = proc_job(route, header, request, packet);
@@ -195,6 +210,7 @@ fn stream_gate(
     match t.stream_txns.statement(route, stream, now) {
         Gate::Autocommit => StreamGate::Go { first_write: false },
         Gate::FirstThenAbort => StreamGate::Go { first_write: true },
+        Gate::Mvcc => StreamGate::Mvcc,
         Gate::Refuse(e) => {
             t.send_reply(route, header.sync, Err(e));
             StreamGate::Answered

@@ -125,6 +125,8 @@ pub struct Tx {
     /// Watched and broadcast keys, and their watchers (`watch`).
     pub watch: spindle_box::watch::Registry,
     pub watch_state: BuiltinState,
+    /// The commits the MVCC transactions among them need to know of.
+    pub mvcc: spindle_box::mvcc::Engine,
 }
 
 /// What the built-in watch keys were last broadcast from (`watch::refresh_builtins`).
@@ -172,6 +174,7 @@ impl Tx {
             stream_txns: crate::stream_txn::StreamTxns::default(),
             watch: spindle_box::watch::Registry::default(),
             watch_state: BuiltinState::default(),
+            mvcc: spindle_box::mvcc::Engine::new(),
         }
     }
 
@@ -179,6 +182,13 @@ impl Tx {
     pub fn send_reply(&mut self, route: Route, sync: u64, result: BoxResult<Reply>) {
         let schema_version = self.db.schema_version();
         self.outboxes.push(route, sync, schema_version, result);
+    }
+
+    /// After an MVCC transaction ended: with none left, the commits kept for them go.
+    pub fn settle_mvcc(&mut self) {
+        if self.stream_txns.mvcc_open() == 0 {
+            self.mvcc.forget_all();
+        }
     }
 }
 

@@ -1,20 +1,18 @@
-//! The handlers of the 2.10+ session requests (IPROTO_ID, BEGIN, COMMIT, ROLLBACK) and of a
-//! stream transaction's first write; the transactions themselves are `stream_txn`'s.
+//! The handlers of the 2.10+ session requests (IPROTO_ID, BEGIN, COMMIT, ROLLBACK), of a
+//! stream transaction's first write (MVCC off) and of its statements (MVCC on); the
+//! transactions themselves are `stream_txn`'s, the engine `spindle_box::mvcc`.
 
 use std::time::Instant;
 
+use spindle_box::mvcc::MvccTxn;
 use spindle_box::Reply;
 use spindle_proto::iproto::{slice, Header, Request};
 use spindle_proto::route::Route;
 use spindle_proto::streams::{decode_begin, decode_id, encode_id_reply};
 use spindle_types::iproto::feature;
-use spindle_types::{BoxError, BoxResult};
+use spindle_types::{txn_cfg, BoxError, BoxResult};
 
-use crate::state::Tx;
-
-/// The MVCC engine is not implemented: transactions behave as with
-/// `memtx_use_mvcc_engine = false`.
-const MVCC: bool = false;
+use crate::state::{PendingReply, Tx};
 
 /// The IPROTO_ID features spindle implements: streams, transactions and watchers. Not
 /// ERROR_EXTENSION (CALL/EVAL errors never travel as MP_ERROR) or PAGINATION.
@@ -61,26 +59,93 @@ pub fn run_id(t: &mut Tx, route: Route, request: &Request, packet: &[u8]) -> Box
     Ok(Reply::Raw(encode_id_reply(&FEATURES)))
 }
 
-/// BEGIN, COMMIT or ROLLBACK in a stream (the stream id is checked).
+/// BEGIN, COMMIT or ROLLBACK in a stream (the stream id is checked). None: the reply
+/// comes once the WAL has written the transaction.
 pub fn run_txn(
     t: &mut Tx,
     route: Route,
     header: &Header,
     request: &Request,
     packet: &[u8],
-) -> BoxResult<Reply> {
+) -> BoxResult<Option<Reply>> {
     let stream = header.stream_id;
     let now = Instant::now();
     match request {
         Request::Begin { body } => {
             let options = decode_begin(slice(packet, body))?;
-            t.stream_txns.begin(route, stream, &options, MVCC, now)?;
+            let engine = txn_cfg::mvcc().then_some(&t.mvcc);
+            t.stream_txns.begin(route, stream, &options, engine, now)?;
         }
-        Request::Commit => t.stream_txns.commit(route, stream, now)?,
-        Request::Rollback => t.stream_txns.rollback(route, stream),
+        Request::Commit => {
+            let result = match t.stream_txns.commit(route, stream, now) {
+                Ok(Some(txn)) => commit_mvcc(t, route, header.sync, txn),
+                Ok(None) => Ok(Some(Reply::Empty)),
+                Err(e) => Err(e),
+            };
+            // After the commit's check, which may need what is kept.
+            t.settle_mvcc();
+            return result;
+        }
+        Request::Rollback => {
+            t.stream_txns.rollback(route, stream);
+            t.settle_mvcc();
+        }
         _ => return Err(BoxError::unknown()),
     }
-    Ok(Reply::Empty)
+    Ok(Some(Reply::Empty))
+}
+
+/// COMMIT of an MVCC transaction: its statements go to the store and the commit queue as
+/// one transaction, answered once durable; a read-only one is answered now.
+fn commit_mvcc(
+    t: &mut Tx,
+    route: Route,
+    sync: u64,
+    mut txn: Box<MvccTxn>,
+) -> BoxResult<Option<Reply>> {
+    let user = t.sessions.user(route);
+    let real = t.mvcc.commit(&mut t.db, &mut txn, user)?;
+    if real.is_empty() {
+        return Ok(Some(Reply::Empty));
+    }
+    let reply = PendingReply {
+        route,
+        sync,
+        reply: Reply::Empty,
+    };
+    t.commit_autocommit(real, reply);
+    Ok(None)
+}
+
+/// A SELECT or DML request of a stream whose transaction is on the MVCC engine.
+pub fn run_mvcc(
+    t: &mut Tx,
+    route: Route,
+    stream: u64,
+    request: &Request,
+    packet: &[u8],
+) -> BoxResult<Reply> {
+    if has_triggers(t, request) {
+        return Err(triggers_unsupported());
+    }
+    let user = t.sessions.user(route);
+    let Some(txn) = t.stream_txns.mvcc_txn(route, stream) else {
+        return Err(BoxError::unknown());
+    };
+    let result = t.mvcc.statement(&mut t.db, txn, user, request, packet);
+    if txn.is_aborted() {
+        let conflict = BoxError::transaction_conflict();
+        t.stream_txns.abort_mvcc(route, stream, conflict);
+        t.settle_mvcc();
+    }
+    result
+}
+
+fn triggers_unsupported() -> BoxError {
+    BoxError::unsupported(
+        "spindle",
+        "writes to spaces with triggers inside a stream transaction yet",
+    )
 }
 
 /// The first write of a stream transaction: applied, answered, and undone at once (the
@@ -92,10 +157,7 @@ pub fn run_first_write(
     packet: &[u8],
 ) -> BoxResult<Reply> {
     if has_triggers(t, request) {
-        return Err(BoxError::unsupported(
-            "spindle",
-            "writes to spaces with triggers inside a stream transaction yet",
-        ));
+        return Err(triggers_unsupported());
     }
     let user = t.sessions.user(route);
     let result = t.db.execute_write(user, request, packet);

@@ -624,6 +624,12 @@ impl BoxError {
             "Transaction has been aborted by a fiber yield",
         )
     }
+    pub fn transaction_conflict() -> Self {
+        Self::new(
+            ER_TRANSACTION_CONFLICT,
+            "Transaction has been aborted by conflict",
+        )
+    }
     pub fn transaction_timeout() -> Self {
         Self::new(
             ER_TRANSACTION_TIMEOUT,

@@ -154,3 +154,22 @@ pub const WATCH_KEYS_MAX: usize = 65_536;
 pub const SESSION_WATCHERS_MAX: usize = 1024;
 pub const WATCHERS_MAX: usize = 1 << 18;
 pub const WATCH_KEY_LEN_MAX: usize = 1024;
+
+/// Commits the MVCC engine remembers while stream transactions are open (what each wrote,
+/// for conflicts, and the tuples it replaced, for read views). A transaction that needs an
+/// older one than the window keeps is aborted with ER_TRANSACTION_CONFLICT.
+pub const MVCC_HISTORY_MAX: usize = 16_384;
+
+/// Data statements one MVCC stream transaction may hold: each statement replays the ones
+/// before it (`spindle_box::mvcc`), so the cost of the next one grows with this.
+pub const MVCC_TXN_STMTS_MAX: usize = 4_096;
+
+/// Reads (SELECTs and the implicit reads of writes) one MVCC transaction may track: every
+/// later commit is checked against them all.
+pub const MVCC_TXN_READS_MAX: usize = 4_096;
+
+/// The most (commit, read) pairs one check of an MVCC transaction may compare, so that a
+/// statement never holds the TX thread for long: a transaction with this many to catch up
+/// on (many reads, open across many commits) is aborted with ER_TRANSACTION_CONFLICT
+/// instead, as one older than `MVCC_HISTORY_MAX` is.
+pub const MVCC_CHECK_PAIRS_MAX: u64 = 1 << 20;
