@@ -521,3 +521,12 @@ def test_stream_workloads_run_on_the_mvcc_spindle_only(tmp_path):
     assert srv.name == "spindle-mvcc"
     assert srv.command()[-3:] == bm.MVCC_FLAGS
     assert set(bm.STREAM_WORKLOADS) <= {w for w, *_ in bm.TXN_CELLS + [bm.COUNTER_CELL]}
+
+
+def test_the_transactions_section_has_servers_of_its_own(tmp_path):
+    args = bm.parse_args(["--target-dir", str(tmp_path), "--quick"])
+    m = bm.Matrix(args, str(tmp_path))
+    first = {s.dir for s in m.servers("write")}
+    again = m.txn_servers()
+    assert [s.name for s in again] == ["spindle", "spindle-mvcc", "tarantool"]
+    assert not first & {s.dir for s in again}
