@@ -25,6 +25,7 @@ use crate::{replication, snapshot_starter, start_checkpoint_timer};
 pub struct Running {
     pub booted: bool,
     pub net: Option<NetHandle>,
+    pub http: Option<spindle_http::HttpHandle>,
     pub wal: Option<WalHandle>,
     pub pid_file: Option<std::path::PathBuf>,
 }
@@ -131,6 +132,20 @@ impl ServerHost {
         Ok(())
     }
 
+    /// Starts the HTTP commit API on `addr`.
+    fn start_http(&mut self, addr: std::net::SocketAddr) -> Result<(), String> {
+        let cfg = spindle_http::HttpConfig {
+            listen: addr,
+            body_max: self.cfg.http_max_body_size,
+            idle_timeout: std::time::Duration::from_secs_f64(self.cfg.http_idle_timeout),
+            window: self.cfg.http_conflict_window,
+        };
+        let http = spindle_http::start(cfg, self.bus.clone())
+            .map_err(|e| format!("cannot listen for HTTP on {addr}: {e}"))?;
+        self.lock().http = Some(http);
+        Ok(())
+    }
+
     fn hooks(
         &self,
         wal: Option<&WalHandle>,
@@ -183,6 +198,9 @@ impl Host for ServerHost {
         if let Some(listen) = self.cfg.listen.clone() {
             self.start_net(listen)?;
         }
+        if let Some(addr) = self.cfg.http_listen {
+            self.start_http(addr)?;
+        }
         if self.cfg.checkpoint_interval > 0.0 {
             start_checkpoint_timer(
                 self.cfg.checkpoint_interval,
@@ -232,8 +250,26 @@ impl Host for ServerHost {
             }
             self.cfg.listen = addr;
         }
+        if let Some(value) = map.get("http_listen") {
+            let addr = match value {
+                serde_json::Value::Null => None,
+                v => Some(crate::config::parse_http_listen(
+                    &v.as_str()
+                        .map(String::from)
+                        .unwrap_or_else(|| v.to_string()),
+                )?),
+            };
+            let started = self.lock().http.is_some();
+            match (addr, started) {
+                (Some(addr), false) => self.start_http(addr)?,
+                (None, false) => {}
+                (addr, true) if addr == self.cfg.http_listen => {}
+                _ => return Err("spindle cannot move a running HTTP listener yet".into()),
+            }
+            self.cfg.http_listen = addr;
+        }
         for (key, value) in map {
-            if key != "listen" {
+            if key != "listen" && key != "http_listen" {
                 self.cfg
                     .apply_option(key, value)
                     .map_err(|e| format!("Incorrect value for option '{key}': {e}"))?;
@@ -250,6 +286,9 @@ impl Host for ServerHost {
             .store(true, std::sync::atomic::Ordering::Relaxed);
         if let Some(net) = &self.lock().net {
             net.stop_reading();
+        }
+        if let Some(http) = &self.lock().http {
+            http.stop();
         }
         self.bus.send(TxMsg::Shutdown);
     }
