@@ -350,6 +350,7 @@ impl<M: From<KvEvent> + Send + 'static> Http<M> {
                 if head.expect_continue && !c.continue_sent {
                     c.output.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
                     c.continue_sent = true;
+                    return Step::Again; // written before waiting for the body
                 }
                 read(c, self.body_max)
             }
