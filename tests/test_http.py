@@ -527,6 +527,10 @@ def test_replica_sees_the_versions(spindle_server):
         assert time.monotonic() < deadline, "the replica never got the commit"
         time.sleep(0.05)
     assert rapi.read("late") == (b"x", 4)
+    deadline = time.monotonic() + 30
+    while rapi.version() != 4:
+        assert time.monotonic() < deadline, "the replica's durable version never moved"
+        time.sleep(0.05)
     rows = [list(r) for r in admin(replica).select("_kv_commit", limit=100)]
     assert [r[0] for r in rows] == [1, 2, 3, 4]
     assert rows == [list(r) for r in admin(master).select("_kv_commit", limit=100)]

@@ -118,11 +118,8 @@ fn read(
     let reply = match state.spaces {
         None => KvAnswer::Unavailable("the keyspace does not exist yet".into()),
         Some(spaces) => {
-            // A replica's versions come from its master: read them from the log's rows.
-            let version = match t.db.read_only() {
-                true => kv::last_version(&t.db, spaces).unwrap_or(0),
-                false => state.recent.last(),
-            };
+            // The newest applied version: a replica's come from its master's rows.
+            let version = kv::last_version(&t.db, spaces).unwrap_or(0);
             f(&t.db, spaces, version).unwrap_or_else(|e| KvAnswer::Failed(e.to_string()))
         }
     };
@@ -180,6 +177,13 @@ fn resolve(
             });
         }
         Ok(None) => {}
+        Err(e) => return Resolved::Answer(KvAnswer::Failed(e.to_string())),
+    }
+    // Rows that did not come through here (a replica's upstream before a promotion) move
+    // the versions on: continue from the newest recorded one.
+    match kv::last_version(&t.db, spaces) {
+        Ok(recorded) if recorded != state.recent.last() => state.recent.reset(recorded),
+        Ok(_) => {}
         Err(e) => return Resolved::Answer(KvAnswer::Failed(e.to_string())),
     }
     let last = state.recent.last();
@@ -249,6 +253,24 @@ fn now() -> f64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs_f64())
         .unwrap_or(0.0)
+}
+
+/// An upstream's transactions are durable here: a replica's durable version follows the
+/// commit records they brought.
+pub fn follow_upstream(t: &mut Tx) {
+    let Some(mut state) = t.kv.take() else {
+        return;
+    };
+    attach(t, &mut state);
+    if let Some(spaces) = state.spaces {
+        if let Ok(last) = kv::last_version(&t.db, spaces) {
+            state
+                .shared
+                .durable_version
+                .fetch_max(last, Ordering::SeqCst);
+        }
+    }
+    t.kv = Some(state);
 }
 
 /// The WAL's outcome for an HTTP commit: the durable version moves on, or (the write
