@@ -467,6 +467,11 @@ def test_metrics_parse(spindle_server):
     assert value("spindle_http_bad_requests") >= 1
     assert value("spindle_http_tx_requests") == 2  # /v1/version and /metrics never reach TX
     assert families["spindle_kv_commits"].type == "counter"
+    # The WAL's counters: the keyspace's DDL (6 rows) and the commit (2 rows) are in the log.
+    assert value("tnt_info_lsn") >= 8
+    assert value("spindle_wal_txns") >= 2
+    assert value("spindle_wal_rows") >= value("spindle_wal_txns") + 6
+    assert value("spindle_wal_writes") <= value("spindle_wal_txns")
 
 
 def test_kill9_under_load_keeps_every_acknowledged_commit(spindle_server):

@@ -7,7 +7,7 @@
 //! (`types::limits`).
 
 pub mod api;
-mod metrics;
+pub mod metrics;
 pub mod request;
 mod thread;
 

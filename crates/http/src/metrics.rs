@@ -6,6 +6,19 @@ use std::sync::atomic::Ordering;
 
 use spindle_proto::kv::KvShared;
 
+/// A value another part of the server publishes (the WAL's counters), read at each scrape.
+#[derive(Clone, Copy, Debug)]
+pub struct Metric {
+    pub name: &'static str,
+    /// `counter` or `gauge`.
+    pub kind: &'static str,
+    pub help: &'static str,
+    pub value: u64,
+}
+
+/// Reads the published values of the rest of the server.
+pub type MoreMetrics = Box<dyn Fn() -> Vec<Metric> + Send>;
+
 fn family(out: &mut String, name: &str, kind: &str, help: &str, value: u64) {
     let _ = writeln!(out, "# HELP {name} {help}");
     let _ = writeln!(out, "# TYPE {name} {kind}");
@@ -13,7 +26,7 @@ fn family(out: &mut String, name: &str, kind: &str, help: &str, value: u64) {
 }
 
 /// The text of `/metrics`: `uptime` in seconds.
-pub fn render(shared: &KvShared, uptime: u64) -> String {
+pub fn render(shared: &KvShared, uptime: u64, more: &[Metric]) -> String {
     let s = &shared.stages;
     let get = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
     let mut out = String::with_capacity(2048);
@@ -104,6 +117,9 @@ pub fn render(shared: &KvShared, uptime: u64) -> String {
     for (name, help, value) in gauges {
         family(&mut out, name, "gauge", help, value);
     }
+    for m in more {
+        family(&mut out, m.name, m.kind, m.help, m.value);
+    }
     out
 }
 
@@ -114,10 +130,17 @@ mod tests {
     #[test]
     fn every_family_has_help_type_and_one_sample() {
         let shared = KvShared::new("L".into());
-        let text = render(&shared, 5);
+        let more = [Metric {
+            name: "tnt_info_lsn",
+            kind: "gauge",
+            help: "LSN",
+            value: 9,
+        }];
+        let text = render(&shared, 5, &more);
         let samples: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
         let types = text.lines().filter(|l| l.starts_with("# TYPE")).count();
         assert_eq!(samples.len(), types);
         assert!(text.contains("tnt_info_uptime 5\n"));
+        assert!(text.contains("# TYPE tnt_info_lsn gauge\ntnt_info_lsn 9\n"));
     }
 }

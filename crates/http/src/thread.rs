@@ -21,7 +21,7 @@ use spindle_proto::kv::{bump, Answer, KvAnswer, KvCall, KvEvent, KvShared};
 use spindle_types::limits::{HTTP_CONN_MAX, HTTP_CONN_OUTPUT_MAX, HTTP_HEAD_MAX, HTTP_MSG_MAX};
 
 use crate::api::{self, Context, Response, Routed};
-use crate::metrics;
+use crate::metrics::{self, MoreMetrics};
 use crate::request::{parse_head, Head, HeadError};
 
 const LISTENER: Token = Token(usize::MAX - 1);
@@ -38,6 +38,8 @@ pub struct HttpConfig {
     pub idle_timeout: Duration,
     /// Commits kept for preconditions (TX's conflict window).
     pub window: usize,
+    /// The rest of the server's published values for `/metrics`.
+    pub more_metrics: MoreMetrics,
 }
 
 pub struct HttpHandle {
@@ -91,6 +93,7 @@ where
         started: Instant::now(),
         body_max: cfg.body_max,
         idle_timeout: cfg.idle_timeout,
+        more_metrics: cfg.more_metrics,
     };
     let thread_stop = stop.clone();
     std::thread::Builder::new()
@@ -201,6 +204,7 @@ struct Http<M> {
     started: Instant,
     body_max: usize,
     idle_timeout: Duration,
+    more_metrics: MoreMetrics,
 }
 
 /// What `step` decided for a connection.
@@ -392,7 +396,12 @@ impl<M: From<KvEvent> + Send + 'static> Http<M> {
             Routed::Version => api::version(self.shared.durable(), &leader_id),
             Routed::Metrics => Response {
                 status: 200,
-                body: metrics::render(&self.shared, self.started.elapsed().as_secs()).into_bytes(),
+                body: metrics::render(
+                    &self.shared,
+                    self.started.elapsed().as_secs(),
+                    &(self.more_metrics)(),
+                )
+                .into_bytes(),
                 content_type: "text/plain; version=0.0.4",
                 allow: None,
             },

@@ -42,6 +42,8 @@ pub struct ServerHost {
     sink: Arc<OnceLock<ReplySink>>,
     shared: Option<Arc<NetShared>>,
     instance_uuid: String,
+    /// The WAL's counters, for `/metrics`.
+    wal_stats: Option<Arc<spindle_wal::WalStats>>,
 }
 
 impl ServerHost {
@@ -61,6 +63,7 @@ impl ServerHost {
             sink: Arc::new(OnceLock::new()),
             shared: None,
             instance_uuid: String::new(),
+            wal_stats: None,
         }
     }
 
@@ -132,6 +135,60 @@ impl ServerHost {
         Ok(())
     }
 
+    /// `/metrics` values published by the WAL thread (the persist stage, IPROTO and HTTP alike).
+    fn more_metrics(&self) -> spindle_http::metrics::MoreMetrics {
+        use spindle_http::metrics::Metric;
+        let wal = self.wal_stats.clone();
+        let schema_version = self.shared.as_ref().map(|s| s.schema_version.clone());
+        Box::new(move || {
+            let mut out = Vec::new();
+            let counter = |name, help, value: &std::sync::atomic::AtomicU64| Metric {
+                name,
+                kind: "counter",
+                help,
+                value: value.load(std::sync::atomic::Ordering::Relaxed),
+            };
+            if let Some(w) = &wal {
+                out.push(Metric {
+                    name: "tnt_info_lsn",
+                    kind: "gauge",
+                    help: "The newest LSN written to the log",
+                    value: w.written_lsn.load(std::sync::atomic::Ordering::Relaxed),
+                });
+                out.push(counter(
+                    "spindle_wal_txns_total",
+                    "Transactions written (stage: persist, IPROTO and HTTP alike)",
+                    &w.txns,
+                ));
+                out.push(counter("spindle_wal_rows_total", "Rows written", &w.rows));
+                out.push(counter(
+                    "spindle_wal_writes_total",
+                    "Group commits (one write per batch)",
+                    &w.batches,
+                ));
+                out.push(counter(
+                    "spindle_wal_syncs_total",
+                    "Syncs to disk",
+                    &w.syncs,
+                ));
+                out.push(counter(
+                    "spindle_wal_bytes_total",
+                    "Bytes written",
+                    &w.bytes,
+                ));
+            }
+            if let Some(v) = &schema_version {
+                out.push(Metric {
+                    name: "spindle_schema_version",
+                    kind: "gauge",
+                    help: "The schema version",
+                    value: u64::from(v.load(std::sync::atomic::Ordering::Relaxed)),
+                });
+            }
+            out
+        })
+    }
+
     /// Starts the HTTP commit API on `addr`.
     fn start_http(&mut self, addr: std::net::SocketAddr) -> Result<(), String> {
         let cfg = spindle_http::HttpConfig {
@@ -139,6 +196,7 @@ impl ServerHost {
             body_max: self.cfg.http_max_body_size,
             idle_timeout: std::time::Duration::from_secs_f64(self.cfg.http_idle_timeout),
             window: self.cfg.http_conflict_window,
+            more_metrics: self.more_metrics(),
         };
         let http = spindle_http::start(cfg, self.bus.clone())
             .map_err(|e| format!("cannot listen for HTTP on {addr}: {e}"))?;
@@ -189,6 +247,7 @@ impl Host for ServerHost {
         info!("instance {} at vclock {}", db.instance_uuid(), db.vclock());
         self.instance_uuid = db.instance_uuid().to_string();
         let wal = self.start_wal(&db, recovered.last_xlog_vclock)?;
+        self.wal_stats = wal.as_ref().map(|w| w.stats.clone());
         let schema_version = Arc::new(AtomicU32::new(db.schema_version()));
         self.shared = Some(Arc::new(NetShared {
             schema_version: schema_version.clone(),
