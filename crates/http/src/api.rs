@@ -543,6 +543,31 @@ mod tests {
         assert_eq!(field_of(r), "key");
     }
 
+    proptest::proptest! {
+        #[test]
+        fn any_body_or_query_gets_an_answer_without_panicking(
+            body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..256),
+            query in "[a-z=&%0-9A-Za-z+/]{0,64}",
+        ) {
+            let _ = post(&String::from_utf8_lossy(&body));
+            let _ = routed(&format!("GET /v1/range?{query} HTTP/1.1\r\n\r\n"), "");
+            let _ = routed(&format!("GET /v1/read?{query} HTTP/1.1\r\n\r\n"), "");
+        }
+
+        #[test]
+        fn commits_built_from_any_json_shape_never_panic(
+            rv in proptest::prelude::any::<i64>(),
+            kind in "(write|delete|range_delete|point_read|range_read|x)",
+            key in "[A-Za-z0-9+/=]{0,8}",
+        ) {
+            let body = format!(
+                r#"{{"read_version": {rv}, "preconditions": [{{"type": "{kind}", "key": "{key}", "begin": "{key}"}}],
+                    "operations": [{{"type": "{kind}", "key": "{key}", "value": "{key}", "begin": "{key}", "end": "{key}"}}]}}"#
+            );
+            let _ = post(&body);
+        }
+    }
+
     #[test]
     fn answers_carry_the_request_id() {
         let r = answer(KvAnswer::Committed { version: 3 }, Some("id"), "L");
