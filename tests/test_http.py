@@ -572,3 +572,52 @@ def test_box_cfg_http_listen_in_an_init_script(tmp_path):
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=30)
         log.close()
+
+
+def test_config_file_key(spindle_server, tmp_path):
+    config = tmp_path / "spindle.toml"
+    config.write_text('http_listen = "127.0.0.1:0"\nhttp_conflict_window = 2\n')
+    srv = spindle_server(extra_args=["--config", str(config)])
+    api = Api(http_port(srv))
+    for i in range(4):
+        assert api.commit([write("k", str(i))])[0] == 200
+    status, body = api.commit([write("k", "x")], read_version=1, preconditions=[point("k")])
+    assert status == 410 and body["oldest_version"] == 2
+
+
+def rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+def test_clients_that_never_read_are_bounded(spindle_server):
+    srv, api = start(spindle_server)
+    assert api.version() == 0
+    before = rss_kib(srv.pid)
+    request = b"GET /v1/version HTTP/1.1\r\nHost: x\r\n\r\n" * 2000
+    hogs, sent = [], 0
+    for _ in range(50):
+        s = socket.create_connection(("127.0.0.1", api.port), timeout=10)
+        s.setblocking(False)
+        for _ in range(60):  # as much as the kernel takes once the server stops reading
+            try:
+                sent += s.send(request)
+            except BlockingIOError:
+                break
+        hogs.append(s)
+    # Unbounded, the answers to what was sent would take ~3x its size in the server.
+    assert sent > 50 * 2 * 1024 * 1024, sent
+    # A well-behaved client is still served, on a new connection and an old one.
+    fresh = Api(api.port)
+    status, body = fresh.commit([write("a", "1")])
+    assert status == 200
+    assert api.version() == 1
+    # Each hog holds at most a read chunk and a little over 1 MiB of unsent answers.
+    grown = rss_kib(srv.pid) - before
+    assert grown < 50 * (1024 + 128) + 16 * 1024, (grown, sent)
+    for s in hogs:
+        s.close()
+    assert fresh.read("a") == (b"1", 1)
