@@ -105,16 +105,19 @@ pub fn route(head: &Head, body: &[u8], cx: &mut Context<'_>) -> Routed {
         "/metrics" => allow(Method::Get, "GET").unwrap_or(Routed::Metrics),
         "/v1/read" => allow(Method::Get, "GET").unwrap_or_else(|| read(&head.query)),
         "/v1/range" => allow(Method::Get, "GET").unwrap_or_else(|| range(&head.query)),
-        p if p.starts_with("/v1/status/")
-            || p == "/v1/subscribe"
-            || p.starts_with("/v1/retention") =>
-        {
-            Routed::Done(Response::error(
-                501,
-                "not_implemented",
-                "this endpoint is not implemented yet",
-            ))
+        p if p.starts_with("/v1/status/") => {
+            allow(Method::Get, "GET").unwrap_or_else(|| status(p, &head.query))
         }
+        "/v1/subscribe" => Routed::Done(Response::error(
+            501,
+            "not_implemented",
+            "this endpoint is not implemented yet",
+        )),
+        p if p.starts_with("/v1/retention") => Routed::Done(Response::error(
+            501,
+            "not_implemented",
+            "this endpoint is not implemented yet",
+        )),
         _ => Routed::Done(Response::error(404, "not_found", "no such endpoint")),
     }
 }
@@ -166,6 +169,43 @@ fn range(query: &str) -> Routed {
     match parsed {
         Ok(r) => to_tx(r),
         Err(r) => Routed::Done(r),
+    }
+}
+
+/// `/v1/status/<request_id>[?min_version=V]`.
+fn status(path: &str, query: &str) -> Routed {
+    let raw = path.strip_prefix("/v1/status/").unwrap_or("");
+    let id = crate::request::query_param(&format!("id={raw}"), "id")
+        .ok()
+        .flatten()
+        .and_then(|bytes| String::from_utf8(bytes).ok())
+        .filter(|id| !id.is_empty() && id.len() <= REQUEST_ID_MAX);
+    let Some(request_id) = id else {
+        return Routed::Done(Response::bad(
+            "request_id",
+            &format!("must be 1 to {REQUEST_ID_MAX} bytes of percent-encoded UTF-8"),
+        ));
+    };
+    // Accepted and checked; nothing is dropped from the log's commit records yet, so no
+    // answer is `log_truncated` for now.
+    let min_version = query_param(query, "min_version").map(|v| {
+        v.map(|text| {
+            std::str::from_utf8(&text)
+                .ok()
+                .and_then(|t| t.parse::<u64>().ok())
+        })
+    });
+    if matches!(min_version, Err(_) | Ok(Some(None))) {
+        return Routed::Done(Response::bad(
+            "min_version",
+            "must be a non-negative integer",
+        ));
+    }
+    Routed::Tx {
+        request: KvRequest::Status {
+            request_id: request_id.clone(),
+        },
+        request_id: Some(request_id),
     }
 }
 
@@ -362,6 +402,19 @@ pub fn answer(answer: KvAnswer, request_id: Option<&str>, leader_id: &str) -> Re
             &json!({"status": "request_id_used", "version": version, "leader_id": leader_id,
                     "error": "this request_id has committed already"}),
         ),
+        KvAnswer::RequestIdBanned => Response::json(
+            422,
+            &json!({"status": "request_id_banned", "leader_id": leader_id,
+                    "error": "a status request banned this request_id before it committed"}),
+        ),
+        KvAnswer::StatusCommitted { version } => Response::json(
+            200,
+            &json!({"status": "committed", "version": version, "leader_id": leader_id}),
+        ),
+        KvAnswer::StatusNotCommitted { version } => Response::json(
+            200,
+            &json!({"status": "not_committed", "version": version, "leader_id": leader_id}),
+        ),
         KvAnswer::TooOld { oldest, version } => Response::json(
             410,
             &json!({"status": "read_version_too_old", "oldest_version": oldest,
@@ -541,6 +594,24 @@ mod tests {
         assert_eq!(field_of(r), "limit");
         let r = routed("GET /v1/read HTTP/1.1\r\n\r\n", "");
         assert_eq!(field_of(r), "key");
+        let r = routed("GET /v1/status/ HTTP/1.1\r\n\r\n", "");
+        assert_eq!(field_of(r), "request_id");
+        let r = routed("GET /v1/status/a%zz HTTP/1.1\r\n\r\n", "");
+        assert_eq!(field_of(r), "request_id");
+        let r = routed("GET /v1/status/x?min_version=-1 HTTP/1.1\r\n\r\n", "");
+        assert_eq!(field_of(r), "min_version");
+        let r = routed("GET /v1/status/a%20b?min_version=3 HTTP/1.1\r\n\r\n", "");
+        assert_eq!(
+            r,
+            Routed::Tx {
+                request: KvRequest::Status {
+                    request_id: "a b".into()
+                },
+                request_id: Some("a b".into())
+            }
+        );
+        let r = routed("POST /v1/status/x HTTP/1.1\r\n\r\n", "");
+        assert!(matches!(r, Routed::Done(Response { status: 405, .. })));
     }
 
     proptest::proptest! {

@@ -84,6 +84,11 @@ pub fn render(shared: &KvShared, uptime: u64, more: &[Metric]) -> String {
             get(&s.request_id_used),
         ),
         (
+            "spindle_kv_bans_total",
+            "Request ids banned by /v1/status",
+            get(&s.bans),
+        ),
+        (
             "spindle_kv_commit_failures_total",
             "HTTP commits that failed to apply or to be written",
             get(&s.commit_failures),

@@ -60,6 +60,10 @@ pub enum KvRequest {
         end: Option<Key>,
         limit: u32,
     },
+    /// `/v1/status`: bans the id, then says whether it committed.
+    Status {
+        request_id: String,
+    },
 }
 
 /// TX's answer.
@@ -76,6 +80,16 @@ pub enum KvAnswer {
     /// The request id committed before (at `version`, if it is still retained).
     RequestIdUsed {
         version: Option<u64>,
+    },
+    /// The request id was banned by a status request before it could commit.
+    RequestIdBanned,
+    /// `/v1/status`: the id committed at `version` (durably).
+    StatusCommitted {
+        version: u64,
+    },
+    /// `/v1/status`: the id has not committed and never will (it is banned).
+    StatusNotCommitted {
+        version: u64,
     },
     /// `read_version` (or a precondition's version) is older than the conflict window, whose
     /// oldest checkable version is `oldest`.
@@ -162,6 +176,7 @@ pub struct StageCounters {
     pub conflicts: AtomicU64,
     pub too_old: AtomicU64,
     pub request_id_used: AtomicU64,
+    pub bans: AtomicU64,
     pub commit_failures: AtomicU64,
     pub reads: AtomicU64,
 }

@@ -17,7 +17,7 @@ use spindle_box::Txn;
 use spindle_proto::kv::{
     bump, Answer, CommitRequest, KvAnswer, KvCall, KvEvent, KvRequest, KvShared,
 };
-use spindle_types::limits::KV_COMMIT_KEYS_MAX;
+use spindle_types::limits::{KV_BANNED_MAX, KV_COMMIT_KEYS_MAX};
 use spindle_types::BoxResult;
 
 use crate::kv_state::{KvPending, KvState};
@@ -48,6 +48,12 @@ pub fn handle(t: &mut Tx, event: KvEvent) {
                         more,
                     })
                 }),
+                KvRequest::Status { request_id } => {
+                    match status(t, request_id, token, answer.clone()) {
+                        Some(reply) => reply,
+                        None => return,
+                    }
+                }
             };
             answer(token, reply);
         }
@@ -61,6 +67,8 @@ fn enable(t: &mut Tx, shared: Arc<KvShared>, window: usize) {
         spaces: None,
         recent: Recent::new(0, window),
         window,
+        banned: Default::default(),
+        status_waiters: Default::default(),
     };
     if kv::find(&t.db).is_none() && !t.db.read_only() {
         let mut txn = Txn::new();
@@ -127,6 +135,55 @@ fn read(
     reply
 }
 
+/// `/v1/status`: bans the id in the sequence step, so it can never commit afterwards, and
+/// answers definitively: committed (once its commit is durable) or not. None when the
+/// answer waits for the WAL.
+fn status(t: &mut Tx, request_id: String, token: u64, answer: Answer) -> Option<KvAnswer> {
+    let Some(mut state) = t.kv.take() else {
+        return Some(KvAnswer::Unavailable("the HTTP API is not enabled".into()));
+    };
+    attach(t, &mut state);
+    let reply = match state.spaces {
+        None => Some(KvAnswer::Unavailable(
+            "the keyspace does not exist yet".into(),
+        )),
+        Some(spaces) => ban(t, &mut state, spaces, request_id, token, answer),
+    };
+    t.kv = Some(state);
+    reply
+}
+
+fn ban(
+    t: &mut Tx,
+    state: &mut KvState,
+    spaces: KvSpaces,
+    request_id: String,
+    token: u64,
+    answer: Answer,
+) -> Option<KvAnswer> {
+    if !state.banned.contains(&request_id) {
+        if state.banned.len() >= KV_BANNED_MAX {
+            return Some(KvAnswer::Unavailable(
+                "too many request ids banned since the start".into(),
+            ));
+        }
+        state.banned.insert(request_id.clone());
+        bump(&state.shared.stages.bans);
+    }
+    let durable = state.shared.durable();
+    match kv::committed_version(&t.db, spaces, &request_id) {
+        Err(e) => Some(KvAnswer::Failed(e.to_string())),
+        Ok(None) => Some(KvAnswer::StatusNotCommitted { version: durable }),
+        Ok(Some(version)) if version <= durable => Some(KvAnswer::StatusCommitted { version }),
+        Ok(Some(version)) => {
+            // In flight: the WAL decides (`on_commit`).
+            let waiters = state.status_waiters.entry(version).or_default();
+            waiters.push((token, answer));
+            None
+        }
+    }
+}
+
 /// What sequence and resolve decided.
 enum Resolved {
     Answer(KvAnswer),
@@ -169,6 +226,9 @@ fn resolve(
     answer: Answer,
 ) -> Resolved {
     let stages = &state.shared.stages;
+    if state.banned.contains(&c.request_id) {
+        return Resolved::Answer(KvAnswer::RequestIdBanned);
+    }
     match kv::committed_version(&t.db, spaces, &c.request_id) {
         Ok(Some(version)) => {
             bump(&stages.request_id_used);
@@ -284,6 +344,7 @@ pub fn on_commit(t: &mut Tx, pending: KvPending, result: BoxResult<()>) {
     let Some(state) = t.kv.as_mut() else {
         return;
     };
+    let committed = result.is_ok();
     let reply = match result {
         Ok(()) => {
             state
@@ -301,4 +362,16 @@ pub fn on_commit(t: &mut Tx, pending: KvPending, result: BoxResult<()>) {
         }
     };
     answer(token, reply);
+    // Status requests that found this commit in flight: its id is banned, so a rolled-back
+    // commit is definitively not committed.
+    let durable = state.shared.durable();
+    for (token, answer) in state.status_waiters.remove(&version).unwrap_or_default() {
+        answer(
+            token,
+            match committed {
+                true => KvAnswer::StatusCommitted { version },
+                false => KvAnswer::StatusNotCommitted { version: durable },
+            },
+        );
+    }
 }

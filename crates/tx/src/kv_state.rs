@@ -2,6 +2,8 @@
 
 use std::sync::Arc;
 
+use hashbrown::{HashMap, HashSet};
+
 use spindle_box::kv::{KvSpaces, Recent};
 use spindle_proto::kv::{Answer, KvShared};
 
@@ -11,6 +13,10 @@ pub struct KvState {
     pub spaces: Option<KvSpaces>,
     pub recent: Recent,
     pub window: usize,
+    /// Request ids `/v1/status` asked about: they can never commit (until restart).
+    pub banned: HashSet<String>,
+    /// Status requests waiting for the outcome of the commit at a version.
+    pub status_waiters: HashMap<u64, Vec<(u64, Answer)>>,
 }
 
 /// An HTTP commit waiting for the WAL.

@@ -203,3 +203,6 @@ pub const HTTP_MSG_MAX: usize = 1024;
 pub const HTTP_CONN_OUTPUT_MAX: usize = 1024 * 1024;
 /// Seconds a connection may sit idle, or take to send one request, before it is closed.
 pub const HTTP_IDLE_TIMEOUT_DEFAULT: f64 = 30.0;
+/// Request ids `/v1/status` has banned (kept until restart, when the leader id changes);
+/// past it, status requests answer 503.
+pub const KV_BANNED_MAX: usize = 1_000_000;
