@@ -262,8 +262,10 @@ def test_bad_input_names_the_field(spindle_server):
     assert status == 405 and resp.getheader("Allow") == "POST"
     status, body, resp = api.call("POST", "/v1/version", raw="")
     assert status == 405 and resp.getheader("Allow") == "GET"
-    status, body, _ = api.call("GET", "/v1/status/some-id")
+    status, body, _ = api.call("GET", "/v1/subscribe")
     assert status == 501
+    status, body, _ = api.call("GET", "/v1/status/x?min_version=no")
+    assert status == 400 and body["field"] == "min_version"
     # The connection survived every 4xx above; nothing was committed.
     assert api.version() == 0
     big = json.dumps({"read_version": 0, "operations": [write("a", "x" * 5000)]})
@@ -427,6 +429,8 @@ def test_versions_survive_restart(spindle_server, how):
     assert (status, body["version"]) == (200, 6)
     status, body = api.commit([write("k0", "x")], request_id="restart-request-00000002")
     assert status == 422 and body["version"] == 3
+    status, body, _ = api.call("GET", "/v1/status/restart-request-00000003")
+    assert (status, body["status"], body["version"]) == (200, "committed", 4)
     # The commit records are ordinary rows: gapless versions with their request ids.
     c = admin(srv)
     rows = c.select("_kv_commit")
@@ -621,3 +625,65 @@ def test_clients_that_never_read_are_bounded(spindle_server):
     for s in hogs:
         s.close()
     assert fresh.read("a") == (b"1", 1)
+
+
+def test_status_bans_and_answers_definitively(spindle_server):
+    srv, api = start(spindle_server)
+    status, body = api.commit([write("a", "1")], request_id="status-committed-000001")
+    assert status == 200
+    status, body, _ = api.call("GET", "/v1/status/status-committed-000001?min_version=0")
+    assert status == 200, body
+    assert body == {"status": "committed", "version": 1, "leader_id": body["leader_id"],
+                    "request_id": "status-committed-000001"}
+    status, body, _ = api.call("GET", "/v1/status/never%20sent")
+    assert (status, body["status"], body["request_id"]) == (200, "not_committed", "never sent")
+    # Banned now: it can never commit, and says so; asking again gives the same answer.
+    status, body = api.commit([write("b", "1")], request_id="never sent")
+    assert status == 422 and body["status"] == "request_id_banned", body
+    status, body, _ = api.call("GET", "/v1/status/never%20sent")
+    assert body["status"] == "not_committed"
+    assert api.read("b") == (None, 1)
+    families = {f.name: f for f in text_string_to_metric_families(api.call("GET", "/metrics")[1])}
+    assert families["spindle_kv_bans"].samples[0].value == 2
+
+
+def test_status_racing_a_commit_has_one_winner(spindle_server):
+    srv, api = start(spindle_server)
+    rounds = 60
+    outcomes = []
+
+    def commit_side(rid, out):
+        c = Api(api.port)
+        out["commit"] = c.commit([write(rid, "1")], read_version=0, request_id=rid)
+        c.close()
+
+    def status_side(rid, out):
+        c = Api(api.port)
+        status, body, _ = c.call("GET", f"/v1/status/{rid}")
+        out["status"] = (status, body)
+        c.close()
+
+    for i in range(rounds):
+        rid = f"race-{i:04d}-0000000000000"
+        out = {}
+        threads = [threading.Thread(target=commit_side, args=(rid, out)),
+                   threading.Thread(target=status_side, args=(rid, out))]
+        if i % 2:
+            threads.reverse()
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=60)
+        (cs, cb), (ss, sb) = out["commit"], out["status"]
+        assert ss == 200, sb
+        if sb["status"] == "committed":
+            assert cs == 200 and cb["version"] == sb["version"], (cb, sb)
+        else:
+            assert sb["status"] == "not_committed", sb
+            assert cs == 422 and cb["status"] == "request_id_banned", (cb, sb)
+        outcomes.append(sb["status"])
+    # Whoever won, the log agrees: committed ids have a record, banned ones none.
+    rows = {r[1] for r in admin(srv).select("_kv_commit", limit=1000)}
+    for i, outcome in enumerate(outcomes):
+        rid = f"race-{i:04d}-0000000000000"
+        assert (rid in rows) == (outcome == "committed"), (rid, outcome)
