@@ -29,7 +29,7 @@ PYTEST_ARGS ?=
 SPINDLE_LISTEN ?= 127.0.0.1:3301
 SPINDLE_DATA ?= ./spindle-data
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-PY_DEPS_OK := import tarantool, asynctnt, msgpack, pytest, pytest_timeout; \
+PY_DEPS_OK := import tarantool, asynctnt, msgpack, pytest, pytest_timeout, prometheus_client; \
 	assert tarantool.__version__ == "1.3.0", tarantool.__version__; \
 	assert asynctnt.__version__ == "2.4.0", asynctnt.__version__
 

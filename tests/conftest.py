@@ -34,7 +34,8 @@ if TESTS_DIR not in sys.path:
     sys.path.insert(0, TESTS_DIR)
 
 _REQUIRED_MODULES = {"tarantool": "tarantool==1.3.0", "asynctnt": "asynctnt==2.4.0",
-                     "msgpack": "msgpack", "pytest_timeout": "pytest-timeout"}
+                     "msgpack": "msgpack", "pytest_timeout": "pytest-timeout",
+                     "prometheus_client": "prometheus_client"}
 _missing = []
 for _mod, _pkg in _REQUIRED_MODULES.items():
     try:

@@ -21,6 +21,8 @@ pub struct Db {
     pub(crate) schema_changed: bool,
     /// Why every write is refused: the catalog stopped matching the data (see `rollback`).
     poisoned: Option<String>,
+    /// Spaces only the HTTP commit path may change (`kv`): client DML on them is refused.
+    versioned: Vec<u32>,
 }
 
 impl Db {
@@ -34,7 +36,17 @@ impl Db {
             read_only: false,
             schema_changed: false,
             poisoned: None,
+            versioned: Vec::new(),
         }
+    }
+
+    /// Marks spaces as changed only through versioned commits (the HTTP keyspace).
+    pub fn set_versioned(&mut self, spaces: Vec<u32>) {
+        self.versioned = spaces;
+    }
+
+    pub fn is_versioned(&self, space_id: u32) -> bool {
+        self.versioned.contains(&space_id)
     }
 
     pub fn schema_version(&self) -> u32 {

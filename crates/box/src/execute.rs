@@ -218,6 +218,12 @@ impl Db {
         if self.poisoned().is_some() || (self.read_only() && !def.temporary && def.group_id == 0) {
             return Err(BoxError::readonly());
         }
+        if self.is_versioned(space_id) {
+            return Err(BoxError::unsupported(
+                &format!("Space '{}'", def.name),
+                "DML outside POST /v1/commit",
+            ));
+        }
         Ok(())
     }
 

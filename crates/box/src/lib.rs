@@ -3,7 +3,8 @@
 //! with its undo and log rows (`dml`), transactions (`txn`), the commit queue between memory
 //! and the WAL (`commit`), conflict detection for transactions that span yields
 //! (`conflict`) and the MVCC engine of stream transactions built on it (`mvcc`), request
-//! execution (`execute`, `plan`, `call`), `_cluster` (`cluster`), read views and the
+//! execution (`execute`, `plan`, `call`), the HTTP API's keyspace and its preconditions
+//! (`kv`), `_cluster` (`cluster`), read views and the
 //! snapshot writer (`checkpoint`), the watchers' key registry and its coalescing (`watch`),
 //! and start-up recovery (`recovery`, whose decoder threads are its only threads).
 //!
@@ -24,6 +25,7 @@ pub mod db;
 mod ddl;
 pub mod dml;
 pub mod execute;
+pub mod kv;
 pub mod mvcc;
 pub mod plan;
 pub mod recovery;

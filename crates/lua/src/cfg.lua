@@ -40,6 +40,9 @@ local types = {
     -- 2.10+: the isolation of a transaction that asks for the default (no default entry,
     -- for the same reason).
     txn_isolation = 'string, number',
+    -- spindle's HTTP commit API (docs/http-api.md).
+    http_listen = 'string, number', http_max_body_size = 'number', http_idle_timeout = 'number',
+    http_conflict_window = 'number',
 }
 for k, v in pairs(defaults) do
     if types[k] == nil then types[k] = type(v) end
@@ -61,7 +64,7 @@ local dynamic = {
     election_timeout = true, custom_proc_title = true, wal_dir_rescan_delay = true,
     coredump = true, vinyl_max_tuple_size = true, memtx_use_mvcc_engine = false,
     txn_isolation = true,
-    auth_type = true,
+    auth_type = true, http_listen = true,
 }
 
 local function cfg_error(message)

@@ -6,6 +6,7 @@
 pub mod auth;
 pub mod greeting;
 pub mod iproto;
+pub mod kv;
 pub mod mp;
 pub mod route;
 pub mod streams;

@@ -25,6 +25,7 @@ use crate::{replication, snapshot_starter, start_checkpoint_timer};
 pub struct Running {
     pub booted: bool,
     pub net: Option<NetHandle>,
+    pub http: Option<spindle_http::HttpHandle>,
     pub wal: Option<WalHandle>,
     pub pid_file: Option<std::path::PathBuf>,
 }
@@ -41,6 +42,8 @@ pub struct ServerHost {
     sink: Arc<OnceLock<ReplySink>>,
     shared: Option<Arc<NetShared>>,
     instance_uuid: String,
+    /// The WAL's counters, for `/metrics`.
+    wal_stats: Option<Arc<spindle_wal::WalStats>>,
 }
 
 impl ServerHost {
@@ -60,6 +63,7 @@ impl ServerHost {
             sink: Arc::new(OnceLock::new()),
             shared: None,
             instance_uuid: String::new(),
+            wal_stats: None,
         }
     }
 
@@ -131,6 +135,75 @@ impl ServerHost {
         Ok(())
     }
 
+    /// `/metrics` values published by the WAL thread (the persist stage, IPROTO and HTTP alike).
+    fn more_metrics(&self) -> spindle_http::metrics::MoreMetrics {
+        use spindle_http::metrics::Metric;
+        let wal = self.wal_stats.clone();
+        let schema_version = self.shared.as_ref().map(|s| s.schema_version.clone());
+        Box::new(move || {
+            let mut out = Vec::new();
+            let counter = |name, help, value: &std::sync::atomic::AtomicU64| Metric {
+                name,
+                kind: "counter",
+                help,
+                value: value.load(std::sync::atomic::Ordering::Relaxed),
+            };
+            if let Some(w) = &wal {
+                out.push(Metric {
+                    name: "tnt_info_lsn",
+                    kind: "gauge",
+                    help: "The newest LSN written to the log",
+                    value: w.written_lsn.load(std::sync::atomic::Ordering::Relaxed),
+                });
+                out.push(counter(
+                    "spindle_wal_txns_total",
+                    "Transactions written (stage: persist, IPROTO and HTTP alike)",
+                    &w.txns,
+                ));
+                out.push(counter("spindle_wal_rows_total", "Rows written", &w.rows));
+                out.push(counter(
+                    "spindle_wal_writes_total",
+                    "Group commits (one write per batch)",
+                    &w.batches,
+                ));
+                out.push(counter(
+                    "spindle_wal_syncs_total",
+                    "Syncs to disk",
+                    &w.syncs,
+                ));
+                out.push(counter(
+                    "spindle_wal_bytes_total",
+                    "Bytes written",
+                    &w.bytes,
+                ));
+            }
+            if let Some(v) = &schema_version {
+                out.push(Metric {
+                    name: "spindle_schema_version",
+                    kind: "gauge",
+                    help: "The schema version",
+                    value: u64::from(v.load(std::sync::atomic::Ordering::Relaxed)),
+                });
+            }
+            out
+        })
+    }
+
+    /// Starts the HTTP commit API on `addr`.
+    fn start_http(&mut self, addr: std::net::SocketAddr) -> Result<(), String> {
+        let cfg = spindle_http::HttpConfig {
+            listen: addr,
+            body_max: self.cfg.http_max_body_size,
+            idle_timeout: std::time::Duration::from_secs_f64(self.cfg.http_idle_timeout),
+            window: self.cfg.http_conflict_window,
+            more_metrics: self.more_metrics(),
+        };
+        let http = spindle_http::start(cfg, self.bus.clone())
+            .map_err(|e| format!("cannot listen for HTTP on {addr}: {e}"))?;
+        self.lock().http = Some(http);
+        Ok(())
+    }
+
     fn hooks(
         &self,
         wal: Option<&WalHandle>,
@@ -174,6 +247,7 @@ impl Host for ServerHost {
         info!("instance {} at vclock {}", db.instance_uuid(), db.vclock());
         self.instance_uuid = db.instance_uuid().to_string();
         let wal = self.start_wal(&db, recovered.last_xlog_vclock)?;
+        self.wal_stats = wal.as_ref().map(|w| w.stats.clone());
         let schema_version = Arc::new(AtomicU32::new(db.schema_version()));
         self.shared = Some(Arc::new(NetShared {
             schema_version: schema_version.clone(),
@@ -182,6 +256,9 @@ impl Host for ServerHost {
         }));
         if let Some(listen) = self.cfg.listen.clone() {
             self.start_net(listen)?;
+        }
+        if let Some(addr) = self.cfg.http_listen {
+            self.start_http(addr)?;
         }
         if self.cfg.checkpoint_interval > 0.0 {
             start_checkpoint_timer(
@@ -232,8 +309,26 @@ impl Host for ServerHost {
             }
             self.cfg.listen = addr;
         }
+        if let Some(value) = map.get("http_listen") {
+            let addr = match value {
+                serde_json::Value::Null => None,
+                v => Some(crate::config::parse_http_listen(
+                    &v.as_str()
+                        .map(String::from)
+                        .unwrap_or_else(|| v.to_string()),
+                )?),
+            };
+            let started = self.lock().http.is_some();
+            match (addr, started) {
+                (Some(addr), false) => self.start_http(addr)?,
+                (None, false) => {}
+                (addr, true) if addr == self.cfg.http_listen => {}
+                _ => return Err("spindle cannot move a running HTTP listener yet".into()),
+            }
+            self.cfg.http_listen = addr;
+        }
         for (key, value) in map {
-            if key != "listen" {
+            if key != "listen" && key != "http_listen" {
                 self.cfg
                     .apply_option(key, value)
                     .map_err(|e| format!("Incorrect value for option '{key}': {e}"))?;
@@ -250,6 +345,9 @@ impl Host for ServerHost {
             .store(true, std::sync::atomic::Ordering::Relaxed);
         if let Some(net) = &self.lock().net {
             net.stop_reading();
+        }
+        if let Some(http) = &self.lock().http {
+            http.stop();
         }
         self.bus.send(TxMsg::Shutdown);
     }

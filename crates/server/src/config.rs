@@ -12,7 +12,9 @@ use spindle_types::compat::Version;
 use spindle_types::txn_cfg;
 
 use spindle_types::limits::{
-    NET_MSG_MAX_DEFAULT, PACKET_SIZE_MAX_DEFAULT, REPLICATION_TIMEOUT_DEFAULT, WAL_MAX_SIZE_DEFAULT,
+    HTTP_BODY_MAX_DEFAULT, HTTP_BODY_MAX_LIMIT, HTTP_IDLE_TIMEOUT_DEFAULT, KV_WINDOW_DEFAULT,
+    KV_WINDOW_MAX, NET_MSG_MAX_DEFAULT, PACKET_SIZE_MAX_DEFAULT, REPLICATION_TIMEOUT_DEFAULT,
+    WAL_MAX_SIZE_DEFAULT,
 };
 
 #[derive(Parser, Debug)]
@@ -118,6 +120,18 @@ pub struct ServeArgs {
     /// read-confirmed, best-effort or 1..3 [default: best-effort].
     #[arg(long)]
     pub txn_isolation: Option<String>,
+    /// Also serve the HTTP commit API (docs/http-api.md) on `host:port`.
+    #[arg(long)]
+    pub http_listen: Option<String>,
+    /// Largest HTTP request body, bytes [default: 1 MiB; at most 16 MiB].
+    #[arg(long)]
+    pub http_max_body_size: Option<usize>,
+    /// Seconds an HTTP connection may idle, or take to send a request [default: 30].
+    #[arg(long)]
+    pub http_idle_timeout: Option<f64>,
+    /// Commits kept for HTTP preconditions; older read versions are refused [default: 10000].
+    #[arg(long)]
+    pub http_conflict_window: Option<usize>,
 }
 
 /// The TOML file: the same keys, with underscores.
@@ -145,6 +159,10 @@ struct FileConfig {
     compat_version: Option<String>,
     memtx_use_mvcc_engine: Option<bool>,
     txn_isolation: Option<toml::Value>,
+    http_listen: Option<String>,
+    http_max_body_size: Option<usize>,
+    http_idle_timeout: Option<f64>,
+    http_conflict_window: Option<usize>,
 }
 
 /// The effective configuration.
@@ -181,6 +199,11 @@ pub struct Config {
     pub memtx_use_mvcc_engine: bool,
     /// `txn_cfg` level, 1 to 3.
     pub txn_isolation: u8,
+    /// The HTTP commit API's address, if it is served.
+    pub http_listen: Option<SocketAddr>,
+    pub http_max_body_size: usize,
+    pub http_idle_timeout: f64,
+    pub http_conflict_window: usize,
 }
 
 impl Config {
@@ -211,6 +234,10 @@ impl Config {
             compat_version: Version::DEFAULT,
             memtx_use_mvcc_engine: false,
             txn_isolation: txn_cfg::BEST_EFFORT,
+            http_listen: None,
+            http_max_body_size: HTTP_BODY_MAX_DEFAULT,
+            http_idle_timeout: HTTP_IDLE_TIMEOUT_DEFAULT,
+            http_conflict_window: KV_WINDOW_DEFAULT,
         }
     }
 
@@ -241,6 +268,12 @@ impl Config {
         }
         if self.txn_isolation != txn_cfg::BEST_EFFORT {
             cfg["txn_isolation"] = self.txn_isolation.into();
+        }
+        if let Some(addr) = self.http_listen {
+            cfg["http_listen"] = addr.to_string().into();
+            cfg["http_max_body_size"] = self.http_max_body_size.into();
+            cfg["http_idle_timeout"] = self.http_idle_timeout.into();
+            cfg["http_conflict_window"] = self.http_conflict_window.into();
         }
         cfg
     }
@@ -307,6 +340,12 @@ impl Config {
             "txn_isolation" if !v.is_null() => {
                 self.txn_isolation = txn_cfg::parse_isolation(v.as_str(), v.as_f64())?;
             }
+            "http_listen" => {
+                self.http_listen = text(v).map(|t| parse_http_listen(&t)).transpose()?
+            }
+            "http_max_body_size" => self.http_max_body_size = number(v)? as usize,
+            "http_idle_timeout" => self.http_idle_timeout = number(v)?,
+            "http_conflict_window" => self.http_conflict_window = number(v)? as usize,
             _ => {}
         }
         Ok(())
@@ -383,6 +422,23 @@ impl Config {
             memtx_use_mvcc_engine: args.memtx_use_mvcc_engine
                 || file.memtx_use_mvcc_engine.unwrap_or(false),
             txn_isolation: isolation_arg(args.txn_isolation, file.txn_isolation)?,
+            http_listen: args
+                .http_listen
+                .or(file.http_listen)
+                .map(|t| parse_http_listen(&t))
+                .transpose()?,
+            http_max_body_size: args
+                .http_max_body_size
+                .or(file.http_max_body_size)
+                .unwrap_or(HTTP_BODY_MAX_DEFAULT),
+            http_idle_timeout: args
+                .http_idle_timeout
+                .or(file.http_idle_timeout)
+                .unwrap_or(HTTP_IDLE_TIMEOUT_DEFAULT),
+            http_conflict_window: args
+                .http_conflict_window
+                .or(file.http_conflict_window)
+                .unwrap_or(KV_WINDOW_DEFAULT),
         };
         config.validate()?;
         Ok(config)
@@ -413,7 +469,30 @@ impl Config {
         if self.max_packet_size < 1024 {
             return Err("max_packet_size must be at least 1024".into());
         }
+        if !(1..=HTTP_BODY_MAX_LIMIT).contains(&self.http_max_body_size) {
+            return Err(format!(
+                "http_max_body_size must be 1..{HTTP_BODY_MAX_LIMIT}, got {}",
+                self.http_max_body_size
+            ));
+        }
+        if !(self.http_idle_timeout > 0.0 && self.http_idle_timeout <= 86400.0) {
+            return Err("http_idle_timeout must be a positive number of seconds".into());
+        }
+        if !(1..=KV_WINDOW_MAX).contains(&self.http_conflict_window) {
+            return Err(format!(
+                "http_conflict_window must be 1..{KV_WINDOW_MAX}, got {}",
+                self.http_conflict_window
+            ));
+        }
         Ok(())
+    }
+}
+
+/// `http_listen`: the forms `listen` takes (a bare port is 127.0.0.1's), TCP only.
+pub fn parse_http_listen(text: &str) -> Result<SocketAddr, String> {
+    match parse_listen(text)? {
+        ListenAddr::Tcp(addr) => Ok(addr),
+        ListenAddr::Unix(_) => Err(format!("http_listen must be HOST:PORT, got '{text}'")),
     }
 }
 

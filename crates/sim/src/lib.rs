@@ -21,6 +21,9 @@
 //!
 //! `tests/wal_faults.rs`: deterministic regressions for the WAL faults the loop found.
 //!
+//! `tests/kv_wal_faults.rs`: HTTP commits (`tx::kv`) across a failed WAL write: the
+//! rolled-back version is handed out again and recovery finds exactly the acknowledged ones.
+//!
 //! ```text
 //! cargo test --release -p spindle-sim                      # 400 seeds (200 per wal_mode), ~5 s
 //! SIM_SEED=17 cargo test --release -p spindle-sim --test crash_loop   # one seed, verbosely

@@ -41,6 +41,18 @@ impl Tx {
         }
     }
 
+    /// Commits a transaction whose outcome goes to `waiter`: LSNs now, the outcome once
+    /// durable (at once when nothing is logged).
+    pub(crate) fn commit_waiting(&mut self, txn: Txn, waiter: Waiter) {
+        let (mut rows, undo) = txn.into_parts();
+        if !rows.is_empty() {
+            self.db.assign_lsns(&mut rows);
+        }
+        if let Err(waiter) = self.queue(rows, undo, waiter) {
+            self.complete(waiter, Ok(()));
+        }
+    }
+
     /// Commits a transaction nobody waits for (the admin password at start-up).
     pub fn commit_detached(&mut self, txn: Txn) {
         let (mut rows, undo) = txn.into_parts();
@@ -160,6 +172,7 @@ impl Tx {
                     self.send_reply(route, sync, Err(e));
                 }
             }
+            Waiter::Kv(pending) => crate::kv::on_commit(self, pending, result),
             Waiter::Fiber(seq) => {
                 self.fiber_commits.results.insert(seq, result);
                 if let Some(fiber) = self.fiber_commits.parked.remove(&seq) {

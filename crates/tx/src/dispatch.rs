@@ -241,6 +241,7 @@ fn handle(t: &mut Tx, msg: TxMsg) -> Option<Outside> {
             t.begin_checkpoint();
         }
         TxMsg::CheckpointDone(outcome) => t.on_checkpoint_done(outcome),
+        TxMsg::Kv(event) => crate::kv::handle(t, event),
         TxMsg::Shutdown => {
             t.shutting_down = true;
             crate::watch::broadcast_shutdown(t);

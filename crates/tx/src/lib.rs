@@ -4,13 +4,15 @@
 //! replication threads and routes each request (`routes`); the commit shell that hands
 //! transactions to the WAL thread and acts on its answers (`commit`); the procedure fiber
 //! pool (`procs`, `pool`); the replication fibers (`replication`); the checkpoint state
-//! machine (`checkpoint`); IPROTO_ID and stream transactions (`stream_routes`, `stream_txn`); watchers (`watch`). Nothing here is touched from another thread: the state sits in a
+//! machine (`checkpoint`); IPROTO_ID and stream transactions (`stream_routes`, `stream_txn`); watchers (`watch`); the HTTP commit API's TX side (`kv`). Nothing here is touched from another thread: the state sits in a
 //! `TxCell` (`state`).
 
 pub mod admin;
 mod checkpoint;
 pub mod commit;
 pub mod dispatch;
+pub mod kv;
+mod kv_state;
 mod lone;
 pub mod msg;
 mod outbox;

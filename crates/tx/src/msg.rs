@@ -15,6 +15,14 @@ pub enum TxMsg {
     Shutdown,
     /// From relay and applier threads.
     Repl(spindle_repl::ReplEvent),
+    /// From the HTTP thread (`kv`).
+    Kv(spindle_proto::kv::KvEvent),
+}
+
+impl From<spindle_proto::kv::KvEvent> for TxMsg {
+    fn from(e: spindle_proto::kv::KvEvent) -> Self {
+        TxMsg::Kv(e)
+    }
 }
 
 impl From<spindle_repl::ReplEvent> for TxMsg {

@@ -372,6 +372,7 @@ fn apply_loop(tx: TxRef) {
             }
             p.link.queued.fetch_sub(p.rows, Ordering::SeqCst);
         }
+        tx.with(crate::kv::follow_upstream);
     }
 }
 

@@ -70,6 +70,8 @@ pub enum Waiter {
     Acked { route: Route, sync: u64 },
     /// A fiber parked in `wait_commit` on this transaction's sequence number.
     Fiber(u64),
+    /// An HTTP commit (`kv`): its answer goes back to the HTTP thread once durable.
+    Kv(crate::kv_state::KvPending),
 }
 
 impl Waiter {
@@ -127,6 +129,8 @@ pub struct Tx {
     pub watch_state: BuiltinState,
     /// The commits the MVCC transactions among them need to know of.
     pub mvcc: spindle_box::mvcc::Engine,
+    /// The HTTP commit API's state, once its listener is up (`kv`).
+    pub kv: Option<crate::kv_state::KvState>,
 }
 
 /// What the built-in watch keys were last broadcast from (`watch::refresh_builtins`).
@@ -175,6 +179,7 @@ impl Tx {
             watch: spindle_box::watch::Registry::default(),
             watch_state: BuiltinState::default(),
             mvcc: spindle_box::mvcc::Engine::new(),
+            kv: None,
         }
     }
 

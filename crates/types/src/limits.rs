@@ -173,3 +173,36 @@ pub const MVCC_TXN_READS_MAX: usize = 4_096;
 /// on (many reads, open across many commits) is aborted with ER_TRANSACTION_CONFLICT
 /// instead, as one older than `MVCC_HISTORY_MAX` is.
 pub const MVCC_CHECK_PAIRS_MAX: u64 = 1 << 20;
+
+/// Keys one HTTP commit may write, range deletes' removed keys included: one commit is one
+/// TX step with no yield, so this bounds how long it holds the thread.
+pub const KV_COMMIT_KEYS_MAX: usize = 100_000;
+/// Commits whose written keys TX keeps for HTTP preconditions (the conflict window); a
+/// read_version older than that is answered "too old". Bounds the memory and the time of a
+/// precondition check (every kept commit's keys, per precondition).
+pub const KV_WINDOW_DEFAULT: usize = 10_000;
+pub const KV_WINDOW_MAX: usize = 1_000_000;
+/// Preconditions and operations one commit may carry.
+pub const KV_PRECONDITIONS_MAX: usize = 1_000;
+pub const KV_OPERATIONS_MAX: usize = 10_000;
+/// Pairs `/v1/range` returns at most (and by default).
+pub const KV_RANGE_LIMIT_MAX: u32 = 10_000;
+pub const KV_RANGE_LIMIT_DEFAULT: u32 = 1_000;
+/// HTTP request bodies: the default and the largest configurable limit (IPROTO's packet).
+pub const HTTP_BODY_MAX_DEFAULT: usize = 1024 * 1024;
+pub const HTTP_BODY_MAX_LIMIT: usize = 16 * 1024 * 1024;
+/// The request line and headers of one HTTP request, and how many headers.
+pub const HTTP_HEAD_MAX: usize = 16 * 1024;
+pub const HTTP_HEADERS_MAX: usize = 32;
+/// HTTP connections one HTTP thread keeps open; past it new ones are closed at once.
+pub const HTTP_CONN_MAX: usize = 10_000;
+/// HTTP requests the HTTP thread has in TX at once; past it, it parses no more until
+/// answers come back (each connection has at most one in TX: answers stay in order).
+pub const HTTP_MSG_MAX: usize = 1024;
+/// Unsent response bytes of one HTTP connection past which it is not read.
+pub const HTTP_CONN_OUTPUT_MAX: usize = 1024 * 1024;
+/// Seconds a connection may sit idle, or take to send one request, before it is closed.
+pub const HTTP_IDLE_TIMEOUT_DEFAULT: f64 = 30.0;
+/// Request ids `/v1/status` has banned (kept until restart, when the leader id changes);
+/// past it, status requests answer 503.
+pub const KV_BANNED_MAX: usize = 1_000_000;
