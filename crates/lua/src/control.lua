@@ -6,7 +6,22 @@ local checked, new_error = internal.checked, internal.new_error
 
 -- Transactions ---------------------------------------------------------------------------------
 
-function box.begin() checked(internal.txn_begin) end
+-- box.begin{txn_isolation = ...}: a name ('read-committed', ...) or a box.txn_isolation_level
+-- number; the MVCC engine reads it. `timeout` is accepted and not enforced.
+function box.begin(opts)
+    if opts ~= nil and type(opts) ~= 'table' then
+        box.error(box.error.ILLEGAL_PARAMS, 'options should be a table')
+    end
+    checked(internal.txn_begin, opts and opts.txn_isolation)
+end
+
+box.txn_isolation_level = {
+    DEFAULT = 0, ['default'] = 0,
+    READ_COMMITTED = 1, ['read-committed'] = 1,
+    READ_CONFIRMED = 2, ['read-confirmed'] = 2,
+    BEST_EFFORT = 3, ['best-effort'] = 3,
+    LINEARIZABLE = 4, ['linearizable'] = 4,
+}
 
 function box.commit()
     local seq = checked(internal.txn_commit)

@@ -127,6 +127,8 @@ pub struct Tx {
     pub watch_state: BuiltinState,
     /// The commits the MVCC transactions among them need to know of.
     pub mvcc: spindle_box::mvcc::Engine,
+    /// Open MVCC transactions of Lua fibers (`box.begin()`, crates/lua), which own them.
+    pub fiber_mvcc_open: usize,
 }
 
 /// What the built-in watch keys were last broadcast from (`watch::refresh_builtins`).
@@ -175,6 +177,7 @@ impl Tx {
             watch: spindle_box::watch::Registry::default(),
             watch_state: BuiltinState::default(),
             mvcc: spindle_box::mvcc::Engine::new(),
+            fiber_mvcc_open: 0,
         }
     }
 
@@ -184,9 +187,15 @@ impl Tx {
         self.outboxes.push(route, sync, schema_version, result);
     }
 
+    /// Open MVCC transactions, of streams and of Lua fibers: while any is, commits are
+    /// recorded for them.
+    pub fn mvcc_open(&self) -> usize {
+        self.stream_txns.mvcc_open() + self.fiber_mvcc_open
+    }
+
     /// After an MVCC transaction ended: with none left, the commits kept for them go.
     pub fn settle_mvcc(&mut self) {
-        if self.stream_txns.mvcc_open() == 0 {
+        if self.mvcc_open() == 0 {
             self.mvcc.forget_all();
         }
     }
