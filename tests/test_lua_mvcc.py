@@ -304,3 +304,22 @@ def test_mvcc_off_a_yield_still_aborts_with_154(spindle_server):
         return ok, e.code, box.space.s:select{}
     """))
     assert result == [False, 154, []]
+
+
+def test_a_timeout_rolls_the_transaction_back(server):
+    result = run(evaluate(server, """
+        local fiber = require('fiber')
+        local s = box.space.s
+        local function code(f, ...)
+            local ok, e = pcall(f, ...)
+            return ok and 0 or e.code
+        end
+        local bad = code(box.begin, {timeout = -1})
+        box.begin({timeout = 0.01})
+        s:replace{1}
+        fiber.sleep(0.05)
+        local statement = code(s.replace, s, {2})
+        local commit = code(box.commit)
+        return bad, statement, commit, box.is_in_txn(), s:select{}
+    """))
+    assert result == [1, 231, 231, False, []]

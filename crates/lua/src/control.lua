@@ -6,13 +6,17 @@ local checked, new_error = internal.checked, internal.new_error
 
 -- Transactions ---------------------------------------------------------------------------------
 
--- box.begin{txn_isolation = ...}: a name ('read-committed', ...) or a box.txn_isolation_level
--- number; the MVCC engine reads it. `timeout` is accepted and not enforced.
+-- box.begin{txn_isolation = ..., timeout = ...}: a name ('read-committed', ...) or a
+-- box.txn_isolation_level number, and seconds; the MVCC engine reads them.
 function box.begin(opts)
     if opts ~= nil and type(opts) ~= 'table' then
         box.error(box.error.ILLEGAL_PARAMS, 'options should be a table')
     end
-    checked(internal.txn_begin, opts and opts.txn_isolation)
+    local timeout = opts and opts.timeout
+    if timeout ~= nil and type(timeout) ~= 'number' then
+        box.error(box.error.ILLEGAL_PARAMS, 'timeout must be a number greater than 0')
+    end
+    checked(internal.txn_begin, opts and opts.txn_isolation, nil, timeout)
 end
 
 box.txn_isolation_level = {

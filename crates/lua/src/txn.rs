@@ -78,11 +78,14 @@ fn key() -> u64 {
     crate::fiber::current_fiber_id()
 }
 
-/// `internal.txn_begin(isolation, memtx)`: `isolation` is box.begin's `txn_isolation` option
-/// (a name or a number, nil for the default), which only the MVCC engine reads; `memtx`
-/// asks for a plain memtx transaction whatever the engine (a triggered statement's own,
-/// which never yields).
-fn begin(_: &Lua, (isolation, memtx): (Value, Option<bool>)) -> mlua::Result<()> {
+/// `internal.txn_begin(isolation, memtx, timeout)`: box.begin's `txn_isolation` (a name or a
+/// number, nil for the default) and `timeout` options, which only the MVCC engine reads (a
+/// memtx transaction cannot outlive a yield); `memtx` asks for a plain memtx transaction
+/// whatever the engine (a triggered statement's own, which never yields).
+fn begin(
+    _: &Lua,
+    (isolation, memtx, timeout): (Value, Option<bool>, Option<f64>),
+) -> mlua::Result<()> {
     let k = key();
     if TXNS.with(|txns| txns.contains_key(&k)) {
         return Err(lua_error(BoxError::new(
@@ -90,11 +93,16 @@ fn begin(_: &Lua, (isolation, memtx): (Value, Option<bool>)) -> mlua::Result<()>
             "Operation is not permitted when there is an active transaction ",
         )));
     }
+    if timeout.is_some_and(|t| t.is_nan() || t <= 0.0) {
+        return Err(lua_error(BoxError::illegal_params(
+            "timeout must be a number greater than 0",
+        )));
+    }
     let active = if txn_cfg::mvcc() && memtx != Some(true) {
         let isolation = isolation_level(&isolation)?;
         let stream = STREAMS.with(|s| s.get(&k).copied());
         let tx = crate::state::tx()?;
-        let mvcc = tx.with(|t| txn_mvcc::begin(t, isolation, stream));
+        let mvcc = tx.with(|t| txn_mvcc::begin(t, isolation, timeout, stream));
         Active::mvcc(mvcc.map_err(lua_error)?)
     } else {
         Active::memtx()
@@ -328,7 +336,7 @@ pub fn finish_in_stream() -> ProcEnd {
         // The stream's MVCC transaction stays the stream's, whatever became of it.
         Some(Mvcc::Stream { .. }) => return ProcEnd::Kept,
         // Not begun here (`enter_mvcc_stream` makes it the stream's): never left open.
-        Some(Mvcc::Own(_)) => {
+        Some(Mvcc::Own { .. }) => {
             discard(active);
             return ProcEnd::Closed;
         }
