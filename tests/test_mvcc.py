@@ -479,18 +479,6 @@ def test_a_schema_change_aborts_open_transactions(server):
     scenario(server, body)
 
 
-def test_call_and_eval_are_refused_in_an_mvcc_transaction(server):
-    async def body(sa, sb, c):
-        await sa.begin()
-        err = await expect_error(sa.eval("return 1"), 5)
-        assert "MVCC" in err.message
-        await sa.replace("s", [1, 1])
-        await sa.commit()
-        assert rows(await c.select("s")) == [[1, 1]]
-
-    scenario(server, body)
-
-
 def test_bad_txn_isolation_is_refused_at_start(tmp_path):
     proc = subprocess.run(
         [servers.spindle_bin(), "serve", "--data-dir", str(tmp_path), "--listen", "127.0.0.1:0",

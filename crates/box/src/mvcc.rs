@@ -92,6 +92,17 @@ impl MvccTxn {
     pub fn is_aborted(&self) -> bool {
         self.tracker.standing() == Standing::Aborted
     }
+
+    /// Its statements so far (a savepoint's mark).
+    pub fn mark(&self) -> usize {
+        self.stmts.len()
+    }
+
+    /// Rolls back to `mark`: the statements after it are forgotten. What they read stays
+    /// tracked, so a later conflict can only be one they would have caused too.
+    pub fn rollback_to(&mut self, mark: usize) {
+        self.stmts.truncate(mark);
+    }
 }
 
 /// The commits made while transactions are open.

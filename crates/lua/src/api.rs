@@ -166,14 +166,48 @@ fn select(
     let key = key_bytes(&key)?;
     let it = iterator(&it)?;
     let (offset, limit) = (offset.unwrap_or(0), limit.unwrap_or(u32::MAX));
-    let tuples = with_tx(|t| {
-        t.db.select_as(user, space_id, index_id, it, &key, offset, limit)
-    })?;
+    let packet = || crate::txn_mvcc::select_packet(space_id, index_id, it, &key, offset, limit);
+    let tuples = match in_mvcc_txn(user, packet)? {
+        Some(tuples) => tuples,
+        None => with_tx(|t| {
+            t.db.select_as(user, space_id, index_id, it, &key, offset, limit)
+        })?,
+    };
     tuple::push_all(lua, tuples, space_id)
 }
 
-/// `box.internal.len(space)`.
-fn len(_: &Lua, space_id: u32) -> mlua::Result<usize> {
+/// Runs a SELECT in the fiber's MVCC transaction, if it has one: the tuples its view holds.
+fn in_mvcc_txn(
+    user: u32,
+    packet: impl FnOnce() -> Vec<u8>,
+) -> mlua::Result<Option<Vec<spindle_memtx::tuple::Tuple>>> {
+    let Some(mut active) = crate::txn::take_active() else {
+        return Ok(None);
+    };
+    let result = active.mvcc.as_mut().map(|mvcc| {
+        let packet = packet();
+        tx().map(|tx| tx.with(|t| crate::txn_mvcc::statement(t, mvcc, user, &packet)))
+    });
+    crate::txn::give_back(active);
+    match result {
+        None => Ok(None),
+        Some(reply) => Ok(Some(crate::txn_mvcc::tuples(reply?.map_err(lua_error)?))),
+    }
+}
+
+/// `box.internal.len(space)`: in an MVCC transaction, what its view holds (a full scan, read
+/// as such).
+fn len(lua: &Lua, space_id: u32) -> mlua::Result<usize> {
+    let user = current_user(lua);
+    let all = || {
+        let mut key = Vec::new();
+        mp::write_array_len(&mut key, 0);
+        let it = 2; // ALL
+        crate::txn_mvcc::select_packet(space_id, 0, it, &key, 0, u32::MAX)
+    };
+    if let Some(tuples) = in_mvcc_txn(user, all)? {
+        return Ok(tuples.len());
+    }
     with_tx(|t| Ok(t.db.space(space_id)?.space.len()))
 }
 

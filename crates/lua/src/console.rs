@@ -500,8 +500,8 @@ impl Session {
             Ok(reply) => reply,
             Err(e) => Some(self.error_text(&e.to_string())),
         };
-        // Waiting for the next request yields the fiber: a transaction left open by this one
-        // is aborted, as in Tarantool 2.6 (its commit on a later line fails with 154).
+        // Waiting for the next request yields the fiber: a memtx transaction left open by this
+        // one is aborted, as in Tarantool 2.6 (its commit on a later line fails with 154).
         crate::txn::on_yield(crate::fiber::current_fiber_id());
         crate::fiber::run_ready();
         self.delimiter = self
@@ -556,6 +556,8 @@ impl Session {
     }
 
     fn close(self) {
+        // An MVCC transaction spans lines (as in 2.11); one left open ends with the session.
+        crate::txn::on_end(crate::fiber::current_fiber_id());
         set_fiber_ctx(None);
     }
 }

@@ -6,7 +6,26 @@ local checked, new_error = internal.checked, internal.new_error
 
 -- Transactions ---------------------------------------------------------------------------------
 
-function box.begin() checked(internal.txn_begin) end
+-- box.begin{txn_isolation = ..., timeout = ...}: a name ('read-committed', ...) or a
+-- box.txn_isolation_level number, and seconds; the MVCC engine reads them.
+function box.begin(opts)
+    if opts ~= nil and type(opts) ~= 'table' then
+        box.error(box.error.ILLEGAL_PARAMS, 'options should be a table')
+    end
+    local timeout = opts and opts.timeout
+    if timeout ~= nil and type(timeout) ~= 'number' then
+        box.error(box.error.ILLEGAL_PARAMS, 'timeout must be a number greater than 0')
+    end
+    checked(internal.txn_begin, opts and opts.txn_isolation, nil, timeout)
+end
+
+box.txn_isolation_level = {
+    DEFAULT = 0, ['default'] = 0,
+    READ_COMMITTED = 1, ['read-committed'] = 1,
+    READ_CONFIRMED = 2, ['read-confirmed'] = 2,
+    BEST_EFFORT = 3, ['best-effort'] = 3,
+    LINEARIZABLE = 4, ['linearizable'] = 4,
+}
 
 function box.commit()
     local seq = checked(internal.txn_commit)

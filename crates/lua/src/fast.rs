@@ -204,6 +204,13 @@ pub(crate) fn apply_queued(
     statement: Dml<'_>,
 ) -> Result<(Option<Tuple>, Option<u64>), BoxError> {
     if let Some(mut active) = crate::txn::take_active() {
+        if let Some(mvcc) = active.mvcc.as_mut() {
+            let packet = crate::txn_mvcc::dml_packet(&statement);
+            let result = tx.with(|t| crate::txn_mvcc::statement(t, mvcc, user, &packet));
+            crate::txn::give_back(active);
+            let tuple = result.map(|reply| crate::txn_mvcc::tuples(reply).into_iter().next());
+            return tuple.map(|tuple| (tuple, None));
+        }
         let result = tx.with(|t| {
             let result = t.db.dml_as(user, &mut active.txn, statement);
             t.note_schema_change();

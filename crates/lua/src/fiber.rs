@@ -341,6 +341,14 @@ pub fn set_yield_hook(hook: fn(u64)) {
     let _ = YIELD_HOOK.set(hook);
 }
 
+/// What runs when a Lua fiber's body has returned (set once: `txn` rolls back what it
+/// left open).
+static END_HOOK: std::sync::OnceLock<fn(u64)> = std::sync::OnceLock::new();
+
+pub fn set_end_hook(hook: fn(u64)) {
+    let _ = END_HOOK.set(hook);
+}
+
 /// Runs the fibers that must run before this one goes on: its starter, if `fiber.create`
 /// started it and this is its first yield, else the queued `fiber.new` ones.
 fn hand_over(starter: Option<Fiber>) {
@@ -480,6 +488,9 @@ fn fiber_main(id: u64) {
         if let Err(e) = thread.resume::<()>(()) {
             error!("Lua fiber {id} failed: {e}");
         }
+    }
+    if let Some(hook) = END_HOOK.get() {
+        hook(id);
     }
     finish(id);
 }

@@ -26,6 +26,7 @@ mod triggers;
 mod tuple;
 mod tuple_block;
 pub mod txn;
+mod txn_mvcc;
 mod watch;
 
 pub use cfg::{BootParts, Host};

@@ -16,7 +16,7 @@ use spindle_tx::procs::{DmlJob, ProcCtx, ProcRuntime};
 use spindle_tx::TxRef;
 use spindle_types::error::{code, AccessFields};
 use spindle_types::limits::{LUA_MEMORY_MAX, LUA_THREADS_KEPT};
-use spindle_types::{BoxError, BoxResult, ErrorKind};
+use spindle_types::{txn_cfg, BoxError, BoxResult, ErrorKind};
 
 use crate::context::{from_mlua, set_fiber_ctx, FiberCtx, SessionInfo};
 use crate::convert;
@@ -147,9 +147,7 @@ impl LuaRuntime {
     ) -> BoxResult<MultiValue> {
         self.enter(tx, ctx, euid);
         let fiber = crate::fiber::enter_request();
-        if ctx.in_txn {
-            crate::txn::begin_in_stream();
-        }
+        enter_txn(tx, ctx);
         // The context stays until the fiber's next request sets its own.
         let result = thread.resume::<MultiValue>(args);
         crate::fiber::leave_request(fiber);
@@ -234,9 +232,7 @@ impl LuaRuntime {
         };
         self.enter(tx, ctx, euid);
         let fiber = crate::fiber::enter_request();
-        if ctx.in_txn {
-            crate::txn::begin_in_stream();
-        }
+        enter_txn(tx, ctx);
         let l = thread.state();
         let mut nresults = 0;
         // SAFETY: `l` is a fresh or finished thread holding its function and `nargs + 1`
@@ -545,6 +541,16 @@ impl ProcRuntime for LuaRuntime {
             .and_then(|r| crate::triggers::dml_reply(r, error_value));
         crate::fiber::run_ready();
         reply
+    }
+}
+
+/// A request starts: inside its stream's open transaction, if it has one.
+fn enter_txn(tx: TxRef, ctx: &ProcCtx) {
+    if ctx.in_txn {
+        crate::txn::begin_in_stream();
+    } else if ctx.stream != 0 && txn_cfg::mvcc() {
+        let has_txn = tx.with(|t| t.stream_txns.has_mvcc(ctx.route, ctx.stream));
+        crate::txn::enter_mvcc_stream(ctx.route, ctx.stream, has_txn);
     }
 }
 

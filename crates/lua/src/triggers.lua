@@ -281,12 +281,12 @@ end
 local raw_begin, raw_commit, raw_rollback = box.begin, box.commit, box.rollback
 
 begin_txn = function()
-    checked(internal.txn_begin)
+    checked(internal.txn_begin, nil, true)
     txn_lists[current_lists()] = nil
 end
 
-function box.begin()
-    raw_begin()
+function box.begin(opts)
+    raw_begin(opts)
     txn_lists[current_lists()] = nil
 end
 

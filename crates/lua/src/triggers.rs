@@ -67,6 +67,13 @@ fn apply(
             "a triggered statement needs a transaction",
         ));
     };
+    if active.mvcc.is_some() {
+        crate::txn::give_back(active);
+        return Err(lua_error(BoxError::unsupported(
+            "spindle",
+            "writes to spaces with triggers inside an MVCC transaction yet",
+        )));
+    }
     let tx = crate::state::tx()?;
     let (result, change) = tx.with(|t| {
         let mark = active.txn.mark();

@@ -87,7 +87,7 @@ impl Tx {
         waiter: Waiter,
     ) -> Result<u64, Waiter> {
         let durable = self.hooks.journal.is_none() || rows.is_empty();
-        if self.stream_txns.mvcc_open() > 0 && !undo.is_empty() {
+        if self.mvcc_open() > 0 && !undo.is_empty() {
             // The sequence number `submit` is about to give it, while it waits for the WAL.
             let seq = (!durable).then(|| self.commits.next_seq());
             self.mvcc.record(&self.db, &undo, seq);

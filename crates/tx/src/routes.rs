@@ -186,13 +186,8 @@ fn stream_gate(
     let now = Instant::now();
     let stream = header.stream_id;
     if handler == Handler::Proc {
-        if t.stream_txns.has_mvcc(route, stream) {
-            let e = BoxError::unsupported("spindle", "CALL and EVAL in an MVCC transaction yet");
-            t.send_reply(route, header.sync, Err(e));
-            return StreamGate::Answered;
-        }
-        // A procedure runs inside an open transaction (it decides what becomes of it);
-        // an aborted one refuses it.
+        // A procedure runs inside an open transaction (it decides what becomes of it; an
+        // MVCC one it joins, crates/lua txn.rs); an aborted one refuses it.
         let mut job = proc_job(route, header, request, packet);
         job.stream = stream;
         job.in_txn = t.stream_txns.is_live(route, stream, now);

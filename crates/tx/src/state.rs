@@ -131,6 +131,8 @@ pub struct Tx {
     pub mvcc: spindle_box::mvcc::Engine,
     /// The HTTP commit API's state, once its listener is up (`kv`).
     pub kv: Option<crate::kv_state::KvState>,
+    /// Open MVCC transactions of Lua fibers (`box.begin()`, crates/lua), which own them.
+    pub fiber_mvcc_open: usize,
 }
 
 /// What the built-in watch keys were last broadcast from (`watch::refresh_builtins`).
@@ -180,6 +182,7 @@ impl Tx {
             watch_state: BuiltinState::default(),
             mvcc: spindle_box::mvcc::Engine::new(),
             kv: None,
+            fiber_mvcc_open: 0,
         }
     }
 
@@ -189,9 +192,15 @@ impl Tx {
         self.outboxes.push(route, sync, schema_version, result);
     }
 
+    /// Open MVCC transactions, of streams and of Lua fibers: while any is, commits are
+    /// recorded for them.
+    pub fn mvcc_open(&self) -> usize {
+        self.stream_txns.mvcc_open() + self.fiber_mvcc_open
+    }
+
     /// After an MVCC transaction ended: with none left, the commits kept for them go.
     pub fn settle_mvcc(&mut self) {
-        if self.stream_txns.mvcc_open() == 0 {
+        if self.mvcc_open() == 0 {
             self.mvcc.forget_all();
         }
     }

@@ -9,6 +9,7 @@ use spindle_box::Reply;
 use spindle_proto::iproto::{slice, Header, Request};
 use spindle_proto::route::Route;
 use spindle_proto::streams::{decode_begin, decode_id, encode_id_reply};
+use spindle_types::error::code;
 use spindle_types::iproto::feature;
 use spindle_types::{txn_cfg, BoxError, BoxResult};
 
@@ -125,12 +126,28 @@ pub fn run_mvcc(
     request: &Request,
     packet: &[u8],
 ) -> BoxResult<Reply> {
+    let user = t.sessions.user(route);
+    run_mvcc_as(t, route, stream, user, request, packet)
+}
+
+/// A SELECT or DML statement in a stream's MVCC transaction on behalf of `user` (a
+/// procedure's effective user, for the statements of a CALL or EVAL in the stream).
+pub fn run_mvcc_as(
+    t: &mut Tx,
+    route: Route,
+    stream: u64,
+    user: u32,
+    request: &Request,
+    packet: &[u8],
+) -> BoxResult<Reply> {
     if has_triggers(t, request) {
         return Err(triggers_unsupported());
     }
-    let user = t.sessions.user(route);
     let Some(txn) = t.stream_txns.mvcc_txn(route, stream) else {
-        return Err(BoxError::unknown());
+        return Err(BoxError::new(
+            code::ER_NO_TRANSACTION,
+            "No active transaction",
+        ));
     };
     let result = t.mvcc.statement(&mut t.db, txn, user, request, packet);
     if txn.is_aborted() {

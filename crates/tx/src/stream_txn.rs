@@ -65,6 +65,8 @@ pub enum ProcEnd {
     /// Open with changes, or it yielded inside: rolled back, the transaction aborted (the
     /// end of the request is a yield, MVCC being off).
     Aborted,
+    /// It ran in the stream's MVCC transaction: whatever became of that stands.
+    Kept,
 }
 
 /// The open stream transactions of every connection.
@@ -230,6 +232,7 @@ impl StreamTxns {
                 self.take(route, stream);
                 return Ok(());
             }
+            ProcEnd::Kept => return Ok(()),
             ProcEnd::Open => TxnState::Open { deadline: None },
             ProcEnd::Aborted => TxnState::Aborted(BoxError::transaction_yield()),
         };
@@ -238,8 +241,8 @@ impl StreamTxns {
             .get_mut(&route)
             .and_then(|c| c.get_mut(&stream))
         {
-            // Still open and empty: it keeps its deadline. An MVCC transaction never runs
-            // a procedure (`routes::stream_gate` refuses it), so nothing here touches one.
+            // Still open and empty: it keeps its deadline. A procedure in an MVCC one ends
+            // `Kept`; none other touches one.
             if !matches!(
                 (&*current, &state),
                 (TxnState::Open { .. }, TxnState::Open { .. }) | (TxnState::Mvcc { .. }, _)
