@@ -192,6 +192,7 @@ def test_random_transactions_are_serializable_in_wal_order(spindle_server):
     order = commit_order(server.data_dir, space_id, marks_id)
     committed = sum(1 for rec in history if rec[3] == "committed")
     aborted = len(history) - committed
+    print(f"{committed} committed ({len(order)} writers in the WAL), {aborted} aborted")
     assert len(history) == CLIENTS * STREAMS * TXNS_PER_STREAM
     # The load must produce both outcomes, or it checks nothing about conflicts.
     assert committed > 0 and aborted > 0, (committed, aborted)
