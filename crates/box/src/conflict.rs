@@ -226,11 +226,15 @@ impl Tracker {
 
     /// Its reads were made against the state as of `version`, older than the one it has
     /// caught up with (a read-confirmed read skips commits still in their WAL write): the
-    /// next `check` looks at the commits after `version` again.
+    /// next `check` looks at the commits after `version` again. A read view newer than
+    /// `version` comes down to it: the transaction has now read that older state, and a
+    /// later read of the newer one (once those commits are written) would not agree.
     pub fn rewind(&mut self, version: Version) {
-        if let Standing::Current(seen) = self.standing {
-            self.standing = Standing::Current(seen.min(version));
-        }
+        self.standing = match self.standing {
+            Standing::Current(seen) => Standing::Current(seen.min(version)),
+            Standing::ReadView(view) => Standing::ReadView(view.min(version)),
+            Standing::Aborted => Standing::Aborted,
+        };
     }
 
     /// A conflict found elsewhere (a schema change, its writes no longer fitting the store).

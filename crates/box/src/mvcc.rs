@@ -1037,6 +1037,8 @@ mod tests {
         Del(usize, u64),
         Commit(usize),
         Auto(u64, u64),
+        /// The WAL writes the oldest commit still in its WAL write.
+        Confirm,
     }
 
     fn step() -> impl Strategy<Value = Step> {
@@ -1048,6 +1050,7 @@ mod tests {
             (t.clone(), k.clone()).prop_map(|(t, k)| Step::Del(t, k)),
             t.prop_map(Step::Commit),
             (k, 0u64..100).prop_map(|(k, v)| Step::Auto(k, v)),
+            Just(Step::Confirm),
         ]
     }
 
@@ -1127,6 +1130,9 @@ mod tests {
             let (mut db, mut e) = world();
             let mut state = State::new();
             let mut states = vec![state.clone()];
+            // Every commit waits for the WAL until a Confirm step writes it, oldest first.
+            let mut next_seq = 1u64;
+            let mut in_wal = std::collections::VecDeque::new();
             let mut txns = [e.begin(BEST_EFFORT), e.begin(BEST_EFFORT)];
             let mut models = [Model::default(), Model::default()];
             for s in steps {
@@ -1159,7 +1165,15 @@ mod tests {
                         }
                     }
                     Step::Commit(t) => {
-                        let code = commit(&mut db, &mut e, &mut txns[t]);
+                        let code = match e.commit(&mut db, &mut txns[t], ADMIN) {
+                            Ok(txn) => {
+                                e.record(&db, txn.undo_records(), Some(next_seq));
+                                in_wal.push_back(next_seq);
+                                next_seq += 1;
+                                0
+                            }
+                            Err(err) => err.code,
+                        };
                         let m = std::mem::take(&mut models[t]);
                         if code == 0 {
                             prop_assert!(!m.aborted);
@@ -1182,9 +1196,18 @@ mod tests {
                         txns[t] = e.begin(BEST_EFFORT);
                     }
                     Step::Auto(k, v) => {
-                        auto(&mut db, &mut e, replace(&[k, v]));
+                        let (request, packet) = replace(&[k, v]);
+                        let outcome = db.execute_write(ADMIN, &request, &packet).expect("write");
+                        e.record(&db, outcome.txn.undo_records(), Some(next_seq));
+                        in_wal.push_back(next_seq);
+                        next_seq += 1;
                         state.insert(k, v);
                         states.push(state.clone());
+                    }
+                    Step::Confirm => {
+                        if let Some(seq) = in_wal.pop_front() {
+                            e.confirmed(seq);
+                        }
                     }
                     _ => {}
                 }
