@@ -290,15 +290,7 @@ fn txn_round(
         }
         conn.send()?;
     }
-    for conn in conns.iter_mut() {
-        conn.receive(|s, last, response, _| {
-            note_error(s, response);
-            if last {
-                finish(s, Op::Txn, stats);
-            }
-        })?;
-    }
-    Ok(())
+    finish_all(conns, Op::Txn, stats)
 }
 
 /// `counter`: every stream reads its counter, then writes it plus one and commits.
@@ -349,11 +341,17 @@ fn counter_rounds(
         }
         conn.send()?;
     }
+    finish_all(conns, Op::Counter, stats)
+}
+
+/// Reads the last round's replies of every connection; each transaction counts when its
+/// last reply arrives.
+fn finish_all(conns: &mut [Conn], op: Op, stats: &mut Stats) -> Result<(), String> {
     for conn in conns.iter_mut() {
         conn.receive(|s, last, response, _| {
             note_error(s, response);
             if last {
-                finish(s, Op::Counter, stats);
+                finish(s, op, stats);
             }
         })?;
     }
