@@ -107,8 +107,9 @@ def test_asynctnt_negotiates_streams_and_transactions(server):
             assert conn.version == (2, 11, 0)
             f = conn.features
             assert (f.streams, f.transactions) == (True, True)
-            # Not implemented, so not announced (watchers are: test_watchers.py).
-            assert (f.error_extension, f.watchers, f.pagination) == (False, True, False)
+            # PAGINATION is not implemented, so not announced (watchers: test_watchers.py,
+            # error extension: test_error_extension.py).
+            assert (f.error_extension, f.watchers, f.pagination) == (True, True, False)
             resp = await conn.eval("return box.info.version, _TARANTOOL")
             assert list(resp) == ["2.11.0-0-spindle", "2.11.0-0-spindle"]
         finally:
@@ -122,7 +123,7 @@ def test_id_reply_and_body_errors(server):
         # Before AUTH; unknown keys skipped.
         body = ok_body(*c.request(ID, {K_VERSION: 3, K_FEATURES: [0, 1, 2], K_AUTH_TYPE: "chap-sha1",
                                        0x70: [1, {2: 3}]}))
-        assert body == {K_VERSION: 4, K_FEATURES: [0, 1, 3], K_AUTH_TYPE: "chap-sha1"}
+        assert body == {K_VERSION: 4, K_FEATURES: [0, 1, 2, 3], K_AUTH_TYPE: "chap-sha1"}
         assert ok_body(*c.request(ID, {}))[K_VERSION] == 4
         bad = "Invalid MsgPack - request body"
         for wrong in ({K_VERSION: "3"}, {K_FEATURES: 1}, {K_FEATURES: ["x"]}, {K_AUTH_TYPE: 5}, [1], None):
@@ -478,7 +479,7 @@ def test_a_script_sets_compat_version_in_box_cfg(tmp_path):
         assert (tmp_path / "checked").exists(), (tmp_path / "log").read_text()
         with ip.RawConn("127.0.0.1", port) as c:
             assert c.version == "2.11.0"
-            assert ok_body(*c.request(ID, {K_VERSION: 3}))[K_FEATURES] == [0, 1, 3]
+            assert ok_body(*c.request(ID, {K_VERSION: 3}))[K_FEATURES] == [0, 1, 2, 3]
     finally:
         proc.kill()
         proc.wait()

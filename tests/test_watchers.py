@@ -113,7 +113,7 @@ def broadcast(w, key, value):
 def test_id_announces_watchers(server):
     with Watcher(server, auth=False) as w:
         header, body = w.reply(w.send(ID, {K_FEATURES: [0, 1, 3]}))
-        assert body[K_FEATURES] == [0, 1, 3]
+        assert body[K_FEATURES] == [0, 1, 2, 3]
 
 
 def test_first_watch_sends_the_value_or_only_the_key(server):

@@ -6,8 +6,12 @@
 //! marked `__serialize = 'seq'`/`'map'` and integers beyond ±(10^14 - 1) as 64-bit cdata, as
 //! Tarantool does.
 
+use std::cell::Cell;
+
 use mlua::{Lua, Table, Value};
 use spindle_proto::mp;
+use spindle_types::error::{code, AccessFields};
+use spindle_types::{BoxError, ErrorKind};
 
 /// Deepest nesting encoded (Tarantool's `encode_max_depth`); deeper tables fail.
 const MAX_DEPTH: usize = 128;
@@ -47,7 +51,7 @@ fn encode_at(out: &mut Vec<u8>, v: &Value, depth: usize) -> Result<(), EncodeErr
                 return Err(EncodeError("Too high nest level".into()));
             }
             if let Some(message) = box_error_message(t) {
-                mp::write_str(out, &message);
+                write_box_error(out, v, &message);
                 return Ok(());
             }
             encode_table(out, t, depth)?;
@@ -153,6 +157,87 @@ fn array_len(t: &Table) -> Option<usize> {
         max = max.max(index);
     }
     (max <= SPARSE_SAFE || max <= SPARSE_RATIO * count).then_some(max)
+}
+
+thread_local! {
+    /// Encode box.error values as MP_ERROR rather than as their message: set while the
+    /// results of a request from an ERROR_EXTENSION session are encoded (TX thread only,
+    /// and encoding never parks, so no other request sees it).
+    static ERROR_EXT: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Sets `ERROR_EXT` for its lifetime.
+pub struct ErrorExt(bool);
+
+impl ErrorExt {
+    pub fn set(on: bool) -> ErrorExt {
+        ErrorExt(ERROR_EXT.with(|c| c.replace(on)))
+    }
+}
+
+impl Drop for ErrorExt {
+    fn drop(&mut self) {
+        ERROR_EXT.with(|c| c.set(self.0));
+    }
+}
+
+/// A box.error value: MP_ERROR while `ERROR_EXT` is set, else its message (2.6's encoding).
+fn write_box_error(out: &mut Vec<u8>, v: &Value, message: &str) {
+    let as_ext = ERROR_EXT.with(Cell::get);
+    match box_error(v, ERROR_CHAIN_MAX).filter(|_| as_ext) {
+        Some(e) => spindle_proto::iproto::encode_mp_error(out, &e),
+        None => mp::write_str(out, message),
+    }
+}
+
+/// Causes of an error followed at most (`set_prev` can make a cycle).
+pub(crate) const ERROR_CHAIN_MAX: usize = 16;
+
+/// A box.error object (a table with the prelude's error metatable) as a BoxError: its code,
+/// message, type, where it was made and its `prev` chain.
+pub(crate) fn box_error(v: &Value, depth: usize) -> Option<BoxError> {
+    let Value::Table(t) = v else { return None };
+    let is_box_error = t
+        .metatable()
+        .and_then(|m| m.raw_get::<bool>("__box_error").ok())
+        .unwrap_or(false);
+    if !is_box_error {
+        return None;
+    }
+    let code: u32 = t.raw_get("code").unwrap_or(code::ER_UNKNOWN);
+    let message: String = t.raw_get("message").unwrap_or_default();
+    let kind: String = t.raw_get("type").unwrap_or_default();
+    let mut e = BoxError::new(code, message);
+    if kind == "AccessDeniedError" {
+        e = e.with_kind(ErrorKind::AccessDeniedError);
+        e.access = access_fields(t).map(Box::new);
+    }
+    let frame: Option<mlua::Table> = t
+        .raw_get::<mlua::Table>("trace")
+        .ok()
+        .and_then(|trace| trace.raw_get(1).ok());
+    if let Some(frame) = frame {
+        if let (Ok(file), Ok(line)) = (
+            frame.raw_get::<String>("file"),
+            frame.raw_get::<u32>("line"),
+        ) {
+            e.trace = Some(Box::new((file, line)));
+        }
+    }
+    if depth > 0 {
+        let prev: Value = t.raw_get("prev").unwrap_or(Value::Nil);
+        e.prev = box_error(&prev, depth - 1).map(Box::new);
+    }
+    Some(e)
+}
+
+/// The MP_ERROR fields an access error object carries.
+fn access_fields(t: &mlua::Table) -> Option<AccessFields> {
+    Some(AccessFields {
+        object_type: t.raw_get("object_type").ok()?,
+        object_name: t.raw_get("object_name").ok()?,
+        access_type: t.raw_get("access_type").ok()?,
+    })
 }
 
 /// The message of a box.error object (a table whose metatable says `__box_error`).

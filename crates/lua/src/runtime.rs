@@ -14,9 +14,9 @@ use spindle_fiber::assert_tx_thread;
 use spindle_proto::mp;
 use spindle_tx::procs::{DmlJob, ProcCtx, ProcRuntime};
 use spindle_tx::TxRef;
-use spindle_types::error::{code, AccessFields};
+use spindle_types::iproto::feature;
 use spindle_types::limits::{LUA_MEMORY_MAX, LUA_THREADS_KEPT};
-use spindle_types::{txn_cfg, BoxError, BoxResult, ErrorKind};
+use spindle_types::{txn_cfg, BoxError, BoxResult};
 
 use crate::context::{from_mlua, set_fiber_ctx, FiberCtx, SessionInfo};
 use crate::convert;
@@ -228,6 +228,7 @@ impl LuaRuntime {
             };
             let results = self.run_as(tx, ctx, euid, thread, args);
             let _unlimited = Unlimited::new(&self.lua);
+            let _ext = convert::ErrorExt::set(error_ext(tx, ctx));
             return results.and_then(|r| outcome(r, is_16));
         };
         self.enter(tx, ctx, euid);
@@ -242,6 +243,7 @@ impl LuaRuntime {
         let open = finish_txn(tx, ctx);
         let reply = {
             let _unlimited = Unlimited::new(&self.lua);
+            let _ext = convert::ErrorExt::set(error_ext(tx, ctx));
             self.reply_of(l, status, open, is_16)
         };
         if status == ffi::LUA_OK {
@@ -366,7 +368,7 @@ impl LuaRuntime {
 /// A Lua error value as a BoxError: a box.error object keeps its code and type; anything else
 /// is ER_PROC_LUA with its string form.
 fn error_value(v: &Value) -> BoxError {
-    if let Some(e) = box_error(v, ERROR_CHAIN_MAX) {
+    if let Some(e) = convert::box_error(v, convert::ERROR_CHAIN_MAX) {
         return e;
     }
     if let Value::Error(e) = v {
@@ -379,56 +381,6 @@ fn error_value(v: &Value) -> BoxError {
             .unwrap_or_else(|_| other.type_name().to_string()),
     };
     BoxError::proc_lua(&text)
-}
-
-/// Causes of an error followed at most (`set_prev` can make a cycle).
-const ERROR_CHAIN_MAX: usize = 16;
-
-/// A box.error object (a table with the prelude's error metatable) as a BoxError: its code,
-/// message, type, where it was made and its `prev` chain.
-fn box_error(v: &Value, depth: usize) -> Option<BoxError> {
-    let Value::Table(t) = v else { return None };
-    let is_box_error = t
-        .metatable()
-        .and_then(|m| m.raw_get::<bool>("__box_error").ok())
-        .unwrap_or(false);
-    if !is_box_error {
-        return None;
-    }
-    let code: u32 = t.raw_get("code").unwrap_or(code::ER_UNKNOWN);
-    let message: String = t.raw_get("message").unwrap_or_default();
-    let kind: String = t.raw_get("type").unwrap_or_default();
-    let mut e = BoxError::new(code, message);
-    if kind == "AccessDeniedError" {
-        e = e.with_kind(ErrorKind::AccessDeniedError);
-        e.access = access_fields(t).map(Box::new);
-    }
-    let frame: Option<mlua::Table> = t
-        .raw_get::<mlua::Table>("trace")
-        .ok()
-        .and_then(|trace| trace.raw_get(1).ok());
-    if let Some(frame) = frame {
-        if let (Ok(file), Ok(line)) = (
-            frame.raw_get::<String>("file"),
-            frame.raw_get::<u32>("line"),
-        ) {
-            e.trace = Some(Box::new((file, line)));
-        }
-    }
-    if depth > 0 {
-        let prev: Value = t.raw_get("prev").unwrap_or(Value::Nil);
-        e.prev = box_error(&prev, depth - 1).map(Box::new);
-    }
-    Some(e)
-}
-
-/// The MP_ERROR fields an access error object carries.
-fn access_fields(t: &mlua::Table) -> Option<AccessFields> {
-    Some(AccessFields {
-        object_type: t.raw_get("object_type").ok()?,
-        object_name: t.raw_get("object_name").ok()?,
-        access_type: t.raw_get("access_type").ok()?,
-    })
 }
 
 /// `(true, results...)` or `(false, error)` of a `pcall`, as a reply or an error.
@@ -542,6 +494,13 @@ impl ProcRuntime for LuaRuntime {
         crate::fiber::run_ready();
         reply
     }
+}
+
+/// The client announced ERROR_EXTENSION in its ID request (only possible with a 2.10+
+/// compat version): box.error values in its results go as MP_ERROR.
+fn error_ext(tx: TxRef, ctx: &ProcCtx) -> bool {
+    let features = tx.with(|t| t.sessions.get(ctx.route).map_or(0, |s| s.features));
+    features & (1 << feature::ERROR_EXTENSION) != 0
 }
 
 /// A request starts: inside its stream's open transaction, if it has one.

@@ -878,6 +878,13 @@ pub fn encode_error(out: &mut Vec<u8>, sync: u64, schema_version: u32, err: &Box
     out.extend_from_slice(&[0x82, key::ERROR_24]);
     mp::write_str(out, &err.message);
     out.push(key::ERROR);
+    encode_error_stack(out, err);
+    finish_response(out, start);
+}
+
+/// The value of `key::ERROR`, `{0: [entry...]}`: `err` and its causes. Also the payload of
+/// an MP_ERROR value.
+pub fn encode_error_stack(out: &mut Vec<u8>, err: &BoxError) {
     mp::write_map_len(out, 1);
     out.push(spindle_types::iproto::error_key::STACK);
     let stack: Vec<&BoxError> = std::iter::successors(Some(err), |e| e.prev.as_deref())
@@ -887,7 +894,14 @@ pub fn encode_error(out: &mut Vec<u8>, sync: u64, schema_version: u32, err: &Box
     for entry in stack {
         encode_error_entry(out, entry);
     }
-    finish_response(out, start);
+}
+
+/// `err` as one MessagePack value of extension type 3 (MP_ERROR), as 2.10+ sends errors
+/// inside CALL/EVAL results to clients that announced ERROR_EXTENSION.
+pub fn encode_mp_error(out: &mut Vec<u8>, err: &BoxError) {
+    let mut payload = Vec::new();
+    encode_error_stack(&mut payload, err);
+    mp::write_ext(out, spindle_types::iproto::MP_EXT_ERROR, &payload);
 }
 
 /// Entries of an error stack sent at most (a `set_prev` chain could be long).

@@ -60,6 +60,29 @@ fn tuple_found_layout_matches_capture() {
     assert!(response.is_error() && response.data.is_none());
 }
 
+/// An MP_ERROR value is ext type 3 around exactly the 0x52 value of the error reply.
+#[test]
+fn mp_error_wraps_the_error_reply_stack() {
+    let cause = BoxError::new(2, "inner");
+    let mut err = BoxError::access_denied("Read", "space", "test", "carol");
+    err.prev = Some(Box::new(cause));
+    let mut reply = Vec::new();
+    encode_error(&mut reply, 1, 1, &err);
+    let mut rest = unframe(&reply);
+    let _header = rmpv::decode::read_value(&mut rest).unwrap();
+    let Value::Map(body) = rmpv::decode::read_value(&mut rest).unwrap() else {
+        panic!()
+    };
+    let mut ext = Vec::new();
+    encode_mp_error(&mut ext, &err);
+    let value = rmpv::decode::read_value(&mut ext.as_slice()).unwrap();
+    let Value::Ext(3, payload) = value else {
+        panic!("not MP_ERROR: {value:?}")
+    };
+    let stack = rmpv::decode::read_value(&mut payload.as_slice()).unwrap();
+    assert_eq!(stack, body[1].1);
+}
+
 fn hex_str_bytes(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

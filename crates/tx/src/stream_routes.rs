@@ -15,9 +15,14 @@ use spindle_types::{txn_cfg, BoxError, BoxResult};
 
 use crate::state::{PendingReply, Tx};
 
-/// The IPROTO_ID features spindle implements: streams, transactions and watchers. Not
-/// ERROR_EXTENSION (CALL/EVAL errors never travel as MP_ERROR) or PAGINATION.
-pub const FEATURES: [u64; 3] = [feature::STREAMS, feature::TRANSACTIONS, feature::WATCHERS];
+/// The IPROTO_ID features spindle implements: streams, transactions, error extension
+/// (box.error values in CALL/EVAL results as MP_ERROR) and watchers. Not PAGINATION.
+pub const FEATURES: [u64; 4] = [
+    feature::STREAMS,
+    feature::TRANSACTIONS,
+    feature::ERROR_EXTENSION,
+    feature::WATCHERS,
+];
 
 /// 229 for a request that cannot run in a stream, 230 for a transaction request outside
 /// one (both before anything else, as 2.11's network thread checks them).

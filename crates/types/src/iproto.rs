@@ -108,6 +108,10 @@ pub mod feature {
     pub const PAGINATION: u64 = 4;
 }
 
+/// The MP_EXT type of an error value (MP_ERROR): its payload is the error-stack map of
+/// `key::ERROR`. Sent inside CALL/EVAL results to sessions that announced ERROR_EXTENSION.
+pub const MP_EXT_ERROR: i8 = 3;
+
 /// The protocol version 2.11 answers IPROTO_ID with.
 pub const PROTOCOL_VERSION: u64 = 4;
 
