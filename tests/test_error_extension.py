@@ -13,7 +13,7 @@ from harness import iproto as ip
 ID, K_FEATURES = 73, 0x55
 MP_ERROR = 3
 # Error-stack keys (crates/types/src/iproto.rs, error_key).
-STACK, E_TYPE, E_FILE, E_LINE, E_MESSAGE, E_ERRNO, E_CODE = 0, 0, 1, 2, 3, 4, 5
+STACK, E_TYPE, E_FILE, E_LINE, E_MESSAGE, E_ERRNO, E_CODE, E_FIELDS = 0, 0, 1, 2, 3, 4, 5, 6
 
 MAKE = "return box.error.new{code = 4242, reason = 'custom failure'}"
 
@@ -89,3 +89,55 @@ def test_default_compat_keeps_the_2_6_encoding(kind, server_factory):
         h, b = c.request(ID, {K_FEATURES: [2]})
         assert h.get(ip.K_TYPE) == ip.TYPE_ERROR | 48
         assert c.call(ip.EVAL, {ip.K_EXPR: MAKE, ip.K_TUPLE: []}) == ["custom failure"]
+
+
+def mp_error(*entries, extra=None):
+    """An MP_ERROR value holding `entries` (dicts of error-stack keys)."""
+    payload = {STACK: list(entries)}
+    if extra:
+        payload.update(extra)
+    return msgpack.ExtType(MP_ERROR, msgpack.packb(payload, use_bin_type=True))
+
+
+def entry(code, message, etype="ClientError", fields=None):
+    e = {E_TYPE: etype, E_FILE: "client.lua", E_LINE: 7, E_MESSAGE: message, E_ERRNO: 0,
+         E_CODE: code}
+    if fields is not None:
+        e[E_FIELDS] = fields
+    return e
+
+
+@pytest.mark.parametrize("features", [None, [2]])
+def test_an_mp_error_argument_is_a_box_error(server, features):
+    arg = mp_error(entry(77, "from the client"), entry(78, "its cause", "CustomError"),
+                   extra={0x7F: [1, {2: 3}]})
+    with session(server, features) as c:
+        expr = ("local e = ... return box.error.is(e), e.code, e.message, e.type, "
+                "e.trace[1].file, e.trace[1].line, e.prev.code, e.prev.type, e.prev.prev == nil")
+        assert c.call(ip.EVAL, {ip.K_EXPR: expr, ip.K_TUPLE: [arg]}) == [
+            True, 77, "from the client", "ClientError", "client.lua", 7, 78, "CustomError", True]
+        fields = c.call(ip.EVAL, {ip.K_EXPR: "local e = ... return e.object_name, e.code",
+                                  ip.K_TUPLE: [mp_error(entry(42, "denied", "AccessDeniedError",
+                                                              {"object_name": "t"}))]})
+        assert fields == ["t", 42]
+        [back] = c.call(ip.EVAL, {ip.K_EXPR: "return ...", ip.K_TUPLE: [arg]})
+        if features is None:
+            assert back == "from the client"
+        else:
+            stack = stack_of(back)
+            # Known gap: a type spindle has no ErrorKind for goes back as ClientError.
+            assert [(e[E_CODE], e[E_MESSAGE], e[E_TYPE]) for e in stack] == [
+                (77, "from the client", "ClientError"), (78, "its cause", "ClientError")]
+            assert (stack[0][E_FILE], stack[0][E_LINE]) == ("client.lua", 7)
+
+
+@pytest.mark.parametrize("payload", [
+    b"", b"\x90", b"\x80", b"\x81\x00\x90", b"\x81\x00\x91\xc0", b"\x81\x00\x91\x81\x05\xa1x",
+    b"\x81\x00\x91\x81\x03\x01", b"\x81\x00\x92\x80", b"\x81\x00\x91\x80\xc0", b"\x81\x00",
+])
+def test_a_malformed_mp_error_argument_is_invalid_msgpack(server, payload):
+    with session(server, [2]) as c:
+        with pytest.raises(ip.IprotoError) as e:
+            c.call(ip.EVAL, {ip.K_EXPR: "return ...", ip.K_TUPLE: [msgpack.ExtType(MP_ERROR, payload)]})
+        assert e.value.code == 20, e.value.message
+        assert c.call(ip.EVAL, {ip.K_EXPR: "return 1", ip.K_TUPLE: []}) == [1]

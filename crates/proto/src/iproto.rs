@@ -904,6 +904,100 @@ pub fn encode_mp_error(out: &mut Vec<u8>, err: &BoxError) {
     mp::write_ext(out, spindle_types::iproto::MP_EXT_ERROR, &payload);
 }
 
+/// One entry of a received error stack (an MP_ERROR payload); strings as the client sent
+/// them, `fields` the raw MessagePack map of the FIELDS key, if any.
+#[derive(Debug, Default, PartialEq)]
+pub struct ErrorEntry<'a> {
+    pub kind: &'a [u8],
+    pub file: &'a [u8],
+    pub line: u64,
+    pub message: &'a [u8],
+    pub errno: u64,
+    pub code: u64,
+    pub fields: Option<&'a [u8]>,
+}
+
+/// Reads an error-stack map `{0: [entry...]}` (the payload of an MP_ERROR value): the entries,
+/// first the error itself, then its causes. Unknown keys are skipped; a wrong type, a
+/// truncated value or an empty stack is ER_INVALID_MSGPACK.
+pub fn decode_error_stack(payload: &[u8]) -> Result<Vec<ErrorEntry<'_>>, BoxError> {
+    use spindle_types::iproto::error_key;
+    let bad = || BoxError::invalid_msgpack("MP_ERROR");
+    let mut buf = payload;
+    let n = mp::read_map_len(&mut buf).map_err(|_| bad())?;
+    let mut entries = Vec::new();
+    for _ in 0..n {
+        if read_key(&mut buf).ok_or_else(bad)? != Some(u64::from(error_key::STACK)) {
+            mp::skip(&mut buf).map_err(|_| bad())?;
+            continue;
+        }
+        let len = mp::read_array_len(&mut buf).map_err(|_| bad())?;
+        for i in 0..len {
+            // Causes past the bound are checked but dropped, as when sending.
+            let entry = decode_error_entry(&mut buf).ok_or_else(bad)?;
+            if (i as usize) < ERROR_STACK_MAX {
+                entries.push(entry);
+            }
+        }
+    }
+    if entries.is_empty() || !buf.is_empty() {
+        return Err(bad());
+    }
+    Ok(entries)
+}
+
+/// A map key: Some(k) for an unsigned integer, None for anything else (skipped whole).
+fn read_key(buf: &mut &[u8]) -> Option<Option<u64>> {
+    let start = *buf;
+    if let mp::Value::Uint(k) = mp::read_value(buf).ok()? {
+        return Some(Some(k));
+    }
+    *buf = start;
+    mp::skip(buf).ok()?;
+    Some(None)
+}
+
+fn decode_error_entry<'a>(buf: &mut &'a [u8]) -> Option<ErrorEntry<'a>> {
+    use spindle_types::iproto::error_key as ek;
+    let n = mp::read_map_len(buf).ok()?;
+    let mut e = ErrorEntry::default();
+    for _ in 0..n {
+        let key = read_key(buf)?.and_then(|k| u8::try_from(k).ok());
+        let start = *buf;
+        let value = mp::read_value(buf).ok()?;
+        match (key, value) {
+            (Some(ek::TYPE), mp::Value::Str(s)) => e.kind = s,
+            (Some(ek::FILE), mp::Value::Str(s)) => e.file = s,
+            (Some(ek::LINE), mp::Value::Uint(u)) => e.line = u,
+            (Some(ek::MESSAGE), mp::Value::Str(s)) => e.message = s,
+            (Some(ek::ERRNO), mp::Value::Uint(u)) => e.errno = u,
+            (Some(ek::CODE), mp::Value::Uint(u)) => e.code = u,
+            (Some(ek::FIELDS), mp::Value::Map(_)) => {
+                *buf = start;
+                mp::skip(buf).ok()?;
+                e.fields = start.get(..start.len() - buf.len());
+            }
+            (
+                Some(
+                    ek::TYPE
+                    | ek::FILE
+                    | ek::LINE
+                    | ek::MESSAGE
+                    | ek::ERRNO
+                    | ek::CODE
+                    | ek::FIELDS,
+                ),
+                _,
+            ) => return None,
+            _ => {
+                *buf = start;
+                mp::skip(buf).ok()?;
+            }
+        }
+    }
+    Some(e)
+}
+
 /// Entries of an error stack sent at most (a `set_prev` chain could be long).
 const ERROR_STACK_MAX: usize = 16;
 

@@ -83,6 +83,32 @@ fn mp_error_wraps_the_error_reply_stack() {
     assert_eq!(stack, body[1].1);
 }
 
+proptest! {
+    /// Any payload, random or a valid stack cut short or with a byte changed, decodes to
+    /// entries or ER_INVALID_MSGPACK (20), never a panic.
+    #[test]
+    fn mp_error_payloads_never_panic(
+        random in proptest::collection::vec(any::<u8>(), 0..64),
+        cut in 0usize..200,
+        flip in 0usize..200,
+        byte in any::<u8>(),
+    ) {
+        if let Err(e) = decode_error_stack(&random) {
+            prop_assert_eq!(e.code, 20);
+        }
+        let mut valid = Vec::new();
+        encode_error_stack(&mut valid, &BoxError::access_denied("Read", "space", "t", "u"));
+        prop_assert_eq!(decode_error_stack(&valid).map(|s| s.len()).ok(), Some(1));
+        if let Some(b) = valid.get_mut(flip) {
+            *b = byte;
+        }
+        valid.truncate(cut);
+        if let Err(e) = decode_error_stack(&valid) {
+            prop_assert_eq!(e.code, 20);
+        }
+    }
+}
+
 fn hex_str_bytes(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

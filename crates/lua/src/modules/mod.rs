@@ -195,6 +195,7 @@ pub fn decode_ext(lua: &Lua, kind: i8, data: &[u8]) -> mlua::Result<Value> {
             lua.create_userdata(uuid::LuaUuid(bytes))
                 .map(Value::UserData)
         }
+        spindle_types::iproto::MP_EXT_ERROR => error_object(lua, data),
         decimal::EXT_DECIMAL => {
             let d = decimal::from_ext(data).ok_or_else(bad)?;
             lua.create_userdata(decimal::LuaDecimal(d))
@@ -231,4 +232,41 @@ pub fn big_int(lua: &Lua, n: i128) -> mlua::Result<Option<Value>> {
         (_, Ok(i)) => int64(lua, i).map(Some),
         _ => Ok(None),
     }
+}
+
+/// An MP_ERROR value as a box.error object (its causes as `prev`); a malformed payload is
+/// ER_INVALID_MSGPACK.
+fn error_object(lua: &Lua, data: &[u8]) -> mlua::Result<Value> {
+    let entries = spindle_proto::iproto::decode_error_stack(data)
+        .map_err(|e| mlua::Error::external(crate::context::LuaBoxError(e)))?;
+    let box_: mlua::Table = lua.globals().raw_get("box")?;
+    let internal: mlua::Table = box_.raw_get("internal")?;
+    let meta: mlua::Table = internal.raw_get("error_mt")?;
+    let mut prev = Value::Nil;
+    for entry in entries.iter().rev() {
+        let t = lua.create_table()?;
+        // Payload fields first, so that the stack's own keys win over a field of that name.
+        if let Some(mut fields) = entry.fields {
+            if let Value::Table(f) = crate::convert::decode(lua, &mut fields)? {
+                for pair in f.pairs::<Value, Value>() {
+                    let (k, v) = pair?;
+                    t.raw_set(k, v)?;
+                }
+            }
+        }
+        t.raw_set("code", entry.code)?;
+        t.raw_set("message", lua.create_string(entry.message)?)?;
+        t.raw_set("type", lua.create_string(entry.kind)?)?;
+        let frame = lua.create_table()?;
+        frame.raw_set("file", lua.create_string(entry.file)?)?;
+        frame.raw_set("line", entry.line)?;
+        t.raw_set("trace", lua.create_sequence_from([frame])?)?;
+        if entry.errno != 0 {
+            t.raw_set("errno", entry.errno)?;
+        }
+        t.raw_set("prev", prev)?;
+        t.set_metatable(Some(meta.clone()))?;
+        prev = Value::Table(t);
+    }
+    Ok(prev)
 }
