@@ -141,3 +141,20 @@ def test_a_malformed_mp_error_argument_is_invalid_msgpack(server, payload):
             c.call(ip.EVAL, {ip.K_EXPR: "return ...", ip.K_TUPLE: [msgpack.ExtType(MP_ERROR, payload)]})
         assert e.value.code == 20, e.value.message
         assert c.call(ip.EVAL, {ip.K_EXPR: "return 1", ip.K_TUPLE: []}) == [1]
+
+
+@pytest.mark.parametrize("features", [None, [2]])
+def test_pushed_errors_follow_the_session(server, features):
+    with session(server, features) as c:
+        c.send_bytes(ip.packet({ip.K_TYPE: ip.EVAL, ip.K_SYNC: 900},
+                               {ip.K_EXPR: "box.session.push(box.error.new{code = 5, reason = 'pushed'}) "
+                                           "return 1", ip.K_TUPLE: []}))
+        h, b, _ = c.read_packet()
+        assert h[ip.K_TYPE] == 0x80 and h[ip.K_SYNC] == 900
+        [value] = b[ip.K_DATA]
+        if features is None:
+            assert value == "pushed"
+        else:
+            assert [(e[E_CODE], e[E_MESSAGE]) for e in stack_of(value)] == [(5, "pushed")]
+        h, b, _ = c.read_packet()
+        assert h[ip.K_TYPE] == ip.OK and b[ip.K_DATA] == [1]

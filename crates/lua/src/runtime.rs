@@ -14,7 +14,6 @@ use spindle_fiber::assert_tx_thread;
 use spindle_proto::mp;
 use spindle_tx::procs::{DmlJob, ProcCtx, ProcRuntime};
 use spindle_tx::TxRef;
-use spindle_types::iproto::feature;
 use spindle_types::limits::{LUA_MEMORY_MAX, LUA_THREADS_KEPT};
 use spindle_types::{txn_cfg, BoxError, BoxResult};
 
@@ -228,7 +227,7 @@ impl LuaRuntime {
             };
             let results = self.run_as(tx, ctx, euid, thread, args);
             let _unlimited = Unlimited::new(&self.lua);
-            let _ext = convert::ErrorExt::set(error_ext(tx, ctx));
+            let _ext = convert::ErrorExt::set(crate::session::wants_error_ext(tx, ctx.route));
             return results.and_then(|r| outcome(r, is_16));
         };
         self.enter(tx, ctx, euid);
@@ -243,7 +242,7 @@ impl LuaRuntime {
         let open = finish_txn(tx, ctx);
         let reply = {
             let _unlimited = Unlimited::new(&self.lua);
-            let _ext = convert::ErrorExt::set(error_ext(tx, ctx));
+            let _ext = convert::ErrorExt::set(crate::session::wants_error_ext(tx, ctx.route));
             self.reply_of(l, status, open, is_16)
         };
         if status == ffi::LUA_OK {
@@ -494,13 +493,6 @@ impl ProcRuntime for LuaRuntime {
         crate::fiber::run_ready();
         reply
     }
-}
-
-/// The client announced ERROR_EXTENSION in its ID request (only possible with a 2.10+
-/// compat version): box.error values in its results go as MP_ERROR.
-fn error_ext(tx: TxRef, ctx: &ProcCtx) -> bool {
-    let features = tx.with(|t| t.sessions.get(ctx.route).map_or(0, |s| s.features));
-    features & (1 << feature::ERROR_EXTENSION) != 0
 }
 
 /// A request starts: inside its stream's open transaction, if it has one.

@@ -150,6 +150,14 @@ fn is_tuple(_: &Lua, v: Value) -> mlua::Result<bool> {
     Ok(crate::tuple::is_tuple(&v))
 }
 
+/// The client of `route` announced ERROR_EXTENSION in its ID request (only possible with a
+/// 2.10+ compat version): box.error values in its results and pushes go as MP_ERROR.
+pub(crate) fn wants_error_ext(tx: spindle_tx::TxRef, route: spindle_proto::route::Route) -> bool {
+    use spindle_types::iproto::feature::ERROR_EXTENSION;
+    let features = tx.with(|t| t.sessions.get(route).map_or(0, |s| s.features));
+    features & (1 << ERROR_EXTENSION) != 0
+}
+
 /// `box.session.push(value)` on a binary session: an IPROTO_CHUNK with the request's sync,
 /// ahead of its reply. Returns the session kind for the sessions that cannot push.
 fn push(_: &Lua, value: Value) -> mlua::Result<Option<&'static str>> {
@@ -161,9 +169,12 @@ fn push(_: &Lua, value: Value) -> mlua::Result<Option<&'static str>> {
     else {
         return Ok(Some(this().map_or("background", |s| s.kind)));
     };
-    let mut data = Vec::new();
-    crate::convert::encode(&mut data, &value).map_err(|e| mlua::Error::runtime(e.0))?;
     let tx = crate::state::tx()?;
+    let mut data = Vec::new();
+    {
+        let _ext = crate::convert::ErrorExt::set(wants_error_ext(tx, route));
+        crate::convert::encode(&mut data, &value).map_err(|e| mlua::Error::runtime(e.0))?;
+    }
     tx.with(|t| {
         let schema_version = t.db.schema_version();
         t.outboxes.push_chunk(route, sync, schema_version, &data);
