@@ -143,26 +143,7 @@ fn write_number(out: &mut Vec<u8>, n: f64) {
 }
 
 /// Appends a MessagePack extension value (fixext when the size allows).
-pub fn write_ext(out: &mut Vec<u8>, kind: i8, data: &[u8]) {
-    match data.len() {
-        1 => out.push(0xd4),
-        2 => out.push(0xd5),
-        4 => out.push(0xd6),
-        8 => out.push(0xd7),
-        16 => out.push(0xd8),
-        n if n <= 0xff => out.extend_from_slice(&[0xc7, n as u8]),
-        n if n <= 0xffff => {
-            out.push(0xc8);
-            out.extend_from_slice(&(n as u16).to_be_bytes());
-        }
-        n => {
-            out.push(0xc9);
-            out.extend_from_slice(&(n as u32).to_be_bytes());
-        }
-    }
-    out.push(kind as u8);
-    out.extend_from_slice(data);
-}
+pub use spindle_proto::mp::write_ext;
 
 const INVALID: &str = "msgpack.decode: invalid MsgPack";
 
